@@ -1,0 +1,21 @@
+//! The vocabulary every Aegis pillar speaks.
+//!
+//! A scanner, an auditor or the gateway each turn what they examine into [`Finding`]s; a [`Report`] carries
+//! them with the run's metadata and *is* the JSON output format. Rules are documented in code as
+//! [`RuleDoc`]s so the same text feeds `aegis rules`, the SARIF rule table and `docs/rules.md`.
+//!
+//! This crate does no IO and has no async: it is pure data.
+
+#![forbid(unsafe_code)]
+
+mod finding;
+mod location;
+mod report;
+mod rule;
+mod severity;
+
+pub use finding::{Finding, Reference, ReferenceKind};
+pub use location::Location;
+pub use report::{Artefact, Report};
+pub use rule::{RuleDoc, RuleId};
+pub use severity::{ParseSeverityError, Severity};

@@ -1,0 +1,9 @@
+//! TODO(helper): compressed rules.
+
+use aegis_core::RuleDoc;
+
+/// Rules of this module.
+pub(crate) const RULES: &[&RuleDoc] = &[];
+
+pub(crate) fn scan(_ctx: &mut crate::Ctx<'_>, _blob: &mut dyn aegis_formats::Blob, _len: u64, _format: aegis_formats::sniff::Format) {}
+pub(crate) fn not_inspected(_ctx: &mut crate::Ctx<'_>, _codec: &str) {}

@@ -1,0 +1,203 @@
+//! The dispatch at the heart of the scanner: read a blob's head and tail, detect its format, check the name
+//! against the content, and hand the blob to the format's module. Every error becomes a finding on that blob;
+//! nothing here returns early to the caller.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, Read, SeekFrom};
+use std::path::Path;
+
+use aegis_core::{Finding, Location};
+use aegis_formats::sniff::{self, Format};
+use aegis_formats::{Blob, Limits};
+use serde_json::json;
+
+use crate::{archive, compressed, gguf, keras, npy, onnx, pickle, rules, safetensors, savedmodel};
+use crate::{Ctx, Policy};
+
+/// Scans files and blobs under a policy and limits. Cheap to share across threads.
+#[derive(Debug, Clone, Default)]
+pub struct Scanner {
+    pub(crate) policy: Policy,
+    pub(crate) limits: Limits,
+}
+
+/// Counters for one file (or a whole run when summed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Files scanned.
+    pub files: u64,
+    /// Bytes read (approximate: what parsers consumed).
+    pub bytes: u64,
+    /// Blobs seen per detected format, members included.
+    pub formats: BTreeMap<&'static str, u64>,
+}
+
+impl Stats {
+    /// Add another file's counters.
+    pub fn merge(&mut self, other: &Stats) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        for (k, v) in &other.formats {
+            *self.formats.entry(k).or_insert(0) += v;
+        }
+    }
+}
+
+/// Result of scanning one file.
+#[derive(Debug, Clone, Default)]
+pub struct FileOutcome {
+    /// Findings, in discovery order.
+    pub findings: Vec<Finding>,
+    /// Counters.
+    pub stats: Stats,
+}
+
+impl Scanner {
+    /// A scanner with a policy and limits.
+    pub fn new(policy: Policy, limits: Limits) -> Self {
+        Scanner { policy, limits }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Scan one file; `display` is the path as the user should see it. IO errors become findings.
+    pub fn scan_file(&self, path: &Path, display: &str) -> FileOutcome {
+        let mut outcome = FileOutcome::default();
+        outcome.stats.files = 1;
+        let location = Location::file(display);
+        let opened = File::open(path).and_then(|f| {
+            let len = f.metadata()?.len();
+            Ok((f, len))
+        });
+        match opened {
+            Ok((file, len)) => {
+                let mut blob = BufReader::with_capacity(64 * 1024, file);
+                let mut ctx = self.root_ctx(&mut outcome, location, path);
+                scan_blob(&mut ctx, &mut blob, len);
+            }
+            Err(err) => outcome.findings.push(unreadable(location, &err.to_string())),
+        }
+        outcome
+    }
+
+    /// Scan bytes in memory as if they were a file named `name` (tests, fuzzing, payload checks).
+    pub fn scan_bytes(&self, name: &str, bytes: &[u8]) -> FileOutcome {
+        let mut outcome = FileOutcome::default();
+        outcome.stats.files = 1;
+        let mut blob = std::io::Cursor::new(bytes);
+        let mut ctx = self.root_ctx(&mut outcome, Location::file(name), Path::new(name));
+        scan_blob(&mut ctx, &mut blob, bytes.len() as u64);
+        outcome
+    }
+
+    fn root_ctx<'a>(
+        &'a self,
+        outcome: &'a mut FileOutcome,
+        location: Location,
+        path: &Path,
+    ) -> Ctx<'a> {
+        Ctx {
+            scanner: self,
+            location,
+            depth: 0,
+            findings: &mut outcome.findings,
+            stats: &mut outcome.stats,
+            name: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The finding for a file or member that could not be read at all.
+pub(crate) fn unreadable(location: Location, error: &str) -> Finding {
+    Finding::new(
+        &rules::UNREADABLE,
+        location,
+        format!("could not be read: {error}"),
+    )
+    .with_evidence(json!({ "error": error }))
+}
+
+/// Detect the format of `blob` and run its rules.
+pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
+    let (head, tail) = match read_head_tail(blob, len) {
+        Ok(parts) => parts,
+        Err(err) => {
+            let finding = unreadable(ctx.location.clone(), &err.to_string());
+            ctx.emit(finding);
+            return;
+        }
+    };
+    let format = sniff::sniff(&head, &tail, len);
+    *ctx.stats.formats.entry(format.name()).or_insert(0) += 1;
+    check_extension(ctx, format);
+    if let Err(err) = blob.seek(SeekFrom::Start(0)) {
+        let finding = unreadable(ctx.location.clone(), &err.to_string());
+        ctx.emit(finding);
+        return;
+    }
+    match format {
+        Format::Zip => archive::scan_zip(ctx, blob, len),
+        Format::Tar => archive::scan_tar(ctx, blob, len),
+        Format::Gzip | Format::Zlib => compressed::scan(ctx, blob, len, format),
+        Format::OtherCompression(codec) => compressed::not_inspected(ctx, codec),
+        Format::Pickle => pickle::scan(ctx, blob, len),
+        Format::Npy => npy::scan(ctx, blob, len),
+        Format::Gguf => gguf::scan(ctx, blob, len),
+        Format::Safetensors => safetensors::scan(ctx, blob, len),
+        Format::Onnx => onnx::scan(ctx, blob, len),
+        Format::SavedModel => savedmodel::scan(ctx, blob, len),
+        Format::Hdf5 => keras::scan_hdf5(ctx, blob, len),
+        Format::Json => keras::scan_json(ctx, blob, len),
+        Format::Unknown => {}
+    }
+    ctx.add_bytes(len);
+}
+
+fn read_head_tail(blob: &mut dyn Blob, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    blob.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(sniff::HEAD_LEN);
+    blob.take(sniff::HEAD_LEN as u64).read_to_end(&mut head)?;
+    let tail_len = len.min(sniff::TAIL_LEN as u64);
+    let mut tail = Vec::with_capacity(tail_len as usize);
+    if tail_len > 0 {
+        blob.seek(SeekFrom::Start(len - tail_len))?;
+        blob.take(tail_len).read_to_end(&mut tail)?;
+    }
+    Ok((head, tail))
+}
+
+/// Report a name whose extension promises another format than the content has.
+fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
+    let Some((_, ext)) = ctx.name.rsplit_once('.') else {
+        return;
+    };
+    let Some(expected) = Format::expected_for_extension(ext) else {
+        return;
+    };
+    if expected.contains(&format) || format == Format::Unknown && ext.eq_ignore_ascii_case("bin") {
+        return;
+    }
+    let ext = ext.to_owned();
+    let names: Vec<&str> = expected.iter().map(|f| f.name()).collect();
+    ctx.report(
+        &rules::EXTENSION_MISMATCH,
+        None,
+        format!(
+            "named `.{ext}` but the content is {}; loaders that route by name will treat it differently",
+            format.name()
+        ),
+        json!({ "extension": ext, "detected": format.name(), "expected": names }),
+    );
+}

@@ -1,0 +1,9 @@
+//! TODO(helper): keras rules.
+
+use aegis_core::RuleDoc;
+
+/// Rules of this module.
+pub(crate) const RULES: &[&RuleDoc] = &[];
+
+pub(crate) fn scan_hdf5(_ctx: &mut crate::Ctx<'_>, _blob: &mut dyn aegis_formats::Blob, _len: u64) {}
+pub(crate) fn scan_json(_ctx: &mut crate::Ctx<'_>, _blob: &mut dyn aegis_formats::Blob, _len: u64) {}
