@@ -1,1 +1,33 @@
-fn main() {}
+//! The `aegis` binary: parse flags, dispatch to a command, map the outcome to an exit code.
+//!
+//! Exit codes (every command): 0 nothing at or above `--fail-on`, 1 findings at or above it, 2 the tool
+//! failed. Errors print as a chain (`error: …` then `caused by: …`). A closed stdout pipe ends the run
+//! quietly with the exit code the findings call for.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+mod output;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if output::is_broken_pipe(&err) {
+                return ExitCode::from(output::EXIT_ERROR);
+            }
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("caused by: {cause}");
+            }
+            ExitCode::from(output::EXIT_ERROR)
+        }
+    }
+}

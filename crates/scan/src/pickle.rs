@@ -1,12 +1,450 @@
-//! TODO(helper): pickle rules.
+//! Rules over the pickle emulator's trace.
+//!
+//! Every global the unpickler would import is judged by the allow-list [`crate::policy`]; calls the emulator
+//! resolved to other globals (through `getattr` or `__import__` walks) are judged the same way. Constants fed
+//! to nested loaders (`pickle.loads`, `torch.load`, `marshal.loads` …) are scanned recursively as blobs of
+//! their own, so a payload hidden inside a payload is still found. Structural oddities (garbage, underflows,
+//! memo misses) are reported once per kind, since a crafted pickle may trip them thousands of times.
 
-use aegis_core::RuleDoc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, SeekFrom};
+
+use aegis_core::{RuleDoc, Severity};
+use aegis_formats::pickle::{AnomalyKind, Call, CallKind, Emulator, GlobalRef, Trace, Value};
+use aegis_formats::Blob;
+use serde_json::json;
+
+use crate::policy::Verdict;
+use crate::Ctx;
+
+const ATLAS_PICKLE: &[&str] = &["AML.T0010.003", "AML.T0011.000"];
+
+/// A known code-execution gadget is imported or called.
+pub(crate) const KNOWN_GADGET: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-101",
+    name: "pickle-known-gadget",
+    severity: Severity::Critical,
+    summary: "Pickle imports a known code-execution gadget",
+    why: "Unpickling imports and calls whatever the stream names. This global is a known gadget: loading the \
+          file (torch.load without weights_only, pickle.load, joblib.load) runs attacker-chosen commands or \
+          code on the machine that loads it.",
+    fix: "Do not load this file. Obtain the model from a trusted source, or ask the publisher for a \
+          safetensors/ONNX export. Load PyTorch checkpoints with `torch.load(..., weights_only=True)`.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502, 94],
+};
+
+/// A global outside every allow-list.
+pub(crate) const NOT_ALLOWED: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-102",
+    name: "pickle-global-not-allowed",
+    severity: Severity::High,
+    summary: "Pickle imports a global outside the allow-list",
+    why: "Any importable callable can be a gadget, and new ones are found every year; deny-lists miss them. \
+          This global is not among those honest model files need (PyTorch weights_only set, numpy, \
+          scikit-learn estimators, collections, harmless builtins), so loading the file runs code nobody \
+          vetted.",
+    fix: "If you trust this class (for example your own model class), allow it explicitly with \
+          `--allow module.qualname` or in `aegis.toml` under `[scan] allow`. Otherwise re-export the model as \
+          safetensors or ONNX.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502],
+};
+
+/// STACK_GLOBAL or EXT with a name computed at run time.
+pub(crate) const DYNAMIC_GLOBAL: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-103",
+    name: "pickle-dynamic-global",
+    severity: Severity::Critical,
+    summary: "Pickle imports a global whose name is computed at load time",
+    why: "Honest pickles name their globals with constant strings. A module or name produced by a call (or \
+          an EXT extension code) hides what will be imported from static inspection: the only reason to do \
+          it is evasion.",
+    fix: "Do not load this file.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502, 94],
+};
+
+/// BUILD applied to a class or module.
+pub(crate) const BUILD_ON_GLOBAL: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-104",
+    name: "pickle-build-mutates-global",
+    severity: Severity::High,
+    summary: "Pickle BUILD sets attributes on a class or module",
+    why: "BUILD with slot state calls setattr on its target. Applied to a class or module instead of a fresh \
+          instance, it overwrites attributes process-wide (for example replacing a method that later code \
+          calls), a code-execution and tampering primitive that no honest writer produces.",
+    fix: "Do not load this file.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502, 915],
+};
+
+/// A constant is passed to a nested loader.
+pub(crate) const NESTED_PAYLOAD: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-105",
+    name: "pickle-nested-payload",
+    severity: Severity::High,
+    summary: "Pickle passes an embedded payload to a nested loader",
+    why: "A pickle that calls pickle.loads, torch.load, marshal.loads or a similar loader on an embedded \
+          constant runs a second payload that scanners looking only at the outer stream never see. The \
+          payload was scanned as well; its own findings are listed under the same location.",
+    fix: "Do not load this file.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502],
+};
+
+/// Structure a writer never produces.
+pub(crate) const MALFORMED: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-106",
+    name: "pickle-malformed",
+    severity: Severity::Medium,
+    summary: "Pickle stream is malformed or desynchronises emulation",
+    why: "Garbage between pickles, stack underflows, memo misses and type confusion are not produced by \
+          pickle writers. Crafted files use them to desynchronise scanners that track the stack \
+          approximately, while the real unpickler still reaches the payload. Aegis resynchronised and kept \
+          reading, but the file is not what it claims to be.",
+    fix: "Obtain the file again from its source and compare hashes; do not load it if it stays malformed.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[20],
+};
+
+/// Opcodes newer than the announced protocol.
+pub(crate) const PROTOCOL_MISMATCH: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-107",
+    name: "pickle-protocol-mismatch",
+    severity: Severity::Low,
+    summary: "Pickle uses opcodes newer than its announced protocol",
+    why: "Unpicklers accept any opcode regardless of the PROTO header, but writers never mix them. A \
+          mismatch suggests a hand-crafted stream.",
+    fix: "Regenerate the file with a standard writer.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[20],
+};
 
 /// Rules of this module.
-pub(crate) const RULES: &[&RuleDoc] = &[];
+pub(crate) const RULES: &[&RuleDoc] = &[
+    &KNOWN_GADGET,
+    &NOT_ALLOWED,
+    &DYNAMIC_GLOBAL,
+    &BUILD_ON_GLOBAL,
+    &NESTED_PAYLOAD,
+    &MALFORMED,
+    &PROTOCOL_MISMATCH,
+];
 
-pub(crate) fn scan(_ctx: &mut crate::Ctx<'_>, _blob: &mut dyn aegis_formats::Blob, _len: u64) {}
+/// Loaders whose first argument, when a constant, is a payload of its own.
+const NESTED_LOADERS: &[(&str, &str)] = &[
+    ("pickle", "loads"),
+    ("_pickle", "loads"),
+    ("cPickle", "loads"),
+    ("pickle", "_loads"),
+    ("dill", "loads"),
+    ("cloudpickle", "loads"),
+    ("torch", "load"),
+    ("torch.serialization", "load"),
+    ("torch.storage", "_load_from_bytes"),
+    ("numpy", "load"),
+    ("numpy", "loads"),
+    ("joblib", "load"),
+    ("joblib.numpy_pickle", "load"),
+    ("marshal", "loads"),
+    ("pickle", "load"),
+    ("_pickle", "load"),
+];
+
+/// Scan a whole blob as a pickle stream.
+pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
+    scan_at(ctx, blob, 0, len);
+}
 
 /// Scan a pickle stream that starts at `offset` inside the current blob and runs to `end` (npy object
 /// arrays, joblib members). Findings are located at offsets relative to the start of the blob.
-pub(crate) fn scan_at(_ctx: &mut crate::Ctx<'_>, _blob: &mut dyn aegis_formats::Blob, _offset: u64, _end: u64) {}
+pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: u64) {
+    if let Err(err) = blob.seek(SeekFrom::Start(offset)) {
+        let finding = crate::engine::unreadable(ctx.at(offset), &err.to_string());
+        ctx.emit(finding);
+        return;
+    }
+    let reader = blob.take(end.saturating_sub(offset));
+    match Emulator::new(ctx.limits()).run(reader) {
+        Ok(trace) => judge(ctx, &trace, offset),
+        Err(err) => {
+            let finding = crate::engine::unreadable(ctx.at(offset), &err.to_string());
+            ctx.emit(finding);
+        }
+    }
+}
+
+/// Turn a trace into findings; `base` is the stream's offset inside the blob.
+fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
+    let mut judged: BTreeSet<(String, String)> = BTreeSet::new();
+    for global in &trace.globals {
+        judged.insert((global.module.clone(), global.name.clone()));
+        judge_global(ctx, trace, global, base);
+    }
+    for call in &trace.calls {
+        if let Some((module, name)) = call.callee.as_global() {
+            // Globals reached through getattr/__import__ walks never appear as GLOBAL opcodes.
+            if call.kind != CallKind::Build && judged.insert((module.to_owned(), name.to_owned())) {
+                let reached = GlobalRef {
+                    module: module.to_owned(),
+                    name: name.to_owned(),
+                    offset: call.offset,
+                    opcode: call.kind.opcode(),
+                    count: call.count,
+                    dynamic: false,
+                };
+                judge_global(ctx, trace, &reached, base);
+            }
+        }
+        if call.kind == CallKind::Build {
+            judge_build(ctx, call, base);
+        }
+        judge_nested(ctx, call, base);
+    }
+    report_anomalies(ctx, trace, base);
+}
+
+fn judge_global(ctx: &mut Ctx<'_>, trace: &Trace, global: &GlobalRef, base: u64) {
+    let callable = qualified(&global.module, &global.name);
+    let first_call = trace.calls.iter().find(|c| {
+        c.kind != CallKind::Build
+            && c.callee.as_global() == Some((global.module.as_str(), global.name.as_str()))
+    });
+    let mut evidence = json!({
+        "callable": callable,
+        "module": global.module,
+        "name": global.name,
+        "opcode": global.opcode,
+        "imports": global.count,
+    });
+    if let Some(call) = first_call {
+        evidence["call"] = json!({
+            "opcode": call.kind.opcode(),
+            "offset": base + call.offset,
+            "args": call.args.render(300),
+            "count": call.count,
+        });
+    }
+    let call_text = first_call
+        .map(|c| format!(" and calls it with {}", c.args.render(120)))
+        .unwrap_or_default();
+    let offset = Some(base + global.offset);
+    if global.dynamic {
+        ctx.report(
+            &DYNAMIC_GLOBAL,
+            offset,
+            format!(
+                "{} builds the name of the global it imports at load time ({callable}){call_text}",
+                global.opcode
+            ),
+            evidence,
+        );
+        return;
+    }
+    match ctx.policy().verdict(&global.module, &global.name) {
+        Verdict::Allowed(_) => {}
+        Verdict::Gadget { matched, why } => {
+            evidence["gadget"] = json!(matched);
+            ctx.report(
+                &KNOWN_GADGET,
+                offset,
+                format!("imports `{callable}`{call_text}: {matched} {why}"),
+                evidence,
+            );
+        }
+        Verdict::NotAllowed => ctx.report(
+            &NOT_ALLOWED,
+            offset,
+            format!("imports `{callable}`, which is outside the allow-list{call_text}"),
+            evidence,
+        ),
+    }
+}
+
+/// BUILD on a class or module (not an instance) mutates it process-wide.
+fn judge_build(ctx: &mut Ctx<'_>, call: &Call, base: u64) {
+    let Some((module, name)) = call.callee.as_global() else {
+        return;
+    };
+    let target = qualified(module, name);
+    let severity = if call.slot_state {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    ctx.report_at(
+        &BUILD_ON_GLOBAL,
+        severity,
+        Some(base + call.offset),
+        format!(
+            "BUILD applies state {} to `{target}` itself{}",
+            call.args.render(120),
+            if call.slot_state {
+                " with slot state (setattr)"
+            } else {
+                ""
+            }
+        ),
+        json!({ "target": target, "slot_state": call.slot_state, "state": call.args.render(300) }),
+    );
+}
+
+/// A constant handed to a nested loader is scanned as a blob of its own.
+fn judge_nested(ctx: &mut Ctx<'_>, call: &Call, base: u64) {
+    let Some((module, name)) = call.callee.as_global() else {
+        return;
+    };
+    if !NESTED_LOADERS.contains(&(module, name)) {
+        return;
+    }
+    let Some(payload) = first_arg_bytes(&call.args) else {
+        return;
+    };
+    let loader = qualified(module, name);
+    let offset = base + call.offset;
+    let mut evidence = json!({
+        "loader": loader,
+        "payload_len": payload.len(),
+        "payload_sha256_prefix": hex_prefix(&payload),
+    });
+    if module == "marshal" {
+        evidence["strings"] = json!(printable_strings(&payload, 4, 24));
+    }
+    let member = format!("{loader}@{offset:#x}");
+    let nested = ctx.scan_member_bytes(&member, &payload);
+    evidence["nested_findings"] = json!(nested);
+    ctx.report(
+        &NESTED_PAYLOAD,
+        Some(offset),
+        format!(
+            "passes a {}-byte embedded payload to `{loader}`; it was scanned as `{member}` ({nested} finding(s))",
+            payload.len()
+        ),
+        evidence,
+    );
+}
+
+/// The bytes of a loader's first argument: a constant, or a constant wrapped in `io.BytesIO(...)`.
+fn first_arg_bytes(args: &Value) -> Option<Vec<u8>> {
+    let first = args.items()?.into_iter().next()?;
+    bytes_of(&first, 4)
+}
+
+fn bytes_of(value: &Value, depth: usize) -> Option<Vec<u8>> {
+    if depth == 0 {
+        return None;
+    }
+    if let Some(bytes) = value.as_bytes() {
+        return Some(bytes.to_vec());
+    }
+    if let Value::Object(obj) = value {
+        let obj = obj.borrow();
+        let wrapper = obj.callable.as_global();
+        if matches!(wrapper, Some(("io" | "_io", "BytesIO"))) {
+            return first_arg_bytes(&obj.args).or_else(|| bytes_of(&obj.args, depth - 1));
+        }
+    }
+    None
+}
+
+fn report_anomalies(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
+    let mut by_kind: BTreeMap<String, (AnomalyKind, u64, u64, String)> = BTreeMap::new();
+    for anomaly in &trace.anomalies {
+        let entry = by_kind
+            .entry(format!("{:?}", anomaly.kind))
+            .or_insert((anomaly.kind, anomaly.offset, 0, anomaly.detail.clone()));
+        entry.2 += 1;
+    }
+    for (kind_name, (kind, offset, count, detail)) in by_kind {
+        let (rule, severity) = match kind {
+            AnomalyKind::LimitHit => (&crate::rules::LIMIT_HIT, Severity::Medium),
+            AnomalyKind::ProtocolMismatch => (&PROTOCOL_MISMATCH, Severity::Low),
+            AnomalyKind::Truncated => (&MALFORMED, Severity::Low),
+            AnomalyKind::TrailingData if trace.pickles > 0 => (&MALFORMED, Severity::Low),
+            _ => (&MALFORMED, Severity::Medium),
+        };
+        ctx.report_at(
+            rule,
+            severity,
+            Some(base + offset),
+            format!("{}: {detail}{}", describe(kind), plural(count)),
+            json!({ "anomaly": kind_name, "first_offset": base + offset, "count": count, "detail": detail }),
+        );
+    }
+}
+
+fn describe(kind: AnomalyKind) -> &'static str {
+    match kind {
+        AnomalyKind::UnknownOpcode => "byte that is not a pickle opcode",
+        AnomalyKind::StackUnderflow => "opcode pops an empty stack",
+        AnomalyKind::MemoMiss => "memo read of an index never stored",
+        AnomalyKind::Truncated => "stream ends inside a pickle",
+        AnomalyKind::TrailingData => "data after the last pickle",
+        AnomalyKind::Resynchronised => "emulation resumed after garbage",
+        AnomalyKind::ProtocolMismatch => "opcode newer than the announced protocol",
+        AnomalyKind::LimitHit => "scan limit reached inside the pickle",
+        AnomalyKind::TypeConfusion => "opcode applied to a value of the wrong type",
+        AnomalyKind::JoblibArray => "joblib inline array of unknown size",
+    }
+}
+
+fn plural(count: u64) -> String {
+    if count > 1 {
+        format!(" ({count} times)")
+    } else {
+        String::new()
+    }
+}
+
+fn qualified(module: &str, name: &str) -> String {
+    if name.is_empty() {
+        module.to_owned()
+    } else {
+        format!("{module}.{name}")
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Printable ASCII runs of at least `min` characters, at most `max` of them (names in marshalled code).
+fn printable_strings(bytes: &[u8], min: usize, max: usize) -> Vec<String> {
+    bytes
+        .split(|b| !(b.is_ascii_graphic() || *b == b' '))
+        .filter(|run| run.len() >= min)
+        .take(max)
+        .map(|run| String::from_utf8_lossy(run).into_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_strings_finds_names_in_bytecode() {
+        let code = b"\xe3\x00\x00system\x00\x01os\x00\x02echo pwned\xff";
+        assert_eq!(printable_strings(code, 4, 10), vec!["system", "echo pwned"]);
+    }
+
+    #[test]
+    fn bytes_are_found_inside_bytesio_wrappers() {
+        use std::cell::RefCell;
+        use std::rc::Rc;
+        let wrapped = Value::Object(Rc::new(RefCell::new(aegis_formats::pickle::PyObject {
+            callable: Value::Global {
+                module: "io".into(),
+                name: "BytesIO".into(),
+            },
+            kind: aegis_formats::pickle::ObjectKind::Call,
+            args: Value::Tuple(Rc::new(vec![Value::bytes(b"\x80\x02N.")])),
+            state: None,
+            offset: 0,
+        })));
+        let args = Value::Tuple(Rc::new(vec![wrapped]));
+        assert_eq!(first_arg_bytes(&args), Some(b"\x80\x02N.".to_vec()));
+        assert_eq!(first_arg_bytes(&Value::Tuple(Rc::new(vec![Value::Int(1)]))), None);
+    }
+}

@@ -1,29 +1,667 @@
-//! TODO: allow-list policy (being written).
+//! Allow-list policy for pickle globals.
+//!
+//! Deny-lists fail open: every standard-library function nobody thought of is a new bypass. Aegis decides
+//! with an **allow-list** per ecosystem (what PyTorch's `weights_only` loader accepts, numpy, scikit-learn
+//! estimators, `collections`, harmless builtins, `argparse.Namespace`): any global outside it fails the scan.
+//! The list of known gadgets below is used only to raise a finding to critical and explain what the gadget
+//! does; a global missing from it is still caught by the allow-list.
+//!
+//! Users extend the allow-list with `--allow module.qualname` or a policy file (`aegis.toml`):
+//!
+//! ```toml
+//! [scan]
+//! allow = ["mylab.models.FraudNet", "lightning.fabric.*"]
+//! ```
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
-/// Allow-list policy.
-#[derive(Debug, Clone, Default)]
+use serde::Deserialize;
+
+/// What the policy says about one global.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// On the allow-list of the named ecosystem (or the user's list: `"policy"`).
+    Allowed(&'static str),
+    /// A known gadget: `why` explains what it gives an attacker.
+    Gadget {
+        /// The gadget family as matched, e.g. `os`.
+        matched: &'static str,
+        /// What it does.
+        why: &'static str,
+    },
+    /// Outside every allow-list, not a known gadget.
+    NotAllowed,
+}
+
+/// Allow-list policy: built-in ecosystems plus the user's additions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// Exact `module.qualname` entries and `prefix.*` patterns added by the user.
     extra: BTreeSet<String>,
 }
 
-/// A policy file could not be read.
+/// A policy file could not be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PolicyError {
-    /// Bad TOML.
-    #[error("{path}: {detail}")]
-    Invalid {
-        /// File.
+    /// The file could not be read.
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        /// The file.
         path: String,
-        /// What.
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of the expected shape.
+    #[error("invalid policy file {path}: {detail}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
         detail: String,
+    },
+    /// An allow entry is not a dotted Python name (optionally ending in `.*`).
+    #[error("invalid allow entry `{entry}`: expected `module.qualname` or `module.prefix.*`")]
+    BadEntry {
+        /// The entry.
+        entry: String,
     },
 }
 
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    scan: ScanSection,
+    #[serde(default)]
+    limits: LimitsSection,
+}
+
+/// `[limits]` of a policy file: overrides of [`aegis_formats::Limits`].
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_depth: Option<usize>,
+    max_members: Option<u64>,
+    max_expanded_bytes: Option<u64>,
+    max_in_memory: Option<u64>,
+    max_header: Option<u64>,
+    max_entries: Option<u64>,
+    max_protobuf: Option<u64>,
+}
+
+impl LimitsSection {
+    fn apply(&self, limits: &mut aegis_formats::Limits) {
+        let set = |target: &mut u64, value: Option<u64>| {
+            if let Some(v) = value {
+                *target = v;
+            }
+        };
+        if let Some(depth) = self.max_depth {
+            limits.max_depth = depth;
+        }
+        set(&mut limits.max_members, self.max_members);
+        set(&mut limits.max_expanded_bytes, self.max_expanded_bytes);
+        set(&mut limits.max_in_memory, self.max_in_memory);
+        set(&mut limits.max_header, self.max_header);
+        set(&mut limits.max_entries, self.max_entries);
+        set(&mut limits.max_protobuf, self.max_protobuf);
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScanSection {
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
 impl Policy {
-    /// Allow one more global.
-    pub fn allow(&mut self, pattern: &str) {
-        self.extra.insert(pattern.to_owned());
+    /// Parse a policy file's text; `path` is used in error messages.
+    pub fn from_toml(text: &str, path: &str) -> Result<Policy, PolicyError> {
+        Ok(Policy::config_from_toml(text, path)?.0)
+    }
+
+    /// Parse a policy file's text into the policy and the limits it sets (defaults elsewhere).
+    pub fn config_from_toml(
+        text: &str,
+        path: &str,
+    ) -> Result<(Policy, aegis_formats::Limits), PolicyError> {
+        let file: PolicyFile = toml::from_str(text).map_err(|e| PolicyError::Invalid {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        let mut policy = Policy::default();
+        for entry in file.scan.allow {
+            policy.allow(&entry)?;
+        }
+        let mut limits = aegis_formats::Limits::default();
+        file.limits.apply(&mut limits);
+        Ok((policy, limits))
+    }
+
+    /// Read a policy file (`aegis.toml`): the policy and the limits it sets.
+    pub fn load(path: &Path) -> Result<(Policy, aegis_formats::Limits), PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::config_from_toml(&text, &path.display().to_string())
+    }
+
+    /// Allow one more global: `module.qualname`, or `prefix.*` for everything below a prefix.
+    pub fn allow(&mut self, entry: &str) -> Result<(), PolicyError> {
+        let body = entry.strip_suffix(".*").unwrap_or(entry);
+        let valid = !body.is_empty()
+            && body
+                .split('.')
+                .all(|part| !part.is_empty() && part.chars().all(|c| c.is_alphanumeric() || c == '_'));
+        if !valid {
+            return Err(PolicyError::BadEntry {
+                entry: entry.to_owned(),
+            });
+        }
+        self.extra.insert(entry.to_owned());
+        Ok(())
+    }
+
+    /// The user's additions.
+    pub fn extra(&self) -> impl Iterator<Item = &str> {
+        self.extra.iter().map(String::as_str)
+    }
+
+    /// Judge the global `module` + `name` (name may be dotted: an attribute walk).
+    pub fn verdict(&self, module: &str, name: &str) -> Verdict {
+        if let Some(ecosystem) = self.allowed(module, name) {
+            return Verdict::Allowed(ecosystem);
+        }
+        match gadget(module, name) {
+            Some((matched, why)) => Verdict::Gadget { matched, why },
+            None => Verdict::NotAllowed,
+        }
+    }
+
+    fn allowed(&self, module: &str, name: &str) -> Option<&'static str> {
+        let full = format!("{module}.{name}");
+        if self.extra.contains(&full)
+            || self.extra.iter().any(|p| {
+                p.strip_suffix(".*")
+                    .is_some_and(|prefix| full.starts_with(prefix) && full[prefix.len()..].starts_with('.'))
+            })
+        {
+            return Some("policy");
+        }
+        builtin_allowed(module, name)
+    }
+}
+
+/// Python 2 module names that `pickle`'s `fix_imports` maps to their Python 3 names.
+fn py3_module(module: &str) -> &str {
+    match module {
+        "__builtin__" => "builtins",
+        "copy_reg" => "copyreg",
+        other => other,
+    }
+}
+
+const TORCH_ALLOWED: &[&str] = &[
+    "_utils._rebuild_tensor",
+    "_utils._rebuild_tensor_v2",
+    "_utils._rebuild_tensor_v3",
+    "_utils._rebuild_parameter",
+    "_utils._rebuild_parameter_with_state",
+    "_utils._rebuild_sparse_tensor",
+    "_utils._rebuild_meta_tensor_no_storage",
+    "_utils._rebuild_nested_tensor",
+    "_utils._rebuild_wrapper_subclass",
+    "_utils._rebuild_qtensor",
+    "_utils._rebuild_device_tensor_from_cpu_tensor",
+    "_utils._rebuild_device_tensor_from_numpy",
+    "_tensor._rebuild_from_type_v2",
+    "nn.parameter.Parameter",
+    "nn.parameter.Buffer",
+    "serialization._get_layout",
+    "storage.UntypedStorage",
+    "storage.TypedStorage",
+    "storage._TypedStorage",
+];
+
+const TORCH_TOP_LEVEL: &[&str] = &[
+    "Size",
+    "Tensor",
+    "device",
+    "dtype",
+    "layout",
+    "memory_format",
+    "UntypedStorage",
+    "TypedStorage",
+    "FloatStorage",
+    "DoubleStorage",
+    "HalfStorage",
+    "BFloat16Storage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "ComplexFloatStorage",
+    "ComplexDoubleStorage",
+    "QUInt8Storage",
+    "QInt8Storage",
+    "QInt32Storage",
+    "QUInt4x2Storage",
+    "QUInt2x4Storage",
+    "float32",
+    "float",
+    "float64",
+    "double",
+    "float16",
+    "half",
+    "bfloat16",
+    "complex32",
+    "complex64",
+    "complex128",
+    "cfloat",
+    "cdouble",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "int8",
+    "int16",
+    "short",
+    "int32",
+    "int",
+    "int64",
+    "long",
+    "bool",
+    "quint8",
+    "qint8",
+    "qint32",
+    "quint4x2",
+    "quint2x4",
+    "float8_e4m3fn",
+    "float8_e5m2",
+    "float8_e4m3fnuz",
+    "float8_e5m2fnuz",
+    "strided",
+    "sparse_coo",
+    "sparse_csr",
+    "sparse_csc",
+    "sparse_bsr",
+    "sparse_bsc",
+    "_mkldnn",
+    "contiguous_format",
+    "channels_last",
+    "channels_last_3d",
+    "preserve_format",
+    "per_tensor_affine",
+    "per_channel_affine",
+    "per_tensor_symmetric",
+    "per_channel_symmetric",
+    "per_channel_affine_float_qparams",
+];
+
+const NUMPY_ALLOWED: &[&str] = &[
+    "core.multiarray._reconstruct",
+    "_core.multiarray._reconstruct",
+    "core.multiarray.scalar",
+    "_core.multiarray.scalar",
+    "ndarray",
+    "dtype",
+    "ma.core._mareconstruct",
+    "ma.core.MaskedArray",
+    "random._pickle.__randomstate_ctor",
+    "random._pickle.__bit_generator_ctor",
+    "random._pickle.__generator_ctor",
+    "random.mtrand.RandomState",
+    "random._mt19937.MT19937",
+    "random._pcg64.PCG64",
+    "random.bit_generator.SeedSequence",
+    "random._generator.Generator",
+];
+
+const NUMPY_SCALARS: &[&str] = &[
+    "bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "intc",
+    "uintc", "intp", "uintp", "longlong", "ulonglong", "float16", "float32", "float64", "longdouble",
+    "complex64", "complex128", "clongdouble", "str_", "bytes_", "void", "datetime64", "timedelta64",
+    "object_", "half", "single", "double", "short", "ushort", "byte", "ubyte", "int_", "float_",
+    "complex_", "bool",
+];
+
+const BUILTINS_ALLOWED: &[&str] = &[
+    "set", "frozenset", "complex", "slice", "bytearray", "bytes", "object", "range", "int", "float",
+    "str", "list", "tuple", "dict", "bool", "Ellipsis", "NotImplemented",
+];
+
+const COLLECTIONS_ALLOWED: &[&str] = &["OrderedDict", "defaultdict", "Counter", "deque"];
+
+/// Modules of scikit-learn whose callables are *not* plain estimators: they fetch data, run scripts or
+/// vendor other libraries.
+const SKLEARN_EXCLUDED: &[&str] = &[
+    "sklearn.utils._testing",
+    "sklearn.datasets",
+    "sklearn.externals",
+    "sklearn.utils._show_versions",
+    "sklearn.utils.fixes",
+    "sklearn.experimental",
+    "sklearn.conftest",
+];
+
+fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
+    let module = py3_module(module);
+    match module {
+        "builtins" if BUILTINS_ALLOWED.contains(&name) => Some("builtins"),
+        "collections" if COLLECTIONS_ALLOWED.contains(&name) => Some("collections"),
+        "argparse" if name == "Namespace" => Some("argparse"),
+        "_codecs" if name == "encode" => Some("pytorch"),
+        "copyreg" if name == "_reconstructor" || name == "__newobj__" || name == "__newobj_ex__" => {
+            Some("copyreg")
+        }
+        "datetime" if matches!(name, "datetime" | "date" | "time" | "timedelta" | "timezone") => {
+            Some("builtins")
+        }
+        "decimal" if name == "Decimal" => Some("builtins"),
+        "fractions" if name == "Fraction" => Some("builtins"),
+        "uuid" if name == "UUID" => Some("builtins"),
+        "pathlib" if matches!(name, "PosixPath" | "WindowsPath" | "PurePosixPath" | "PureWindowsPath" | "Path") => {
+            Some("builtins")
+        }
+        "torch" if TORCH_TOP_LEVEL.contains(&name) => Some("pytorch"),
+        "numpy" if NUMPY_SCALARS.contains(&name) => Some("numpy"),
+        "joblib.numpy_pickle" if matches!(name, "NumpyArrayWrapper" | "NDArrayWrapper") => Some("joblib"),
+        _ => {
+            if let Some(rest) = module.strip_prefix("torch.") {
+                let qual = format!("{rest}.{name}");
+                if TORCH_ALLOWED.contains(&qual.as_str()) {
+                    return Some("pytorch");
+                }
+            }
+            if let Some(rest) = module.strip_prefix("numpy.") {
+                let qual = format!("{rest}.{name}");
+                if NUMPY_ALLOWED.contains(&qual.as_str()) {
+                    return Some("numpy");
+                }
+                if (rest == "dtypes" || rest == "core.numerictypes" || rest == "_core.numerictypes")
+                    && is_class_name(name)
+                {
+                    return Some("numpy");
+                }
+            }
+            if module == "numpy" && NUMPY_ALLOWED.contains(&name) {
+                return Some("numpy");
+            }
+            if sklearn_estimator(module, name) {
+                return Some("scikit-learn");
+            }
+            if scipy_sparse(module, name) {
+                return Some("scipy");
+            }
+            None
+        }
+    }
+}
+
+/// A plain class name (no attribute walk), e.g. `LogisticRegression`.
+fn is_class_name(name: &str) -> bool {
+    !name.contains('.') && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+}
+
+/// scikit-learn estimator and helper *classes*. Functions are not allowed (a class constructor only stores
+/// its parameters; a function runs), and modules that fetch data or run code are excluded.
+fn sklearn_estimator(module: &str, name: &str) -> bool {
+    (module == "sklearn" || module.starts_with("sklearn."))
+        && !SKLEARN_EXCLUDED
+            .iter()
+            .any(|ex| module == *ex || module.starts_with(&format!("{ex}.")))
+        && (is_class_name(name) || (module == "sklearn.tree._tree" && name == "Tree"))
+}
+
+/// scipy sparse matrix/array classes (TF-IDF and one-hot pipelines store them).
+fn scipy_sparse(module: &str, name: &str) -> bool {
+    module.starts_with("scipy.sparse")
+        && !name.contains('.')
+        && (name.ends_with("_matrix") || name.ends_with("_array"))
+}
+
+/// Known gadgets: module prefixes (matched on whole dotted components) with what they give an attacker.
+const GADGET_MODULES: &[(&str, &str)] = &[
+    ("os", "runs shell commands, spawns processes and reads or writes any file"),
+    ("posix", "the os module's C implementation on Unix: runs shell commands and writes files"),
+    ("nt", "the os module's C implementation on Windows: runs shell commands and writes files"),
+    ("subprocess", "spawns arbitrary processes"),
+    ("pty", "spawns a shell on a pseudo-terminal"),
+    ("importlib", "imports any module, running its code"),
+    ("runpy", "runs any module or script as __main__"),
+    ("code", "an interactive interpreter: compiles and runs source"),
+    ("codeop", "compiles Python source"),
+    ("pip", "installs packages (arbitrary setup.py code) from anywhere"),
+    ("ensurepip", "bootstraps pip, running its installer"),
+    ("venv", "creates environments and runs pip in them"),
+    ("asyncio.subprocess", "spawns arbitrary processes"),
+    ("asyncio.unix_events", "subprocess transport internals that spawn processes"),
+    ("asyncio.windows_events", "subprocess transport internals that spawn processes"),
+    ("asyncio.base_events", "event-loop internals that spawn subprocesses"),
+    ("multiprocessing", "spawns processes (multiprocessing.util.spawnv_passfds runs any program)"),
+    ("idlelib", "IDLE internals that run code and shell commands"),
+    ("lib2to3", "loads and runs refactoring fixers by name"),
+    ("profile", "profile.run executes a source string"),
+    ("cProfile", "cProfile.run executes a source string"),
+    ("trace", "trace.Trace.run executes a source string"),
+    ("timeit", "timeit compiles and runs a source string"),
+    ("pydoc", "pydoc.pipepager and locate run commands and import modules"),
+    ("webbrowser", "launches programs (the browser command is attacker-chosen)"),
+    ("socket", "opens network connections: exfiltration or reverse shells"),
+    ("ssl", "opens network connections"),
+    ("urllib", "fetches URLs: downloads payloads or exfiltrates data"),
+    ("http", "opens HTTP connections"),
+    ("ftplib", "opens FTP connections"),
+    ("imaplib", "opens IMAP connections"),
+    ("smtplib", "sends mail: exfiltration"),
+    ("poplib", "opens POP3 connections"),
+    ("telnetlib", "opens telnet connections"),
+    ("nntplib", "opens NNTP connections"),
+    ("xmlrpc", "calls remote procedures"),
+    ("shutil", "copies, moves and deletes files and trees"),
+    ("tempfile", "creates files"),
+    ("ctypes", "calls native functions in any shared library"),
+    ("_ctypes", "calls native functions in any shared library"),
+    ("marshal", "deserialises Python bytecode, which types.FunctionType then runs"),
+    ("types", "FunctionType/CodeType build functions from raw bytecode"),
+    ("_interpreters", "runs source in a sub-interpreter"),
+    ("_xxsubinterpreters", "runs source in a sub-interpreter"),
+    ("_posixsubprocess", "fork_exec spawns processes"),
+    ("_winapi", "CreateProcess and other Windows API calls"),
+    ("sys", "modifies the interpreter (modules, path, hooks)"),
+    ("pickle", "a nested unpickler: runs another pickle's payload"),
+    ("_pickle", "a nested unpickler: runs another pickle's payload"),
+    ("cPickle", "a nested unpickler: runs another pickle's payload"),
+    ("dill", "unpickles functions and code objects"),
+    ("cloudpickle", "unpickles functions and code objects"),
+    ("shelve", "opens pickle-backed databases"),
+    ("joblib", "joblib.load unpickles another file"),
+    ("torch.hub", "downloads and runs code from repositories"),
+    ("torch.load", "a nested torch.load: runs another file's pickle"),
+    ("torch.serialization", "a nested torch.load: runs another file's pickle"),
+    ("torch.storage._load_from_bytes", "runs torch.load on embedded bytes"),
+    ("torch.jit", "loads TorchScript programs"),
+    ("torch._C", "native torch internals"),
+    ("torch.ops", "calls native operators, including file IO"),
+    ("torch._dynamo", "compiles and runs code"),
+    ("torch._inductor", "compiles and runs generated code"),
+    ("torch.utils.cpp_extension", "compiles and loads native code"),
+    ("numpy.load", "loads arrays, with allow_pickle a nested unpickler"),
+    ("numpy.lib.npyio", "numpy file loading, including pickles"),
+    ("numpy.testing", "numpy.testing._private.utils.runstring executes source"),
+    ("numpy.f2py", "compiles and runs code"),
+    ("numpy.distutils", "runs compilers and build commands"),
+    ("uuid", "uuid._get_command_stdout runs external programs"),
+    ("platform", "platform._syscmd_file and friends run external programs"),
+    ("signal", "installs signal handlers"),
+    ("threading", "starts threads running any callable"),
+    ("_thread", "starts threads running any callable"),
+    ("bdb", "the debugger framework runs source strings"),
+    ("pdb", "the debugger runs source strings"),
+    ("doctest", "doctest.debug_script runs source"),
+    ("inspect", "reaches frames, globals and source"),
+    ("pkgutil", "pkgutil.resolve_name imports modules"),
+    ("zipimport", "imports code from archives"),
+    ("site", "alters import paths and runs .pth code"),
+    ("sysconfig", "reads interpreter configuration"),
+    ("distutils", "runs compilers and build commands"),
+    ("setuptools", "runs build commands"),
+    ("logging.config", "logging.config.listen/fileConfig evaluate configuration as code"),
+    ("tarfile", "extracts archives anywhere on disk"),
+    ("zipfile", "extracts archives anywhere on disk"),
+    ("io", "opens files for reading or writing"),
+    ("_io", "opens files for reading or writing"),
+    ("codecs", "codecs.open reads and writes files"),
+    ("pathlib", "reads, writes and deletes files"),
+    ("sqlite3", "opens database files and loads extensions"),
+    ("dbm", "opens database files"),
+    ("tkinter", "GUI toolkit that evaluates Tcl"),
+    ("_tkinter", "evaluates Tcl"),
+    ("gc", "reaches every live object"),
+    ("operator", "attrgetter/methodcaller turn strings into attribute access and calls"),
+    ("functools", "partial/reduce chain calls together"),
+    ("keras.models", "loads other models (Lambda layers run bytecode)"),
+    ("tensorflow", "file IO and code execution through TF ops"),
+];
+
+/// Exact gadgets inside otherwise harmless modules.
+const GADGET_NAMES: &[(&str, &str, &str)] = &[
+    ("builtins", "eval", "evaluates a source string"),
+    ("builtins", "exec", "executes a source string"),
+    ("builtins", "compile", "compiles source to a code object"),
+    ("builtins", "getattr", "reaches any attribute, e.g. os.system, from an object"),
+    ("builtins", "setattr", "overwrites attributes of modules and classes"),
+    ("builtins", "delattr", "deletes attributes of modules and classes"),
+    ("builtins", "__import__", "imports any module"),
+    ("builtins", "open", "opens any file for reading or writing"),
+    ("builtins", "breakpoint", "starts a debugger"),
+    ("builtins", "input", "reads from the terminal"),
+    ("builtins", "globals", "reaches the module namespace"),
+    ("builtins", "locals", "reaches local variables"),
+    ("builtins", "vars", "reaches object namespaces"),
+    ("builtins", "type", "creates classes at load time"),
+    ("builtins", "memoryview", "reaches raw memory of buffers"),
+    ("builtins", "help", "starts the pydoc pager, which runs commands"),
+    ("builtins", "exit", "exits the process"),
+    ("builtins", "quit", "exits the process"),
+    ("builtins", "print", "writes to files"),
+    ("builtins", "super", "reaches parent-class internals"),
+    ("builtins", "classmethod", "wraps functions"),
+    ("builtins", "staticmethod", "wraps functions"),
+    ("builtins", "property", "wraps functions"),
+    ("builtins", "map", "calls a function over arguments, chaining gadgets"),
+    ("builtins", "filter", "calls a function over arguments, chaining gadgets"),
+    ("builtins", "apply", "calls any function (Python 2)"),
+    ("builtins", "execfile", "runs a file (Python 2)"),
+    ("builtins", "reload", "re-imports a module"),
+    ("builtins", "file", "opens files (Python 2)"),
+    ("collections", "namedtuple", "builds classes from strings"),
+    ("copyreg", "add_extension", "rewires the extension registry used by EXT opcodes"),
+    ("copyreg", "_inverted_registry", "the extension registry used by EXT opcodes"),
+    ("_codecs", "open", "opens files"),
+];
+
+/// The gadget this global reaches, if any. Dotted names are attribute walks: `("glob", "os.system")` is
+/// `glob.os.system`, which is `os.system`, so every suffix of the walk is checked as a module path too.
+pub fn gadget(module: &str, name: &str) -> Option<(&'static str, &'static str)> {
+    let module = py3_module(module);
+    let full = if name.is_empty() {
+        module.to_owned()
+    } else {
+        format!("{module}.{name}")
+    };
+    let parts: Vec<&str> = full.split('.').collect();
+    let module_parts = module.split('.').count();
+    // The walk may start at the module itself or at any attribute of the name, deepest first:
+    // `glob.os.system` is checked as `system`, `os.system`, then `glob.os.system`. Components of the module
+    // path itself are not starts: `mypkg.io.Reader` is not `io.Reader`.
+    let starts = (module_parts..parts.len()).rev().chain(std::iter::once(0));
+    for start in starts {
+        let tail = &parts[start..];
+        for &(module_prefix, why) in GADGET_MODULES {
+            let prefix: Vec<&str> = module_prefix.split('.').collect();
+            if tail.len() >= prefix.len() && tail[..prefix.len()] == prefix[..] {
+                return Some((module_prefix, why));
+            }
+        }
+        if tail.len() >= 2 {
+            let owner = py3_module(tail[0]);
+            for &(gm, gn, why) in GADGET_NAMES {
+                if owner == gm && tail[1] == gn {
+                    return Some((gn, why));
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(module: &str, name: &str) -> Verdict {
+        Policy::default().verdict(module, name)
+    }
+
+    #[test]
+    fn pytorch_state_dict_globals_are_allowed() {
+        assert_eq!(v("torch._utils", "_rebuild_tensor_v2"), Verdict::Allowed("pytorch"));
+        assert_eq!(v("torch", "FloatStorage"), Verdict::Allowed("pytorch"));
+        assert_eq!(v("collections", "OrderedDict"), Verdict::Allowed("collections"));
+        assert_eq!(v("__builtin__", "set"), Verdict::Allowed("builtins"));
+        assert_eq!(v("argparse", "Namespace"), Verdict::Allowed("argparse"));
+        assert_eq!(v("numpy.core.multiarray", "_reconstruct"), Verdict::Allowed("numpy"));
+    }
+
+    #[test]
+    fn sklearn_classes_allowed_but_not_functions_or_testing_modules() {
+        assert_eq!(
+            v("sklearn.linear_model._logistic", "LogisticRegression"),
+            Verdict::Allowed("scikit-learn")
+        );
+        assert_eq!(v("sklearn.utils", "resample"), Verdict::NotAllowed);
+        assert_ne!(
+            v("sklearn.utils._testing", "AssertRaisesRegexp"),
+            Verdict::Allowed("scikit-learn")
+        );
+    }
+
+    #[test]
+    fn gadgets_are_recognised_through_attribute_walks() {
+        assert!(matches!(v("os", "system"), Verdict::Gadget { matched: "os", .. }));
+        assert!(matches!(v("posix", "system"), Verdict::Gadget { .. }));
+        assert!(matches!(v("glob", "os.system"), Verdict::Gadget { matched: "os", .. }));
+        assert!(matches!(v("builtins", "eval"), Verdict::Gadget { .. }));
+        assert!(matches!(v("__builtin__", "getattr"), Verdict::Gadget { .. }));
+        assert!(matches!(v("torch.storage", "_load_from_bytes"), Verdict::Gadget { .. }));
+        assert!(matches!(v("some_pkg", "x.subprocess.Popen"), Verdict::Gadget { matched: "subprocess", .. }));
+    }
+
+    #[test]
+    fn unknown_globals_are_not_allowed_and_not_gadgets() {
+        assert_eq!(v("mylab.models", "FraudNet"), Verdict::NotAllowed);
+        assert_eq!(v("torch.nn.modules.linear", "Linear"), Verdict::NotAllowed);
+    }
+
+    #[test]
+    fn user_entries_extend_the_allow_list() {
+        let mut policy =
+            Policy::from_toml("[scan]\nallow = [\"mylab.models.FraudNet\", \"lightning.*\"]\n", "aegis.toml")
+                .unwrap();
+        assert_eq!(policy.verdict("mylab.models", "FraudNet"), Verdict::Allowed("policy"));
+        assert_eq!(policy.verdict("lightning.fabric", "Thing"), Verdict::Allowed("policy"));
+        assert_eq!(policy.verdict("lightningx", "Thing"), Verdict::NotAllowed);
+        assert!(policy.allow("os system").is_err());
+        assert!(Policy::from_toml("[scan]\nallowed = []\n", "p.toml").is_err());
+        let (_, limits) = Policy::config_from_toml("[limits]\nmax_depth = 3\n", "p.toml").unwrap();
+        assert_eq!(limits.max_depth, 3);
     }
 }

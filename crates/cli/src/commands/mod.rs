@@ -1,0 +1,16 @@
+//! One module per subcommand; each returns the exit code.
+
+mod rules;
+mod scan;
+
+use std::process::ExitCode;
+
+use crate::args::{Cli, Command};
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Scan(args) => scan::run(&cli.global, args),
+        Command::Rules(args) => rules::run(&cli.global, args),
+    }
+}

@@ -1,0 +1,68 @@
+//! `aegis scan`: wire flags to [`aegis_scan::Scanner`] and render its findings.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use aegis_core::Report;
+use aegis_scan::{Policy, Scanner};
+use anyhow::Context;
+
+use crate::args::{GlobalArgs, ScanArgs};
+use crate::{output, progress};
+
+/// The default policy file, read when present in the working directory.
+const DEFAULT_POLICY: &str = "aegis.toml";
+
+pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
+    for path in &args.paths {
+        // A path the user named that does not exist is a usage error, not a finding.
+        std::fs::metadata(path).with_context(|| format!("cannot scan {}", path.display()))?;
+    }
+    let scanner = build_scanner(&args)?;
+    if let Some(jobs) = args.jobs {
+        // Ignore the error when a global pool already exists (tests run several scans in one process).
+        let _ = rayon_pool(jobs);
+    }
+    let target: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    let mut report = Report::new("scan", target);
+    let started = Instant::now();
+    let bar = progress::ScanProgress::new(global.quiet);
+    let outcome = scanner.scan_paths(&args.paths, &bar);
+    report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    report.findings = outcome.findings;
+    report.sort_findings();
+    report.metrics.insert("files".into(), outcome.stats.files.into());
+    report.metrics.insert("bytes".into(), outcome.stats.bytes.into());
+    report.metrics.insert(
+        "formats".into(),
+        serde_json::to_value(&outcome.stats.formats).unwrap_or_default(),
+    );
+    let policy_extra: Vec<&str> = scanner.policy().extra().collect();
+    if !policy_extra.is_empty() {
+        report.metrics.insert("allowed_by_policy".into(), policy_extra.into());
+    }
+    output::emit(global, &report, &aegis_scan::rules::all())
+}
+
+fn build_scanner(args: &ScanArgs) -> anyhow::Result<Scanner> {
+    let (mut policy, mut limits) = match &args.policy {
+        Some(path) => Policy::load(path).with_context(|| "loading the scan policy")?,
+        None if Path::new(DEFAULT_POLICY).is_file() => Policy::load(Path::new(DEFAULT_POLICY))
+            .with_context(|| format!("loading ./{DEFAULT_POLICY} (pass --policy to use another file)"))?,
+        None => Default::default(),
+    };
+    for entry in &args.allow {
+        policy.allow(entry).context("in --allow")?;
+    }
+    if let Some(depth) = args.max_depth {
+        limits.max_depth = depth;
+    }
+    Ok(Scanner::new(policy, limits))
+}
+
+fn rayon_pool(jobs: usize) -> Result<(), rayon::ThreadPoolBuildError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs.max(1))
+        .build_global()
+}
