@@ -322,13 +322,17 @@ fn looks_like_saved_model_rest(mut w: Wire<'_>) -> bool {
 fn looks_like_onnx_rest(mut w: Wire<'_>) -> bool {
     let mut fields = 0u32;
     while !w.at_end() {
-        let Some((field, wire_type)) = w.tag() else { break };
+        let Some((field, wire_type)) = w.tag() else {
+            break;
+        };
         let ok = match (field, wire_type) {
             (5, 0) => w.varint().is_some() || w.at_end(),
             (2 | 3 | 4 | 6, 2) => w.text_field(),
             (7, 2) => w.nested_starts_with(&[1, 2, 5, 10, 11, 12, 13, 14, 15], &[]),
             (8, 2) => w.nested_starts_with(&[1], &[2]),
-            (14 | 20 | 25, 2) => w.nested_starts_with(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], &[2]),
+            (14 | 20 | 25, 2) => {
+                w.nested_starts_with(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14], &[2])
+            }
             _ => false,
         };
         if !ok {
@@ -345,7 +349,9 @@ fn looks_like_keras_metadata(mut w: Wire<'_>) -> bool {
     let Some(len) = w.varint() else { return false };
     let mut inner = w.sub(len);
     for _ in 0..8 {
-        let Some((field, wire_type)) = inner.tag() else { return false };
+        let Some((field, wire_type)) = inner.tag() else {
+            return false;
+        };
         match (field, wire_type) {
             (2, 0) => {
                 if inner.varint().is_none() {
@@ -353,11 +359,15 @@ fn looks_like_keras_metadata(mut w: Wire<'_>) -> bool {
                 }
             }
             (4, 2) => {
-                let Some(n) = inner.varint() else { return false };
+                let Some(n) = inner.varint() else {
+                    return false;
+                };
                 return inner.peek(n).starts_with(b"_tf_keras");
             }
             (3 | 5 | 6, 2) => {
-                let Some(n) = inner.varint() else { return false };
+                let Some(n) = inner.varint() else {
+                    return false;
+                };
                 if !inner.skip(n) {
                     return false;
                 }
@@ -415,7 +425,10 @@ impl<'a> Wire<'a> {
 
     /// Skip `n` bytes; false if fewer remain.
     pub(crate) fn skip(&mut self, n: u64) -> bool {
-        match usize::try_from(n).ok().and_then(|n| self.pos.checked_add(n)) {
+        match usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+        {
             Some(end) if end <= self.buf.len() => {
                 self.pos = end;
                 true
@@ -462,11 +475,13 @@ impl<'a> Wire<'a> {
         let text = match std::str::from_utf8(bytes) {
             Ok(text) => text,
             Err(err) if err.error_len().is_none() => {
-                std::str::from_utf8(bytes.get(..err.valid_up_to()).unwrap_or_default()).unwrap_or_default()
+                std::str::from_utf8(bytes.get(..err.valid_up_to()).unwrap_or_default())
+                    .unwrap_or_default()
             }
             Err(_) => return false,
         };
-        text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        text.chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
     }
 
     /// A length-delimited message whose first field is one of `len_fields` (wire type 2) or
@@ -519,20 +534,33 @@ pub(crate) fn count_items(
             stack.pop();
             continue;
         }
-        let Some((field, wire_type)) = w.tag() else { break };
+        let Some((field, wire_type)) = w.tag() else {
+            break;
+        };
         let Some(spec) = table.get(schema) else { break };
         if wire_type == 2 {
             let Some(len) = w.varint() else { break };
-            let child = spec.messages.iter().find(|(f, _)| *f == field).map(|(_, c)| *c);
+            let child = spec
+                .messages
+                .iter()
+                .find(|(f, _)| *f == field)
+                .map(|(_, c)| *c);
             if child.is_some() || spec.strings.contains(&field) {
                 count += 1;
                 if count > max_items {
-                    return Err(Error::limit(format, "protobuf messages and strings", count, max_items));
+                    return Err(Error::limit(
+                        format,
+                        "protobuf messages and strings",
+                        count,
+                        max_items,
+                    ));
                 }
             }
             match child {
                 Some(child) if stack.len() < 100 => {
-                    let Some(child_end) = usize::try_from(len).ok().and_then(|n| w.position().checked_add(n))
+                    let Some(child_end) = usize::try_from(len)
+                        .ok()
+                        .and_then(|n| w.position().checked_add(n))
                     else {
                         break;
                     };
@@ -568,7 +596,13 @@ const M_LEAF: usize = 8;
 static ONNX_SCHEMA: [Schema; 9] = [
     // ModelProto
     Schema {
-        messages: &[(8, M_LEAF), (7, M_GRAPH), (14, M_LEAF), (20, M_TRAINING), (25, M_FUNCTION)],
+        messages: &[
+            (8, M_LEAF),
+            (7, M_GRAPH),
+            (14, M_LEAF),
+            (20, M_TRAINING),
+            (25, M_FUNCTION),
+        ],
         strings: &[],
     },
     // GraphProto
@@ -635,8 +669,10 @@ pub fn read_all(format: &'static str, blob: &mut dyn Blob, len: u64, limit: u64)
     if len > limit {
         return Err(Error::limit(format, "protobuf size", len, limit));
     }
-    blob.seek(SeekFrom::Start(0)).map_err(|e| Error::io(format, 0, e))?;
-    let cap = usize::try_from(len).map_err(|_| Error::limit(format, "protobuf size", len, limit))?;
+    blob.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(format, 0, e))?;
+    let cap =
+        usize::try_from(len).map_err(|_| Error::limit(format, "protobuf size", len, limit))?;
     let mut buf = Vec::with_capacity(cap);
     blob.take(len)
         .read_to_end(&mut buf)
@@ -647,7 +683,12 @@ pub fn read_all(format: &'static str, blob: &mut dyn Blob, len: u64, limit: u64)
 /// Decode an ONNX model held in memory.
 pub fn decode_model(bytes: Bytes, limits: &Limits) -> Result<ModelProto> {
     if bytes.len() as u64 > limits.max_protobuf {
-        return Err(Error::limit(FORMAT, "protobuf size", bytes.len() as u64, limits.max_protobuf));
+        return Err(Error::limit(
+            FORMAT,
+            "protobuf size",
+            bytes.len() as u64,
+            limits.max_protobuf,
+        ));
     }
     count_items(FORMAT, &bytes, &ONNX_SCHEMA, M_MODEL, max_items(limits))?;
     ModelProto::decode(bytes).map_err(|e| Error::malformed(FORMAT, 0, format!("ModelProto: {e}")))
@@ -767,8 +808,15 @@ pub fn inventory(model: &ModelProto, limits: &Limits) -> Inventory {
         }
     }
     for function in &model.functions {
-        let scope = format!("function {}.{}", normalise_domain(&function.domain), function.name);
-        walker.inv.function_domains.insert(normalise_domain(&function.domain).to_owned());
+        let scope = format!(
+            "function {}.{}",
+            normalise_domain(&function.domain),
+            function.name
+        );
+        walker
+            .inv
+            .function_domains
+            .insert(normalise_domain(&function.domain).to_owned());
         for opset in &function.opset_import {
             walker.opset(&opset.domain, opset.version, &scope);
         }
@@ -825,15 +873,19 @@ impl Walker<'_> {
     fn node(&mut self, node: &NodeProto, path: &str, depth: usize) {
         self.inv.nodes += 1;
         let domain = normalise_domain(&node.domain).to_owned();
-        let entry = self.inv.node_domains.entry(domain).or_insert_with(|| DomainUse {
-            nodes: 0,
-            ops: BTreeSet::new(),
-            first: NodeAt {
-                graph: path.to_owned(),
-                node: node.name.clone(),
-                op_type: node.op_type.clone(),
-            },
-        });
+        let entry = self
+            .inv
+            .node_domains
+            .entry(domain)
+            .or_insert_with(|| DomainUse {
+                nodes: 0,
+                ops: BTreeSet::new(),
+                first: NodeAt {
+                    graph: path.to_owned(),
+                    node: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                },
+            });
         entry.nodes += 1;
         if entry.ops.len() < MAX_OPS_KEPT {
             entry.ops.insert(node.op_type.clone());
@@ -849,14 +901,23 @@ impl Walker<'_> {
             if subgraphs.is_empty() {
                 continue;
             }
-            let label = if node.name.is_empty() { &node.op_type } else { &node.name };
+            let label = if node.name.is_empty() {
+                &node.op_type
+            } else {
+                &node.name
+            };
+            let label = label.trim_start_matches('/');
             let sub_path = format!("{path}/{label}.{}", attr.name);
             if depth + 1 >= MAX_GRAPH_DEPTH {
                 self.inv.depth_limited.push(sub_path);
                 continue;
             }
             for (i, g) in subgraphs.into_iter().enumerate() {
-                let p = if i == 0 { sub_path.clone() } else { format!("{sub_path}[{i}]") };
+                let p = if i == 0 {
+                    sub_path.clone()
+                } else {
+                    format!("{sub_path}[{i}]")
+                };
                 self.graph(g, &p, depth + 1);
             }
         }
@@ -938,17 +999,22 @@ pub fn path_escape(path: &str) -> Option<PathEscape> {
     if bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':' {
         return Some(PathEscape::WindowsDrive);
     }
-    if let Some((scheme, _)) = path.split_once(':') {
-        if !scheme.is_empty()
-            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-        {
+    if let Some((scheme, rest)) = path.split_once(':') {
+        let scheme_like = !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if scheme_like && (rest.starts_with("//") || scheme.eq_ignore_ascii_case("file")) {
             return Some(PathEscape::Url);
         }
     }
     if path.starts_with('~') {
         return Some(PathEscape::Home);
     }
-    if path.split(['/', '\\']).any(|c| c.trim_end_matches([' ', '.']).is_empty() && c.starts_with("..")) {
+    if path
+        .split(['/', '\\'])
+        .any(|c| c.trim_end_matches([' ', '.']).is_empty() && c.starts_with(".."))
+    {
         return Some(PathEscape::ParentDir);
     }
     None
@@ -987,7 +1053,9 @@ mod tests {
         for _ in 0..2000 {
             let mut buf = vec![0u8; 64];
             for b in &mut buf {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 *b = (state >> 33) as u8;
             }
             buf[0] = 0x08;
@@ -1002,7 +1070,11 @@ mod tests {
     fn sniffing_accepts_a_truncated_head() {
         let model = gen::honest_mlp();
         for cut in [4, 10, 20, model.len() / 2] {
-            assert_eq!(sniff_protobuf(&model[..cut.min(model.len())]), Some(ProtobufKind::Onnx), "{cut}");
+            assert_eq!(
+                sniff_protobuf(&model[..cut.min(model.len())]),
+                Some(ProtobufKind::Onnx),
+                "{cut}"
+            );
         }
     }
 
@@ -1018,16 +1090,25 @@ mod tests {
 
     #[test]
     fn finds_external_data_in_nested_subgraphs() {
-        let inv = inventory(&decode(gen::if_subgraph_external("../../etc/passwd")), &Limits::default());
+        let inv = inventory(
+            &decode(gen::if_subgraph_external("../../etc/passwd")),
+            &Limits::default(),
+        );
         assert_eq!(inv.external.len(), 1);
         let ext = &inv.external[0];
         assert!(ext.graph.contains("then_branch"), "{}", ext.graph);
-        assert!(ext.entries.iter().any(|(k, v)| k == "location" && v == "../../etc/passwd"));
+        assert!(ext
+            .entries
+            .iter()
+            .any(|(k, v)| k == "location" && v == "../../etc/passwd"));
     }
 
     #[test]
     fn records_custom_domains_and_function_domains() {
-        let inv = inventory(&decode(gen::custom_domain_op("com.evil.ops")), &Limits::default());
+        let inv = inventory(
+            &decode(gen::custom_domain_op("com.evil.ops")),
+            &Limits::default(),
+        );
         assert!(inv.node_domains.contains_key("com.evil.ops"));
         let inv = inventory(&decode(gen::local_function(false)), &Limits::default());
         assert!(inv.function_domains.contains("pkg.onnxscript.torch_lib"));
@@ -1036,7 +1117,9 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let limits = Limits::default();
-        assert!(decode_model(Bytes::from_static(&[0x3a, 0xff, 0xff, 0xff, 0x0f]), &limits).is_err());
+        assert!(
+            decode_model(Bytes::from_static(&[0x3a, 0xff, 0xff, 0xff, 0x0f]), &limits).is_err()
+        );
         let model = gen::honest_mlp();
         for cut in 0..model.len() {
             let _ = decode_model(Bytes::copy_from_slice(&model[..cut]), &limits);
@@ -1083,7 +1166,10 @@ mod tests {
     fn classifies_escaping_paths() {
         assert_eq!(path_escape("/etc/passwd"), Some(PathEscape::Absolute));
         assert_eq!(path_escape("\\\\server\\share"), Some(PathEscape::Absolute));
-        assert_eq!(path_escape("C:\\Windows\\win.ini"), Some(PathEscape::WindowsDrive));
+        assert_eq!(
+            path_escape("C:\\Windows\\win.ini"),
+            Some(PathEscape::WindowsDrive)
+        );
         assert_eq!(path_escape("../../etc/passwd"), Some(PathEscape::ParentDir));
         assert_eq!(path_escape("weights/../../x"), Some(PathEscape::ParentDir));
         assert_eq!(path_escape("a\\..\\b"), Some(PathEscape::ParentDir));
@@ -1093,6 +1179,8 @@ mod tests {
         assert_eq!(path_escape(""), Some(PathEscape::Empty));
         assert_eq!(path_escape("model.onnx.data"), None);
         assert_eq!(path_escape("weights/layer..0.bin"), None);
+        assert_eq!(path_escape("file:/etc/passwd"), Some(PathEscape::Url));
+        assert_eq!(path_escape("model:weights.bin"), None);
         assert_eq!(path_escape("..weights"), None);
     }
 }

@@ -328,10 +328,16 @@ impl Header {
 pub fn parse(blob: &mut dyn Blob, len: u64, limits: &Limits) -> Result<Header> {
     let mut prefix = [0u8; 8];
     if len < 8 {
-        return Err(Error::malformed(FORMAT, 0, "shorter than the 8-byte header length"));
+        return Err(Error::malformed(
+            FORMAT,
+            0,
+            "shorter than the 8-byte header length",
+        ));
     }
-    blob.seek(SeekFrom::Start(0)).map_err(|e| Error::io(FORMAT, 0, e))?;
-    blob.read_exact(&mut prefix).map_err(|e| Error::io(FORMAT, 0, e))?;
+    blob.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io(FORMAT, 0, e))?;
+    blob.read_exact(&mut prefix)
+        .map_err(|e| Error::io(FORMAT, 0, e))?;
     let header_len = u64::from_le_bytes(prefix);
     let mut header = Header {
         header_len,
@@ -349,7 +355,12 @@ pub fn parse(blob: &mut dyn Blob, len: u64, limits: &Limits) -> Result<Header> {
         return Ok(header);
     }
     if header_len > limits.max_header {
-        return Err(Error::limit(FORMAT, "header length", header_len, limits.max_header));
+        return Err(Error::limit(
+            FORMAT,
+            "header length",
+            header_len,
+            limits.max_header,
+        ));
     }
     header.buffer_start = 8 + header_len;
     header.buffer_len = len - header.buffer_start;
@@ -401,7 +412,12 @@ fn parse_text(header: &mut Header, text: &[u8], limits: &Limits) -> Result<()> {
     };
     let entries = members.iter().filter(|(k, _)| k != "__metadata__").count() as u64;
     if entries > limits.max_entries {
-        return Err(Error::limit(FORMAT, "tensor count", entries, limits.max_entries));
+        return Err(Error::limit(
+            FORMAT,
+            "tensor count",
+            entries,
+            limits.max_entries,
+        ));
     }
     header.tensor_entries = entries;
     let effective = last_wins(members);
@@ -504,7 +520,11 @@ fn invalid(header: &mut Header, name: &str, detail: impl Into<String>) -> Option
 /// Check one tensor entry; returns it when it can be located in the buffer.
 fn read_tensor(header: &mut Header, name: &str, value: &Json) -> Option<TensorInfo> {
     if !matches!(value, Json::Object(_)) {
-        return invalid(header, name, format!("entry is a {}, not an object", value.kind()));
+        return invalid(
+            header,
+            name,
+            format!("entry is a {}, not an object", value.kind()),
+        );
     }
     let dtype = match value.get("dtype") {
         Some(Json::Str(d)) => d.clone(),
@@ -518,7 +538,11 @@ fn read_tensor(header: &mut Header, name: &str, value: &Json) -> Option<TensorIn
                 match dim {
                     Json::UInt(d) => shape.push(*d),
                     other => {
-                        return invalid(header, name, format!("shape holds a non-integer {other:?}"))
+                        return invalid(
+                            header,
+                            name,
+                            format!("shape holds a non-integer {other:?}"),
+                        )
                     }
                 }
             }
@@ -530,7 +554,13 @@ fn read_tensor(header: &mut Header, name: &str, value: &Json) -> Option<TensorIn
     let (begin, end) = match value.get("data_offsets") {
         Some(Json::Array(pair)) => match pair.as_slice() {
             [Json::UInt(b), Json::UInt(e)] => (*b, *e),
-            _ => return invalid(header, name, "data_offsets is not two non-negative integers"),
+            _ => {
+                return invalid(
+                    header,
+                    name,
+                    "data_offsets is not two non-negative integers",
+                )
+            }
         },
         Some(other) => return invalid(header, name, format!("data_offsets is a {}", other.kind())),
         None => return invalid(header, name, "missing data_offsets"),
@@ -645,7 +675,12 @@ mod tests {
     use std::io::Cursor;
 
     fn parse_bytes(bytes: &[u8]) -> Header {
-        parse(&mut Cursor::new(bytes), bytes.len() as u64, &Limits::default()).unwrap()
+        parse(
+            &mut Cursor::new(bytes),
+            bytes.len() as u64,
+            &Limits::default(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -666,10 +701,19 @@ mod tests {
         let mut bytes = 1000u64.to_le_bytes().to_vec();
         bytes.extend_from_slice(b"{}");
         let h = parse_bytes(&bytes);
-        assert!(matches!(h.anomalies[0], Anomaly::HeaderBeyondFile { header_len: 1000, .. }));
+        assert!(matches!(
+            h.anomalies[0],
+            Anomaly::HeaderBeyondFile {
+                header_len: 1000,
+                ..
+            }
+        ));
         let mut huge = (OFFICIAL_MAX_HEADER + 1).to_le_bytes().to_vec();
         huge.extend_from_slice(b"{}");
-        assert!(matches!(parse_bytes(&huge).anomalies[0], Anomaly::HeaderTooLarge { .. }));
+        assert!(matches!(
+            parse_bytes(&huge).anomalies[0],
+            Anomaly::HeaderTooLarge { .. }
+        ));
         let small = Limits {
             max_header: 4,
             ..Limits::default()
@@ -685,9 +729,14 @@ mod tests {
         assert!(matches!(h.anomalies[0], Anomaly::InvalidJson { .. }));
         let h = parse_bytes(&ts::raw("[1, 2]", b""));
         assert!(h.anomalies.contains(&Anomaly::BadStart { byte: b'[' }));
-        assert!(h.anomalies.contains(&Anomaly::NotAnObject { kind: "array" }));
+        assert!(h
+            .anomalies
+            .contains(&Anomaly::NotAnObject { kind: "array" }));
         let h = parse_bytes(&ts::raw_bytes(b"{\"\xff\": 1}", b""));
-        assert!(matches!(h.anomalies[0], Anomaly::InvalidUtf8 { offset: 10 }));
+        assert!(matches!(
+            h.anomalies[0],
+            Anomaly::InvalidUtf8 { offset: 10 }
+        ));
     }
 
     #[test]
@@ -708,9 +757,19 @@ mod tests {
     #[test]
     fn size_dtype_shape_and_offsets() {
         let h = parse_bytes(&ts::size_mismatch());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::SizeMismatch { expected: 16, actual: 8, .. })));
+        assert!(h.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::SizeMismatch {
+                expected: 16,
+                actual: 8,
+                ..
+            }
+        )));
         let h = parse_bytes(&ts::unknown_dtype());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::UnknownDtype { .. })));
+        assert!(h
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::UnknownDtype { .. })));
         let h = parse_bytes(&ts::raw(
             r#"{"t":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,0]}}"#,
             b"",
@@ -720,7 +779,14 @@ mod tests {
             r#"{"t":{"dtype":"U8","shape":[0],"data_offsets":[4,0]}}"#,
             &[0; 4],
         ));
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::BeginAfterEnd { begin: 4, end: 0, .. })));
+        assert!(h.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::BeginAfterEnd {
+                begin: 4,
+                end: 0,
+                ..
+            }
+        )));
         let h = parse_bytes(&ts::raw(r#"{"t":{"dtype":"U8","shape":[-1]}}"#, b""));
         assert!(matches!(h.anomalies[0], Anomaly::InvalidTensor { .. }));
     }
@@ -728,13 +794,33 @@ mod tests {
     #[test]
     fn layout_problems() {
         let h = parse_bytes(&ts::out_of_bounds());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::OutOfBounds { .. })));
+        assert!(h
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::OutOfBounds { .. })));
         let h = parse_bytes(&ts::overlap());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::Overlap { start: 0, end: 8, .. })));
+        assert!(h.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::Overlap {
+                start: 0,
+                end: 8,
+                ..
+            }
+        )));
         let h = parse_bytes(&ts::gap());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::Gap { start: 8, end: 24, .. })));
+        assert!(h.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::Gap {
+                start: 8,
+                end: 24,
+                ..
+            }
+        )));
         let h = parse_bytes(&ts::trailing_bytes(b"hidden"));
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::TrailingBytes { .. })));
+        assert!(h
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::TrailingBytes { .. })));
     }
 
     #[test]
@@ -749,8 +835,48 @@ mod tests {
     #[test]
     fn metadata_values_must_be_strings() {
         let h = parse_bytes(&ts::metadata_not_string());
-        assert!(h.anomalies.iter().any(|a| matches!(a, Anomaly::MetadataNotString { kind: "number", .. })));
+        assert!(h
+            .anomalies
+            .iter()
+            .any(|a| matches!(a, Anomaly::MetadataNotString { kind: "number", .. })));
         let h = parse_bytes(&ts::raw(r#"{"__metadata__": [1]}"#, b""));
-        assert!(h.anomalies.contains(&Anomaly::MetadataNotObject { kind: "array" }));
+        assert!(h
+            .anomalies
+            .contains(&Anomaly::MetadataNotObject { kind: "array" }));
+    }
+    /// Deterministic xorshift mutations: flip, overwrite with boundary values, truncate.
+    fn mutants(seed: &[u8], n: usize) -> Vec<Vec<u8>> {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|_| {
+                let mut m = seed.to_vec();
+                for _ in 0..1 + next() % 4 {
+                    let at = (next() % m.len().max(1) as u64) as usize;
+                    let v = [0x00, 0xff, 0x7f, 0x80, 0x01, next() as u8][(next() % 6) as usize];
+                    if let Some(b) = m.get_mut(at) {
+                        *b = v;
+                    }
+                }
+                if next() % 8 == 0 {
+                    m.truncate((next() % (m.len() as u64 + 1)) as usize);
+                }
+                m
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mutations_never_panic() {
+        for seed in [ts::honest(), ts::honest_with_metadata()] {
+            for m in mutants(&seed, 3000) {
+                let _ = parse(&mut Cursor::new(&m), m.len() as u64, &Limits::default());
+            }
+        }
     }
 }

@@ -179,7 +179,11 @@ impl Capped {
 
     /// Emit one summary finding per rule that went over the cap.
     pub(crate) fn finish(self, ctx: &mut Ctx<'_>) {
-        let mut over: Vec<_> = self.seen.into_values().filter(|(n, _)| *n > MAX_PER_RULE).collect();
+        let mut over: Vec<_> = self
+            .seen
+            .into_values()
+            .filter(|(n, _)| *n > MAX_PER_RULE)
+            .collect();
         over.sort_by_key(|(_, rule)| rule.id);
         for (n, rule) in over {
             let more = n - MAX_PER_RULE;
@@ -203,7 +207,12 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
             } else {
                 &crate::rules::UNREADABLE
             };
-            ctx.report(rule, None, err.to_string(), json!({ "error": err.to_string() }));
+            ctx.report(
+                rule,
+                None,
+                err.to_string(),
+                json!({ "error": err.to_string() }),
+            );
             return;
         }
     };
@@ -216,7 +225,10 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
             ctx,
             &crate::rules::LIMIT_HIT,
             None,
-            format!("{} further header problems were not recorded", header.anomalies_dropped),
+            format!(
+                "{} further header problems were not recorded",
+                header.anomalies_dropped
+            ),
             json!({ "limit": "anomalies", "value": header.anomalies_dropped }),
         );
     }
@@ -365,8 +377,13 @@ const CODE_MARKERS: &[&str] = &[
 ];
 
 fn check_metadata(ctx: &mut Ctx<'_>, capped: &mut Capped, key: &str, value: &str) {
-    let pickle_start = matches!(value.as_bytes(), [0xc2, 0x80, 2..=5, ..]) || value.starts_with("\u{80}");
-    let markers: Vec<&str> = CODE_MARKERS.iter().copied().filter(|m| value.contains(m)).collect();
+    let pickle_start =
+        matches!(value.as_bytes(), [0xc2, 0x80, 2..=5, ..]) || value.starts_with("\u{80}");
+    let markers: Vec<&str> = CODE_MARKERS
+        .iter()
+        .copied()
+        .filter(|m| value.contains(m))
+        .collect();
     if markers.is_empty() && !pickle_start {
         return;
     }
@@ -383,7 +400,9 @@ fn check_metadata(ctx: &mut Ctx<'_>, capped: &mut Capped, key: &str, value: &str
 /// Scan the first few hidden regions as nested blobs, so a pickle hidden in a gap is examined too.
 fn scan_hidden(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, h: &Header) {
     let regions = h.anomalies.iter().filter_map(|a| match a {
-        Anomaly::Gap { start, end, .. } | Anomaly::TrailingBytes { start, end } => Some((*start, *end)),
+        Anomaly::Gap { start, end, .. } | Anomaly::TrailingBytes { start, end } => {
+            Some((*start, *end))
+        }
         _ => None,
     });
     let cap = MAX_HIDDEN_BYTES.min(ctx.limits().max_in_memory);
@@ -420,8 +439,14 @@ mod tests {
 
     #[test]
     fn honest_files_raise_nothing_at_medium_or_above() {
-        assert_eq!(rules_at_or_above(&ts::honest(), Severity::Low), Vec::<String>::new());
-        assert_eq!(rules_at_or_above(&ts::honest_with_metadata(), Severity::Medium), Vec::<String>::new());
+        assert_eq!(
+            rules_at_or_above(&ts::honest(), Severity::Low),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            rules_at_or_above(&ts::honest_with_metadata(), Severity::Medium),
+            Vec::<String>::new()
+        );
     }
 
     #[test]
@@ -446,10 +471,18 @@ mod tests {
 
     #[test]
     fn hidden_bytes_are_medium_and_scanned_as_a_member() {
-        let out = Scanner::default().scan_bytes("m.safetensors", &ts::trailing_bytes(b"GGUF\x07\0\0\0"));
-        let hidden = out.findings.iter().find(|f| f.rule.as_str() == "AEG-SCAN-305").unwrap();
+        let out =
+            Scanner::default().scan_bytes("m.safetensors", &ts::trailing_bytes(b"GGUF\x07\0\0\0"));
+        let hidden = out
+            .findings
+            .iter()
+            .find(|f| f.rule.as_str() == "AEG-SCAN-305")
+            .unwrap();
         assert_eq!(hidden.severity, Severity::Medium);
-        assert!(out.findings.iter().any(|f| f.location.to_string().contains("hidden@")));
+        assert!(out
+            .findings
+            .iter()
+            .any(|f| f.location.to_string().contains("hidden@")));
     }
 
     #[test]
@@ -459,7 +492,32 @@ mod tests {
             .collect();
         let bytes = ts::raw(&format!("{{{}}}", entries.join(",")), &[0; 4]);
         let out = Scanner::default().scan_bytes("m.safetensors", &bytes);
-        let n = out.findings.iter().filter(|f| f.rule.as_str() == "AEG-SCAN-302").count();
+        let n = out
+            .findings
+            .iter()
+            .filter(|f| f.rule.as_str() == "AEG-SCAN-302")
+            .count();
         assert_eq!(n, super::MAX_PER_RULE + 1);
+    }
+
+    #[test]
+    fn corpus_cases_hold() {
+        for case in ts::corpus() {
+            let out = Scanner::default().scan_bytes(&case.file_name, &case.bytes);
+            let high: Vec<&str> = out
+                .findings
+                .iter()
+                .filter(|f| f.severity >= Severity::High)
+                .map(|f| f.rule.as_str())
+                .collect();
+            match case.expect_rule {
+                Some(rule) => assert!(
+                    high.contains(&rule),
+                    "{}: {rule} not in {high:?}",
+                    case.name
+                ),
+                None => assert!(high.is_empty(), "{}: {high:?}", case.name),
+            }
+        }
     }
 }

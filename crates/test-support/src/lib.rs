@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod corpus;
 pub mod gguf;
 pub mod hdf5;

@@ -67,7 +67,7 @@ pub fn entry(name: &str, dtype: &str, shape: &[u64], begin: u64, end: u64) -> St
 /// A file from header text and buffer, header padded with spaces to a multiple of 8 like the reference writer.
 pub fn raw(header: &str, buffer: &[u8]) -> Vec<u8> {
     let mut text = header.as_bytes().to_vec();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     raw_bytes(&text, buffer)
@@ -99,7 +99,10 @@ pub fn honest() -> Vec<u8> {
 
 /// Header that is not valid JSON.
 pub fn invalid_json() -> Vec<u8> {
-    raw(r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#, &[0; 8])
+    raw(
+        r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"#,
+        &[0; 8],
+    )
 }
 
 /// Tensor `w` declared twice with different ranges: readers disagree on which one is the real tensor.
@@ -170,7 +173,10 @@ pub fn metadata_not_string() -> Vec<u8> {
 pub fn suspicious_metadata() -> Vec<u8> {
     write(
         &[Tensor::f32("w", &[2])],
-        &[("format", "pt"), ("hook", "__import__('os').system('echo pwned')")],
+        &[
+            ("format", "pt"),
+            ("hook", "__import__('os').system('echo pwned')"),
+        ],
     )
 }
 
@@ -198,27 +204,80 @@ pub fn honest_with_metadata() -> Vec<u8> {
 /// Malicious and benign cases of this format.
 pub fn corpus() -> Vec<Case> {
     let m = |name: &str, bytes, rule, technique| {
-        Case::malicious(&format!("safetensors/{name}"), "model.safetensors", bytes, rule, technique)
+        Case::malicious(
+            &format!("safetensors/{name}"),
+            "model.safetensors",
+            bytes,
+            rule,
+            technique,
+        )
     };
     let b = |name: &str, bytes, technique| {
-        Case::benign(&format!("safetensors/{name}"), "model.safetensors", bytes, technique)
+        Case::benign(
+            &format!("safetensors/{name}"),
+            "model.safetensors",
+            bytes,
+            technique,
+        )
     };
     vec![
-        m("invalid-json", invalid_json(), "AEG-SCAN-300", "header that is not valid JSON"),
+        m(
+            "invalid-json",
+            invalid_json(),
+            "AEG-SCAN-300",
+            "header that is not valid JSON",
+        ),
         b("honest", honest(), "honest safetensors file"),
-        m("unknown-dtype", unknown_dtype(), "AEG-SCAN-301", "tensor with an unknown dtype"),
-        b("honest-bf16", honest_with_metadata(), "honest file with BF16 and metadata"),
-        m("size-mismatch", size_mismatch(), "AEG-SCAN-302", "range smaller than dtype x shape"),
-        b("honest-sizes", write(&[Tensor::f32("w", &[4])], &[]), "range equal to dtype x shape"),
-        m("out-of-bounds", out_of_bounds(), "AEG-SCAN-303", "tensor range past the buffer"),
-        b("honest-single", write(&[Tensor::f32("w", &[1024])], &[]), "large tensor inside the buffer"),
-        m("overlap", overlap(), "AEG-SCAN-304", "two tensors aliasing the same bytes"),
+        m(
+            "unknown-dtype",
+            unknown_dtype(),
+            "AEG-SCAN-301",
+            "tensor with an unknown dtype",
+        ),
+        b(
+            "honest-bf16",
+            honest_with_metadata(),
+            "honest file with BF16 and metadata",
+        ),
+        m(
+            "size-mismatch",
+            size_mismatch(),
+            "AEG-SCAN-302",
+            "range smaller than dtype x shape",
+        ),
+        b(
+            "honest-sizes",
+            write(&[Tensor::f32("w", &[4])], &[]),
+            "range equal to dtype x shape",
+        ),
+        m(
+            "out-of-bounds",
+            out_of_bounds(),
+            "AEG-SCAN-303",
+            "tensor range past the buffer",
+        ),
+        b(
+            "honest-single",
+            write(&[Tensor::f32("w", &[1024])], &[]),
+            "large tensor inside the buffer",
+        ),
+        m(
+            "overlap",
+            overlap(),
+            "AEG-SCAN-304",
+            "two tensors aliasing the same bytes",
+        ),
         b(
             "honest-adjacent",
             write(&[Tensor::f32("a", &[2]), Tensor::f32("b", &[4])], &[]),
             "adjacent tensors",
         ),
-        m("duplicate-key", duplicate_key(), "AEG-SCAN-306", "tensor name declared twice"),
+        m(
+            "duplicate-key",
+            duplicate_key(),
+            "AEG-SCAN-306",
+            "tensor name declared twice",
+        ),
         b(
             "honest-similar-names",
             write(&[Tensor::f32("w", &[2]), Tensor::f32("w.1", &[2])], &[]),

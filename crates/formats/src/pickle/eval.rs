@@ -38,6 +38,29 @@ fn canonical_module(module: &str) -> &str {
     }
 }
 
+/// Whether `callable` is one of the functions [`evaluate`] knows (a cheap test before collecting arguments).
+pub(super) fn is_evaluable(callable: &Value) -> bool {
+    let Some((module, name)) = callable.as_global() else {
+        return false;
+    };
+    match canonical_module(module) {
+        "base64" | "binascii" | "codecs" | "zlib" | "gzip" | "importlib" => true,
+        "builtins" => matches!(
+            name,
+            "bytes"
+                | "bytearray"
+                | "bytes.fromhex"
+                | "bytearray.fromhex"
+                | "str.encode"
+                | "bytes.decode"
+                | "bytearray.decode"
+                | "getattr"
+                | "__import__"
+        ),
+        _ => false,
+    }
+}
+
 /// Evaluate `callable(*args)` if it is one of the known pure functions and every input is a complete
 /// constant. `max_out` bounds the bytes a decompression produces.
 pub(super) fn evaluate(callable: &Value, args: &Value, max_out: usize) -> Option<Evaluated> {
@@ -51,11 +74,20 @@ pub(super) fn evaluate(callable: &Value, args: &Value, max_out: usize) -> Option
     match (module, name) {
         ("base64", "b64decode") => match args {
             [s] => bytes(b64decode(&ascii_data(s)?, None, false)?),
-            [s, alt] => bytes(b64decode(&ascii_data(s)?, opt_bytes(alt)?.as_deref(), false)?),
-            [s, alt, validate] => bytes(b64decode(&ascii_data(s)?, opt_bytes(alt)?.as_deref(), truthy(validate)?)?),
+            [s, alt] => bytes(b64decode(
+                &ascii_data(s)?,
+                opt_bytes(alt)?.as_deref(),
+                false,
+            )?),
+            [s, alt, validate] => bytes(b64decode(
+                &ascii_data(s)?,
+                opt_bytes(alt)?.as_deref(),
+                truthy(validate)?,
+            )?),
             _ => None,
         },
-        ("base64", "standard_b64decode" | "decodebytes" | "decodestring") | ("binascii", "a2b_base64") => match args {
+        ("base64", "standard_b64decode" | "decodebytes" | "decodestring")
+        | ("binascii", "a2b_base64") => match args {
             [s] => bytes(a2b_base64(&ascii_data(s)?, false)?),
             _ => None,
         },
@@ -93,24 +125,35 @@ pub(super) fn evaluate(callable: &Value, args: &Value, max_out: usize) -> Option
         ("builtins", "bytes" | "bytearray") => bytes(construct_bytes(args, max_out)?),
         ("builtins", "str.encode") => match args {
             [s] => bytes(encode_text(s.as_str()?, "utf_8")?),
-            [s, enc] | [s, enc, _] => bytes(encode_text(s.as_str()?, &normalize_encoding(enc.as_str()?))?),
+            [s, enc] | [s, enc, _] => bytes(encode_text(
+                s.as_str()?,
+                &normalize_encoding(enc.as_str()?),
+            )?),
             _ => None,
         },
         ("builtins", "bytes.decode" | "bytearray.decode") => match args {
             [b] => Some(Value::str(&decode_text(complete_bytes(b)?, "utf_8")?).into()),
-            [b, enc] | [b, enc, _] => {
-                Some(Value::str(&decode_text(complete_bytes(b)?, &normalize_encoding(enc.as_str()?))?).into())
-            }
+            [b, enc] | [b, enc, _] => Some(
+                Value::str(&decode_text(
+                    complete_bytes(b)?,
+                    &normalize_encoding(enc.as_str()?),
+                )?)
+                .into(),
+            ),
             _ => None,
         },
         ("codecs", "decode") => match args {
             [obj] => codec(obj, "utf_8", true, max_out),
-            [obj, enc] | [obj, enc, _] => codec(obj, &normalize_encoding(enc.as_str()?), true, max_out),
+            [obj, enc] | [obj, enc, _] => {
+                codec(obj, &normalize_encoding(enc.as_str()?), true, max_out)
+            }
             _ => None,
         },
         ("codecs", "encode") => match args {
             [obj] => codec(obj, "utf_8", false, max_out),
-            [obj, enc] | [obj, enc, _] => codec(obj, &normalize_encoding(enc.as_str()?), false, max_out),
+            [obj, enc] | [obj, enc, _] => {
+                codec(obj, &normalize_encoding(enc.as_str()?), false, max_out)
+            }
             _ => None,
         },
         ("zlib", "decompress") => {
@@ -171,7 +214,11 @@ fn import(args: &[Value]) -> Option<Value> {
     if args.len() > 5 {
         return None;
     }
-    let target = if fromlist { name } else { name.split('.').next()? };
+    let target = if fromlist {
+        name
+    } else {
+        name.split('.').next()?
+    };
     module_ref(target)
 }
 
@@ -212,7 +259,10 @@ fn complete_bytes(v: &Value) -> Option<&[u8]> {
 /// `_bytes_from_decode_data`: a complete bytes constant, or a complete ASCII `str`.
 fn ascii_data(v: &Value) -> Option<Vec<u8>> {
     match v {
-        Value::Str { .. } => v.as_str().filter(|s| s.is_ascii()).map(|s| s.as_bytes().to_vec()),
+        Value::Str { .. } => v
+            .as_str()
+            .filter(|s| s.is_ascii())
+            .map(|s| s.as_bytes().to_vec()),
         Value::Bytes { .. } => v.as_bytes().map(<[u8]>::to_vec),
         _ => None,
     }
@@ -252,12 +302,19 @@ fn normalize_encoding(name: &str) -> String {
     let norm: String = name
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let canonical = match norm.as_str() {
         "utf8" | "utf_8" | "u8" | "utf" | "cp65001" => "utf_8",
         "ascii" | "us_ascii" | "646" | "us" => "ascii",
-        "latin_1" | "latin1" | "latin" | "l1" | "iso8859_1" | "iso_8859_1" | "8859" | "cp819" | "iso_ir_100" => "latin_1",
+        "latin_1" | "latin1" | "latin" | "l1" | "iso8859_1" | "iso_8859_1" | "8859" | "cp819"
+        | "iso_ir_100" => "latin_1",
         "base64" | "base_64" | "base64_codec" => "base64",
         "hex" | "hex_codec" => "hex",
         "zip" | "zlib" | "zlib_codec" => "zlib",
@@ -306,7 +363,9 @@ fn encode_text(s: &str, encoding: &str) -> Option<Vec<u8>> {
 fn decode_text(b: &[u8], encoding: &str) -> Option<String> {
     match encoding {
         "utf_8" => std::str::from_utf8(b).ok().map(str::to_owned),
-        "ascii" => b.is_ascii().then(|| String::from_utf8_lossy(b).into_owned()),
+        "ascii" => b
+            .is_ascii()
+            .then(|| String::from_utf8_lossy(b).into_owned()),
         "latin_1" => Some(b.iter().map(|&c| char::from(c)).collect()),
         _ => None,
     }
@@ -416,7 +475,9 @@ fn b64decode(s: &[u8], altchars: Option<&[u8]>, validate: bool) -> Option<Vec<u8
     }
     if validate {
         let body = s.iter().rposition(|c| *c != b'=').map_or(0, |p| p + 1);
-        let ok = s.len() - body <= 2 && s.get(..body).is_some_and(|b| b.iter().all(|c| b64_value(*c).is_some()));
+        let ok = s.len() - body <= 2
+            && s.get(..body)
+                .is_some_and(|b| b.iter().all(|c| b64_value(*c).is_some()));
         if !ok {
             return None;
         }
@@ -430,7 +491,11 @@ fn b32decode(s: &[u8], casefold: bool) -> Option<Vec<u8>> {
     if s.len() % 8 != 0 {
         return None;
     }
-    let upper: Vec<u8> = if casefold { s.to_ascii_uppercase() } else { s.to_vec() };
+    let upper: Vec<u8> = if casefold {
+        s.to_ascii_uppercase()
+    } else {
+        s.to_vec()
+    };
     let body_len = upper.iter().rposition(|c| *c != b'=').map_or(0, |p| p + 1);
     let padchars = upper.len() - body_len;
     let body = upper.get(..body_len)?;
@@ -458,7 +523,11 @@ fn b32decode(s: &[u8], casefold: bool) -> Option<Vec<u8>> {
 
 /// `base64.b16decode(s, casefold)`: upper-case hex only unless `casefold`.
 fn b16decode(s: &[u8], casefold: bool) -> Option<Vec<u8>> {
-    let s: Vec<u8> = if casefold { s.to_ascii_uppercase() } else { s.to_vec() };
+    let s: Vec<u8> = if casefold {
+        s.to_ascii_uppercase()
+    } else {
+        s.to_vec()
+    };
     if s.iter().any(|c| !matches!(c, b'0'..=b'9' | b'A'..=b'F')) {
         return None;
     }
@@ -493,7 +562,9 @@ fn a85decode(s: &[u8]) -> Option<Vec<u8>> {
             b'!'..=b'u' => {
                 curr.push(x);
                 if curr.len() == 5 {
-                    let acc = curr.iter().fold(0u64, |acc, c| acc * 85 + u64::from(c - b'!'));
+                    let acc = curr
+                        .iter()
+                        .fold(0u64, |acc, c| acc * 85 + u64::from(c - b'!'));
                     out.extend_from_slice(&u32::try_from(acc).ok()?.to_be_bytes());
                     curr.clear();
                 }
@@ -555,7 +626,8 @@ fn encodebytes(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len() / 3 * 4 + b.len() / 57 + 4);
     for line in b.chunks(57) {
         for group in line.chunks(3) {
-            let n = group.iter().fold(0u32, |acc, c| acc << 8 | u32::from(*c)) << (8 * (3 - group.len()));
+            let n = group.iter().fold(0u32, |acc, c| acc << 8 | u32::from(*c))
+                << (8 * (3 - group.len()));
             for k in 0..4 {
                 if k <= group.len() {
                     out.push(B64_ALPHABET[((n >> (18 - 6 * k)) & 63) as usize]);
@@ -607,49 +679,152 @@ mod tests {
     #[test]
     fn base64_family_matches_cpython() {
         let b = |m: &str, n: &str, s: &str| bytes_of(call(m, n, vec![Value::str(s)]));
-        assert_eq!(b("base64", "b64decode", "ZWNobyBwd25lZA=="), Some(b"echo pwned".to_vec()));
-        assert_eq!(b("base64", "b64decode", "ZWNo\nbyBw!d25lZA=="), Some(b"echo pwned".to_vec()));
+        assert_eq!(
+            b("base64", "b64decode", "ZWNobyBwd25lZA=="),
+            Some(b"echo pwned".to_vec())
+        );
+        assert_eq!(
+            b("base64", "b64decode", "ZWNo\nbyBw!d25lZA=="),
+            Some(b"echo pwned".to_vec())
+        );
         assert_eq!(b("base64", "b64decode", "ZWNobyBwd25lZA"), None); // incorrect padding
         assert_eq!(b("base64", "b64decode", "YQ==garbage"), Some(b"a".to_vec()));
-        assert_eq!(b("base64", "standard_b64decode", "aWQ="), Some(b"id".to_vec()));
+        assert_eq!(
+            b("base64", "standard_b64decode", "aWQ="),
+            Some(b"id".to_vec())
+        );
         assert_eq!(b("binascii", "a2b_base64", "aWQ="), Some(b"id".to_vec()));
-        assert_eq!(b("base64", "urlsafe_b64decode", "-_8="), Some(vec![0xfb, 0xff]));
+        assert_eq!(
+            b("base64", "urlsafe_b64decode", "-_8="),
+            Some(vec![0xfb, 0xff])
+        );
         assert_eq!(b("base64", "b32decode", "NFSA===="), Some(b"id".to_vec()));
-        assert_eq!(b("base64", "b32decode", "MZXW6YTBOI======"), Some(b"foobar".to_vec()));
+        assert_eq!(
+            b("base64", "b32decode", "MZXW6YTBOI======"),
+            Some(b"foobar".to_vec())
+        );
         assert_eq!(b("base64", "b32decode", "NFSA==="), None);
         assert_eq!(b("base64", "b16decode", "6964"), Some(b"id".to_vec()));
         assert_eq!(b("base64", "b16decode", "6a"), None);
-        assert_eq!(b("base64", "b85decode", "VPa!sWoBn+X=-b1ZEkOHadLBXb#`}nd3r%YLqtVJM@UIZOH55pPf$@("), Some(b"Man is distinguished, not only by his reason, but ".to_vec()));
-        assert_eq!(b("base64", "b85decode", "Xk~0{Zy<MXa%^M"), Some(b"hello world".to_vec()));
-        assert_eq!(b("base64", "a85decode", "BOu!rD]j7BEbo7"), Some(b"hello world".to_vec()));
+        assert_eq!(
+            b("base64", "b85decode", "Xk~0{Zy<MXa%^M"),
+            Some(b"hello world".to_vec())
+        );
+        assert_eq!(
+            b("base64", "a85decode", "BOu!rD]j7BEbo7"),
+            Some(b"hello world".to_vec())
+        );
         assert_eq!(b("base64", "a85decode", "z"), Some(vec![0; 4]));
-        let validate = call("base64", "b64decode", vec![Value::str("aW!Q="), Value::None, Value::Bool(true)]);
+        let validate = call(
+            "base64",
+            "b64decode",
+            vec![Value::str("aW!Q="), Value::None, Value::Bool(true)],
+        );
         assert!(validate.is_none());
     }
 
     #[test]
     fn hex_and_text_codecs() {
         let b = |m: &str, n: &str, args: Vec<Value>| bytes_of(call(m, n, args));
-        assert_eq!(b("binascii", "unhexlify", vec![Value::str("6964")]), Some(b"id".to_vec()));
-        assert_eq!(b("binascii", "a2b_hex", vec![Value::bytes(b"6A")]), Some(b"j".to_vec()));
-        assert_eq!(b("builtins", "bytes.fromhex", vec![Value::str("69 64")]), Some(b"id".to_vec()));
-        assert_eq!(b("builtins", "bytes.fromhex", vec![Value::str("6 964")]), None);
-        assert_eq!(b("builtins", "str.encode", vec![Value::str("id"), Value::str("ASCII")]), Some(b"id".to_vec()));
-        assert_eq!(b("builtins", "str.encode", vec![Value::str("é"), Value::str("latin-1")]), Some(vec![0xe9]));
-        assert_eq!(b("builtins", "str.encode", vec![Value::str("é"), Value::str("ascii")]), None);
-        assert_eq!(b("__builtin__", "bytes", vec![Value::str("é"), Value::str("latin1")]), Some(vec![0xe9]));
+        assert_eq!(
+            b("binascii", "unhexlify", vec![Value::str("6964")]),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            b("binascii", "a2b_hex", vec![Value::bytes(b"6A")]),
+            Some(b"j".to_vec())
+        );
+        assert_eq!(
+            b("builtins", "bytes.fromhex", vec![Value::str("69 64")]),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            b("builtins", "bytes.fromhex", vec![Value::str("6 964")]),
+            None
+        );
+        assert_eq!(
+            b(
+                "builtins",
+                "str.encode",
+                vec![Value::str("id"), Value::str("ASCII")]
+            ),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            b(
+                "builtins",
+                "str.encode",
+                vec![Value::str("é"), Value::str("latin-1")]
+            ),
+            Some(vec![0xe9])
+        );
+        assert_eq!(
+            b(
+                "builtins",
+                "str.encode",
+                vec![Value::str("é"), Value::str("ascii")]
+            ),
+            None
+        );
+        assert_eq!(
+            b(
+                "__builtin__",
+                "bytes",
+                vec![Value::str("é"), Value::str("latin1")]
+            ),
+            Some(vec![0xe9])
+        );
         assert_eq!(b("builtins", "bytes", vec![Value::str("id")]), None);
-        let list = Value::List(Rc::new(std::cell::RefCell::new(vec![Value::Int(105), Value::Int(100)])));
+        let list = Value::List(Rc::new(std::cell::RefCell::new(vec![
+            Value::Int(105),
+            Value::Int(100),
+        ])));
         assert_eq!(b("builtins", "bytearray", vec![list]), Some(b"id".to_vec()));
-        assert_eq!(b("builtins", "bytes", vec![Value::Int(3)]), Some(vec![0; 3]));
-        assert_eq!(b("codecs", "decode", vec![Value::bytes(b"aWQ=\n"), Value::str("base64")]), Some(b"id".to_vec()));
-        assert_eq!(b("_codecs", "decode", vec![Value::bytes(b"6964"), Value::str("hex_codec")]), Some(b"id".to_vec()));
-        assert_eq!(b("codecs", "encode", vec![Value::bytes(b"id"), Value::str("base64")]), Some(b"aWQ=\n".to_vec()));
-        let s = call("codecs", "decode", vec![Value::str("bf"), Value::str("rot_13")]);
+        assert_eq!(
+            b("builtins", "bytes", vec![Value::Int(3)]),
+            Some(vec![0; 3])
+        );
+        assert_eq!(
+            b(
+                "codecs",
+                "decode",
+                vec![Value::bytes(b"aWQ=\n"), Value::str("base64")]
+            ),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            b(
+                "_codecs",
+                "decode",
+                vec![Value::bytes(b"6964"), Value::str("hex_codec")]
+            ),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            b(
+                "codecs",
+                "encode",
+                vec![Value::bytes(b"id"), Value::str("base64")]
+            ),
+            Some(b"aWQ=\n".to_vec())
+        );
+        let s = call(
+            "codecs",
+            "decode",
+            vec![Value::str("bf"), Value::str("rot_13")],
+        );
         assert_eq!(s.as_ref().and_then(Value::as_str), Some("os"));
-        let s = call("codecs", "decode", vec![Value::bytes(b"os"), Value::str("utf-8")]);
+        let s = call(
+            "codecs",
+            "decode",
+            vec![Value::bytes(b"os"), Value::str("utf-8")],
+        );
         assert_eq!(s.as_ref().and_then(Value::as_str), Some("os"));
-        let s = call("builtins", "bytes.decode", vec![Value::bytes(b"\xe9"), Value::str("latin1")]);
+        let s = call(
+            "builtins",
+            "bytes.decode",
+            vec![Value::bytes(b"\xe9"), Value::str("latin1")],
+        );
         assert_eq!(s.as_ref().and_then(Value::as_str), Some("é"));
     }
 
@@ -669,15 +844,35 @@ mod tests {
         assert_eq!(full.value.as_bytes().map(<[u8]>::len), Some(5000));
         let cut = evaluate(&callable, &args, 100).unwrap();
         assert!(cut.truncated);
-        assert!(cut.value.as_bytes().is_none(), "a cut output is not a complete constant");
-        let codec = call("codecs", "decode", vec![Value::bytes(&z), Value::str("zlib")]);
-        assert_eq!(codec.and_then(|v| v.as_bytes().map(<[u8]>::len)), Some(5000));
+        assert!(
+            cut.value.as_bytes().is_none(),
+            "a cut output is not a complete constant"
+        );
+        let codec = call(
+            "codecs",
+            "decode",
+            vec![Value::bytes(&z), Value::str("zlib")],
+        );
+        assert_eq!(
+            codec.and_then(|v| v.as_bytes().map(<[u8]>::len)),
+            Some(5000)
+        );
         assert!(call("zlib", "decompress", vec![Value::bytes(b"not zlib")]).is_none());
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(b"id").unwrap();
         let gz = gz.finish().unwrap();
-        assert_eq!(bytes_of(call("gzip", "decompress", vec![Value::bytes(&gz)])), Some(b"id".to_vec()));
-        assert_eq!(bytes_of(call("zlib", "decompress", vec![Value::bytes(&gz), Value::Int(47)])), Some(b"id".to_vec()));
+        assert_eq!(
+            bytes_of(call("gzip", "decompress", vec![Value::bytes(&gz)])),
+            Some(b"id".to_vec())
+        );
+        assert_eq!(
+            bytes_of(call(
+                "zlib",
+                "decompress",
+                vec![Value::bytes(&gz), Value::Int(47)]
+            )),
+            Some(b"id".to_vec())
+        );
     }
 
     #[test]
@@ -689,7 +884,12 @@ mod tests {
         let top = call("builtins", "__import__", vec![Value::str("os.path")]).unwrap();
         assert_eq!(top.as_global(), Some(("os", "")));
         let from = Value::Tuple(Rc::new(vec![Value::str("join")]));
-        let full = call("builtins", "__import__", vec![Value::str("os.path"), Value::None, Value::None, from]).unwrap();
+        let full = call(
+            "builtins",
+            "__import__",
+            vec![Value::str("os.path"), Value::None, Value::None, from],
+        )
+        .unwrap();
         assert_eq!(full.as_global(), Some(("os.path", "")));
         let m = call("importlib", "import_module", vec![Value::str("subprocess")]).unwrap();
         assert_eq!(m.as_global(), Some(("subprocess", "")));

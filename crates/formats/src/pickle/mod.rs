@@ -9,20 +9,44 @@
 //!   streams such as legacy `torch.save` files resolve each pickle's `GET`s against its own memo;
 //! - `MEMOIZE` stores at `len(memo)`, `PUT`/`BINPUT`/`LONG_BINPUT` at an explicit index; both may be mixed;
 //! - `STACK_GLOBAL` takes module and name from emulated stack values; if either is not a constant string the
-//!   name is computed at run time and the global is reported as dynamic;
+//!   name is computed at run time and the global is reported as dynamic: the non-constant part is described
+//!   as `<rendered value>` in both the [`GlobalRef`] and the pushed [`Value::Global`], so a later `REDUCE`
+//!   still records a [`Call`] whose callee is that dynamic global. `EXT1/2/4` push
+//!   `Value::Global { module: "copyreg.extension", name: "<code>" }`, also recorded as dynamic;
+//! - a few pure functions are evaluated when their inputs are complete constants, so payload chains resolve:
+//!   base64/binascii/codecs decoders, `bytes.fromhex`, `zlib.decompress` (bounded), `bytes`/`bytearray`,
+//!   `str.encode`, `getattr(global, "attr")` (giving `Value::Global { name: "name.attr" }`) and
+//!   `__import__`/`importlib.import_module` (giving `Value::Global { name: "" }`, the module). The call is
+//!   recorded either way; globals reached only through `getattr`/`__import__` appear as callees and
+//!   arguments of [`Call`]s, not in [`Trace::globals`];
+//! - every other call yields a [`Value::Object`]; [`Call::callee`] and [`Call::args`] are depth-bounded
+//!   snapshots taken at the call (they never alias the emulation's mutable containers);
 //! - dotted names (protocol 4 `find_class` walks attributes) are kept whole: `("glob", "os.system")` is
 //!   reported as module `glob`, name `os.system`, and the scanner resolves the walk;
 //! - joblib's `NumpyArrayWrapper` BUILD is followed by raw array bytes (or a nested pickle for object
 //!   arrays) which are skipped (or emulated) exactly as joblib's unpickler reads them;
-//! - after bytes that are not a valid opcode, the emulator records an anomaly and resynchronises on the next
-//!   `PROTO` opcode so the rest of the file is still read.
+//! - after bytes that are not a valid opcode (or a stack underflow, or a length CPython rejects), the
+//!   emulator records an anomaly and resynchronises on the next `PROTO` opcode (`0x80` then 2–5) with a fresh
+//!   stack and memo, so the rest of the file is still read; bytes after the last `STOP` that are not a pickle
+//!   are one `TrailingData` anomaly;
+//! - legacy `torch.save` streams (first pickle is the magic number `0x1950a86a20f9469cfc6c`) hold five
+//!   pickles followed by raw storage bytes, which are not read ([`Trace::torch_legacy`]).
 //!
 //! Memory is bounded by [`crate::Limits`]: long constants keep a prefix, containers keep a bounded number of
 //! items, calls are kept per callable up to a bound and otherwise counted, so a 256 MiB pickle is streamed in
 //! flat memory.
 
+mod eval;
+mod joblib;
+pub mod opcodes;
+mod reader;
+mod state;
+mod text;
 mod value;
 mod vm;
+
+#[cfg(test)]
+mod tests;
 
 pub use value::{ObjectKind, PyObject, Value};
 pub use vm::{emulate, Emulator};
@@ -46,6 +70,11 @@ pub struct Trace {
     pub persistent_ids: u64,
     /// Structural oddities: garbage, underflows, memo misses, limits hit, resynchronisation.
     pub anomalies: Vec<Anomaly>,
+    /// The stream is a legacy (pre-zip) `torch.save` file: its first pickle is the magic number, and the
+    /// bytes after its fifth pickle are raw tensor storage, which was not read.
+    pub torch_legacy: bool,
+    /// joblib `NumpyArrayWrapper` arrays whose inline data was skipped (or whose nested pickle was emulated).
+    pub joblib_arrays: u64,
 }
 
 /// A global the unpickler would import (`find_class(module, name)`).

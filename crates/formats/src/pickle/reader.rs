@@ -35,7 +35,9 @@ pub(super) struct Input<R> {
 
 impl<R> std::fmt::Debug for Input<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input").field("offset", &self.offset()).finish()
+        f.debug_struct("Input")
+            .field("offset", &(self.start + self.pos as u64))
+            .finish()
     }
 }
 
@@ -99,14 +101,6 @@ impl<R: Read> Input<R> {
         }
     }
 
-    /// The next byte without consuming it, `None` at end of stream.
-    pub(super) fn peek(&mut self) -> Step<Option<u8>> {
-        if self.pos == self.end && !self.fill()? {
-            return Ok(None);
-        }
-        Ok(self.available().first().copied())
-    }
-
     /// Up to two next bytes without consuming them.
     pub(super) fn peek2(&mut self) -> Step<(Option<u8>, Option<u8>)> {
         while self.end - self.pos < 2 {
@@ -133,7 +127,11 @@ impl<R: Read> Input<R> {
     #[inline]
     pub(super) fn array<const N: usize>(&mut self) -> Step<[u8; N]> {
         let mut out = [0u8; N];
-        if let Some(src) = self.buf.get(self.pos..self.pos + N).filter(|_| self.pos + N <= self.end) {
+        if let Some(src) = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .filter(|_| self.pos + N <= self.end)
+        {
             out.copy_from_slice(src);
             self.pos += N;
             return Ok(out);
@@ -248,7 +246,7 @@ mod tests {
         let data = b"ab\x01\x02\x03\x04line one\nrest\x80\x01x\x80\x02.";
         let mut input = Input::new(Trickle(data));
         assert_eq!(input.byte().unwrap(), b'a');
-        assert_eq!(input.peek().unwrap(), Some(b'b'));
+        assert_eq!(input.peek2().unwrap(), (Some(b'b'), Some(1)));
         assert_eq!(input.byte().unwrap(), b'b');
         assert_eq!(input.array::<4>().unwrap(), [1, 2, 3, 4]);
         let mut out = Vec::new();
@@ -257,7 +255,7 @@ mod tests {
         input.take(4, 2, &mut out).unwrap();
         assert_eq!(out, b"re");
         assert!(input.find_proto().unwrap());
-        assert_eq!(input.offset(), 20);
+        assert_eq!(input.offset(), 22);
         input.skip(2).unwrap();
         assert_eq!(input.byte().unwrap(), b'.');
         assert!(matches!(input.byte(), Err(Halt::Eof)));

@@ -53,11 +53,23 @@ pub(super) fn parse_int(text: &[u8], base0: bool) -> Option<Value> {
         [b'0', b'b' | b'B', d @ ..] if base0 => (2, d),
         _ => (10, rest),
     };
-    let digits = digits.strip_prefix(b"_").filter(|_| base != 10).unwrap_or(digits);
-    if digits.is_empty() || digits.starts_with(b"_") || digits.ends_with(b"_") || digits.windows(2).any(|w| w == b"__") {
+    let digits = digits
+        .strip_prefix(b"_")
+        .filter(|_| base != 10)
+        .unwrap_or(digits);
+    if digits.is_empty()
+        || digits.starts_with(b"_")
+        || digits.ends_with(b"_")
+        || digits.windows(2).any(|w| w == b"__")
+    {
         return None;
     }
-    if base0 && base == 10 && digits.len() > 1 && digits.starts_with(b"0") && digits.iter().any(|d| !matches!(d, b'0' | b'_')) {
+    if base0
+        && base == 10
+        && digits.len() > 1
+        && digits.starts_with(b"0")
+        && digits.iter().any(|d| !matches!(d, b'0' | b'_'))
+    {
         return None; // `int("010", 0)` is an error
     }
     if digits.len() > MAX_INT_DIGITS {
@@ -245,7 +257,10 @@ mod tests {
     #[test]
     fn int_literals() {
         assert_eq!(parse_int(b"42", true).as_ref().and_then(int), Some(42));
-        assert_eq!(parse_int(b" -0x1f ", true).as_ref().and_then(int), Some(-31));
+        assert_eq!(
+            parse_int(b" -0x1f ", true).as_ref().and_then(int),
+            Some(-31)
+        );
         assert_eq!(parse_int(b"0b101", true).as_ref().and_then(int), Some(5));
         assert_eq!(parse_int(b"1_000", true).as_ref().and_then(int), Some(1000));
         assert_eq!(parse_int(b"000", true).as_ref().and_then(int), Some(0));
@@ -253,20 +268,36 @@ mod tests {
         assert_eq!(parse_int(b"010", false).as_ref().and_then(int), Some(10));
         assert!(parse_int(b"12a", true).is_none());
         assert!(parse_int(b"", true).is_none());
-        assert_eq!(parse_int(b"-9223372036854775808", true).as_ref().and_then(int), Some(i64::MIN));
+        assert_eq!(
+            parse_int(b"-9223372036854775808", true)
+                .as_ref()
+                .and_then(int),
+            Some(i64::MIN)
+        );
         let magic = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
         let v = parse_int(b"119547037146038801333356", true);
-        assert!(matches!(v, Some(Value::BigInt(b)) if *b == magic), "{v:?}");
+        assert!(
+            matches!(&v, Some(Value::BigInt(b)) if **b == magic),
+            "{v:?}"
+        );
         let v = parse_int(b"-9223372036854775809", false);
-        assert!(matches!(v, Some(Value::BigInt(b)) if *b == [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff]));
+        assert!(
+            matches!(v, Some(Value::BigInt(b)) if *b == [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0xff])
+        );
     }
 
     #[test]
     fn string_escapes() {
-        assert_eq!(escape_decode(br"a\n\x41\101\\\'q\z").unwrap(), b"a\nAA\\'q\\z");
+        assert_eq!(
+            escape_decode(br"a\n\x41\101\\\'q\z").unwrap(),
+            b"a\nAA\\'q\\z"
+        );
         assert!(escape_decode(b"trailing\\").is_none());
         assert!(escape_decode(br"\x4").is_none());
-        assert_eq!(raw_unicode_escape(br"caf\u00e9 \\u0041 \U0001F600").unwrap(), "café \\\\u0041 😀");
+        assert_eq!(
+            raw_unicode_escape(br"caf\u00e9 \\u0041 \U0001F600").unwrap(),
+            "café \\\\u0041 😀"
+        );
         assert_eq!(raw_unicode_escape(b"\xe9").unwrap(), "é");
         assert!(raw_unicode_escape(br"\u12").is_none());
     }

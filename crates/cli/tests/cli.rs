@@ -1,0 +1,242 @@
+//! The `aegis` binary end to end: exit codes, output formats parsed back into types, policy flags, pipes.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use aegis_core::{Report, Severity};
+use serde::Deserialize;
+
+/// A pickle that calls `os.system("echo pwned")` (protocol 2), built as bytes; never executed.
+const EVIL: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
+/// A pickle of `{"a": 1}`.
+const BENIGN: &[u8] = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01K\x01s.";
+/// A pickle instantiating a class nobody allow-listed: `mylab.models.FraudNet()`.
+const CUSTOM: &[u8] = b"\x80\x02cmylab.models\nFraudNet\nq\x00)\x81q\x01.";
+
+fn aegis(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args(args)
+        .current_dir(cwd)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run aegis")
+}
+
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("evil.pkl"), EVIL).unwrap();
+    std::fs::write(dir.path().join("benign.pkl"), BENIGN).unwrap();
+    std::fs::write(dir.path().join("custom.pkl"), CUSTOM).unwrap();
+    dir
+}
+
+#[test]
+fn exit_codes_follow_fail_on() {
+    let dir = fixture();
+    assert_eq!(aegis(&["scan", "benign.pkl"], dir.path()).status.code(), Some(0));
+    let evil = aegis(&["scan", "evil.pkl"], dir.path());
+    assert_eq!(evil.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&evil.stdout);
+    assert!(text.contains("AEG-SCAN-101") && text.contains("os.system"), "{text}");
+    // Raising the bar above the finding's severity turns it into a pass.
+    let custom = aegis(&["scan", "custom.pkl", "--fail-on", "critical"], dir.path());
+    assert_eq!(custom.status.code(), Some(0));
+    let missing = aegis(&["scan", "missing.pt"], dir.path());
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("error: cannot scan missing.pt"), "{stderr}");
+    assert!(stderr.contains("caused by:"), "{stderr}");
+    let bad_flag = aegis(&["scan", "x", "--fail-on", "severe"], dir.path());
+    assert_eq!(bad_flag.status.code(), Some(2));
+}
+
+#[test]
+fn json_output_parses_back_into_a_report() {
+    let dir = fixture();
+    let out = aegis(&["scan", ".", "--format", "json"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let report: Report = serde_json::from_slice(&out.stdout).expect("stdout is a JSON report");
+    assert_eq!(report.command, "scan");
+    assert_eq!(report.metrics["files"], 3);
+    let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert!(rules.contains(&"AEG-SCAN-101") && rules.contains(&"AEG-SCAN-102"), "{rules:?}");
+    assert_eq!(report.findings[0].severity, Severity::Critical, "sorted highest first");
+    // The human summary went to stderr, not into the JSON.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finding(s)"));
+}
+
+#[test]
+fn jsonl_is_one_object_per_line() {
+    let dir = fixture();
+    let out = aegis(&["scan", "evil.pkl", "--format", "jsonl"], dir.path());
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.last().unwrap()["type"], "summary");
+    assert!(lines.iter().any(|l| l["rule"] == "AEG-SCAN-101"));
+}
+
+// The subset of SARIF 2.1.0 GitHub code scanning reads; deserialising fails if a required field is missing.
+#[derive(Deserialize)]
+struct Sarif {
+    version: String,
+    #[serde(rename = "$schema")]
+    schema: String,
+    runs: Vec<Run>,
+}
+#[derive(Deserialize)]
+struct Run {
+    tool: Tool,
+    results: Vec<SarifResult>,
+}
+#[derive(Deserialize)]
+struct Tool {
+    driver: Driver,
+}
+#[derive(Deserialize)]
+struct Driver {
+    name: String,
+    rules: Vec<Rule>,
+}
+#[derive(Deserialize)]
+struct Rule {
+    id: String,
+    #[serde(rename = "shortDescription")]
+    short_description: Text,
+    help: Help,
+    properties: RuleProperties,
+}
+#[derive(Deserialize)]
+struct Text {
+    text: String,
+}
+#[derive(Deserialize)]
+struct Help {
+    text: String,
+    markdown: String,
+}
+#[derive(Deserialize)]
+struct RuleProperties {
+    tags: Vec<String>,
+    #[serde(rename = "security-severity")]
+    security_severity: String,
+}
+#[derive(Deserialize)]
+struct SarifResult {
+    #[serde(rename = "ruleId")]
+    rule_id: String,
+    #[serde(rename = "ruleIndex")]
+    rule_index: usize,
+    level: String,
+    message: Text,
+    locations: Vec<SarifLocation>,
+    #[serde(rename = "partialFingerprints")]
+    partial_fingerprints: std::collections::BTreeMap<String, String>,
+}
+#[derive(Deserialize)]
+struct SarifLocation {
+    #[serde(rename = "physicalLocation")]
+    physical: Physical,
+}
+#[derive(Deserialize)]
+struct Physical {
+    #[serde(rename = "artifactLocation")]
+    artifact: Artifact,
+    region: Region,
+}
+#[derive(Deserialize)]
+struct Artifact {
+    uri: String,
+}
+#[derive(Deserialize)]
+struct Region {
+    #[serde(rename = "startLine")]
+    start_line: u64,
+}
+
+#[test]
+fn sarif_has_what_code_scanning_needs() {
+    let dir = fixture();
+    let out = aegis(&["scan", "evil.pkl", "custom.pkl", "--format", "sarif", "-o", "out.sarif"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "report went to the file");
+    let text = std::fs::read_to_string(dir.path().join("out.sarif")).unwrap();
+    let sarif: Sarif = serde_json::from_str(&text).expect("valid SARIF subset");
+    assert_eq!(sarif.version, "2.1.0");
+    assert!(sarif.schema.contains("sarif-2.1.0"));
+    let run = &sarif.runs[0];
+    assert_eq!(run.tool.driver.name, "aegis");
+    assert!(!run.results.is_empty());
+    for result in &run.results {
+        let rule = &run.tool.driver.rules[result.rule_index];
+        assert_eq!(rule.id, result.rule_id);
+        assert!(!rule.short_description.text.is_empty() && !rule.help.text.is_empty());
+        assert!(rule.help.markdown.contains("How to fix"));
+        assert!(rule.properties.tags.contains(&"security".to_owned()));
+        assert!(rule.properties.security_severity.parse::<f64>().is_ok());
+        assert!(["error", "warning", "note"].contains(&result.level.as_str()));
+        assert!(!result.message.text.is_empty());
+        let physical = &result.locations[0].physical;
+        assert!(physical.artifact.uri.ends_with(".pkl"));
+        assert!(physical.region.start_line >= 1);
+        assert!(!result.partial_fingerprints.is_empty());
+    }
+}
+
+#[test]
+fn allow_flag_and_policy_file_extend_the_allow_list() {
+    let dir = fixture();
+    let before = aegis(&["scan", "custom.pkl"], dir.path());
+    assert_eq!(before.status.code(), Some(1));
+    let flag = aegis(&["scan", "custom.pkl", "--allow", "mylab.models.FraudNet"], dir.path());
+    assert_eq!(flag.status.code(), Some(0), "{}", String::from_utf8_lossy(&flag.stdout));
+    std::fs::write(dir.path().join("aegis.toml"), "[scan]\nallow = [\"mylab.*\"]\n").unwrap();
+    let policy = aegis(&["scan", "custom.pkl"], dir.path());
+    assert_eq!(policy.status.code(), Some(0));
+    // The allow-list never excuses a gadget.
+    let evil = aegis(&["scan", "evil.pkl", "--allow", "mylab.models.FraudNet"], dir.path());
+    assert_eq!(evil.status.code(), Some(1));
+    std::fs::write(dir.path().join("aegis.toml"), "[scan]\nallow = [\"not a name\"]\n").unwrap();
+    let bad = aegis(&["scan", "custom.pkl"], dir.path());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid allow entry"));
+}
+
+#[test]
+fn closed_pipe_does_not_panic() {
+    let dir = fixture();
+    for i in 0..200 {
+        std::fs::write(dir.path().join(format!("evil{i}.pkl")), EVIL).unwrap();
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args(["scan", ".", "--format", "jsonl"])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(matches!(status.code(), Some(0..=2)), "{status:?}");
+}
+
+#[test]
+fn rules_command_documents_each_rule() {
+    let dir = fixture();
+    let list = aegis(&["rules"], dir.path());
+    assert_eq!(list.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&list.stdout).contains("AEG-SCAN-101"));
+    let one = aegis(&["rules", "AEG-SCAN-101"], dir.path());
+    let text = String::from_utf8_lossy(&one.stdout);
+    assert!(text.contains("Why it matters") && text.contains("How to fix") && text.contains("CWE-502"));
+    assert_eq!(aegis(&["rules", "AEG-SCAN-999"], dir.path()).status.code(), Some(2));
+    let json = aegis(&["rules", "--format", "json"], dir.path());
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(docs.iter().all(|d| d["id"].as_str().unwrap().starts_with("AEG-SCAN-")));
+}
