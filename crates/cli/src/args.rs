@@ -8,8 +8,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Aegis: security for AI applications, offline and self-hosted.
 #[derive(Debug, Parser)]
 #[command(name = "aegis", version, about, long_about = None, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it, 2 error.\n\
-Run `aegis <command> --help` for examples.")]
+#[command(
+    after_help = "Exit codes: 0 no finding at or above --fail-on, 1 findings at or above it, 2 error.\n\
+Run `aegis <command> --help` for examples."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -41,7 +43,8 @@ pub struct GlobalArgs {
 }
 
 fn parse_severity(s: &str) -> Result<Severity, String> {
-    s.parse().map_err(|e: aegis_core::ParseSeverityError| e.to_string())
+    s.parse()
+        .map_err(|e: aegis_core::ParseSeverityError| e.to_string())
 }
 
 /// Report formats.

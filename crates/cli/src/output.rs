@@ -116,8 +116,9 @@ fn summary_to_stderr(report: &Report, global: &GlobalArgs) -> anyhow::Result<()>
 /// Write plain text (documentation, listings) to `--output` or stdout.
 pub fn write_text(global: &GlobalArgs, text: &str) -> anyhow::Result<()> {
     let result = match &global.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display())),
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
         None => {
             let mut out = io::stdout().lock();
             out.write_all(text.as_bytes())

@@ -34,11 +34,17 @@ fn fixture() -> tempfile::TempDir {
 #[test]
 fn exit_codes_follow_fail_on() {
     let dir = fixture();
-    assert_eq!(aegis(&["scan", "benign.pkl"], dir.path()).status.code(), Some(0));
+    assert_eq!(
+        aegis(&["scan", "benign.pkl"], dir.path()).status.code(),
+        Some(0)
+    );
     let evil = aegis(&["scan", "evil.pkl"], dir.path());
     assert_eq!(evil.status.code(), Some(1));
     let text = String::from_utf8_lossy(&evil.stdout);
-    assert!(text.contains("AEG-SCAN-101") && text.contains("os.system"), "{text}");
+    assert!(
+        text.contains("AEG-SCAN-101") && text.contains("os.system"),
+        "{text}"
+    );
     // Raising the bar above the finding's severity turns it into a pass.
     let custom = aegis(&["scan", "custom.pkl", "--fail-on", "critical"], dir.path());
     assert_eq!(custom.status.code(), Some(0));
@@ -60,8 +66,15 @@ fn json_output_parses_back_into_a_report() {
     assert_eq!(report.command, "scan");
     assert_eq!(report.metrics["files"], 3);
     let rules: Vec<&str> = report.findings.iter().map(|f| f.rule.as_str()).collect();
-    assert!(rules.contains(&"AEG-SCAN-101") && rules.contains(&"AEG-SCAN-102"), "{rules:?}");
-    assert_eq!(report.findings[0].severity, Severity::Critical, "sorted highest first");
+    assert!(
+        rules.contains(&"AEG-SCAN-101") && rules.contains(&"AEG-SCAN-102"),
+        "{rules:?}"
+    );
+    assert_eq!(
+        report.findings[0].severity,
+        Severity::Critical,
+        "sorted highest first"
+    );
     // The human summary went to stderr, not into the JSON.
     assert!(String::from_utf8_lossy(&out.stderr).contains("finding(s)"));
 }
@@ -159,7 +172,18 @@ struct Region {
 #[test]
 fn sarif_has_what_code_scanning_needs() {
     let dir = fixture();
-    let out = aegis(&["scan", "evil.pkl", "custom.pkl", "--format", "sarif", "-o", "out.sarif"], dir.path());
+    let out = aegis(
+        &[
+            "scan",
+            "evil.pkl",
+            "custom.pkl",
+            "--format",
+            "sarif",
+            "-o",
+            "out.sarif",
+        ],
+        dir.path(),
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty(), "report went to the file");
     let text = std::fs::read_to_string(dir.path().join("out.sarif")).unwrap();
@@ -190,15 +214,34 @@ fn allow_flag_and_policy_file_extend_the_allow_list() {
     let dir = fixture();
     let before = aegis(&["scan", "custom.pkl"], dir.path());
     assert_eq!(before.status.code(), Some(1));
-    let flag = aegis(&["scan", "custom.pkl", "--allow", "mylab.models.FraudNet"], dir.path());
-    assert_eq!(flag.status.code(), Some(0), "{}", String::from_utf8_lossy(&flag.stdout));
-    std::fs::write(dir.path().join("aegis.toml"), "[scan]\nallow = [\"mylab.*\"]\n").unwrap();
+    let flag = aegis(
+        &["scan", "custom.pkl", "--allow", "mylab.models.FraudNet"],
+        dir.path(),
+    );
+    assert_eq!(
+        flag.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&flag.stdout)
+    );
+    std::fs::write(
+        dir.path().join("aegis.toml"),
+        "[scan]\nallow = [\"mylab.*\"]\n",
+    )
+    .unwrap();
     let policy = aegis(&["scan", "custom.pkl"], dir.path());
     assert_eq!(policy.status.code(), Some(0));
     // The allow-list never excuses a gadget.
-    let evil = aegis(&["scan", "evil.pkl", "--allow", "mylab.models.FraudNet"], dir.path());
+    let evil = aegis(
+        &["scan", "evil.pkl", "--allow", "mylab.models.FraudNet"],
+        dir.path(),
+    );
     assert_eq!(evil.status.code(), Some(1));
-    std::fs::write(dir.path().join("aegis.toml"), "[scan]\nallow = [\"not a name\"]\n").unwrap();
+    std::fs::write(
+        dir.path().join("aegis.toml"),
+        "[scan]\nallow = [\"not a name\"]\n",
+    )
+    .unwrap();
     let bad = aegis(&["scan", "custom.pkl"], dir.path());
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid allow entry"));
@@ -220,7 +263,12 @@ fn closed_pipe_does_not_panic() {
     let mut first = [0u8; 16];
     child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then drop: the pipe closes
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let status = child.wait().unwrap();
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(matches!(status.code(), Some(0..=2)), "{status:?}");
@@ -234,9 +282,16 @@ fn rules_command_documents_each_rule() {
     assert!(String::from_utf8_lossy(&list.stdout).contains("AEG-SCAN-101"));
     let one = aegis(&["rules", "AEG-SCAN-101"], dir.path());
     let text = String::from_utf8_lossy(&one.stdout);
-    assert!(text.contains("Why it matters") && text.contains("How to fix") && text.contains("CWE-502"));
-    assert_eq!(aegis(&["rules", "AEG-SCAN-999"], dir.path()).status.code(), Some(2));
+    assert!(
+        text.contains("Why it matters") && text.contains("How to fix") && text.contains("CWE-502")
+    );
+    assert_eq!(
+        aegis(&["rules", "AEG-SCAN-999"], dir.path()).status.code(),
+        Some(2)
+    );
     let json = aegis(&["rules", "--format", "json"], dir.path());
     let docs: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(docs.iter().all(|d| d["id"].as_str().unwrap().starts_with("AEG-SCAN-")));
+    assert!(docs
+        .iter()
+        .all(|d| d["id"].as_str().unwrap().starts_with("AEG-SCAN-")));
 }

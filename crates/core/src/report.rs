@@ -113,9 +113,8 @@ mod tests {
         let mut r = Report::new("scan", vec!["x".into()]);
         r.findings
             .push(Finding::new(&RULE, Location::file("b"), "m"));
-        r.findings.push(
-            Finding::new(&RULE, Location::file("a"), "m").with_severity(Severity::Critical),
-        );
+        r.findings
+            .push(Finding::new(&RULE, Location::file("a"), "m").with_severity(Severity::Critical));
         r.sort_findings();
         assert_eq!(r.findings[0].severity, Severity::Critical);
         assert!(r.fails_at(Severity::High));

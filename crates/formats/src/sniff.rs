@@ -60,7 +60,9 @@ impl Format {
     pub fn expected_for_extension(ext: &str) -> Option<&'static [Format]> {
         let ext = ext.to_ascii_lowercase();
         Some(match ext.as_str() {
-            "pt" | "pth" | "bin" | "ckpt" | "pytorch" => &[Format::Zip, Format::Pickle, Format::Tar],
+            "pt" | "pth" | "bin" | "ckpt" | "pytorch" => {
+                &[Format::Zip, Format::Pickle, Format::Tar]
+            }
             "pkl" | "pickle" | "p" => &[Format::Pickle, Format::Gzip, Format::Zlib],
             "joblib" => &[
                 Format::Pickle,
@@ -129,7 +131,8 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
     if is_pickle_start(head) {
         return Format::Pickle;
     }
-    if is_zlib(head) {
+    // `(S` and a few other protocol-0 starts are also valid zlib headers: a zlib stream must inflate.
+    if is_zlib(head) && (!is_pickle_text_start(head) || inflates(head)) {
         return Format::Zlib;
     }
     match crate::onnx::sniff_protobuf(head) {
@@ -160,14 +163,17 @@ fn is_pickle_text_start(head: &[u8]) -> bool {
         // GLOBAL 'module\nname\n', MARK, EMPTY_DICT/LIST/TUPLE, INT, STRING, UNICODE, (
         Some(b'c') => head.iter().take(256).filter(|b| **b == b'\n').count() >= 2,
         Some(b'(' | b'}' | b']' | b')') => head.len() > 1 && is_opcode(head[1]),
-        Some(b'I' | b'S' | b'V' | b'L' | b'F') => head.contains(&b'\n') && head.ends_with(b".") || head.len() < 64 && head.last() == Some(&b'.'),
+        Some(b'I' | b'S' | b'V' | b'L' | b'F') => {
+            head.contains(&b'\n') && head.ends_with(b".")
+                || head.len() < 64 && head.last() == Some(&b'.')
+        }
         _ => false,
     }
 }
 
 /// Whether `byte` is an opcode of some pickle protocol.
 pub fn is_opcode(byte: u8) -> bool {
-    const OPCODES: &[u8] = b"(.0123FIJKLMNPQRSTUVXabcdeghijlopqrstu}])\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98";
+    const OPCODES: &[u8] = b"(.0123BCFGIJKLMNPQRSTUVXabcdeghijlopqrstu}])\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98";
     OPCODES.contains(&byte)
 }
 
@@ -188,7 +194,13 @@ fn is_tar_header(head: &[u8]) -> bool {
     let sum: u32 = head[..512]
         .iter()
         .enumerate()
-        .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) })
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
         .sum();
     sum == stored && head[0] != 0
 }
@@ -201,6 +213,15 @@ fn is_safetensors(head: &[u8], len: u64) -> bool {
     n.copy_from_slice(&head[..8]);
     let header_len = u64::from_le_bytes(n);
     header_len >= 2 && header_len <= len.saturating_sub(8) && head[8] == b'{'
+}
+
+/// Whether the start of a zlib stream inflates without error.
+fn inflates(head: &[u8]) -> bool {
+    let mut out = [0u8; 512];
+    let mut inflater = flate2::Decompress::new(true);
+    inflater
+        .decompress(head, &mut out, flate2::FlushDecompress::None)
+        .is_ok_and(|_| inflater.total_out() > 0)
 }
 
 fn is_zlib(head: &[u8]) -> bool {
@@ -238,12 +259,20 @@ mod tests {
     #[test]
     fn protocol_zero_pickle_is_recognised_without_header() {
         assert_eq!(sniff(b"cos\nsystem\n(S'id'\ntR.", b"", 20), Format::Pickle);
+        // `(S` is also a valid zlib header; it does not inflate, so it is a pickle.
+        assert_eq!(
+            sniff(b"(S'os'\nS'system'\ni__main__\nX\n.", b"", 30),
+            Format::Pickle
+        );
+        assert_eq!(sniff(b"\x80\x03C\x01a.", b"", 6), Format::Pickle);
         assert_eq!(sniff(b"hello world", b"", 11), Format::Unknown);
     }
 
     #[test]
     fn extensions_map_to_expected_formats() {
-        assert!(Format::expected_for_extension("PT").unwrap().contains(&Format::Zip));
+        assert!(Format::expected_for_extension("PT")
+            .unwrap()
+            .contains(&Format::Zip));
         assert!(Format::expected_for_extension("xyz").is_none());
     }
 }

@@ -914,13 +914,13 @@ fn read_descriptor(blob: &mut dyn Blob, len: u64, at: u64, entry: &mut ZipEntry)
     let body = if d.starts_with(DESCRIPTOR_SIG) { 4 } else { 0 };
     entry.crc32 = le32(&d, body);
     // 32-bit sizes unless the 64-bit reading is the one followed by a header.
-    let next64 = at + body as u64 + 20;
+    let next64 = at.saturating_add(body as u64 + 20);
     let wide = d.get(body + 20..body + 24) == Some(LOCAL_SIG.as_slice())
         || d.get(body + 20..body + 24) == Some(CENTRAL_SIG.as_slice());
     if wide {
         return Ok(next64);
     }
-    Ok(at + body as u64 + 12)
+    Ok(at.saturating_add(body as u64 + 12))
 }
 
 /// The name Python's `zipfile` uses: everything before the first NUL.

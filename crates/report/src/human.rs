@@ -43,7 +43,11 @@ impl Paint {
     }
 }
 
-pub(crate) fn render(report: &Report, options: &HumanOptions, out: &mut dyn Write) -> io::Result<()> {
+pub(crate) fn render(
+    report: &Report,
+    options: &HumanOptions,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let paint = Paint { on: options.color };
     let shown: Vec<&Finding> = report
         .findings
@@ -69,7 +73,11 @@ fn render_finding(
         paint.wrap("1", finding.rule.as_str()),
         finding.title
     )?;
-    writeln!(out, "  at   {}", paint.wrap("4", &finding.location.to_string()))?;
+    writeln!(
+        out,
+        "  at   {}",
+        paint.wrap("4", &finding.location.to_string())
+    )?;
     writeln!(out, "  what {}", finding.message)?;
     if let Some(callable) = finding.evidence.get("callable").and_then(|v| v.as_str()) {
         writeln!(out, "  call {}", paint.wrap("1", callable))?;
@@ -89,7 +97,12 @@ fn render_finding(
     writeln!(out)
 }
 
-fn render_summary(report: &Report, shown: usize, paint: &Paint, out: &mut dyn Write) -> io::Result<()> {
+fn render_summary(
+    report: &Report,
+    shown: usize,
+    paint: &Paint,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     let counts = report.counts();
     let parts: Vec<String> = Severity::ALL
         .iter()
@@ -105,7 +118,11 @@ fn render_summary(report: &Report, shown: usize, paint: &Paint, out: &mut dyn Wr
     let summary = if report.findings.is_empty() {
         paint.wrap("1;32", &format!("no findings{files}"))
     } else {
-        format!("{} finding(s){files}: {}", report.findings.len(), parts.join(", "))
+        format!(
+            "{} finding(s){files}: {}",
+            report.findings.len(),
+            parts.join(", ")
+        )
     };
     let hidden = report.findings.len() - shown;
     let hidden = if hidden > 0 {
@@ -113,11 +130,7 @@ fn render_summary(report: &Report, shown: usize, paint: &Paint, out: &mut dyn Wr
     } else {
         String::new()
     };
-    writeln!(
-        out,
-        "{summary}{hidden} [{} ms]",
-        report.duration_ms
-    )
+    writeln!(out, "{summary}{hidden} [{} ms]", report.duration_ms)
 }
 
 #[cfg(test)]

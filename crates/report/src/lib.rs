@@ -98,14 +98,20 @@ mod tests {
         report.findings.push(
             Finding::new(
                 &RULE,
-                Location::file("models/evil.pt").member("archive/data.pkl").at_offset(42),
+                Location::file("models/evil.pt")
+                    .member("archive/data.pkl")
+                    .at_offset(42),
                 "imports `os.system`",
             )
             .with_evidence_field("callable", "os.system"),
         );
         report.findings.push(
-            Finding::new(&RULE, Location::file("models/b.pkl"), "imports `posix.system`")
-                .with_severity(Severity::High),
+            Finding::new(
+                &RULE,
+                Location::file("models/b.pkl"),
+                "imports `posix.system`",
+            )
+            .with_severity(Severity::High),
         );
         report.metrics.insert("files".into(), 2.into());
         report
@@ -127,8 +133,10 @@ mod tests {
     #[test]
     fn jsonl_has_one_line_per_finding_and_a_summary() {
         let text = rendered_report(&sample(), Format::Jsonl);
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines[0]["type"], "finding");
         assert_eq!(lines[0]["rule"], "AEG-SCAN-101");

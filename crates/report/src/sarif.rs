@@ -136,7 +136,11 @@ fn to_uri(path: &str) -> String {
 /// FNV-1a over rule, location and message: stable across runs and machines for the same finding.
 fn fingerprint(finding: &Finding) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [finding.rule.as_str(), &finding.location.to_string(), &finding.message] {
+    for part in [
+        finding.rule.as_str(),
+        &finding.location.to_string(),
+        &finding.message,
+    ] {
         for byte in part.bytes().chain(std::iter::once(0)) {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
@@ -179,7 +183,13 @@ mod tests {
     fn uris_are_escaped_and_fingerprints_stable() {
         assert_eq!(to_uri("./my models\\a b.pt"), "my%20models/a%20b.pt");
         let report = sample();
-        assert_eq!(fingerprint(&report.findings[0]), fingerprint(&report.findings[0]));
-        assert_ne!(fingerprint(&report.findings[0]), fingerprint(&report.findings[1]));
+        assert_eq!(
+            fingerprint(&report.findings[0]),
+            fingerprint(&report.findings[0])
+        );
+        assert_ne!(
+            fingerprint(&report.findings[0]),
+            fingerprint(&report.findings[1])
+        );
     }
 }

@@ -84,7 +84,9 @@ impl Scanner {
                 let mut ctx = self.root_ctx(&mut outcome, location, path);
                 scan_blob(&mut ctx, &mut blob, len);
             }
-            Err(err) => outcome.findings.push(unreadable(location, &err.to_string())),
+            Err(err) => outcome
+                .findings
+                .push(unreadable(location, &err.to_string())),
         }
         outcome
     }

@@ -94,15 +94,25 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), rules.len(), "duplicate rule name");
         for r in rules {
-            assert!(r.id.starts_with("AEG-SCAN-") && r.id.len() == 12, "{}", r.id);
+            assert!(
+                r.id.starts_with("AEG-SCAN-") && r.id.len() == 12,
+                "{}",
+                r.id
+            );
             assert!(!r.summary.is_empty() && !r.why.is_empty() && !r.fix.is_empty());
         }
     }
 
     #[test]
     fn finds_by_id_or_name() {
-        assert_eq!(find("aeg-scan-002").map(|r| r.name), Some("extension-mismatch"));
-        assert_eq!(find("scan-limit-reached").map(|r| r.id), Some("AEG-SCAN-003"));
+        assert_eq!(
+            find("aeg-scan-002").map(|r| r.name),
+            Some("extension-mismatch")
+        );
+        assert_eq!(
+            find("scan-limit-reached").map(|r| r.id),
+            Some("AEG-SCAN-003")
+        );
         assert!(find("AEG-SCAN-999").is_none());
     }
 }

@@ -29,7 +29,10 @@ fn every_malicious_case_is_caught_and_no_benign_case_is_flagged() {
             malicious += 1;
             let rule = case.expect_rule.unwrap_or("AEG-SCAN-");
             if !found.iter().any(|f| f.starts_with(rule)) {
-                missed.push(format!("{} ({}): expected {rule}, got {found:?}", case.name, case.technique));
+                missed.push(format!(
+                    "{} ({}): expected {rule}, got {found:?}",
+                    case.name, case.technique
+                ));
             }
         } else {
             benign += 1;
@@ -54,7 +57,9 @@ fn every_malicious_case_has_a_benign_twin_in_its_format() {
     for case in cases.iter().filter(|c| c.malicious) {
         let family = case.name.split('/').next().unwrap_or_default();
         assert!(
-            cases.iter().any(|c| !c.malicious && c.name.split('/').next() == Some(family)),
+            cases
+                .iter()
+                .any(|c| !c.malicious && c.name.split('/').next() == Some(family)),
             "no benign case in family `{family}` for {}",
             case.name
         );
@@ -76,7 +81,11 @@ fn a_directory_scan_survives_crafted_files_and_reports_each() {
     let dir = tempfile::tempdir().unwrap();
     let cases = corpus::all();
     for (i, case) in cases.iter().enumerate() {
-        std::fs::write(dir.path().join(format!("{i:03}-{}", case.file_name)), &case.bytes).unwrap();
+        std::fs::write(
+            dir.path().join(format!("{i:03}-{}", case.file_name)),
+            &case.bytes,
+        )
+        .unwrap();
     }
     // Files that are nothing at all, or empty, must not disturb the run.
     std::fs::write(dir.path().join("empty.pt"), b"").unwrap();
@@ -86,9 +95,10 @@ fn a_directory_scan_survives_crafted_files_and_reports_each() {
     for (i, case) in cases.iter().enumerate().filter(|(_, c)| c.malicious) {
         let prefix = format!("{i:03}-");
         assert!(
-            outcome.findings.iter().any(|f| {
-                f.severity >= Severity::High && f.location.root().contains(&prefix)
-            }),
+            outcome
+                .findings
+                .iter()
+                .any(|f| { f.severity >= Severity::High && f.location.root().contains(&prefix) }),
             "{} not reported in the directory scan",
             case.name
         );

@@ -157,16 +157,33 @@ pub fn write_torch_zip<W: Write + Seek>(out: &mut W, total: u64) -> io::Result<(
     let mut central = Vec::new();
     let pickle = state_dict_pickle(tensors, numel);
     let put = |out: &mut W, central: &mut Vec<Central>, name: &str, bytes: &[u8]| {
-        member(out, central, name, &mut |sink| sink(bytes), bytes.len() as u64)
+        member(
+            out,
+            central,
+            name,
+            &mut |sink| sink(bytes),
+            bytes.len() as u64,
+        )
     };
     put(out, &mut central, "archive/data.pkl", &pickle)?;
     put(out, &mut central, "archive/byteorder", b"little")?;
     for i in 0..tensors {
         let name = format!("archive/data/{i}");
-        member(out, &mut central, &name, &mut |sink| fill(i as u64 + 1, TENSOR_BYTES, sink), TENSOR_BYTES)?;
+        member(
+            out,
+            &mut central,
+            &name,
+            &mut |sink| fill(i as u64 + 1, TENSOR_BYTES, sink),
+            TENSOR_BYTES,
+        )?;
     }
     put(out, &mut central, "archive/version", b"3\n")?;
-    put(out, &mut central, "archive/.data/serialization_id", b"1234567890123456789012345678901234567890")?;
+    put(
+        out,
+        &mut central,
+        "archive/.data/serialization_id",
+        b"1234567890123456789012345678901234567890",
+    )?;
     finish(out, &central)
 }
 

@@ -51,7 +51,11 @@ fn table(rules: &[&RuleDoc]) -> String {
 
 fn detail(rule: &RuleDoc) -> String {
     let mut out = Vec::new();
-    let _ = writeln!(out, "{} {} (default severity: {})", rule.id, rule.name, rule.severity);
+    let _ = writeln!(
+        out,
+        "{} {} (default severity: {})",
+        rule.id, rule.name, rule.severity
+    );
     let _ = writeln!(out, "\n{}\n", rule.summary);
     let _ = writeln!(out, "Why it matters:\n  {}\n", rule.why);
     let _ = writeln!(out, "How to fix:\n  {}\n", rule.fix);

@@ -32,15 +32,21 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report.findings = outcome.findings;
     report.sort_findings();
-    report.metrics.insert("files".into(), outcome.stats.files.into());
-    report.metrics.insert("bytes".into(), outcome.stats.bytes.into());
+    report
+        .metrics
+        .insert("files".into(), outcome.stats.files.into());
+    report
+        .metrics
+        .insert("bytes".into(), outcome.stats.bytes.into());
     report.metrics.insert(
         "formats".into(),
         serde_json::to_value(&outcome.stats.formats).unwrap_or_default(),
     );
     let policy_extra: Vec<&str> = scanner.policy().extra().collect();
     if !policy_extra.is_empty() {
-        report.metrics.insert("allowed_by_policy".into(), policy_extra.into());
+        report
+            .metrics
+            .insert("allowed_by_policy".into(), policy_extra.into());
     }
     output::emit(global, &report, &aegis_scan::rules::all())
 }
@@ -49,7 +55,9 @@ fn build_scanner(args: &ScanArgs) -> anyhow::Result<Scanner> {
     let (mut policy, mut limits) = match &args.policy {
         Some(path) => Policy::load(path).with_context(|| "loading the scan policy")?,
         None if Path::new(DEFAULT_POLICY).is_file() => Policy::load(Path::new(DEFAULT_POLICY))
-            .with_context(|| format!("loading ./{DEFAULT_POLICY} (pass --policy to use another file)"))?,
+            .with_context(|| {
+                format!("loading ./{DEFAULT_POLICY} (pass --policy to use another file)")
+            })?,
         None => Default::default(),
     };
     for entry in &args.allow {

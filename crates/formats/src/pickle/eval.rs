@@ -488,7 +488,7 @@ fn b64decode(s: &[u8], altchars: Option<&[u8]>, validate: bool) -> Option<Vec<u8
 /// `base64.b32decode(s, casefold)`.
 fn b32decode(s: &[u8], casefold: bool) -> Option<Vec<u8>> {
     const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    if s.len() % 8 != 0 {
+    if !s.len().is_multiple_of(8) {
         return None;
     }
     let upper: Vec<u8> = if casefold {
@@ -585,7 +585,7 @@ fn hex_value(c: u8) -> Option<u8> {
 
 /// `binascii.unhexlify`.
 fn unhexlify(s: &[u8]) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     s.chunks(2)

@@ -109,7 +109,7 @@ fn cpython_protocol2_codecs_and_longs() {
     let v = probe(body);
     assert_eq!(
         v.render(200),
-        "{\"k\": [b\"x\", \"y\", -70000, <int of 9 bytes>]}"
+        "{\"k\": [b'x', \"y\", -70000, <int of 9 bytes>]}"
     );
 }
 
@@ -121,7 +121,7 @@ fn cpython_protocol5_sets_bytes_and_frames() {
     assert!(trace.anomalies.is_empty(), "{:?}", trace.anomalies);
     assert_eq!(trace.protocol, Some(5));
     let v = probe(bytes.get(11..bytes.len() - 1).unwrap());
-    assert_eq!(v.render(200), "({1}, {2}, b\"ab\", b\"c\")");
+    assert_eq!(v.render(200), "({1}, {2}, b'ab', b'c')");
 }
 
 #[test]
@@ -1319,7 +1319,9 @@ fn throughput() {
         "small opcodes: {:.1} M opcodes/s",
         trace.opcodes as f64 / secs / 1e6
     );
-    let specs: Vec<tp::TensorSpec> = (0..200_000).map(|i| tp::TensorSpec::new(&format!("layer.{i}.weight"), &[16, 4])).collect();
+    let specs: Vec<tp::TensorSpec> = (0..200_000)
+        .map(|i| tp::TensorSpec::new(&format!("layer.{i}.weight"), &[16, 4]))
+        .collect();
     let bytes = tp::torch_state_dict(&specs);
     let start = std::time::Instant::now();
     let trace = run(&bytes);

@@ -210,7 +210,21 @@ impl Value {
             }
             Value::Bytes { data, len } => {
                 let shown = &data[..data.len().min(64)];
-                let _ = write!(out, "b{:?}", String::from_utf8_lossy(shown));
+                out.push_str("b'");
+                for &byte in shown {
+                    match byte {
+                        b'\\' => out.push_str("\\\\"),
+                        b'\'' => out.push_str("\\'"),
+                        b'\n' => out.push_str("\\n"),
+                        b'\r' => out.push_str("\\r"),
+                        b'\t' => out.push_str("\\t"),
+                        0x20..=0x7e => out.push(char::from(byte)),
+                        _ => {
+                            let _ = write!(out, "\\x{byte:02x}");
+                        }
+                    }
+                }
+                out.push('\'');
                 if *len > shown.len() as u64 {
                     let _ = write!(out, "<{len} bytes>");
                 }
@@ -300,6 +314,10 @@ mod tests {
             len: 10,
         };
         assert!(v.as_bytes().is_none());
+        assert_eq!(
+            Value::bytes(b"\x80\x02c'\n").render(40),
+            "b'\\x80\\x02c\\'\\n'"
+        );
         assert_eq!(Value::bytes(b"abc").as_bytes(), Some(&b"abc"[..]));
     }
 }

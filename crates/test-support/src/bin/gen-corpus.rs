@@ -29,7 +29,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "--torch-zip" => torch_zip = value()?.parse()?,
             "--numpy-pickle" => numpy_pickle = value()?.parse()?,
             "-h" | "--help" => {
-                println!("usage: gen-corpus DIR [--copies N] [--torch-zip BYTES] [--numpy-pickle BYTES]");
+                println!(
+                    "usage: gen-corpus DIR [--copies N] [--torch-zip BYTES] [--numpy-pickle BYTES]"
+                );
                 return Ok(());
             }
             _ if dir.is_none() => dir = Some(PathBuf::from(arg)),
@@ -40,7 +42,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut manifest = Vec::new();
     for copy in 0..copies {
         for case in aegis_test_support::corpus::all() {
-            let label = if case.malicious { "malicious" } else { "benign" };
+            let label = if case.malicious {
+                "malicious"
+            } else {
+                "benign"
+            };
             let slug = case.name.replace('/', "__");
             let case_dir = if copies == 1 {
                 dir.join(label).join(&slug)
@@ -71,11 +77,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let mut out = BufWriter::new(fs::File::create(&path)?);
         aegis_test_support::bench::write_numpy_pickle(&mut out, numpy_pickle)?;
     }
-    fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)?)?;
+    fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)?,
+    )?;
     eprintln!("wrote {} files to {}", manifest.len(), dir.display());
     Ok(())
 }
 
 fn relative(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
