@@ -121,6 +121,35 @@ pub(crate) const PROTOCOL_MISMATCH: RuleDoc = RuleDoc {
     cwe: &[20],
 };
 
+/// A joblib inline array whose byte length cannot be computed.
+pub(crate) const JOBLIB_UNSIZED: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-108",
+    name: "pickle-joblib-array-unsized",
+    severity: Severity::High,
+    summary: "joblib inline array whose length cannot be computed",
+    why: "joblib writes array bytes straight into the pickle stream after a NumpyArrayWrapper and its \
+          unpickler skips exactly shape × itemsize bytes. When the emulated shape or dtype does not give that \
+          length, the bytes that joblib would execute as opcodes after the array cannot be located: a crafted \
+          wrapper is a way to hide a payload from scanners.",
+    fix: "Re-export the arrays with numpy.save or safetensors; do not load the file with joblib.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502, 20],
+};
+
+/// A call whose callable is not an importable global.
+pub(crate) const COMPUTED_CALLABLE: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-109",
+    name: "pickle-computed-callable",
+    severity: Severity::High,
+    summary: "Pickle calls the result of another call",
+    why: "Honest pickles call classes and functions they import by name. Calling an object produced by \
+          another call (a bound method, an attribute fetched at load time, a persistent object) runs code the \
+          allow-list never judged.",
+    fix: "Do not load this file.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502],
+};
+
 /// Rules of this module.
 pub(crate) const RULES: &[&RuleDoc] = &[
     &KNOWN_GADGET,
@@ -130,6 +159,8 @@ pub(crate) const RULES: &[&RuleDoc] = &[
     &NESTED_PAYLOAD,
     &MALFORMED,
     &PROTOCOL_MISMATCH,
+    &JOBLIB_UNSIZED,
+    &COMPUTED_CALLABLE,
 ];
 
 /// Loaders whose first argument, when a constant, is a payload of its own.
@@ -165,21 +196,40 @@ pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: 
         ctx.emit(finding);
         return;
     }
-    let reader = blob.take(end.saturating_sub(offset));
-    match Emulator::new(ctx.limits()).run(reader) {
-        Ok(trace) => judge(ctx, &trace, offset),
+    let reader = (&mut *blob).take(end.saturating_sub(offset));
+    let trace = match Emulator::new(ctx.limits()).run(reader) {
+        Ok(trace) => trace,
         Err(err) => {
             let finding = crate::engine::unreadable(ctx.at(offset), &err.to_string());
             ctx.emit(finding);
+            return;
+        }
+    };
+    let mut judged = BTreeSet::new();
+    judge(ctx, &trace, offset, &mut judged);
+    report_anomalies(ctx, &trace, offset);
+    // joblib reads inline array bytes after a NumpyArrayWrapper; pickle.load and torch.load execute them
+    // as opcodes. The loader is unknown, so read the stream the second way too and judge what it imports.
+    let wrapper_seen = trace.joblib_arrays > 0
+        || trace
+            .anomalies
+            .iter()
+            .any(|a| a.kind == AnomalyKind::JoblibArray);
+    if wrapper_seen && blob.seek(SeekFrom::Start(offset)).is_ok() {
+        let reader = (&mut *blob).take(end.saturating_sub(offset));
+        if let Ok(plain) = Emulator::new(ctx.limits()).joblib(false).run(reader) {
+            judge(ctx, &plain, offset, &mut judged);
         }
     }
 }
 
-/// Turn a trace into findings; `base` is the stream's offset inside the blob.
-fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
-    let mut judged: BTreeSet<(String, String)> = BTreeSet::new();
+/// Turn a trace's imports and calls into findings; `base` is the stream's offset inside the blob. `judged`
+/// holds the globals already reported (shared between the joblib and the plain reading of one stream).
+fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64, judged: &mut BTreeSet<(String, String)>) {
     for global in &trace.globals {
-        judged.insert((global.module.clone(), global.name.clone()));
+        if !judged.insert((global.module.clone(), global.name.clone())) {
+            continue;
+        }
         judge_global(ctx, trace, global, base);
     }
     for call in &trace.calls {
@@ -199,10 +249,35 @@ fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
         }
         if call.kind == CallKind::Build {
             judge_build(ctx, call, base);
+        } else if !matches!(call.callee, Value::Global { .. }) {
+            judge_computed(ctx, call, base, judged);
         }
         judge_nested(ctx, call, base);
     }
-    report_anomalies(ctx, trace, base);
+}
+
+/// A REDUCE/NEWOBJ/… whose callable is an object, a persistent id or unknown.
+fn judge_computed(
+    ctx: &mut Ctx<'_>,
+    call: &Call,
+    base: u64,
+    judged: &mut BTreeSet<(String, String)>,
+) {
+    let callee = call.callee.render(160);
+    if !judged.insert(("<computed>".to_owned(), callee.clone())) {
+        return;
+    }
+    ctx.report(
+        &COMPUTED_CALLABLE,
+        Some(base + call.offset),
+        format!(
+            "{} calls `{callee}`, a {} produced at load time, with {}",
+            call.kind.opcode(),
+            call.callee.type_name(),
+            call.args.render(120)
+        ),
+        json!({ "callee": callee, "opcode": call.kind.opcode(), "args": call.args.render(300), "count": call.count }),
+    );
 }
 
 fn judge_global(ctx: &mut Ctx<'_>, trace: &Trace, global: &GlobalRef, base: u64) {
@@ -367,6 +442,7 @@ fn report_anomalies(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
                 (&crate::rules::LIMIT_HIT, Severity::Info)
             }
             AnomalyKind::LimitHit => (&crate::rules::LIMIT_HIT, Severity::Medium),
+            AnomalyKind::JoblibArray => (&JOBLIB_UNSIZED, Severity::High),
             AnomalyKind::ProtocolMismatch => (&PROTOCOL_MISMATCH, Severity::Low),
             AnomalyKind::Truncated => (&MALFORMED, Severity::Low),
             AnomalyKind::TrailingData if trace.pickles > 0 => (&MALFORMED, Severity::Low),

@@ -173,12 +173,15 @@ impl Policy {
     }
 
     /// Judge the global `module` + `name` (name may be dotted: an attribute walk).
+    ///
+    /// A known gadget is never allowed, whatever the user's list says: `lightning.*` must not admit
+    /// `lightning.fabric.utilities.cloud_io` + `os.system`.
     pub fn verdict(&self, module: &str, name: &str) -> Verdict {
-        if let Some(ecosystem) = self.allowed(module, name) {
-            return Verdict::Allowed(ecosystem);
+        if let Some((matched, why)) = gadget(module, name) {
+            return Verdict::Gadget { matched, why };
         }
-        match gadget(module, name) {
-            Some((matched, why)) => Verdict::Gadget { matched, why },
+        match self.allowed(module, name) {
+            Some(ecosystem) => Verdict::Allowed(ecosystem),
             None => Verdict::NotAllowed,
         }
     }
@@ -186,11 +189,12 @@ impl Policy {
     fn allowed(&self, module: &str, name: &str) -> Option<&'static str> {
         let full = format!("{module}.{name}");
         if self.extra.contains(&full)
-            || self.extra.iter().any(|p| {
-                p.strip_suffix(".*").is_some_and(|prefix| {
-                    full.starts_with(prefix) && full[prefix.len()..].starts_with('.')
-                })
-            })
+            || (!name.contains('.')
+                && self.extra.iter().any(|p| {
+                    p.strip_suffix(".*").is_some_and(|prefix| {
+                        full.starts_with(prefix) && full[prefix.len()..].starts_with('.')
+                    })
+                }))
         {
             return Some("policy");
         }
@@ -393,6 +397,8 @@ const COLLECTIONS_ALLOWED: &[&str] = &["OrderedDict", "defaultdict", "Counter", 
 /// vendor other libraries.
 const SKLEARN_EXCLUDED: &[&str] = &[
     "sklearn.utils._testing",
+    "sklearn.utils._joblib",
+    "sklearn.utils.parallel",
     "sklearn.datasets",
     "sklearn.externals",
     "sklearn.utils._show_versions",
@@ -434,9 +440,8 @@ fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
         }
         "torch" if TORCH_TOP_LEVEL.contains(&name) => Some("pytorch"),
         "numpy" if NUMPY_SCALARS.contains(&name) => Some("numpy"),
-        "joblib.numpy_pickle" if matches!(name, "NumpyArrayWrapper" | "NDArrayWrapper") => {
-            Some("joblib")
-        }
+        // NDArrayWrapper (joblib < 0.10) loads a side file with np.load(allow_pickle=True): not allowed.
+        "joblib.numpy_pickle" if name == "NumpyArrayWrapper" => Some("joblib"),
         _ => {
             if let Some(rest) = module.strip_prefix("torch.") {
                 let qual = format!("{rest}.{name}");
@@ -477,11 +482,22 @@ fn is_class_name(name: &str) -> bool {
 /// scikit-learn estimator and helper *classes*. Functions are not allowed (a class constructor only stores
 /// its parameters; a function runs), and modules that fetch data or run code are excluded.
 fn sklearn_estimator(module: &str, name: &str) -> bool {
-    (module == "sklearn" || module.starts_with("sklearn."))
+    let in_sklearn = (module == "sklearn" || module.starts_with("sklearn."))
+        && !module.split('.').any(|part| part == "tests")
         && !SKLEARN_EXCLUDED
             .iter()
-            .any(|ex| module == *ex || module.starts_with(&format!("{ex}.")))
-        && (is_class_name(name) || (module == "sklearn.tree._tree" && name == "Tree"))
+            .any(|ex| module == *ex || module.starts_with(&format!("{ex}.")));
+    if !in_sklearn || name.contains('.') {
+        return false;
+    }
+    // Classes, including private ones such as `_Scorer`; Cython `newObj` helpers (`cls.__new__(cls)`) of
+    // the tree and distance modules; metric functions referenced by scorers (computing a metric is harmless).
+    let class = name
+        .trim_start_matches('_')
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_uppercase());
+    class || name == "newObj" || (module.starts_with("sklearn.metrics") && !name.starts_with('_'))
 }
 
 /// scipy sparse matrix/array classes (TF-IDF and one-hot pipelines store them).
@@ -599,15 +615,52 @@ const GADGET_MODULES: &[(&str, &str)] = &[
     ),
     ("dill", "unpickles functions and code objects"),
     ("cloudpickle", "unpickles functions and code objects"),
+    (
+        "commands",
+        "Python 2 commands.getoutput runs shell commands (mapped to subprocess)",
+    ),
+    ("popen2", "Python 2 process spawning"),
+    (
+        "urllib2",
+        "Python 2 URL fetching (mapped to urllib.request)",
+    ),
+    (
+        "httplib",
+        "Python 2 HTTP connections (mapped to http.client)",
+    ),
     ("shelve", "opens pickle-backed databases"),
-    ("joblib", "joblib.load unpickles another file"),
+    ("joblib.load", "joblib.load unpickles another file"),
+    (
+        "joblib.numpy_pickle.load",
+        "joblib.load unpickles another file",
+    ),
+    (
+        "joblib.numpy_pickle.NDArrayWrapper",
+        "its BUILD runs np.load(allow_pickle=True) on a side file",
+    ),
+    (
+        "joblib.Parallel",
+        "runs any callable it is given, in worker processes",
+    ),
+    (
+        "joblib.parallel",
+        "runs any callable it is given, in worker processes",
+    ),
+    (
+        "joblib.Memory",
+        "creates cache directories and unpickles cached results",
+    ),
+    (
+        "joblib.memory",
+        "creates cache directories and unpickles cached results",
+    ),
     ("torch.hub", "downloads and runs code from repositories"),
     (
         "torch.load",
         "a nested torch.load: runs another file's pickle",
     ),
     (
-        "torch.serialization",
+        "torch.serialization.load",
         "a nested torch.load: runs another file's pickle",
     ),
     (
@@ -634,7 +687,7 @@ const GADGET_MODULES: &[(&str, &str)] = &[
     ),
     ("numpy.f2py", "compiles and runs code"),
     ("numpy.distutils", "runs compilers and build commands"),
-    ("uuid", "uuid._get_command_stdout runs external programs"),
+    ("uuid._get_command_stdout", "runs external programs"),
     (
         "platform",
         "platform._syscmd_file and friends run external programs",
@@ -661,7 +714,6 @@ const GADGET_MODULES: &[(&str, &str)] = &[
     ("io", "opens files for reading or writing"),
     ("_io", "opens files for reading or writing"),
     ("codecs", "codecs.open reads and writes files"),
-    ("pathlib", "reads, writes and deletes files"),
     ("sqlite3", "opens database files and loads extensions"),
     ("dbm", "opens database files"),
     ("tkinter", "GUI toolkit that evaluates Tcl"),
@@ -850,6 +902,43 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn user_prefixes_never_admit_gadgets_or_attribute_walks() {
+        let mut policy = Policy::default();
+        policy.allow("lightning.*").unwrap();
+        assert!(matches!(
+            policy.verdict("lightning.fabric.utilities.cloud_io", "os.system"),
+            Verdict::Gadget { .. }
+        ));
+        assert_eq!(
+            policy.verdict("lightning.fabric", "Thing.attr"),
+            Verdict::NotAllowed
+        );
+        policy.allow("os.system").unwrap();
+        assert!(matches!(
+            policy.verdict("os", "system"),
+            Verdict::Gadget { .. }
+        ));
+    }
+
+    #[test]
+    fn sklearn_helpers_and_joblib_reexports() {
+        assert_eq!(
+            v("sklearn.neighbors._kd_tree", "newObj"),
+            Verdict::Allowed("scikit-learn")
+        );
+        assert_eq!(
+            v("sklearn.metrics._scorer", "_Scorer"),
+            Verdict::Allowed("scikit-learn")
+        );
+        assert_eq!(v("sklearn.utils._joblib", "Parallel"), Verdict::NotAllowed);
+        assert!(matches!(
+            v("joblib.numpy_pickle", "NDArrayWrapper"),
+            Verdict::Gadget { .. }
+        ));
+        assert!(matches!(v("commands", "getoutput"), Verdict::Gadget { .. }));
     }
 
     #[test]

@@ -1158,6 +1158,13 @@ pub fn tricky_floats(len: usize) -> Vec<u8> {
     pattern.iter().copied().cycle().take(len).collect()
 }
 
+/// Realistic raw array bytes: floats whose encodings contain `PROTO`-looking `\x80\x02`/`\x80\x04` pairs
+/// and `FRAME` bytes, but no spelled-out globals (honest data never spells `cos\nsystem\n`).
+pub fn noisy_floats(len: usize) -> Vec<u8> {
+    let pattern = b"\x80\x02\x00\x00\x00\x00\x80?\xcd\xccL>\x80\x04\x95\x00\x9a\x99\x19\xbf";
+    pattern.iter().copied().cycle().take(len).collect()
+}
+
 /// Pickle a numpy array the way numpy's `ndarray.__reduce__` does at protocol 2:
 /// `_reconstruct(ndarray, (0,), b'b')` then `BUILD (1, shape, dtype, False, raw)`, with the raw data as
 /// `_codecs.encode(text, 'latin1')` (what Python 3 writes for bytes at protocol 2).
@@ -1335,15 +1342,15 @@ fn joblib_array(b: &mut PickleBuilder, shape: &[i64], code: &str, data: &[u8], a
     b.raw(data);
 }
 
-/// A joblib dump of a dict of two float arrays. The inline bytes contain `\x80\x02` and opcode-like garbage
-/// on purpose.
+/// A joblib dump of a dict of two float arrays. The inline bytes contain `\x80\x02` and other opcode-like
+/// bytes on purpose (see [`noisy_floats`]).
 pub fn joblib_arrays(aligned: bool) -> Vec<u8> {
     let mut b = PickleBuilder::new();
     b.proto(4).empty_dict().memoize().mark();
     b.text("weights").memoize();
-    joblib_array(&mut b, &[4, 8], "f8", &tricky_floats(4 * 8 * 8), aligned);
+    joblib_array(&mut b, &[4, 8], "f8", &noisy_floats(4 * 8 * 8), aligned);
     b.text("bias").memoize();
-    joblib_array(&mut b, &[8], "f4", &tricky_floats(8 * 4), aligned);
+    joblib_array(&mut b, &[8], "f4", &noisy_floats(8 * 4), aligned);
     b.text("n_iter").memoize().int(12);
     b.setitems().stop();
     b.into_bytes()
@@ -1368,6 +1375,40 @@ pub fn joblib_payload_after_array() -> Vec<u8> {
         .reduce()
         .memoize();
     b.setitems().stop();
+    b.into_bytes()
+}
+
+/// A joblib-looking dump whose "array bytes" are opcodes: joblib skips them, but `pickle.load` and
+/// `torch.load` (which know nothing of NumpyArrayWrapper) execute them.
+pub fn joblib_wrapper_hiding_opcodes() -> Vec<u8> {
+    let payload = b"cos\nsystem\nX\x02\x00\x00\x00id\x85R0";
+    let mut b = PickleBuilder::new();
+    b.proto(2).empty_dict().mark();
+    b.text("weights");
+    joblib_array(&mut b, &[payload.len() as i64], "u1", payload, false);
+    b.setitems().stop();
+    b.into_bytes()
+}
+
+/// joblib's NDArrayWrapper (joblib < 0.10): its BUILD makes joblib `np.load` a side file with
+/// `allow_pickle=True`, and np.load falls back to unpickling anything that is not npy.
+pub fn joblib_ndarray_wrapper_side_file() -> Vec<u8> {
+    let mut b = PickleBuilder::new();
+    b.proto(2).global("joblib.numpy_pickle", "NDArrayWrapper");
+    b.empty_tuple().newobj().empty_dict().mark();
+    b.text("filename").text("../../tmp/payload.pkl");
+    b.text("subclass").global("numpy", "ndarray");
+    b.text("allow_mmap").bool(false);
+    b.setitems().build().stop();
+    b.into_bytes()
+}
+
+/// A REDUCE whose callable is the result of another call (`OrderedDict()()`): the allow-list judges
+/// imports, so a call of a computed object must be judged on its own.
+pub fn computed_callable() -> Vec<u8> {
+    let mut b = PickleBuilder::new();
+    b.proto(2).global("collections", "OrderedDict");
+    b.empty_tuple().reduce().empty_tuple().reduce().stop();
     b.into_bytes()
 }
 
@@ -1553,6 +1594,27 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
 pub fn corpus() -> Vec<Case> {
     let critical = "AEG-SCAN-101";
     let mut cases = vec![
+        Case::malicious(
+            "pickle/joblib-wrapper-hides-opcodes",
+            "model.pt",
+            joblib_wrapper_hiding_opcodes(),
+            critical,
+            "opcodes disguised as joblib inline array bytes, run by pickle.load/torch.load",
+        ),
+        Case::malicious(
+            "pickle/joblib-ndarray-wrapper-side-file",
+            "model.joblib",
+            joblib_ndarray_wrapper_side_file(),
+            critical,
+            "legacy joblib NDArrayWrapper loading a side file with allow_pickle",
+        ),
+        Case::malicious(
+            "pickle/computed-callable",
+            "model.pkl",
+            computed_callable(),
+            "AEG-SCAN-109",
+            "REDUCE on the result of another call",
+        ),
         Case::benign(
             "pickle/torch-state-dict",
             "pytorch_model.bin",

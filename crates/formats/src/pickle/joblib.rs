@@ -118,18 +118,24 @@ fn dtype_layout(dtype: &Value) -> Result<(u64, bool), String> {
         _ => None,
     }
     .ok_or("numpy.dtype arguments carry no type string")?;
-    let (elsize, flags) = match &obj.state {
-        Some(Value::Tuple(items)) => (int_at(items, 5), int_at(items, 7)),
-        _ => (None, None),
+    // numpy's `__setstate__`: `(version, endian, subdescr, names, fields, elsize, alignment, flags)`. The
+    // element size only applies to flexible kinds (S, U, V); flags are only read from version 3 on.
+    let (version, elsize, flags) = match &obj.state {
+        Some(Value::Tuple(items)) => (int_at(items, 0), int_at(items, 5), int_at(items, 7)),
+        _ => (None, None, None),
     };
     let code = code.trim_start_matches(['<', '>', '|', '=']);
+    // Datetime units (`M8[ns]`) do not change the item size.
+    let code = code.split('[').next().unwrap_or(code);
     let mut chars = code.chars();
     let kind = chars.next().ok_or("empty dtype string")?;
+    let flags = flags.filter(|_| version.is_some_and(|v| v >= 3));
     let hasobject = kind == 'O' || flags.is_some_and(|f| f & 1 != 0);
     if hasobject {
         return Ok((8, true));
     }
-    if let Some(elsize) = elsize.filter(|e| *e > 0) {
+    let flexible = matches!(kind, 'S' | 'a' | 'U' | 'V');
+    if let Some(elsize) = elsize.filter(|e| *e > 0 && flexible) {
         return Ok((elsize as u64, false));
     }
     let digits = chars.as_str();

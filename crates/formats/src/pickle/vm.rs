@@ -50,6 +50,7 @@ const TORCH_LEGACY_PICKLES: u32 = 5;
 pub struct Emulator<'l> {
     limits: &'l Limits,
     base_offset: u64,
+    joblib: bool,
 }
 
 impl<'l> Emulator<'l> {
@@ -58,7 +59,16 @@ impl<'l> Emulator<'l> {
         Emulator {
             limits,
             base_offset: 0,
+            joblib: true,
         }
+    }
+
+    /// Whether to read the stream as joblib's unpickler does (skip inline array bytes after a
+    /// `NumpyArrayWrapper` BUILD; the default) or as plain `pickle.load`/`torch.load` do (those bytes are
+    /// opcodes). The loader of a file is unknown, so the scanner emulates both when a wrapper appears.
+    pub fn joblib(mut self, on: bool) -> Self {
+        self.joblib = on;
+        self
     }
 
     /// Report offsets relative to an enclosing blob in which the stream starts at `offset`.
@@ -71,6 +81,7 @@ impl<'l> Emulator<'l> {
     /// error (other than end of stream) is an `Err`.
     pub fn run<R: Read>(self, reader: R) -> Result<Trace> {
         let mut machine = Machine::new(self.limits, self.base_offset, reader);
+        machine.joblib = self.joblib;
         match machine.run() {
             Err(Halt::Io(source)) => {
                 let offset = self.base_offset.saturating_add(machine.input.offset());
@@ -275,6 +286,8 @@ struct Machine<'l, R> {
     anomaly_counts: HashMap<AnomalyKind, usize>,
     binary_seen: bool,
     top_level_stops: u32,
+    /// Read joblib inline arrays (see [`Emulator::joblib`]).
+    joblib: bool,
 }
 
 impl<'l, R: Read> Machine<'l, R> {
@@ -303,6 +316,7 @@ impl<'l, R: Read> Machine<'l, R> {
             anomaly_counts: HashMap::new(),
             binary_seen: false,
             top_level_stops: 0,
+            joblib: true,
         }
     }
 
@@ -1628,7 +1642,9 @@ impl<'l, R: Read> Machine<'l, R> {
                 dispose(old);
             }
         }
-        let result = if wrapper {
+        // joblib's own unpickler reads inline arrays; inside an object array's nested pickle (read by plain
+        // `pickle.load`) and for every other loader the bytes that follow are opcodes.
+        let result = if wrapper && self.joblib && self.saved.is_empty() {
             self.joblib_array(&state)
         } else {
             Ok(())
