@@ -150,10 +150,10 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
     Format::Unknown
 }
 
-/// A pickle with a `PROTO` opcode: `0x80` then a protocol number 2–5 (a higher number is still a pickle
+/// A pickle with a `PROTO` opcode: `0x80` then a protocol number 0–5 (loaders accept 0 and 1 too) (a higher number is still a pickle
 /// that a future loader might read; the emulator reports it).
 pub fn is_pickle_start(head: &[u8]) -> bool {
-    matches!(head, [0x80, 2..=5, next, ..] if is_opcode(*next))
+    matches!(head, [0x80, 0..=5, next, ..] if is_opcode(*next))
 }
 
 /// Protocol 0/1 pickles have no header; accept a stream whose first opcode is one real writers start with

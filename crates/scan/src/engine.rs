@@ -161,10 +161,53 @@ pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         Format::Onnx => onnx::scan(ctx, blob, len),
         Format::SavedModel => savedmodel::scan(ctx, blob, len),
         Format::Hdf5 => keras::scan_hdf5(ctx, blob, len),
+        Format::Json | Format::Unknown if is_template_name(&ctx.name) => {
+            scan_template_file(ctx, blob)
+        }
         Format::Json => keras::scan_json(ctx, blob, len),
-        Format::Unknown => {}
+        Format::Unknown => scan_unknown(ctx, blob, len, &head),
+    }
+    // A zip is found by its end record, but torch.load, pickle and tarfile decide by the first bytes: when
+    // the head is not a zip local header, scan the blob as what its head says too.
+    if format == Format::Zip && !head.starts_with(b"PK\x03\x04") {
+        let by_head = sniff::sniff(&head, &[], len);
+        if by_head != Format::Zip && blob.seek(SeekFrom::Start(0)).is_ok() {
+            match by_head {
+                Format::Pickle => pickle::scan(ctx, blob, len),
+                Format::Tar => archive::scan_tar(ctx, blob, len),
+                Format::Gzip | Format::Zlib => compressed::scan(ctx, blob, len, by_head),
+                Format::Unknown => scan_unknown(ctx, blob, len, &head),
+                _ => {}
+            }
+        }
     }
     ctx.add_bytes(len);
+}
+
+/// `chat_template.jinja` and friends: transformers renders them with Jinja.
+fn is_template_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.ends_with(".jinja") || name.ends_with(".j2") || name.ends_with(".jinja2")
+}
+
+/// Check a Jinja template file (bounded by `max_header`).
+fn scan_template_file(ctx: &mut Ctx<'_>, blob: &mut dyn Blob) {
+    let limit = ctx.limits().max_header;
+    let mut text = Vec::new();
+    if blob.seek(SeekFrom::Start(0)).is_ok()
+        && (&mut *blob).take(limit).read_to_end(&mut text).is_ok()
+    {
+        let template = String::from_utf8_lossy(&text).into_owned();
+        crate::template::check(ctx, &template, None, "Jinja template file");
+    }
+}
+
+/// Content no format claimed that starts like a pickle opcode: `pickle.load` reads it regardless of a
+/// header.
+fn scan_unknown(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, head: &[u8]) {
+    if head.first().is_some_and(|b| sniff::is_opcode(*b)) {
+        pickle::scan_fallback(ctx, blob, len);
+    }
 }
 
 fn read_head_tail(blob: &mut dyn Blob, len: u64) -> std::io::Result<(Vec<u8>, Vec<u8>)> {

@@ -219,17 +219,57 @@ pub(crate) fn scan_json(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
         );
         return;
     }
-    // Not JSON after all (JSON Lines, a text file starting with a bracket): nothing to check.
+    // Python's json accepts what serde rejects (NaN, lone surrogates): when strict parsing fails, a chat
+    // template is still extracted leniently, since transformers would render it.
     let Ok(value) = keras::parse_json(&bytes, ctx.limits()) else {
+        if let Some(text) = lenient_string_value(&bytes, "chat_template") {
+            crate::template::check(ctx, &text, None, "chat_template (lenient JSON read)");
+        }
         return;
     };
     if keras::looks_like_keras_config(&value) {
         let mut seen = BTreeSet::new();
         let source = format!("{} (Keras config)", ctx.name());
         check_config(ctx, &value, &source, None, "json", &mut seen);
-    } else if let Some(template) = value.get("chat_template") {
+    }
+    if let Some(template) = value.get("chat_template") {
         check_chat_template(ctx, template);
     }
+}
+
+/// The string value of the first `"key": "…"` in JSON text that a strict parser rejected, unescaped with
+/// lone surrogates replaced (as Python's json keeps them, the template text around them still matters).
+fn lenient_string_value(bytes: &[u8], key: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let needle = format!("\"{key}\"");
+    let after = &text[text.find(&needle)? + needle.len()..];
+    let after = after
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let mut out = String::new();
+    let mut chars = after.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(out),
+            '\\' => match chars.next()? {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                'b' => out.push('\u{8}'),
+                'f' => out.push('\u{c}'),
+                'u' => {
+                    let hex: String = chars.by_ref().take(4).collect();
+                    let code = u32::from_str_radix(&hex, 16).ok()?;
+                    out.push(char::from_u32(code).unwrap_or('\u{fffd}'));
+                }
+                other => out.push(other),
+            },
+            other => out.push(other),
+        }
+    }
+    None
 }
 
 fn check_chat_template(ctx: &mut crate::Ctx<'_>, template: &Value) {
@@ -543,6 +583,19 @@ fn report_item(
                 json!({ "registered_name": registered_name, "class_name": class_name, "module": module, "path": path, "source": source, "method": method }),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod lenient_tests {
+    use super::lenient_string_value;
+
+    #[test]
+    fn extracts_templates_from_json_python_accepts_and_serde_rejects() {
+        let text = br#"{"x": NaN, "chat_template": "{{ a.__class__ }}\ud800\n"}"#;
+        let value = lenient_string_value(text, "chat_template").unwrap();
+        assert!(value.starts_with("{{ a.__class__ }}"));
+        assert!(lenient_string_value(br#"{"other": "x"}"#, "chat_template").is_none());
     }
 }
 

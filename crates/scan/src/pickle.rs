@@ -223,6 +223,50 @@ pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: 
     }
 }
 
+/// Blobs no format claimed, whose first byte is a pickle opcode (`N0c…`, `K\x010c…`, a headerless
+/// `\x8c…\x93`): `pickle.load` reads them regardless. They are emulated, and only what a real load could
+/// reach is judged: globals whose module and name are Python identifiers (an import of anything else fails
+/// and ends the load) and calls of such globals. Garbage anomalies are not reported: the bytes may well be
+/// something else entirely.
+pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
+    if blob.seek(SeekFrom::Start(0)).is_err() {
+        return;
+    }
+    let Ok(trace) = Emulator::new(ctx.limits()).run((&mut *blob).take(len)) else {
+        return;
+    };
+    let plausible =
+        |module: &str, name: &str| is_dotted_identifier(module) && is_dotted_identifier(name);
+    let filtered = Trace {
+        globals: trace
+            .globals
+            .iter()
+            .filter(|g| !g.dynamic && plausible(&g.module, &g.name))
+            .cloned()
+            .collect(),
+        calls: trace
+            .calls
+            .iter()
+            .filter(|c| c.callee.as_global().is_some_and(|(m, n)| plausible(m, n)))
+            .cloned()
+            .collect(),
+        anomalies: Vec::new(),
+        ..trace
+    };
+    judge(ctx, &filtered, 0, &mut BTreeSet::new());
+}
+
+/// `a.b_c.D`: non-empty components of identifier characters, not starting with a digit.
+fn is_dotted_identifier(text: &str) -> bool {
+    !text.is_empty()
+        && text.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
 /// Turn a trace's imports and calls into findings; `base` is the stream's offset inside the blob. `judged`
 /// holds the globals already reported (shared between the joblib and the plain reading of one stream).
 fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64, judged: &mut BTreeSet<(String, String)>) {
@@ -441,7 +485,11 @@ fn report_anomalies(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
             AnomalyKind::LimitHit if detail.contains("container items") => {
                 (&crate::rules::LIMIT_HIT, Severity::Info)
             }
-            AnomalyKind::LimitHit => (&crate::rules::LIMIT_HIT, Severity::Medium),
+            // The bottom of a huge stack is dropped, but every opcode is still executed and judged.
+            AnomalyKind::LimitHit if detail.starts_with("max_stack") => {
+                (&crate::rules::LIMIT_HIT, Severity::Medium)
+            }
+            AnomalyKind::LimitHit => (&crate::rules::LIMIT_HIT, Severity::High),
             AnomalyKind::JoblibArray => (&JOBLIB_UNSIZED, Severity::High),
             AnomalyKind::ProtocolMismatch => (&PROTOCOL_MISMATCH, Severity::Low),
             AnomalyKind::Truncated => (&MALFORMED, Severity::Low),
@@ -506,6 +554,14 @@ fn printable_strings(bytes: &[u8], min: usize, max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_identifiers() {
+        assert!(is_dotted_identifier("torch._utils"));
+        assert!(!is_dotted_identifier("as\u{fffd}x"));
+        assert!(!is_dotted_identifier("1abc"));
+        assert!(!is_dotted_identifier("a..b"));
+    }
 
     #[test]
     fn printable_strings_finds_names_in_bytecode() {

@@ -39,10 +39,12 @@ pub const EXTENSION_MISMATCH: RuleDoc = RuleDoc {
 pub const LIMIT_HIT: RuleDoc = RuleDoc {
     id: "AEG-SCAN-003",
     name: "scan-limit-reached",
-    severity: Severity::Medium,
+    severity: Severity::High,
     summary: "A scan limit was reached; part of the input was not examined",
     why: "Size, count and depth bounds keep the scanner safe from resource-exhaustion files, but content past \
-          a bound was not examined. Attackers pad files or nest archives deeply to push payloads past scanners.",
+          a bound was not examined, and a loader would still read it. Attackers pad files or nest archives \
+          deeply to push payloads past scanners, so an unexamined remainder fails the scan (high) unless the \
+          emitter knows the skipped part cannot hide code (then it lowers the severity and says why).",
     fix: "Inspect why the file is so large or deeply nested. If it is legitimate, raise the limit in \
           `aegis.toml` (`[limits]`) and scan again.",
     atlas: &["AML.T0010.003"],

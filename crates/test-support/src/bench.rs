@@ -150,10 +150,21 @@ fn fill(seed: u64, len: u64, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> i
     Ok(())
 }
 
-/// Write a benign PyTorch (≥ 1.6) zip checkpoint of about `total` bytes to `out`.
+/// Write a benign PyTorch (≥ 1.6) zip checkpoint of about `total` bytes to `out` (16 MiB tensors).
 pub fn write_torch_zip<W: Write + Seek>(out: &mut W, total: u64) -> io::Result<()> {
     let tensors = total.div_ceil(TENSOR_BYTES).max(1) as usize;
-    let numel = (TENSOR_BYTES / 4) as i32;
+    write_torch_zip_with(out, tensors, TENSOR_BYTES)
+}
+
+/// Write a benign PyTorch zip checkpoint of `tensors` float32 tensors of `tensor_bytes` bytes each (many
+/// small tensors make the opcode-heavy `data.pkl` of a real multi-layer model).
+pub fn write_torch_zip_with<W: Write + Seek>(
+    out: &mut W,
+    tensors: usize,
+    tensor_bytes: u64,
+) -> io::Result<()> {
+    let numel =
+        i32::try_from(tensor_bytes / 4).map_err(|_| io::Error::other("tensor too large"))?;
     let mut central = Vec::new();
     let pickle = state_dict_pickle(tensors, numel);
     let put = |out: &mut W, central: &mut Vec<Central>, name: &str, bytes: &[u8]| {
@@ -173,8 +184,8 @@ pub fn write_torch_zip<W: Write + Seek>(out: &mut W, total: u64) -> io::Result<(
             out,
             &mut central,
             &name,
-            &mut |sink| fill(i as u64 + 1, TENSOR_BYTES, sink),
-            TENSOR_BYTES,
+            &mut |sink| fill(i as u64 + 1, tensor_bytes, sink),
+            tensor_bytes,
         )?;
     }
     put(out, &mut central, "archive/version", b"3\n")?;
@@ -187,10 +198,19 @@ pub fn write_torch_zip<W: Write + Seek>(out: &mut W, total: u64) -> io::Result<(
     finish(out, &central)
 }
 
-/// Write a benign protocol-4 pickle of about `total` bytes: a dict of float32 numpy arrays as
+/// Write a benign protocol-4 pickle of about `total` bytes: a dict of 16 MiB float32 numpy arrays as
 /// `numpy.ndarray.__reduce__` writes them (`_reconstruct` + BUILD with the raw bytes).
 pub fn write_numpy_pickle<W: Write>(out: &mut W, total: u64) -> io::Result<()> {
-    let arrays = total.div_ceil(TENSOR_BYTES).max(1);
+    write_numpy_pickle_with(out, total.div_ceil(TENSOR_BYTES).max(1), TENSOR_BYTES)
+}
+
+/// Write a benign protocol-4 pickle of `arrays` float32 arrays of `array_bytes` bytes each.
+pub fn write_numpy_pickle_with<W: Write>(
+    out: &mut W,
+    arrays: u64,
+    array_bytes: u64,
+) -> io::Result<()> {
+    let numel = i32::try_from(array_bytes / 4).map_err(|_| io::Error::other("array too large"))?;
     out.write_all(&[0x80, 4, b'}', b'('])?;
     for i in 0..arrays {
         let mut head = Vec::new();
@@ -198,7 +218,7 @@ pub fn write_numpy_pickle<W: Write>(out: &mut W, total: u64) -> io::Result<()> {
         global(&mut head, "numpy.core.multiarray", "_reconstruct");
         global(&mut head, "numpy", "ndarray");
         head.extend_from_slice(b"K\x00\x85C\x01b\x87R(K\x01");
-        binint(&mut head, (TENSOR_BYTES / 4) as i32);
+        binint(&mut head, numel);
         head.push(0x85);
         global(&mut head, "numpy", "dtype");
         binunicode(&mut head, "f4");
@@ -207,9 +227,11 @@ pub fn write_numpy_pickle<W: Write>(out: &mut W, total: u64) -> io::Result<()> {
         head.extend_from_slice(b"NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb");
         head.push(0x89); // fortran order False
         head.push(0x8e); // BINBYTES8
-        head.extend_from_slice(&TENSOR_BYTES.to_le_bytes());
+        head.extend_from_slice(&(u64::from(numel as u32) * 4).to_le_bytes());
         out.write_all(&head)?;
-        fill(i + 7, TENSOR_BYTES, &mut |chunk| out.write_all(chunk))?;
+        fill(i + 7, u64::from(numel as u32) * 4, &mut |chunk| {
+            out.write_all(chunk)
+        })?;
         out.write_all(b"tb")?;
     }
     out.write_all(b"u.")

@@ -15,5 +15,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::keras::corpus());
     cases.extend(crate::hdf5::corpus());
     cases.extend(crate::savedmodel::corpus());
+    cases.extend(crate::evasion::corpus());
     cases
 }

@@ -11,6 +11,7 @@
 
 pub mod bench;
 pub mod corpus;
+pub mod evasion;
 pub mod gguf;
 pub mod hdf5;
 pub mod keras;

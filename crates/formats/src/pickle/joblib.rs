@@ -58,8 +58,25 @@ pub(super) fn dict_get(dict: &Value, key: &str) -> Option<Value> {
 
 /// The data that follows a wrapper whose `BUILD` state is `state`.
 pub(super) fn array_data(state: &Value) -> Result<ArrayData, String> {
+    // BUILD with `(dict, slotstate)` updates `__dict__` and then `setattr`s the slot state, so slot entries
+    // override dict entries: lay them over before reading shape and dtype.
     let dict = match state {
-        Value::Tuple(items) if items.len() == 2 => items.first().cloned().unwrap_or(Value::None),
+        Value::Tuple(items) if items.len() == 2 => {
+            let base = items.first().cloned().unwrap_or(Value::None);
+            match (&base, items.get(1)) {
+                (Value::Dict(pairs), Some(Value::Dict(slots))) => {
+                    let mut merged = pairs.borrow().clone();
+                    for (key, value) in slots.borrow().iter() {
+                        let name = key.as_str();
+                        merged.retain(|(k, _)| name.is_none() || k.as_str() != name);
+                        merged.push((key.clone(), value.clone()));
+                    }
+                    Value::Dict(std::rc::Rc::new(std::cell::RefCell::new(merged)))
+                }
+                (Value::None, Some(slots @ Value::Dict(_))) => slots.clone(),
+                _ => base,
+            }
+        }
         other => other.clone(),
     };
     if !matches!(dict, Value::Dict(_)) {

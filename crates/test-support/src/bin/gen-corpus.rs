@@ -4,6 +4,7 @@
 //! gen-corpus DIR                      # every case once: DIR/{malicious,benign}/<case>/<file>
 //! gen-corpus DIR --copies 10          # ten renamed copies of each case (benchmark directory)
 //! gen-corpus DIR --torch-zip 1073741824 --numpy-pickle 268435456
+//! gen-corpus DIR --hub 50              # 50 realistic checkpoints (500-tensor torch zip, numpy pickle)
 //! ```
 //! A `manifest.json` lists every file with its label and expected rule.
 
@@ -21,16 +22,17 @@ fn main() {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let mut dir: Option<PathBuf> = None;
-    let (mut copies, mut torch_zip, mut numpy_pickle) = (1usize, 0u64, 0u64);
+    let (mut copies, mut torch_zip, mut numpy_pickle, mut hub) = (1usize, 0u64, 0u64, 0usize);
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--copies" => copies = value()?.parse()?,
             "--torch-zip" => torch_zip = value()?.parse()?,
             "--numpy-pickle" => numpy_pickle = value()?.parse()?,
+            "--hub" => hub = value()?.parse()?,
             "-h" | "--help" => {
                 println!(
-                    "usage: gen-corpus DIR [--copies N] [--torch-zip BYTES] [--numpy-pickle BYTES]"
+                    "usage: gen-corpus DIR [--copies N] [--hub N] [--torch-zip BYTES] [--numpy-pickle BYTES]"
                 );
                 return Ok(());
             }
@@ -64,6 +66,15 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 "technique": case.technique,
             }));
         }
+    }
+    for i in 0..hub {
+        // A realistic model repository: a multi-layer checkpoint (opcode-heavy data.pkl) and arrays.
+        let repo = dir.join("hub").join(format!("model-{i:03}"));
+        fs::create_dir_all(&repo)?;
+        let mut out = BufWriter::new(fs::File::create(repo.join("pytorch_model.bin"))?);
+        aegis_test_support::bench::write_torch_zip_with(&mut out, 500, 8 << 10)?;
+        let mut out = BufWriter::new(fs::File::create(repo.join("arrays.pkl"))?);
+        aegis_test_support::bench::write_numpy_pickle_with(&mut out, 64, 64 << 10)?;
     }
     if torch_zip > 0 {
         let path = dir.join("large").join("pytorch_model.bin");
