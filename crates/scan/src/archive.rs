@@ -726,6 +726,26 @@ fn scan_stored(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, entry: &ZipEntr
         return;
     };
     let size = entry.stored_len().min(len.saturating_sub(offset));
+    if size <= SMALL_MEMBER {
+        // One read, then every parser works on memory: far fewer syscalls than seeking a buffered file
+        // for each member's head and tail (a checkpoint holds hundreds of small tensors).
+        let mut bytes = Vec::with_capacity(size as usize);
+        let read = blob
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| (&mut *blob).take(size).read_to_end(&mut bytes));
+        if let Err(err) = read {
+            unreadable_member(ctx, &entry.name, &err.to_string());
+            return;
+        }
+        ctx.scan_member_bytes(&entry.name, &bytes);
+        // Raw tensor storage is never executed; its CRC is an integrity question, not a security one, and
+        // PyTorch does not check it either. Members in a format we parse are verified.
+        let head = &bytes[..bytes.len().min(sniff::HEAD_LEN)];
+        if sniff::sniff(head, &[], size) != Format::Unknown {
+            verify_crc(ctx, blob, entry, offset);
+        }
+        return;
+    }
     let known = match Window::new(blob, offset, size) {
         Ok(mut window) => {
             let known = sniffs_known(&mut window, size);
@@ -739,13 +759,21 @@ fn scan_stored(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, entry: &ZipEntr
         }
     };
     if size <= CRC_VERIFY_MAX || known {
-        match entry.reader(blob, u64::MAX).and_then(|r| {
-            r.finish()
-                .map_err(|e| aegis_formats::Error::io("zip", offset, e))
-        }) {
-            Ok(check) => report_check(ctx, entry, &check),
-            Err(err) => unreadable_member(ctx, &entry.name, &err.to_string()),
-        }
+        verify_crc(ctx, blob, entry, offset);
+    }
+}
+
+/// Stored members up to this size are read into memory once and scanned from there.
+const SMALL_MEMBER: u64 = 1 << 20;
+
+/// Read a member to its end and report what that showed (CRC, actual size).
+fn verify_crc(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, entry: &ZipEntry, offset: u64) {
+    match entry.reader(blob, u64::MAX).and_then(|r| {
+        r.finish()
+            .map_err(|e| aegis_formats::Error::io("zip", offset, e))
+    }) {
+        Ok(check) => report_check(ctx, entry, &check),
+        Err(err) => unreadable_member(ctx, &entry.name, &err.to_string()),
     }
 }
 

@@ -15,6 +15,9 @@ use serde_json::json;
 use crate::{archive, compressed, gguf, keras, npy, onnx, pickle, rules, safetensors, savedmodel};
 use crate::{Ctx, Policy};
 
+/// Files up to this size are read into memory once; larger ones are streamed (memory stays flat).
+const IN_MEMORY_FILE: u64 = 16 << 20;
+
 /// Scans files and blobs under a policy and limits. Cheap to share across threads.
 #[derive(Debug, Clone, Default)]
 pub struct Scanner {
@@ -79,8 +82,23 @@ impl Scanner {
             Ok((f, len))
         });
         match opened {
+            // Small files are read once: parsers seek a lot (zip local headers, member heads and tails) and
+            // every seek of a buffered file discards its buffer.
+            Ok((mut file, len)) if len <= IN_MEMORY_FILE => {
+                let mut bytes = Vec::with_capacity(len as usize);
+                match file.read_to_end(&mut bytes) {
+                    Ok(_) => {
+                        let len = bytes.len() as u64;
+                        let mut ctx = self.root_ctx(&mut outcome, location, path);
+                        scan_blob(&mut ctx, &mut std::io::Cursor::new(bytes), len);
+                    }
+                    Err(err) => outcome
+                        .findings
+                        .push(unreadable(location, &err.to_string())),
+                }
+            }
             Ok((file, len)) => {
-                let mut blob = BufReader::with_capacity(64 * 1024, file);
+                let mut blob = BufReader::with_capacity(16 * 1024, file);
                 let mut ctx = self.root_ctx(&mut outcome, location, path);
                 scan_blob(&mut ctx, &mut blob, len);
             }
@@ -204,8 +222,17 @@ fn scan_template_file(ctx: &mut Ctx<'_>, blob: &mut dyn Blob) {
 
 /// Content no format claimed that starts like a pickle opcode: `pickle.load` reads it regardless of a
 /// header.
+///
+/// Inside archives only members named like pickles are tried: loaders unpickle a named entry point
+/// (`data.pkl`), never raw tensor storage, which is most of a checkpoint's members.
 fn scan_unknown(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, head: &[u8]) {
-    if head.first().is_some_and(|b| sniff::is_opcode(*b)) {
+    let name = ctx.name.to_ascii_lowercase();
+    let pickle_name = [
+        ".pkl", ".pickle", ".p", ".joblib", ".pt", ".pth", ".bin", ".dat", ".ckpt",
+    ]
+    .iter()
+    .any(|ext| name.ends_with(ext));
+    if (ctx.depth == 0 || pickle_name) && head.first().is_some_and(|b| sniff::is_opcode(*b)) {
         pickle::scan_fallback(ctx, blob, len);
     }
 }
