@@ -16,6 +16,7 @@ fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 target/release/gen-corpus "$WORK/labelled"
-target/release/gen-corpus "$WORK/corpus" --copies "$COPIES" --hub 100
+target/release/gen-corpus "$WORK/corpus" --copies "$COPIES"
+target/release/gen-corpus "$WORK/mixed" --copies "$COPIES" --hub 100
 target/release/gen-corpus "$WORK/big" --copies 0 --torch-zip $((1 << 30)) --numpy-pickle $((256 << 20))
 python3 bench/compare.py "$WORK" | tee bench/results.md

@@ -91,6 +91,45 @@ impl<'a> Ctx<'a> {
         );
     }
 
+    /// Number of findings recorded so far (a mark for [`Ctx::cap_findings`]).
+    pub fn findings_len(&self) -> usize {
+        self.findings.len()
+    }
+
+    /// Keep at most `max` findings per rule among those recorded since `mark` whose rule id starts with
+    /// `prefix`; the rest collapse into one finding per rule that counts them (a crafted archive with
+    /// thousands of bad members must not drown the report).
+    pub fn cap_findings(&mut self, mark: usize, prefix: &str, max: usize) {
+        let mut kept: std::collections::BTreeMap<String, usize> = Default::default();
+        let mut dropped: std::collections::BTreeMap<String, (usize, Finding)> = Default::default();
+        let tail: Vec<Finding> = self
+            .findings
+            .drain(mark.min(self.findings.len())..)
+            .collect();
+        for finding in tail {
+            let rule = finding.rule.as_str().to_owned();
+            if !rule.starts_with(prefix) {
+                self.findings.push(finding);
+                continue;
+            }
+            let count = kept.entry(rule.clone()).or_insert(0);
+            if *count < max {
+                *count += 1;
+                self.findings.push(finding);
+            } else {
+                dropped.entry(rule).or_insert((0, finding)).0 += 1;
+            }
+        }
+        for (rule, (count, first)) in dropped {
+            let mut summary = first;
+            summary.message =
+                format!("{count} more finding(s) of {rule} in this archive (first {max} listed)");
+            summary.location = self.location.clone();
+            summary.evidence = serde_json::json!({ "omitted": count, "listed": max });
+            self.findings.push(summary);
+        }
+    }
+
     /// Count bytes read for the run's metrics.
     pub fn add_bytes(&mut self, n: u64) {
         self.stats.bytes += n;
