@@ -6,7 +6,9 @@
 //! never reads tensor data (numeric arrays past what is kept are skipped with a seek). Every count and length
 //! is checked against the bytes left in the file *and* against [`Limits`] before anything is allocated: a
 //! count of 2^60 fails on the spot. What cannot be read stops the parse, and everything read before is kept,
-//! so chat templates of a file broken on purpose are still examined.
+//! so chat templates of a file broken on purpose are still examined. A count over [`Limits::max_entries`]
+//! that does fit in the file is read over (recorded as [`Anomaly::TooManyEntries`]) rather than fatal, and
+//! chat templates are always read (up to [`MAX_TEMPLATE`]) whatever the string budget.
 
 use std::collections::HashSet;
 use std::io::{Read, SeekFrom};
@@ -23,6 +25,14 @@ pub const MAX_DIMS: u32 = 4;
 const SMALL_SKIP: u64 = 64 * 1024;
 /// Anomalies kept per file; further ones are counted in [`Gguf::anomalies_dropped`].
 pub const MAX_ANOMALIES: usize = 1024;
+/// Bytes of a chat template always read, whatever the kept-strings budget and [`Limits::max_string`];
+/// a longer template keeps this prefix ([`Value::TruncatedString`]).
+pub const MAX_TEMPLATE: u64 = 64 << 20;
+
+/// Whether a metadata key holds a chat template (`tokenizer.chat_template` or `tokenizer.chat_template.<name>`).
+pub fn is_template_key(key: &str) -> bool {
+    key == "tokenizer.chat_template" || key.starts_with("tokenizer.chat_template.")
+}
 
 /// Metadata value types, as numbered by the specification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +115,13 @@ pub enum Value {
     String(String),
     /// A string not kept because the in-memory budget was spent; its length.
     SkippedString(u64),
+    /// A chat template longer than [`MAX_TEMPLATE`]: its first [`MAX_TEMPLATE`] bytes and its full length.
+    TruncatedString {
+        /// The prefix read.
+        prefix: String,
+        /// Declared length in bytes.
+        len: u64,
+    },
     /// An array: item type, declared length, and the first items (up to the kept budget).
     Array {
         /// Type of every item.
@@ -281,6 +298,18 @@ pub enum Anomaly {
         /// Absolute end (exclusive).
         end: u64,
     },
+    /// A count over [`Limits::max_entries`] whose items fit in the file: the items past the limit were
+    /// read over (not kept) so that later keys, chat templates above all, are still read.
+    TooManyEntries {
+        /// File offset of the count.
+        offset: u64,
+        /// What was counted (`array length`, `metadata count`).
+        what: &'static str,
+        /// The declared value.
+        count: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// Bytes no tensor owns, beyond alignment padding: between tensors or after the last one.
     HiddenBytes {
         /// Absolute start.
@@ -435,13 +464,21 @@ fn read_body(r: &mut Reader<'_>, g: &mut Gguf) -> Result<()> {
     Ok(())
 }
 
+/// Read the key/values. Past [`Limits::max_entries`] (when the count fits in the file, so each key/value
+/// takes file bytes and the loop is bounded by the file) the entries are still read but only chat
+/// templates are kept, so a template placed after junk entries is still examined.
 fn read_metadata(r: &mut Reader<'_>, g: &mut Gguf) -> Result<()> {
     let limit = r.limits.max_entries;
     if g.kv_count > limit && g.stopped.is_none() {
-        return Err(Error::limit(FORMAT, "metadata count", g.kv_count, limit));
+        g.note(Anomaly::TooManyEntries {
+            offset: if r.wide { 16 } else { 12 },
+            what: "metadata count",
+            count: g.kv_count,
+            limit,
+        });
     }
     let mut seen = HashSet::new();
-    for _ in 0..g.kv_count.min(limit) {
+    for _ in 0..g.kv_count {
         if r.remaining() == 0 {
             break;
         }
@@ -455,7 +492,16 @@ fn read_metadata(r: &mut Reader<'_>, g: &mut Gguf) -> Result<()> {
             } else {
                 0
             };
-        let value = r.value(vtype, 0, g)?;
+        let template = is_template_key(&key);
+        let value = if template && vtype == ValueType::String {
+            r.template_value(g)?
+        } else {
+            r.value(vtype, 0, g)?
+        };
+        let keep = template || (g.metadata.len() as u64) < limit;
+        if !keep {
+            continue;
+        }
         if !seen.insert(key.clone()) {
             g.note(Anomaly::DuplicateKey {
                 key: key.clone(),
@@ -640,6 +686,17 @@ fn check_layout(g: &mut Gguf, data_start: u64) {
     }
 }
 
+/// `buf` as a string; invalid UTF-8 (at `at`) is replaced and noted.
+fn utf8(g: &mut Gguf, at: u64, buf: Vec<u8>) -> String {
+    match String::from_utf8(buf) {
+        Ok(s) => s,
+        Err(err) => {
+            g.note(Anomaly::InvalidUtf8 { offset: at });
+            String::from_utf8_lossy(err.as_bytes()).into_owned()
+        }
+    }
+}
+
 /// A bounded little-endian reader that knows its position and the bytes left.
 struct Reader<'a> {
     blob: &'a mut dyn Blob,
@@ -787,12 +844,32 @@ impl Reader<'_> {
     fn string_body(&mut self, g: &mut Gguf, at: u64, n: u64) -> Result<String> {
         let mut buf = vec![0u8; n as usize];
         self.fill(&mut buf)?;
-        Ok(match String::from_utf8(buf) {
-            Ok(s) => s,
-            Err(err) => {
-                g.note(Anomaly::InvalidUtf8 { offset: at });
-                String::from_utf8_lossy(err.as_bytes()).into_owned()
+        Ok(utf8(g, at, buf))
+    }
+
+    /// A chat template: read whatever the kept-strings budget, up to [`MAX_TEMPLATE`] bytes (a longer one
+    /// keeps that prefix and the rest is skipped).
+    fn template_value(&mut self, g: &mut Gguf) -> Result<Value> {
+        let at = self.pos;
+        let n = self.count()?;
+        self.check_count(g, at, "string length", n, 1)?;
+        let read = n.min(MAX_TEMPLATE);
+        self.kept_bytes = self.kept_bytes.saturating_add(read);
+        let mut buf = vec![0u8; read as usize];
+        self.fill(&mut buf)?;
+        if read == n {
+            return Ok(Value::String(utf8(g, at, buf)));
+        }
+        self.skip(n - read)?;
+        // Cut a character split by the cap rather than calling the template invalid UTF-8.
+        if let Err(err) = std::str::from_utf8(&buf) {
+            if err.error_len().is_none() {
+                buf.truncate(err.valid_up_to());
             }
+        }
+        Ok(Value::TruncatedString {
+            prefix: utf8(g, at, buf),
+            len: n,
         })
     }
 
@@ -854,25 +931,36 @@ impl Reader<'_> {
             _ => self.len_size(),
         });
         self.check_count(g, count_at, "array length", len, min_size)?;
-        if len > self.limits.max_entries {
-            return Err(Error::limit(
-                FORMAT,
-                "array length",
-                len,
-                self.limits.max_entries,
-            ));
+        // Over the limit but within the file: read over it (bounded by the file) so later keys are read.
+        let oversized = len > self.limits.max_entries;
+        if oversized {
+            g.note(Anomaly::TooManyEntries {
+                offset: count_at,
+                what: "array length",
+                count: len,
+                limit: self.limits.max_entries,
+            });
         }
-        let keep = (self.limits.max_container_items as u64)
-            .min(self.limits.max_entries.saturating_sub(self.kept_items))
-            .min(len);
+        let keep = if oversized {
+            0
+        } else {
+            (self.limits.max_container_items as u64)
+                .min(self.limits.max_entries.saturating_sub(self.kept_items))
+                .min(len)
+        };
         let mut items = Vec::with_capacity(keep as usize);
         for _ in 0..keep {
             items.push(self.value(item_type, depth, g)?);
         }
         self.kept_items = self.kept_items.saturating_add(keep);
-        let rest = len - keep;
+        let rest = len.saturating_sub(keep);
         match item_type.fixed_size() {
-            Some(size) if item_type != ValueType::Bool => self.skip(rest * size)?,
+            Some(size) if item_type != ValueType::Bool || oversized => {
+                let n = rest
+                    .checked_mul(size)
+                    .ok_or_else(|| Error::malformed(FORMAT, count_at, "array size overflows"))?;
+                self.skip(n)?
+            }
             _ => {
                 for _ in 0..rest {
                     self.skip_value(item_type, depth, g)?;
@@ -1027,6 +1115,118 @@ mod tests {
         }
         let g = parse_bytes(&tg::Writer::new(3).kv("deep", nested).build());
         assert!(g.stopped.as_ref().is_some_and(Error::is_limit));
+    }
+
+    #[test]
+    fn oversized_array_is_read_over_and_later_keys_kept() {
+        let bytes = tg::template_after_huge_array("{{ x }}", 2_000_000);
+        let g = parse_bytes(&bytes);
+        assert!(g.stopped.is_none(), "{:?}", g.stopped);
+        assert!(g.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::TooManyEntries {
+                what: "array length",
+                count: 2_000_000,
+                ..
+            }
+        )));
+        assert_eq!(
+            g.get("tokenizer.chat_template").and_then(Value::as_str),
+            Some("{{ x }}")
+        );
+        assert_eq!(g.tensors.len(), 1);
+        // Oversized string and nested arrays are walked too; a lying one is still a count error.
+        let small = Limits {
+            max_entries: 2,
+            ..Limits::default()
+        };
+        let strs = tg::Val::Array((0..5).map(|i| tg::Val::Str(format!("s{i}"))).collect());
+        let nested = tg::Val::Array(vec![strs.clone(), strs]);
+        let bytes = tg::Writer::new(3)
+            .kv("a", nested)
+            .kv("tokenizer.chat_template", tg::Val::Str("{{ y }}".into()))
+            .build();
+        let g = parse(&mut Cursor::new(&bytes), bytes.len() as u64, &small).unwrap();
+        assert!(g.stopped.is_none(), "{:?}", g.stopped);
+        assert_eq!(
+            g.get("tokenizer.chat_template").and_then(Value::as_str),
+            Some("{{ y }}")
+        );
+        let g = parse(
+            &mut Cursor::new(tg::array_length_lie()),
+            tg::array_length_lie().len() as u64,
+            &small,
+        )
+        .unwrap();
+        assert!(g.stopped.is_some());
+    }
+
+    #[test]
+    fn templates_ignore_the_string_budget_and_limit() {
+        let tiny = Limits {
+            max_string: 32,
+            max_in_memory: 4,
+            ..Limits::default()
+        };
+        let long = format!("{{{{ z }}}}{}", " ".repeat(40));
+        let bytes = tg::Writer::new(3)
+            .kv("general.description", tg::Val::Str("long value".into()))
+            .kv("tokenizer.chat_template.x", tg::Val::Str(long.clone()))
+            .build();
+        let g = parse(&mut Cursor::new(&bytes), bytes.len() as u64, &tiny).unwrap();
+        assert_eq!(
+            g.get("general.description"),
+            Some(&Value::SkippedString(10))
+        );
+        assert_eq!(
+            g.get("tokenizer.chat_template.x").and_then(Value::as_str),
+            Some(long.as_str())
+        );
+    }
+
+    #[test]
+    fn template_over_the_cap_keeps_a_prefix() {
+        let key = b"tokenizer.chat_template";
+        let n = MAX_TEMPLATE + 3;
+        let mut bytes = b"GGUF\x03\0\0\0".to_vec();
+        bytes.extend_from_slice(&0u64.to_le_bytes());
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(&(key.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(key);
+        bytes.extend_from_slice(&8u32.to_le_bytes());
+        bytes.extend_from_slice(&n.to_le_bytes());
+        bytes.resize(bytes.len() + n as usize, b'a');
+        let g = parse_bytes(&bytes);
+        assert!(g.stopped.is_none(), "{:?}", g.stopped);
+        match g.get("tokenizer.chat_template") {
+            Some(Value::TruncatedString { prefix, len }) => {
+                assert_eq!(*len, n);
+                assert_eq!(prefix.len() as u64, MAX_TEMPLATE);
+            }
+            other => panic!("{:?}", other.map(|_| "not truncated")),
+        }
+    }
+
+    #[test]
+    fn metadata_count_over_the_limit_keeps_templates() {
+        let small = Limits {
+            max_entries: 2,
+            ..Limits::default()
+        };
+        let bytes = tg::honest_model(tg::CHATML_TEMPLATE);
+        let g = parse(&mut Cursor::new(&bytes), bytes.len() as u64, &small).unwrap();
+        assert!(g.metadata.len() <= 3);
+        assert_eq!(
+            g.get("tokenizer.chat_template").and_then(Value::as_str),
+            Some(tg::CHATML_TEMPLATE)
+        );
+        assert!(g.anomalies.iter().any(|a| matches!(
+            a,
+            Anomaly::TooManyEntries {
+                what: "metadata count",
+                ..
+            }
+        )));
     }
 
     #[test]

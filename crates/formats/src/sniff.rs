@@ -178,31 +178,26 @@ pub fn is_opcode(byte: u8) -> bool {
 }
 
 fn is_tar_header(head: &[u8]) -> bool {
-    if head.len() < 512 {
+    let Some(header) = head.get(..512) else {
         return false;
-    }
-    let magic = &head[257..263];
+    };
+    let magic = header.get(257..263).unwrap_or_default();
     if magic == b"ustar\0" || magic == b"ustar " {
         return true;
     }
-    // Old v7 tar: verify the header checksum.
-    let stored = std::str::from_utf8(&head[148..156])
-        .ok()
-        .map(|s| s.trim_matches(|c: char| c == '\0' || c == ' '))
-        .and_then(|s| u32::from_str_radix(s, 8).ok());
-    let Some(stored) = stored else { return false };
-    let sum: u32 = head[..512]
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(*b)
-            }
-        })
-        .sum();
-    sum == stored && head[0] != 0
+    // Old v7 tar: verify the header checksum the way Python's `tarfile` does (the field read like
+    // `int(s, 8)`, the sum over unsigned or over signed bytes).
+    let Some(stored) = crate::tar::parse_number(header.get(148..156).unwrap_or_default()) else {
+        return false;
+    };
+    let (mut unsigned, mut signed) = (0u64, 0i64);
+    for (i, b) in header.iter().enumerate() {
+        let b = if (148..156).contains(&i) { b' ' } else { *b };
+        unsigned += u64::from(b);
+        signed += i64::from(b as i8);
+    }
+    let matches = stored == unsigned || u64::try_from(signed).is_ok_and(|s| s == stored);
+    matches && header.first().is_some_and(|b| *b != 0)
 }
 
 fn is_safetensors(head: &[u8], len: u64) -> bool {

@@ -420,7 +420,8 @@ fn has_magic(header: &[u8]) -> bool {
     magic == b"ustar\0" || magic == b"ustar "
 }
 
-/// A number field: GNU base-256 (first byte 0x80 positive, 0xff negative: rejected) or octal text.
+/// A number field: GNU base-256 (first byte 0x80 positive, 0xff negative: rejected) or octal text read the
+/// way `tarfile` does (see [`parse_octal_text`]).
 pub fn parse_number(bytes: &[u8]) -> Option<u64> {
     match bytes.first() {
         Some(0x80) => bytes
@@ -428,15 +429,58 @@ pub fn parse_number(bytes: &[u8]) -> Option<u64> {
             .iter()
             .try_fold(0u64, |n, b| n.checked_mul(256)?.checked_add(u64::from(*b))),
         Some(0xff) => None,
-        _ => {
-            let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-            let digits = std::str::from_utf8(bytes.get(..end)?).ok()?.trim();
-            if digits.is_empty() {
-                return Some(0);
-            }
-            u64::from_str_radix(digits, 8).ok()
-        }
+        _ => parse_octal_text(bytes),
     }
+}
+
+/// Octal text as Python's `int(s.strip() or "0", 8)` reads it after `tarfile` cut the field at its first
+/// NUL: ASCII only, surrounding whitespace ignored, an optional sign (negative values are rejected), an
+/// optional `0o` prefix, and single underscores between digits (`0_00000000052`).
+pub fn parse_octal_text(bytes: &[u8]) -> Option<u64> {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    let text = bytes.get(..end)?;
+    if !text.is_ascii() {
+        return None;
+    }
+    let text = trim_python_space(text);
+    if text.is_empty() {
+        return Some(0);
+    }
+    let (negative, rest) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        Some((b'+', rest)) => (false, rest),
+        _ => (false, text),
+    };
+    let digits = match rest {
+        [b'0', b'o' | b'O', after @ ..] => after.strip_prefix(b"_").unwrap_or(after),
+        _ => rest,
+    };
+    if digits.is_empty()
+        || digits.first() == Some(&b'_')
+        || digits.last() == Some(&b'_')
+        || digits.windows(2).any(|w| w == b"__")
+    {
+        return None;
+    }
+    let value = digits
+        .iter()
+        .filter(|b| **b != b'_')
+        .try_fold(0u64, |n, b| match b {
+            b'0'..=b'7' => n.checked_mul(8)?.checked_add(u64::from(b - b'0')),
+            _ => None,
+        })?;
+    (!negative || value == 0).then_some(value)
+}
+
+/// Strip the ASCII characters Python's `str.strip()` treats as whitespace (which includes 0x1c..=0x1f).
+fn trim_python_space(text: &[u8]) -> &[u8] {
+    let space = |b: &u8| matches!(b, b' ' | b'\t'..=b'\r' | 0x1c..=0x1f);
+    let start = text.iter().position(|b| !space(b)).unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    text.get(start..end).unwrap_or_default()
 }
 
 /// Unsigned and signed header sums with the checksum field as spaces.
@@ -563,6 +607,64 @@ mod tests {
             parse_number(&[0x80, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1]),
             None
         );
+    }
+
+    #[test]
+    fn numbers_parse_like_python_int_base_8() {
+        assert_eq!(parse_number(b"0_00000000052"), Some(0o52));
+        assert_eq!(parse_number(b"0o644\0"), Some(0o644));
+        assert_eq!(parse_number(b"0O_6_4_4"), Some(0o644));
+        assert_eq!(parse_number(b"+17\x1f"), Some(0o17));
+        assert_eq!(parse_number(b"\t-0 \0garbage"), Some(0));
+        for bad in [
+            &b"_17"[..],
+            b"17_",
+            b"1__7",
+            b"0o",
+            b"0o__7",
+            b"-17",
+            b"1 7",
+            b"0x17",
+            b"8",
+            b"\xd9\xa1",
+        ] {
+            assert_eq!(
+                parse_number(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn v7_headers_with_signed_sums_and_underscored_sizes_are_listed() {
+        let v7 = |m: TarMember| m.v7();
+        let bytes = TarWriter::new()
+            .member(v7(TarMember::file("mod\u{e8}le/pickle", b"\x80\x02}q\x00.")).signed_checksum())
+            .member(v7(TarMember::file("storages", &[7; 42])).size_text("0_0000000052"))
+            .member(v7(TarMember::file("tensors", b"x")))
+            .finish();
+        let tar = open(&bytes);
+        assert!(tar.anomalies.is_empty(), "{:?}", tar.anomalies);
+        assert_eq!(tar.entries.len(), 3);
+        assert!(tar.entries.iter().all(|e| e.anomalies.is_empty()));
+        assert_eq!(data(&bytes, &tar.entries[1]), &[7; 42][..]);
+        let sniffed = |b: &[u8]| crate::sniff::sniff(b, &[], b.len() as u64);
+        assert_eq!(sniffed(&bytes), crate::sniff::Format::Tar);
+        // A wrong sum (neither signed nor unsigned) is not a v7 header; a bad size stops the listing.
+        let bad = TarWriter::new()
+            .member(v7(TarMember::file("mod\u{e8}le/pickle", b"x")).bad_checksum())
+            .finish();
+        assert_ne!(sniffed(&bad), crate::sniff::Format::Tar);
+        let bytes = TarWriter::new()
+            .file("a", b"1")
+            .member(TarMember::file("b", b"2").size_text("0__1"))
+            .file("c", b"3")
+            .finish();
+        let tar = open(&bytes);
+        assert_eq!(tar.entries.len(), 1);
+        assert!(tar.has("bad-header"), "{:?}", tar.anomalies);
     }
 
     #[test]

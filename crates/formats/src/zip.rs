@@ -76,6 +76,16 @@ pub enum Anomaly {
         /// Position implied by the end record (`end - size`).
         actual: u64,
     },
+    /// Two different central directories: one where Python's `zipfile` looks (just before the end record)
+    /// and one at the declared offset, where miniz (PyTorch) looks. Members of both are listed.
+    TwoCentralDirectories {
+        /// Where `zipfile` reads the directory (`end - size`).
+        python: u64,
+        /// Where miniz reads it (the declared offset).
+        miniz: u64,
+        /// Members listed only by the directory at the declared offset.
+        extra_members: u64,
+    },
     /// No end-of-central-directory record: the members were found by walking local headers, which
     /// PyTorch and `zipfile` never do (they refuse the file).
     NoCentralDirectory,
@@ -185,6 +195,7 @@ impl Anomaly {
         match self {
             Anomaly::PrependedData { .. } => "prepended-data",
             Anomaly::CentralDirectoryMoved { .. } => "central-directory-moved",
+            Anomaly::TwoCentralDirectories { .. } => "two-central-directories",
             Anomaly::NoCentralDirectory => "no-central-directory",
             Anomaly::Zip64RecordMissing => "zip64-record-missing",
             Anomaly::CentralDirectoryCorrupt { .. } => "central-directory-corrupt",
@@ -398,6 +409,16 @@ impl ZipArchive {
             });
         }
         let mut entries = read_central(blob, cd_start, &dir, concat, limits, &mut anomalies)?;
+        if let Some(other) = read_declared_directory(blob, len, cd_start, &dir, limits) {
+            let extra_members = merge_directories(&mut entries, other, limits, &mut anomalies);
+            if extra_members > 0 {
+                anomalies.push(Anomaly::TwoCentralDirectories {
+                    python: cd_start,
+                    miniz: dir.offset,
+                    extra_members,
+                });
+            }
+        }
         for entry in &mut entries {
             read_local(blob, len, entry);
         }
@@ -573,6 +594,66 @@ fn read_central(
         });
     }
     Ok(entries)
+}
+
+/// The directory at the declared offset, as miniz reads it (no "concat" shift), when that is not where
+/// `zipfile` reads it and it starts with a central directory entry.
+fn read_declared_directory(
+    blob: &mut dyn Blob,
+    len: u64,
+    cd_start: u64,
+    dir: &Directory,
+    limits: &Limits,
+) -> Option<Vec<ZipEntry>> {
+    let at = dir.offset;
+    if at == cd_start || at.checked_add(dir.size)? > len || dir.size < CENTRAL_LEN as u64 {
+        return None;
+    }
+    if read_vec(blob, at, 4).ok()? != CENTRAL_SIG {
+        return None;
+    }
+    let mut ignored = Vec::new();
+    let entries = read_central(blob, at, dir, 0, limits, &mut ignored).ok()?;
+    (!entries.is_empty()).then_some(entries)
+}
+
+/// Append the members of `other` that `entries` does not already list identically (same name, header
+/// offset, sizes, method and CRC), up to `max_members`. Returns how many were added.
+fn merge_directories(
+    entries: &mut Vec<ZipEntry>,
+    other: Vec<ZipEntry>,
+    limits: &Limits,
+    anomalies: &mut Vec<Anomaly>,
+) -> u64 {
+    let key = |e: &ZipEntry| {
+        (
+            e.raw_name.clone(),
+            e.header_offset,
+            e.compressed_size,
+            e.uncompressed_size,
+            e.method,
+            e.crc32,
+        )
+    };
+    let mut seen: std::collections::HashSet<_> = entries.iter().map(key).collect();
+    let mut added = 0u64;
+    for mut entry in other {
+        if !seen.insert(key(&entry)) {
+            continue;
+        }
+        if entries.len() as u64 >= limits.max_members {
+            if !anomalies.iter().any(|a| a.kind() == "too-many-members") {
+                anomalies.push(Anomaly::TooManyMembers {
+                    limit: limits.max_members,
+                });
+            }
+            break;
+        }
+        entry.index = entries.len();
+        entries.push(entry);
+        added += 1;
+    }
+    added
 }
 
 fn corrupt(offset: u64, detail: impl Into<String>) -> Anomaly {
@@ -1585,6 +1666,36 @@ mod tests {
         lying.uncompressed_size = 100;
         let check = lying.reader(&mut c, u64::MAX).unwrap().finish().unwrap();
         assert!(check.longer && check.size_mismatch());
+    }
+
+    #[test]
+    fn both_central_directories_are_listed() {
+        let bytes = w::two_directories(w::PAYLOAD_PICKLE);
+        let zip = open(&bytes);
+        assert!(zip.has("two-central-directories"), "{:?}", zip.anomalies);
+        let pickles: Vec<_> = zip
+            .entries
+            .iter()
+            .filter(|e| e.name == "archive/data.pkl")
+            .collect();
+        assert_eq!(pickles.len(), 2);
+        let contents: Vec<_> = pickles.iter().map(|e| content(&bytes, e).0).collect();
+        assert!(contents.iter().any(|c| c == w::PAYLOAD_PICKLE));
+        assert!(contents.iter().any(|c| c == &w::state_dict_pickle()));
+        // Members identical in both directories are listed once.
+        let same = w::two_directories(&w::state_dict_pickle());
+        let zip = open(&same);
+        assert!(zip.has("two-central-directories"));
+        let honest = ZipWriter::from_members(w::pytorch_members("archive", w::BENIGN_PICKLE))
+            .comment(b"exported by trainer v1.2")
+            .finish();
+        let zip = open(&honest);
+        assert!(!zip.has("two-central-directories"), "{:?}", zip.anomalies);
+        assert_eq!(zip.entries.len(), 7);
+        let prepended = ZipWriter::from_members(w::pytorch_members("archive", w::BENIGN_PICKLE))
+            .prepend(&[0x55; 300])
+            .finish();
+        assert!(!open(&prepended).has("two-central-directories"));
     }
 
     #[test]

@@ -439,6 +439,15 @@ fn report_archive(ctx: &mut Ctx<'_>, archive: &ZipArchive) {
                 "no end-of-central-directory record; members found by walking local headers".into(),
                 json!({ "members": archive.entries.len() }),
             ),
+            Anomaly::TwoCentralDirectories { .. } => Hit::new(
+                &DIRECTORY_INCONSISTENT,
+                format!(
+                    "two central directories: {}; members of both are scanned",
+                    describe(anomaly)
+                ),
+                json!({ "kind": anomaly.kind(), "detail": describe(anomaly) }),
+            )
+            .at(Severity::High),
             Anomaly::TooManyMembers { limit } => Hit::new(
                 &rules::LIMIT_HIT,
                 format!("more than {limit} members; the rest were not scanned"),
@@ -467,6 +476,14 @@ fn describe(anomaly: &Anomaly) -> String {
         Anomaly::CentralDirectoryMoved { declared, actual } => {
             format!("directory declared at {declared} but found at {actual}")
         }
+        Anomaly::TwoCentralDirectories {
+            python,
+            miniz,
+            extra_members,
+        } => format!(
+            "zipfile reads the directory at {python}, miniz (PyTorch) the one at {miniz}, which lists \
+             {extra_members} other member(s)"
+        ),
         Anomaly::Zip64RecordMissing => "ZIP64 locator without a ZIP64 end record".into(),
         Anomaly::CentralDirectoryCorrupt { offset, detail } => format!("{detail} at {offset}"),
         Anomaly::EntryCountMismatch { declared, found } => {
@@ -1093,6 +1110,22 @@ mod tests {
             .finish();
         let out = scan("model.pt", &unique);
         assert!(!has(&out, &DUPLICATE_MEMBER) && !has(&out, &NAME_MISMATCH));
+    }
+
+    #[test]
+    fn two_central_directories_are_high_and_both_are_scanned() {
+        let out = scan("model.pt", &z::two_directories(z::PAYLOAD_PICKLE));
+        assert!(has_rule(&out, "AEG-SCAN-101"), "{:?}", rules_of(&out));
+        assert!(out
+            .findings
+            .iter()
+            .any(|f| f.rule.as_str() == DIRECTORY_INCONSISTENT.id && f.severity == Severity::High));
+        let honest = ZipWriter::from_members(z::pytorch_members("archive", z::BENIGN_PICKLE))
+            .comment(b"exported by trainer v1.2")
+            .finish();
+        let out = scan("model.pt", &honest);
+        assert!(!has(&out, &DIRECTORY_INCONSISTENT), "{:?}", rules_of(&out));
+        assert!(max_severity(&out).is_none_or(|s| s < Severity::High));
     }
 
     #[test]

@@ -152,7 +152,7 @@ const MAX_HIDDEN_BYTES: u64 = 16 << 20;
 
 /// Whether a metadata key holds a chat template.
 pub(crate) fn is_template_key(key: &str) -> bool {
-    key == "tokenizer.chat_template" || key.starts_with("tokenizer.chat_template.")
+    gg::is_template_key(key)
 }
 
 pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
@@ -166,8 +166,32 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     };
     check_templates(ctx, &gguf);
     let mut capped = Capped::default();
+    let mut oversized = 0usize;
     for anomaly in &gguf.anomalies {
+        if let Anomaly::TooManyEntries {
+            offset,
+            what,
+            count,
+            limit,
+        } = anomaly
+        {
+            oversized += 1;
+            if oversized <= MAX_OVERSIZED_LISTED {
+                report_oversized(ctx, *offset, what, *count, *limit);
+            }
+            continue;
+        }
         report_anomaly(ctx, &mut capped, anomaly);
+    }
+    if oversized > MAX_OVERSIZED_LISTED {
+        let more = oversized - MAX_OVERSIZED_LISTED;
+        ctx.report_at(
+            &crate::rules::LIMIT_HIT,
+            Severity::Medium,
+            None,
+            format!("{more} more GGUF counts over the entry limit were read over"),
+            json!({ "limit": "max_entries", "omitted": more }),
+        );
     }
     if gguf.anomalies_dropped > 0 {
         capped.report(
@@ -190,6 +214,25 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         report_error(ctx, err, explained);
     }
     scan_hidden(ctx, blob, &gguf);
+}
+
+/// Counts over the entry limit listed one by one; further ones are summarised.
+const MAX_OVERSIZED_LISTED: usize = 4;
+
+/// A count over [`aegis_formats::Limits::max_entries`] that the parser read over. Only metadata values
+/// other than chat templates (which are always read) went unexamined, and those carry no code: medium,
+/// not the limit rule's default high.
+fn report_oversized(ctx: &mut Ctx<'_>, offset: u64, what: &str, count: u64, limit: u64) {
+    ctx.report_at(
+        &crate::rules::LIMIT_HIT,
+        Severity::Medium,
+        Some(offset),
+        format!(
+            "GGUF {what} {count} is over the limit of {limit}; the entries past it were read over, not \
+             examined (chat templates are always examined)"
+        ),
+        json!({ "limit": what, "value": count, "bound": limit }),
+    );
 }
 
 /// An error that ended the parse: a limit, or a malformed header (unless a count lie already explains it).
@@ -226,6 +269,18 @@ fn check_templates(ctx: &mut Ctx<'_>, gguf: &Gguf) {
         match &kv.value {
             Value::String(template) => {
                 crate::template::check(ctx, template, Some(kv.value_offset), &source)
+            }
+            Value::TruncatedString { prefix, len } => {
+                crate::template::check(ctx, prefix, Some(kv.value_offset), &source);
+                ctx.report(
+                    &crate::rules::LIMIT_HIT,
+                    Some(kv.value_offset),
+                    format!(
+                        "{source}: {len}-byte chat template; only its first {} bytes were checked",
+                        prefix.len()
+                    ),
+                    json!({ "limit": "max_template", "value": len, "bound": gg::MAX_TEMPLATE }),
+                );
             }
             Value::SkippedString(n) => ctx.report(
                 &crate::rules::LIMIT_HIT,
@@ -478,6 +533,19 @@ mod tests {
             "AEG-SCAN-400",
             Severity::Medium
         ));
+    }
+
+    #[test]
+    fn template_after_a_huge_array_is_checked() {
+        let bad = tg::template_after_huge_array(tg::MALICIOUS_TEMPLATES[1].1, 2_000_000);
+        assert!(has(&bad, "AEG-SCAN-411", Severity::Critical));
+        let ok = tg::template_after_huge_array(tg::LLAMA3_TEMPLATE, 2_000_000);
+        let high: Vec<_> = findings(&ok)
+            .into_iter()
+            .filter(|(_, s)| *s >= Severity::High)
+            .collect();
+        assert_eq!(high, vec![]);
+        assert!(has(&ok, "AEG-SCAN-003", Severity::Medium));
     }
 
     #[test]

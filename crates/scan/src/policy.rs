@@ -204,9 +204,19 @@ impl Policy {
 
 /// Python 2 module names that `pickle`'s `fix_imports` maps to their Python 3 names.
 fn py3_module(module: &str) -> &str {
+    // A subset of CPython's `_compat_pickle.IMPORT_MAPPING`, applied by `find_class` below protocol 3.
     match module {
-        "__builtin__" => "builtins",
+        "__builtin__" | "exceptions" => "builtins",
         "copy_reg" => "copyreg",
+        "cPickle" => "pickle",
+        "thread" => "_thread",
+        "Queue" => "queue",
+        "SocketServer" => "socketserver",
+        "Tkinter" => "tkinter",
+        "httplib" => "http.client",
+        "urllib2" => "urllib.request",
+        "urlparse" => "urllib.parse",
+        "cStringIO" | "StringIO" => "io",
         other => other,
     }
 }
@@ -620,6 +630,11 @@ const GADGET_MODULES: &[(&str, &str)] = &[
         "Python 2 commands.getoutput runs shell commands (mapped to subprocess)",
     ),
     ("popen2", "Python 2 process spawning"),
+    ("socketserver", "opens listening network servers"),
+    (
+        "queue",
+        "thread-safe queues, used to chain gadgets across threads",
+    ),
     (
         "urllib2",
         "Python 2 URL fetching (mapped to urllib.request)",
@@ -830,6 +845,14 @@ pub fn gadget(module: &str, name: &str) -> Option<(&'static str, &'static str)> 
                     return Some((gn, why));
                 }
             }
+            // `_compat_pickle.NAME_MAPPING`: `__builtin__.reduce` is `functools.reduce`, `intern` is
+            // `sys.intern`.
+            if owner == "builtins" && matches!(tail[1], "reduce" | "intern") {
+                return Some((
+                    "functools",
+                    "Python 2 builtin mapped to functools.reduce / sys.intern",
+                ));
+            }
         }
     }
     None
@@ -939,6 +962,18 @@ mod tests {
             Verdict::Gadget { .. }
         ));
         assert!(matches!(v("commands", "getoutput"), Verdict::Gadget { .. }));
+        assert!(matches!(v("__builtin__", "reduce"), Verdict::Gadget { .. }));
+        assert!(matches!(
+            v("cPickle", "loads"),
+            Verdict::Gadget {
+                matched: "pickle",
+                ..
+            }
+        ));
+        assert!(matches!(
+            v("SocketServer", "TCPServer"),
+            Verdict::Gadget { .. }
+        ));
     }
 
     #[test]

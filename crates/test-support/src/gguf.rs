@@ -547,6 +547,25 @@ pub fn array_length_lie() -> Vec<u8> {
         .build()
 }
 
+/// Elements of the junk array of the corpus cases: one over the default `Limits::max_entries` (1,000,000),
+/// about 0.95 MiB.
+pub const JUNK_OVER_DEFAULT_LIMIT: u64 = 1_000_001;
+
+/// A model whose metadata holds a `n`-element UINT8 junk array (`n` bytes) before `template`: a count over
+/// the entry limit used to stop the parse before the chat template was read.
+pub fn template_after_huge_array(template: &str, n: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(12 + n as usize);
+    body.extend_from_slice(&0u32.to_le_bytes());
+    body.extend_from_slice(&n.to_le_bytes());
+    body.resize(12 + n as usize, 0x41);
+    Writer::new(3)
+        .kv("general.architecture", Val::Str("llama".into()))
+        .kv("general.junk", Val::Raw(9, body))
+        .kv("tokenizer.chat_template", Val::Str(template.to_owned()))
+        .tensor("output_norm.weight", &[64], 0, 256)
+        .build()
+}
+
 /// A tensor whose data lies a terabyte past the end of the file.
 pub fn tensor_out_of_bounds() -> Vec<u8> {
     honest_writer(LLAMA3_TEMPLATE)
@@ -676,6 +695,19 @@ pub fn corpus() -> Vec<Case> {
             technique,
         ));
     }
+    cases.push(Case::malicious(
+        "gguf/template-after-huge-array",
+        "model.gguf",
+        template_after_huge_array(MALICIOUS_TEMPLATES[1].1, JUNK_OVER_DEFAULT_LIMIT),
+        "AEG-SCAN-411",
+        "chat template placed after an array longer than the scanner's entry limit",
+    ));
+    cases.push(Case::benign(
+        "gguf/template-after-huge-array-honest",
+        "model.gguf",
+        template_after_huge_array(LLAMA3_TEMPLATE, JUNK_OVER_DEFAULT_LIMIT),
+        "honest template after a very long array",
+    ));
     let v1 = Writer::new(1)
         .kv("general.architecture", Val::Str("llama".into()))
         .kv("tokenizer.ggml.tokens", Val::Array(tokens()))

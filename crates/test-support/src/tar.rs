@@ -40,6 +40,12 @@ pub struct TarMember {
     pub bad_checksum: bool,
     /// Write the size in GNU base-256.
     pub base256: bool,
+    /// Write an old v7 header: no `ustar` magic, user or group names.
+    pub v7: bool,
+    /// Compute the checksum over signed bytes (old Sun and other tars did).
+    pub signed_checksum: bool,
+    /// Write this text in the size field instead of the usual octal digits.
+    pub size_text: Option<String>,
 }
 
 impl TarMember {
@@ -53,6 +59,9 @@ impl TarMember {
             long_name: LongName::Ustar,
             bad_checksum: false,
             base256: false,
+            v7: false,
+            signed_checksum: false,
+            size_text: None,
         }
     }
 
@@ -102,6 +111,24 @@ impl TarMember {
     /// Write the size in base-256.
     pub fn base256_size(mut self) -> TarMember {
         self.base256 = true;
+        self
+    }
+
+    /// Write an old v7 header (no magic).
+    pub fn v7(mut self) -> TarMember {
+        self.v7 = true;
+        self
+    }
+
+    /// Compute the header checksum over signed bytes.
+    pub fn signed_checksum(mut self) -> TarMember {
+        self.signed_checksum = true;
+        self
+    }
+
+    /// Write `text` in the size field (e.g. `0_00000000052`, which Python's `int(s, 8)` accepts).
+    pub fn size_text(mut self, text: &str) -> TarMember {
+        self.size_text = Some(text.to_owned());
         self
     }
 }
@@ -201,7 +228,9 @@ fn write_header(
     put(&mut h, 100, mode);
     put(&mut h, 108, b"0001750\0");
     put(&mut h, 116, b"0001750\0");
-    if m.base256 {
+    if let Some(text) = &m.size_text {
+        put(&mut h, 124, text.as_bytes());
+    } else if m.base256 {
         h[124] = 0x80;
         h[124 + 4..136].copy_from_slice(&size.to_be_bytes());
     } else {
@@ -210,12 +239,18 @@ fn write_header(
     put(&mut h, 136, b"14640524000\0");
     h[156] = typeflag;
     put(&mut h, 157, m.link.as_bytes());
-    put(&mut h, 257, b"ustar\x0000");
-    put(&mut h, 265, b"user");
-    put(&mut h, 297, b"user");
-    put(&mut h, 345, prefix.as_bytes());
+    if !m.v7 {
+        put(&mut h, 257, b"ustar\x0000");
+        put(&mut h, 265, b"user");
+        put(&mut h, 297, b"user");
+        put(&mut h, 345, prefix.as_bytes());
+    }
     h[148..156].copy_from_slice(b"        ");
-    let mut sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    let mut sum: u32 = if m.signed_checksum {
+        h.iter().map(|b| i32::from(*b as i8)).sum::<i32>() as u32
+    } else {
+        h.iter().map(|b| u32::from(*b)).sum()
+    };
     if m.bad_checksum {
         sum += 1;
     }
@@ -274,6 +309,20 @@ pub fn corpus() -> Vec<Case> {
             .file("storages", &tensor_bytes())
             .finish()
     };
+    let old_style = |pkl: &[u8]| {
+        TarWriter::new()
+            .member(
+                TarMember::file("mod\u{e8}le/pickle", pkl)
+                    .v7()
+                    .signed_checksum(),
+            )
+            .member(
+                TarMember::file("mod\u{e8}le/storages", &[7; 42])
+                    .v7()
+                    .size_text("0_0000000052"),
+            )
+            .finish()
+    };
     let long_named = |pkl: &[u8]| {
         let name = format!("{}/model/data.pkl", "checkpoints".repeat(12));
         TarWriter::new()
@@ -307,6 +356,19 @@ pub fn corpus() -> Vec<Case> {
             bad_sum(evil),
             "AEG-SCAN-101",
             "payload behind a bad header checksum (tarfile refuses, scanners skip)",
+        ),
+        Case::benign(
+            "tar/v7-signed-checksum-benign",
+            "model.tar",
+            old_style(&benign),
+            "v7 headers with signed checksums and an underscored octal size",
+        ),
+        Case::malicious(
+            "tar/v7-signed-checksum-payload",
+            "model.tar",
+            old_style(evil),
+            "AEG-SCAN-101",
+            "payload in a v7 tar with signed checksums (tarfile reads it, strict sniffers do not)",
         ),
         Case::benign(
             "tar/long-names-benign",

@@ -428,6 +428,53 @@ fn pytorch_with(data_pkl: &[u8], name: &str, tweak: impl Fn(Member) -> Member) -
     ZipWriter::from_members(members)
 }
 
+/// A PyTorch zip with two central directories: `zipfile` reads the one just before the end record (its
+/// `data.pkl` is a benign state dict), miniz (PyTorch) the one at the declared offset, hidden in the
+/// archive comment, whose `data.pkl` is `miniz_pkl`. Offsets of the first are pre-shifted by the
+/// (negative) "concat" `zipfile` applies, so both readers find their members.
+pub fn two_directories(miniz_pkl: &[u8]) -> Vec<u8> {
+    let (good_body, mut python_cd) = split_zip(&pytorch_zip(&state_dict_pickle()));
+    let (evil_body, mut miniz_cd) = split_zip(&pytorch_zip(miniz_pkl));
+    let size = python_cd.len().max(miniz_cd.len());
+    python_cd.resize(size, 0);
+    miniz_cd.resize(size, 0);
+    shift_offsets(&mut python_cd, (size + 22) as u32);
+    shift_offsets(&mut miniz_cd, good_body.len() as u32);
+    let declared = good_body.len() + evil_body.len() + size + 22;
+    let count = 7u16;
+    let mut out = [good_body, evil_body, python_cd].concat();
+    out.extend_from_slice(b"PK\x05\x06");
+    out.extend_from_slice(&[0; 4]);
+    push16(&mut out, count);
+    push16(&mut out, count);
+    push32(&mut out, size as u32);
+    push32(&mut out, declared as u32);
+    push16(&mut out, miniz_cd.len() as u16);
+    out.extend_from_slice(&miniz_cd);
+    out
+}
+
+/// Split an archive without comment into (bytes before the central directory, central directory).
+fn split_zip(zip: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let eocd = &zip[zip.len() - 22..];
+    let word = |at: usize| u32::from_le_bytes([eocd[at], eocd[at + 1], eocd[at + 2], eocd[at + 3]]);
+    let (size, offset) = (word(12) as usize, word(16) as usize);
+    (zip[..offset].to_vec(), zip[offset..offset + size].to_vec())
+}
+
+/// Add `delta` to the local header offset of every entry of a central directory.
+fn shift_offsets(cd: &mut [u8], delta: u32) {
+    let mut p = 0;
+    while p + 46 <= cd.len() && cd[p..].starts_with(b"PK\x01\x02") {
+        let le16 = |at: usize| usize::from(u16::from_le_bytes([cd[p + at], cd[p + at + 1]]));
+        let (n, m, k) = (le16(28), le16(30), le16(32));
+        let at = p + 42;
+        let old = u32::from_le_bytes([cd[at], cd[at + 1], cd[at + 2], cd[at + 3]]);
+        cd[at..at + 4].copy_from_slice(&old.wrapping_add(delta).to_le_bytes());
+        p += 46 + n + m + k;
+    }
+}
+
 /// A `.npy` v1.0 file of little-endian f32 values.
 pub fn npy_f32(values: &[f32]) -> Vec<u8> {
     let mut header = format!(
@@ -607,6 +654,21 @@ pub fn corpus() -> Vec<Case> {
             .stored("bundle/README.md", b"# model\n")
             .finish()
     }));
+    cases.push(Case::malicious(
+        "zip/two-central-directories",
+        "model.pt",
+        two_directories(evil),
+        "AEG-SCAN-101",
+        "zipfile and miniz read different central directories (one hidden in the comment)",
+    ));
+    cases.push(Case::benign(
+        "zip/archive-comment",
+        "model.pt",
+        ZipWriter::from_members(pytorch_members("archive", &benign))
+            .comment(b"exported by trainer v1.2")
+            .finish(),
+        "honest PyTorch zip with an archive comment",
+    ));
     cases.extend(structure_cases(&benign));
     cases.extend(other_layouts());
     cases
