@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 
-use aegis_core::{Report, RuleDoc, Severity};
+use aegis_core::{Report, RuleDoc};
 use aegis_report::{Format, HumanOptions};
 use anyhow::Context;
 
@@ -85,26 +85,20 @@ pub fn emit(global: &GlobalArgs, report: &Report, rules: &[&RuleDoc]) -> anyhow:
 }
 
 fn summary_to_stderr(report: &Report, global: &GlobalArgs) -> anyhow::Result<()> {
-    let counts = report.counts();
-    let parts: Vec<String> = Severity::ALL
-        .iter()
-        .rev()
-        .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
-        .collect();
     let mut err = io::stderr().lock();
     let where_to = global
         .output
         .as_ref()
         .map(|p| format!("; report written to {}", p.display()))
         .unwrap_or_default();
-    let line = if parts.is_empty() {
+    let line = if report.findings.is_empty() {
         format!("aegis {}: no findings{where_to}", report.command)
     } else {
         format!(
             "aegis {}: {} finding(s): {}{where_to}",
             report.command,
             report.findings.len(),
-            parts.join(", ")
+            report.severity_summary()
         )
     };
     match writeln!(err, "{line}") {

@@ -86,6 +86,17 @@ impl Report {
         counts
     }
 
+    /// Counts per severity in words, highest first: `"1 critical, 2 high"` (empty without findings).
+    pub fn severity_summary(&self) -> String {
+        let counts = self.counts();
+        Severity::ALL
+            .iter()
+            .rev()
+            .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Whether any finding is at or above `threshold` (the `--fail-on` test behind exit code 1).
     pub fn fails_at(&self, threshold: Severity) -> bool {
         self.findings.iter().any(|f| f.severity >= threshold)
@@ -120,5 +131,7 @@ mod tests {
         assert!(r.fails_at(Severity::High));
         assert!(!Report::new("scan", vec![]).fails_at(Severity::Info));
         assert_eq!(r.max_severity(), Some(Severity::Critical));
+        assert_eq!(r.severity_summary(), "1 critical, 1 medium");
+        assert_eq!(Report::new("scan", vec![]).severity_summary(), "");
     }
 }

@@ -20,9 +20,6 @@ const FORMAT: &str = "keras";
 /// Deepest JSON nesting walked (serde_json itself refuses more than 128 levels when parsing).
 pub const MAX_JSON_DEPTH: usize = 128;
 
-/// Strings kept from one lambda's bytecode.
-const MAX_CODE_STRINGS: usize = 64;
-
 /// One thing in a Keras config that makes loading import or run code, or read another file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
@@ -340,7 +337,7 @@ impl ConfigWalker {
             style,
             code_len: decoded.len(),
             marshal_code: matches!(decoded.first(), Some(0x63 | 0xe3)),
-            strings: code_strings(&decoded),
+            strings: crate::marshal::strings(&decoded),
         });
     }
 }
@@ -357,57 +354,6 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
         GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
     );
     engine.decode(compact.as_bytes()).ok()
-}
-
-/// The strings a marshalled code object mentions (names, constants), found by their marshal type codes
-/// (`z`/`Z` short ASCII, `a`/`A` ASCII, `u` unicode, with or without the reference flag); falls back to
-/// printable runs when none are found.
-pub fn code_strings(code: &[u8]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let push = |s: &[u8], out: &mut Vec<String>| {
-        if let Ok(text) = std::str::from_utf8(s) {
-            if !text.is_empty()
-                && text.chars().all(|c| !c.is_control())
-                && out.len() < MAX_CODE_STRINGS
-                && !out.iter().any(|o| o == text)
-            {
-                out.push(text.to_owned());
-            }
-        }
-    };
-    let mut i = 0usize;
-    while i < code.len() {
-        let ty = code[i] & 0x7f;
-        let (len, start) = match ty {
-            b'z' | b'Z' => match code.get(i + 1) {
-                Some(n) => (usize::from(*n), i + 2),
-                None => break,
-            },
-            b'a' | b'A' | b'u' => match code.get(i + 1..i + 5) {
-                Some(b) => (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, i + 5),
-                None => break,
-            },
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        match start.checked_add(len).and_then(|end| code.get(start..end)) {
-            Some(s) if len > 0 && len <= 4096 && s.iter().all(|b| (0x20..0x7f).contains(b)) => {
-                push(s, &mut out);
-                i = start + len;
-            }
-            _ => i += 1,
-        }
-    }
-    if out.is_empty() {
-        for run in code.split(|b| !(0x20..0x7f).contains(b)) {
-            if run.len() >= 4 {
-                push(run, &mut out);
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -523,15 +469,7 @@ mod tests {
     }
 
     #[test]
-    fn code_strings_reads_marshal_and_falls_back_to_runs() {
-        let code = [
-            0xe3, 0, 0, b'z', 6, b's', b'y', b's', b't', b'e', b'm', 0xda, 2, b'o', b's', 0xfa, 200,
-        ];
-        assert_eq!(code_strings(&code), vec!["system", "os"]);
-        assert_eq!(
-            code_strings(b"\x01\x02hello world\x00"),
-            vec!["hello world"]
-        );
+    fn base64_decoding_accepts_python_line_breaks() {
         assert_eq!(decode_base64("YWJj\nZGVm\n"), Some(b"abcdef".to_vec()));
         assert_eq!(decode_base64("!!"), None);
     }

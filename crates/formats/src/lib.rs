@@ -13,9 +13,11 @@
 mod error;
 mod limits;
 
+pub mod compressed;
 pub mod gguf;
 pub mod hdf5;
 pub mod keras;
+pub mod marshal;
 pub mod npy;
 pub mod onnx;
 pub mod pickle;

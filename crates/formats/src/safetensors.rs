@@ -844,37 +844,11 @@ mod tests {
             .anomalies
             .contains(&Anomaly::MetadataNotObject { kind: "array" }));
     }
-    /// Deterministic xorshift mutations: flip, overwrite with boundary values, truncate.
-    fn mutants(seed: &[u8], n: usize) -> Vec<Vec<u8>> {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        (0..n)
-            .map(|_| {
-                let mut m = seed.to_vec();
-                for _ in 0..1 + next() % 4 {
-                    let at = (next() % m.len().max(1) as u64) as usize;
-                    let v = [0x00, 0xff, 0x7f, 0x80, 0x01, next() as u8][(next() % 6) as usize];
-                    if let Some(b) = m.get_mut(at) {
-                        *b = v;
-                    }
-                }
-                if next() % 8 == 0 {
-                    m.truncate((next() % (m.len() as u64 + 1)) as usize);
-                }
-                m
-            })
-            .collect()
-    }
 
     #[test]
     fn mutations_never_panic() {
         for seed in [ts::honest(), ts::honest_with_metadata()] {
-            for m in mutants(&seed, 3000) {
+            for m in aegis_test_support::mutate::mutants(&seed, 3000) {
                 let _ = parse(&mut Cursor::new(&m), m.len() as u64, &Limits::default());
             }
         }

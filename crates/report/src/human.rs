@@ -103,12 +103,6 @@ fn render_summary(
     paint: &Paint,
     out: &mut dyn Write,
 ) -> io::Result<()> {
-    let counts = report.counts();
-    let parts: Vec<String> = Severity::ALL
-        .iter()
-        .rev()
-        .filter_map(|s| counts.get(s).map(|n| format!("{n} {s}")))
-        .collect();
     let files = report
         .metrics
         .get("files")
@@ -121,7 +115,7 @@ fn render_summary(
         format!(
             "{} finding(s){files}: {}",
             report.findings.len(),
-            parts.join(", ")
+            report.severity_summary()
         )
     };
     let hidden = report.findings.len() - shown;

@@ -5,12 +5,10 @@
 //! bzip2, xz and lz4 are recognised but not decompressed (no such codec in our dependencies): that is a
 //! finding of its own, so an unscanned payload never passes silently.
 
-use std::io::Read;
-
 use aegis_core::{RuleDoc, Severity};
+use aegis_formats::compressed;
 use aegis_formats::sniff::Format;
 use aegis_formats::Blob;
-use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use serde_json::json;
 
 use crate::{engine, rules, Ctx};
@@ -36,37 +34,25 @@ pub(crate) const RULES: &[&RuleDoc] = &[&NOT_INSPECTED];
 pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, format: Format) {
     let limits = ctx.limits();
     let bound = limits.max_in_memory.min(limits.max_expanded_bytes);
-    let (name, result) = match format {
-        Format::Gzip => {
-            let mut decoder = MultiGzDecoder::new(blob.take(len));
-            let result = read_bounded(&mut decoder, bound);
-            let name = decoder
-                .header()
-                .and_then(|h| h.filename())
-                .map(|n| String::from_utf8_lossy(n).into_owned())
-                .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| inner_name(ctx.name(), "<gzip>"));
-            (name, result)
-        }
-        _ => {
-            let mut decoder = ZlibDecoder::new(blob.take(len));
-            (
-                inner_name(ctx.name(), "<zlib>"),
-                read_bounded(&mut decoder, bound),
-            )
-        }
+    let inflated = compressed::inflate(blob, len, format, bound);
+    let placeholder = if format == Format::Gzip {
+        "<gzip>"
+    } else {
+        "<zlib>"
     };
-    let (bytes, more, error) = result;
-    if let Some(err) = error {
+    let name = inflated
+        .name
+        .unwrap_or_else(|| inner_name(ctx.name(), placeholder));
+    if let Some(err) = inflated.error {
         let message = format!(
             "{} stream broken after {} decompressed bytes: {err}",
             format.name(),
-            bytes.len()
+            inflated.bytes.len()
         );
         let finding = engine::unreadable(ctx.location().clone(), &message);
         ctx.emit(finding);
     }
-    if more {
+    if inflated.truncated {
         ctx.report(
             &rules::LIMIT_HIT,
             None,
@@ -77,22 +63,8 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, format: For
             json!({ "limit": "max_in_memory", "value": bound, "format": format.name() }),
         );
     }
-    if !bytes.is_empty() {
-        ctx.scan_member_bytes(&name, &bytes);
-    }
-}
-
-/// Read at most `bound` bytes; say whether more followed and whether the stream broke.
-fn read_bounded(reader: &mut dyn Read, bound: u64) -> (Vec<u8>, bool, Option<String>) {
-    let mut bytes = Vec::new();
-    if let Err(err) = reader.take(bound).read_to_end(&mut bytes) {
-        return (bytes, false, Some(err.to_string()));
-    }
-    let mut probe = [0u8; 1];
-    match reader.read(&mut probe) {
-        Ok(0) => (bytes, false, None),
-        Ok(_) => (bytes, true, None),
-        Err(err) => (bytes, false, Some(err.to_string())),
+    if !inflated.bytes.is_empty() {
+        ctx.scan_member_bytes(&name, &inflated.bytes);
     }
 }
 

@@ -91,6 +91,28 @@ impl<'a> Ctx<'a> {
         );
     }
 
+    /// Record a parser's failure on the current blob: a bound hit is [`crate::rules::LIMIT_HIT`], anything
+    /// else is `otherwise` (usually [`crate::rules::UNREADABLE`]). `what` names the operation.
+    pub fn report_parse_error(
+        &mut self,
+        err: &aegis_formats::Error,
+        otherwise: &RuleDoc,
+        offset: Option<u64>,
+        what: &str,
+    ) {
+        let rule = if err.is_limit() {
+            &crate::rules::LIMIT_HIT
+        } else {
+            otherwise
+        };
+        self.report(
+            rule,
+            offset,
+            format!("{what}: {err}"),
+            serde_json::json!({ "error": err.to_string() }),
+        );
+    }
+
     /// Number of findings recorded so far (a mark for [`Ctx::cap_findings`]).
     pub fn findings_len(&self) -> usize {
         self.findings.len()

@@ -273,3 +273,34 @@ fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
         json!({ "extension": ext, "detected": format.name(), "expected": names }),
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::EXTENSION_MISMATCH;
+    use crate::Scanner;
+
+    fn mismatch(name: &str, bytes: &[u8]) -> bool {
+        Scanner::default()
+            .scan_bytes(name, bytes)
+            .findings
+            .iter()
+            .any(|f| f.rule.as_str() == EXTENSION_MISMATCH.id)
+    }
+
+    #[test]
+    fn a_name_that_disagrees_with_the_content_is_reported() {
+        let pickle = b"\x80\x02}q\x00.";
+        assert!(mismatch("model.safetensors", pickle));
+        assert!(mismatch("model.onnx", pickle));
+        assert!(!mismatch("model.pkl", pickle));
+        assert!(!mismatch("pytorch_model.bin", pickle));
+        assert!(
+            !mismatch("data.dat", pickle),
+            "extensions that promise nothing are not judged"
+        );
+        assert!(
+            !mismatch("tokenizer.bin", b"\x00\x01 plain binary"),
+            "unknown content in .bin"
+        );
+    }
+}

@@ -85,16 +85,11 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let parsed = match npy::parse(blob, len, &limits) {
         Ok(parsed) => parsed,
         Err(err) => {
-            let rule = if err.is_limit() {
-                &crate::rules::LIMIT_HIT
-            } else {
-                &HEADER_INVALID
-            };
-            ctx.report(
-                rule,
+            ctx.report_parse_error(
+                &err,
+                &HEADER_INVALID,
                 Some(0),
-                err.to_string(),
-                json!({ "error": err.to_string() }),
+                "npy header could not be parsed",
             );
             return;
         }

@@ -96,16 +96,11 @@ pub(crate) fn scan(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let model = match onnx::read_model(blob, len, ctx.limits()) {
         Ok(model) => model,
         Err(err) => {
-            let rule = if err.is_limit() {
-                &crate::rules::LIMIT_HIT
-            } else {
-                &crate::rules::UNREADABLE
-            };
-            ctx.report(
-                rule,
+            ctx.report_parse_error(
+                &err,
+                &crate::rules::UNREADABLE,
                 None,
-                format!("ONNX model could not be decoded: {err}"),
-                json!({ "error": err.to_string() }),
+                "ONNX model could not be decoded",
             );
             return;
         }

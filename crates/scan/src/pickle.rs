@@ -428,7 +428,7 @@ fn judge_nested(ctx: &mut Ctx<'_>, call: &Call, base: u64) {
         "payload_sha256_prefix": hex_prefix(&payload),
     });
     if module == "marshal" {
-        evidence["strings"] = json!(printable_strings(&payload, 4, 24));
+        evidence["strings"] = json!(aegis_formats::marshal::strings(&payload));
     }
     let member = format!("{loader}@{offset:#x}");
     let nested = ctx.scan_member_bytes(&member, &payload);
@@ -541,19 +541,45 @@ fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Printable ASCII runs of at least `min` characters, at most `max` of them (names in marshalled code).
-fn printable_strings(bytes: &[u8], min: usize, max: usize) -> Vec<String> {
-    bytes
-        .split(|b| !(b.is_ascii_graphic() || *b == b' '))
-        .filter(|run| run.len() >= min)
-        .take(max)
-        .map(|run| String::from_utf8_lossy(run).into_owned())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Scanner;
+
+    fn rules_and_severities(name: &str, bytes: &[u8]) -> Vec<(String, Severity)> {
+        Scanner::default()
+            .scan_bytes(name, bytes)
+            .findings
+            .into_iter()
+            .map(|f| (f.rule.0, f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn malformed_streams_are_medium_and_clean_ones_quiet() {
+        // `{}` then STOP, then a byte that is no opcode and more garbage.
+        let found = rules_and_severities("a.pkl", b"\x80\x02}.\xff\xfe\xfd\x80\x02}.");
+        assert!(
+            found.contains(&(MALFORMED.id.to_owned(), Severity::Medium)),
+            "{found:?}"
+        );
+        assert!(rules_and_severities("a.pkl", b"\x80\x02}q\x00.").is_empty());
+    }
+
+    #[test]
+    fn protocol_mismatch_is_low() {
+        // PROTO 2, then SHORT_BINUNICODE (a protocol 4 opcode).
+        let found = rules_and_severities("a.pkl", b"\x80\x02\x8c\x01a.");
+        assert!(
+            found.contains(&(PROTOCOL_MISMATCH.id.to_owned(), Severity::Low)),
+            "{found:?}"
+        );
+        let clean = rules_and_severities("a.pkl", b"\x80\x04\x8c\x01a.");
+        assert!(
+            clean.iter().all(|(rule, _)| rule != PROTOCOL_MISMATCH.id),
+            "{clean:?}"
+        );
+    }
 
     #[test]
     fn dotted_identifiers() {
@@ -561,12 +587,6 @@ mod tests {
         assert!(!is_dotted_identifier("as\u{fffd}x"));
         assert!(!is_dotted_identifier("1abc"));
         assert!(!is_dotted_identifier("a..b"));
-    }
-
-    #[test]
-    fn printable_strings_finds_names_in_bytecode() {
-        let code = b"\xe3\x00\x00system\x00\x01os\x00\x02echo pwned\xff";
-        assert_eq!(printable_strings(code, 4, 10), vec!["system", "echo pwned"]);
     }
 
     #[test]

@@ -202,16 +202,11 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let header = match st::parse(blob, len, &limits) {
         Ok(header) => header,
         Err(err) => {
-            let rule = if err.is_limit() {
-                &crate::rules::LIMIT_HIT
-            } else {
-                &crate::rules::UNREADABLE
-            };
-            ctx.report(
-                rule,
+            ctx.report_parse_error(
+                &err,
+                &crate::rules::UNREADABLE,
                 None,
-                err.to_string(),
-                json!({ "error": err.to_string() }),
+                "safetensors header could not be parsed",
             );
             return;
         }

@@ -130,16 +130,11 @@ pub(crate) fn scan(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let proto = match savedmodel::read(blob, len, ctx.limits()) {
         Ok(proto) => proto,
         Err(err) => {
-            let rule = if err.is_limit() {
-                &crate::rules::LIMIT_HIT
-            } else {
-                &crate::rules::UNREADABLE
-            };
-            ctx.report(
-                rule,
+            ctx.report_parse_error(
+                &err,
+                &crate::rules::UNREADABLE,
                 None,
-                format!("SavedModel protobuf could not be decoded: {err}"),
-                json!({ "error": err.to_string() }),
+                "SavedModel protobuf could not be decoded",
             );
             return;
         }
