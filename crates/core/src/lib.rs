@@ -13,9 +13,11 @@ mod location;
 mod report;
 mod rule;
 mod severity;
+mod table;
 
 pub use finding::{Finding, Reference, ReferenceKind};
 pub use location::Location;
 pub use report::{Artefact, Report};
 pub use rule::{RuleDoc, RuleId};
 pub use severity::{ParseSeverityError, Severity};
+pub use table::{FeatureKind, FeatureSpec, OneHotGroup, Schema, Table};

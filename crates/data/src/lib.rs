@@ -1,0 +1,21 @@
+//! Datasets as the numeric pillars see them: CSV files read into [`aegis_core::Table`], and the
+//! [`Schema`](aegis_core::Schema) that says what a valid row is.
+//!
+//! Audits, attacks and the drift monitor all need the same two things from a dataset: dense `f32` features
+//! with class labels, and the bounds and kinds of each feature so that adversarial rows stay realistic. This
+//! crate reads the first ([`read_csv`]), infers the second from data ([`infer_schema`]), stores it as a TOML
+//! file a person can review and tighten ([`save_schema`], [`load_schema`]), and lines a stored schema up with a
+//! table's columns ([`align_schema`]).
+//!
+//! Datasets are untrusted input: every reader has a byte bound, never panics, and reports bad cells with the
+//! file, line and column so the user can fix them.
+
+#![forbid(unsafe_code)]
+
+mod csv;
+mod error;
+mod schema;
+
+pub use self::csv::{read_csv, CsvOptions};
+pub use self::error::Error;
+pub use self::schema::{align_schema, infer_schema, load_schema, save_schema};

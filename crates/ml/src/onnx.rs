@@ -1,0 +1,678 @@
+//! A user's ONNX network as a differentiable [`Model`], evaluated by candle-onnx.
+//!
+//! candle-onnx evaluates the graph with candle ops, so autograd reaches both the input (exact gradients for
+//! attacks) and the weights (fine-tuning in `aegis harden`). To make that true we prepare the graph once at
+//! load time:
+//! - float initializers become [`Var`]s passed in as inputs, so the same graph can be trained and saved back;
+//! - a final `Softmax` is cut off so attacks see logits (as PyTorch would); a graph that ends in probabilities
+//!   without a `Softmax` node is detected by probing and its logits taken as `log p`;
+//! - `MaxPool` nodes are rewritten into `Reshape → Transpose → Reshape → ReduceMax`, whose backward is
+//!   correct, because candle 0.11's own max-pool backward is 1/k² too small (see [`crate::ops`]). A max-pool
+//!   that cannot be rewritten (overlapping windows, padding) makes the model black-box: never wrong gradients.
+//!
+//! Graphs with operators candle-onnx does not implement (scikit-learn's `ai.onnx.ml` domain, tree ensembles)
+//! are refused here with the operator named.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_onnx::onnx::{
+    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto,
+    NodeProto, ValueInfoProto,
+};
+use prost::Message;
+
+use crate::error::check_shape;
+use crate::export::{i64_tensor, int, ints, node};
+use crate::train::Trainable;
+use crate::{Differentiable, Error, Model};
+
+/// Largest ONNX file we read (protobuf caps messages at 2 GiB anyway).
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// Operators candle-onnx 0.11 evaluates.
+const SUPPORTED: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Exp",
+    "Equal",
+    "Not",
+    "MatMul",
+    "Reshape",
+    "LogSoftmax",
+    "Softmax",
+    "Transpose",
+    "Dropout",
+    "MaxPool",
+    "AveragePool",
+    "BatchNormalization",
+    "Squeeze",
+    "ConstantOfShape",
+    "Unsqueeze",
+    "Clip",
+    "Gather",
+    "GatherElements",
+    "Shape",
+    "Size",
+    "Sqrt",
+    "Range",
+    "Greater",
+    "Less",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "Log",
+    "Min",
+    "Where",
+    "Conv",
+    "Concat",
+    "Abs",
+    "Cos",
+    "Sin",
+    "Neg",
+    "Erf",
+    "Tanh",
+    "Sigmoid",
+    "Gelu",
+    "Relu",
+    "PRelu",
+    "Ceil",
+    "Floor",
+    "Constant",
+    "Cast",
+    "CumSum",
+    "Flatten",
+    "Identity",
+    "If",
+    "Pad",
+    "Slice",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceMin",
+    "Split",
+    "Expand",
+    "Tile",
+    "ReduceSum",
+    "ArgMin",
+    "ArgMax",
+    "LeakyRelu",
+    "Gemm",
+    "LSTM",
+    "RNN",
+    "Xor",
+    "And",
+    "Or",
+    "Sign",
+    "Selu",
+    "OneHot",
+    "HardSwish",
+    "Resize",
+    "Trilu",
+    "ScatterND",
+];
+
+/// What the graph's output means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Unnormalised scores (a final Softmax was cut off, or there was none).
+    Logits,
+    /// Probabilities; logits are taken as their log.
+    Probabilities,
+}
+
+/// An ONNX model evaluated by candle.
+pub struct OnnxModel {
+    path: PathBuf,
+    /// The graph as loaded (for saving with updated weights).
+    original: ModelProto,
+    /// The prepared graph: no float initializers, softmax cut, max-pools rewritten.
+    graph: ModelProto,
+    weights: Vec<(String, Var)>,
+    input_name: String,
+    input_dims: Vec<usize>,
+    input_dtype: DType,
+    output_name: String,
+    output: OutputKind,
+    n_features: usize,
+    n_classes: usize,
+    not_differentiable: Option<String>,
+}
+
+impl fmt::Debug for OnnxModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OnnxModel")
+            .field("path", &self.path)
+            .field("input", &self.input_name)
+            .field("input_dims", &self.input_dims)
+            .field("output", &self.output)
+            .field("n_classes", &self.n_classes)
+            .finish()
+    }
+}
+
+impl OnnxModel {
+    /// Load and prepare an ONNX file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > MAX_MODEL_BYTES {
+            return Err(load_err(
+                path,
+                format!("{size} bytes is larger than the {MAX_MODEL_BYTES}-byte limit"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Prepare an ONNX model from its bytes; `path` names it in errors and reports.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
+        let proto = ModelProto::decode(bytes)
+            .map_err(|e| load_err(path, format!("not an ONNX model: {e}")))?;
+        Self::from_proto(proto, path)
+    }
+
+    /// Prepare an ONNX model proto.
+    pub fn from_proto(original: ModelProto, path: &Path) -> Result<Self, Error> {
+        let graph = original
+            .graph
+            .as_ref()
+            .ok_or_else(|| load_err(path, "the model has no graph".into()))?;
+        check_operators(&graph.node, path)?;
+        let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<&ValueInfoProto> = graph
+            .input
+            .iter()
+            .filter(|i| !init_names.contains(&i.name.as_str()))
+            .collect();
+        let [input] = inputs.as_slice() else {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            return Err(load_err(
+                path,
+                format!(
+                    "expected one input, the graph has {}: {names:?}",
+                    names.len()
+                ),
+            ));
+        };
+        let (input_dims, input_dtype) = input_shape(input, path)?;
+        let input_name = input.name.clone();
+        let n_features: usize = input_dims.iter().product();
+        let declared_output = graph
+            .output
+            .first()
+            .ok_or_else(|| load_err(path, "the graph has no output".into()))?
+            .name
+            .clone();
+
+        let mut prepared = original.clone();
+        let g = prepared.graph.get_or_insert_with(Default::default);
+        let mut weights = Vec::new();
+        g.initializer.retain(|t| {
+            if t.data_type == DataType::Float as i32 {
+                if let Ok(tensor) = candle_onnx::eval::get_tensor(t, &t.name) {
+                    if let Ok(var) = Var::from_tensor(&tensor) {
+                        weights.push((t.name.clone(), var));
+                        return false;
+                    }
+                }
+            }
+            true
+        });
+        // Cut a final softmax: attacks want logits.
+        let mut output_name = declared_output.clone();
+        let mut output = OutputKind::Logits;
+        let mut softmax_cut = false;
+        if let Some(last) = g
+            .node
+            .iter()
+            .find(|n| n.output.first() == Some(&declared_output))
+        {
+            if last.op_type == "Softmax" && !last.input.is_empty() {
+                output_name = last.input[0].clone();
+                softmax_cut = true;
+            }
+        }
+        g.output = vec![ValueInfoProto {
+            name: output_name.clone(),
+            ..Default::default()
+        }];
+
+        let mut model = OnnxModel {
+            path: path.to_path_buf(),
+            original,
+            graph: prepared,
+            weights,
+            input_name,
+            input_dims,
+            input_dtype,
+            output_name,
+            output,
+            n_features,
+            n_classes: 0,
+            not_differentiable: None,
+        };
+        model.rewrite_max_pools()?;
+        let probe = probe_rows(n_features);
+        let out = model.run_raw(&model.to_input(&probe, 4)?)?;
+        let dims = out.dims().to_vec();
+        if dims.first() != Some(&4) || dims.iter().skip(1).product::<usize>() < 2 {
+            return Err(load_err(
+                path,
+                format!(
+                    "output {} has shape {dims:?} for 4 rows; expected (rows, classes >= 2)",
+                    model.output_name
+                ),
+            ));
+        }
+        model.n_classes = dims.iter().skip(1).product();
+        if !softmax_cut
+            && looks_like_probabilities(
+                &out.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?,
+                model.n_classes,
+            )
+        {
+            output = OutputKind::Probabilities;
+        }
+        model.output = output;
+        Ok(model)
+    }
+
+    /// The file the model came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the graph's output means.
+    pub fn output_kind(&self) -> OutputKind {
+        self.output
+    }
+
+    /// Why gradients are not available, when they are not.
+    pub fn not_differentiable(&self) -> Option<&str> {
+        self.not_differentiable.as_deref()
+    }
+
+    /// Input dimensions after the batch dimension.
+    pub fn input_dims(&self) -> &[usize] {
+        &self.input_dims
+    }
+
+    fn to_input(&self, x: &[f32], n: usize) -> Result<Tensor, Error> {
+        let mut shape = vec![n];
+        shape.extend(&self.input_dims);
+        Ok(Tensor::from_slice(x, shape, &Device::Cpu)?.to_dtype(self.input_dtype)?)
+    }
+
+    /// Evaluate the prepared graph on an input tensor of shape `(n, input_dims…)`.
+    fn run_raw(&self, x: &Tensor) -> Result<Tensor, Error> {
+        let mut inputs: HashMap<String, Tensor> = HashMap::with_capacity(self.weights.len() + 1);
+        inputs.insert(self.input_name.clone(), x.clone());
+        for (name, var) in &self.weights {
+            inputs.insert(name.clone(), var.as_tensor().clone());
+        }
+        let mut out = candle_onnx::simple_eval(&self.graph, inputs)
+            .map_err(|e| Error::Eval(format!("{}: {e}", self.path.display())))?;
+        out.remove(&self.output_name).ok_or_else(|| {
+            Error::Eval(format!(
+                "{}: output {} was not produced",
+                self.path.display(),
+                self.output_name
+            ))
+        })
+    }
+
+    /// Logits of shape `(n, k)` for an input of shape `(n, n_features)`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+        let n = x.dim(0)?;
+        let mut shape = vec![n];
+        shape.extend(&self.input_dims);
+        let out = self
+            .run_raw(&x.reshape(shape)?.to_dtype(self.input_dtype)?)?
+            .reshape((n, self.n_classes))?;
+        match self.output {
+            OutputKind::Logits => Ok(out),
+            OutputKind::Probabilities => Ok(out.clamp(1e-12, 1.0)?.log()?),
+        }
+    }
+
+    /// Rewrite each `MaxPool` into ops with a correct backward; mark the model black-box if one cannot be.
+    fn rewrite_max_pools(&mut self) -> Result<(), Error> {
+        let pools: Vec<NodeProto> = self
+            .graph
+            .graph
+            .as_ref()
+            .map(|g| {
+                g.node
+                    .iter()
+                    .filter(|n| n.op_type == "MaxPool")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if pools.is_empty() {
+            return Ok(());
+        }
+        // Learn each pool's input shape from one probe evaluation.
+        let mut probe = self.graph.clone();
+        let pg = probe.graph.get_or_insert_with(Default::default);
+        for p in &pools {
+            pg.output.push(ValueInfoProto {
+                name: p.input[0].clone(),
+                ..Default::default()
+            });
+        }
+        let mut inputs: HashMap<String, Tensor> = HashMap::new();
+        inputs.insert(
+            self.input_name.clone(),
+            self.to_input(&probe_rows(self.n_features)[..self.n_features], 1)?,
+        );
+        for (name, var) in &self.weights {
+            inputs.insert(name.clone(), var.as_tensor().clone());
+        }
+        let values = candle_onnx::simple_eval(&probe, inputs)
+            .map_err(|e| load_err(&self.path, format!("evaluation failed: {e}")))?;
+        let g = self.graph.graph.get_or_insert_with(Default::default);
+        let mut rewritten = Vec::with_capacity(g.node.len());
+        for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
+            if n.op_type != "MaxPool" {
+                rewritten.push(n);
+                continue;
+            }
+            let dims = values
+                .get(&n.input[0])
+                .map(|t| t.dims().to_vec())
+                .unwrap_or_default();
+            match pool_as_reshape(&n, &dims, i) {
+                Ok((nodes, inits)) => {
+                    rewritten.extend(nodes);
+                    g.initializer.extend(inits);
+                }
+                Err(why) => {
+                    self.not_differentiable = Some(format!("MaxPool {:?}: {why}", n.name));
+                    rewritten.push(n);
+                }
+            }
+        }
+        g.node = rewritten;
+        Ok(())
+    }
+}
+
+fn load_err(path: &Path, reason: String) -> Error {
+    Error::Load {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
+    for n in nodes {
+        if !n.domain.is_empty() && n.domain != "ai.onnx" {
+            return Err(load_err(
+                path,
+                format!("operator {} from domain {} (e.g. a scikit-learn export) cannot be evaluated by the differentiable backend", n.op_type, n.domain),
+            ));
+        }
+        if !SUPPORTED.contains(&n.op_type.as_str()) {
+            return Err(load_err(
+                path,
+                format!(
+                    "operator {} (node {:?}) is not supported by the differentiable backend",
+                    n.op_type, n.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Dimensions after the batch dimension, and the element type, of the graph input.
+fn input_shape(input: &ValueInfoProto, path: &Path) -> Result<(Vec<usize>, DType), Error> {
+    let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Err(load_err(
+            path,
+            format!("input {} is not a tensor", input.name),
+        ));
+    };
+    let dtype = match DataType::try_from(t.elem_type) {
+        Ok(DataType::Float) => DType::F32,
+        Ok(DataType::Double) => DType::F64,
+        other => {
+            return Err(load_err(
+                path,
+                format!(
+                    "input {} has element type {other:?}; only float inputs are supported",
+                    input.name
+                ),
+            ))
+        }
+    };
+    let dims = t
+        .shape
+        .as_ref()
+        .map(|s| s.dim.as_slice())
+        .unwrap_or_default();
+    if dims.len() < 2 {
+        return Err(load_err(
+            path,
+            format!(
+                "input {} has rank {}; expected (batch, features…)",
+                input.name,
+                dims.len()
+            ),
+        ));
+    }
+    let rest = dims[1..]
+        .iter()
+        .map(|d| match d.value {
+            Some(Dim::DimValue(v)) if v > 0 && v <= 1 << 24 => Ok(v as usize),
+            _ => Err(load_err(
+                path,
+                format!(
+                    "input {} has a non-fixed feature dimension {:?}",
+                    input.name, d.value
+                ),
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((rest, dtype))
+}
+
+/// Four probe rows: zeros, ones, halves and a fixed pseudo-random row in [0, 1).
+fn probe_rows(d: usize) -> Vec<f32> {
+    let mut v = vec![0.0; d];
+    v.extend(std::iter::repeat_n(1.0, d));
+    v.extend(std::iter::repeat_n(0.5, d));
+    v.extend((0..d).map(|i| ((i * 7919 + 13) % 101) as f32 / 101.0));
+    v
+}
+
+fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
+    values.chunks(k).all(|row| {
+        row.iter().all(|&p| (0.0..=1.0).contains(&p))
+            && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3
+    })
+}
+
+/// `MaxPool` with window = stride, no padding, as `[Slice →] Reshape → Transpose → Reshape → ReduceMax`.
+fn pool_as_reshape(
+    n: &NodeProto,
+    dims: &[usize],
+    idx: usize,
+) -> Result<(Vec<NodeProto>, Vec<candle_onnx::onnx::TensorProto>), String> {
+    let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+    let kernel = attr("kernel_shape")
+        .map(|a| a.ints.clone())
+        .unwrap_or_default();
+    let strides = attr("strides")
+        .map(|a| a.ints.clone())
+        .unwrap_or_else(|| vec![1; kernel.len()]);
+    let pads = attr("pads").map(|a| a.ints.clone()).unwrap_or_default();
+    let ceil = attr("ceil_mode").map(|a| a.i).unwrap_or(0);
+    let dilated = attr("dilations").is_some_and(|a| a.ints.iter().any(|&v| v != 1));
+    let [kh, kw] = kernel[..] else {
+        return Err(format!("kernel {kernel:?} is not 2-D"));
+    };
+    if strides != kernel
+        || pads.iter().any(|&p| p != 0)
+        || ceil != 0
+        || dilated
+        || attr("auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
+    {
+        return Err("overlapping windows, padding or dilation cannot be rewritten".into());
+    }
+    let [_, _, h, w] = dims[..] else {
+        return Err(format!("input shape {dims:?} is not 4-D"));
+    };
+    let (kh, kw) = (kh as usize, kw as usize);
+    let (oh, ow) = (h / kh, w / kw);
+    if kh == 0 || kw == 0 || oh == 0 || ow == 0 {
+        return Err("window larger than the input".into());
+    }
+    let p = format!("aegis_pool{idx}");
+    let mut nodes = Vec::new();
+    let mut inits = Vec::new();
+    let mut src = n.input[0].clone();
+    if oh * kh != h || ow * kw != w {
+        inits.push(i64_tensor(&format!("{p}_starts"), &[0, 0]));
+        inits.push(i64_tensor(
+            &format!("{p}_ends"),
+            &[(oh * kh) as i64, (ow * kw) as i64],
+        ));
+        inits.push(i64_tensor(&format!("{p}_axes"), &[2, 3]));
+        let out = format!("{p}_sliced");
+        nodes.push(node(
+            "Slice",
+            &out,
+            &[
+                &src,
+                &format!("{p}_starts"),
+                &format!("{p}_ends"),
+                &format!("{p}_axes"),
+            ],
+            &[&out],
+            vec![],
+        ));
+        src = out;
+    }
+    inits.push(i64_tensor(
+        &format!("{p}_split"),
+        &[0, 0, oh as i64, kh as i64, ow as i64, kw as i64],
+    ));
+    inits.push(i64_tensor(
+        &format!("{p}_windows"),
+        &[0, 0, oh as i64, ow as i64, (kh * kw) as i64],
+    ));
+    nodes.push(node(
+        "Reshape",
+        &format!("{p}_a"),
+        &[&src, &format!("{p}_split")],
+        &[&format!("{p}_a")],
+        vec![],
+    ));
+    nodes.push(node(
+        "Transpose",
+        &format!("{p}_b"),
+        &[&format!("{p}_a")],
+        &[&format!("{p}_b")],
+        vec![ints("perm", &[0, 1, 2, 4, 3, 5])],
+    ));
+    nodes.push(node(
+        "Reshape",
+        &format!("{p}_c"),
+        &[&format!("{p}_b"), &format!("{p}_windows")],
+        &[&format!("{p}_c")],
+        vec![],
+    ));
+    nodes.push(node(
+        "ReduceMax",
+        &format!("{p}_max"),
+        &[&format!("{p}_c")],
+        &[&n.output[0]],
+        vec![ints("axes", &[4]), int("keepdims", 0)],
+    ));
+    Ok((nodes, inits))
+}
+
+impl Model for OnnxModel {
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn predict_proba(&self, x: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+        check_shape(x, n, self.n_features)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut shape = vec![n];
+        shape.extend(&self.input_dims);
+        let out = self
+            .run_raw(&self.to_input(x, n)?)?
+            .reshape((n, self.n_classes))?
+            .to_dtype(DType::F32)?;
+        match self.output {
+            OutputKind::Logits => crate::grad::softmax_rows(&out),
+            OutputKind::Probabilities => Ok(out.flatten_all()?.to_vec1::<f32>()?),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("onnx (candle) {}", self.path.display())
+    }
+
+    fn as_differentiable(&self) -> Option<&dyn Differentiable> {
+        if self.not_differentiable.is_some() {
+            None
+        } else {
+            Some(self)
+        }
+    }
+}
+
+impl Differentiable for OnnxModel {
+    fn logits(&self, x: &Tensor) -> Result<Tensor, Error> {
+        if let Some(why) = &self.not_differentiable {
+            return Err(Error::Eval(format!(
+                "{}: no gradients: {why}",
+                self.path.display()
+            )));
+        }
+        self.forward(x)
+    }
+}
+
+impl Trainable for OnnxModel {
+    fn vars(&self) -> Vec<Var> {
+        self.weights.iter().map(|(_, v)| v.clone()).collect()
+    }
+
+    /// The original graph (with its Softmax and MaxPool nodes) with the current weights.
+    fn save_onnx(&self, path: &Path) -> Result<(), Error> {
+        let mut proto = self.original.clone();
+        let current: HashMap<&str, &Var> =
+            self.weights.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        if let Some(g) = proto.graph.as_mut() {
+            for t in g.initializer.iter_mut() {
+                if let Some(var) = current.get(t.name.as_str()) {
+                    *t = crate::export::f32_tensor(&t.name, var.as_tensor())?;
+                }
+            }
+        }
+        proto.producer_name = "aegis".into();
+        crate::export::write_model(&proto, path)
+    }
+}
