@@ -93,31 +93,34 @@ fn one_hot(y: &[u32], k: usize, dev: &Device) -> Result<Tensor, Error> {
     Ok(Tensor::from_vec(v, (y.len(), k), dev)?)
 }
 
-/// The per-row loss and its gradient with respect to each input row, for `n` rows of `x`.
-pub fn input_gradient(
-    model: &dyn Differentiable,
-    x: &[f32],
-    n: usize,
-    loss: &Loss,
-) -> Result<(Vec<f32>, Vec<f32>), Error> {
+/// What one backward pass gives: per-row loss, the input gradient, and the logits at the input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gradient {
+    /// Loss per row.
+    pub loss: Vec<f32>,
+    /// ∂loss/∂x, row-major like the input.
+    pub grad: Vec<f32>,
+    /// Logits per row (`n * n_classes`), so a caller knows the prediction at this point for free.
+    pub logits: Vec<f32>,
+}
+
+/// The per-row loss, its gradient with respect to each input row, and the logits, for `n` rows of `x`.
+pub fn input_gradient(model: &dyn Differentiable, x: &[f32], n: usize, loss: &Loss) -> Result<Gradient, Error> {
     let d = model.n_features();
     check_shape(x, n, d)?;
     if loss.rows(model.n_classes()) != n {
-        return Err(Error::Eval(format!(
-            "loss is for {} rows, input has {n}",
-            loss.rows(model.n_classes())
-        )));
+        return Err(Error::Eval(format!("loss is for {} rows, input has {n}", loss.rows(model.n_classes()))));
     }
     let var = Var::from_tensor(&Tensor::from_slice(x, (n, d), &Device::Cpu)?)?;
     let logits = model.logits(var.as_tensor())?.to_dtype(DType::F32)?;
     let per_row = loss.per_row(&logits)?;
     let grads = per_row.sum_all()?.backward()?;
-    let g = match grads.get(var.as_tensor()) {
+    let grad = match grads.get(var.as_tensor()) {
         Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
         // The output does not depend on the input at all: the gradient is zero.
         None => vec![0.0; n * d],
     };
-    Ok((per_row.to_vec1::<f32>()?, g))
+    Ok(Gradient { loss: per_row.to_vec1::<f32>()?, grad, logits: logits.flatten_all()?.to_vec1::<f32>()? })
 }
 
 /// Softmax of a `(n, k)` logits tensor, as a flat vector.

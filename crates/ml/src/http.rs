@@ -13,11 +13,14 @@
 //!   `[0, 1]` and sum to 1 (within 1e-3) is taken as probabilities (renormalised); any other finite row is taken
 //!   as logits / scores and passed through a softmax. A row holding a single class index (or a class name from
 //!   [`HttpModelConfig::class_names`]) becomes a one-hot vector and marks the endpoint as
-//!   [labels only](HttpModel::labels_only); a row holding one non-integer number is the probability of class 1
-//!   of a binary model (a sigmoid is applied when it lies outside `[0, 1]`).
+//!   [labels only](HttpModel::labels_only). When a response has one number per row and any of them is not an
+//!   integer, each is instead the probability of class 1 of a binary model (a sigmoid is applied when it lies
+//!   outside `[0, 1]`).
+//! - Proxies named by the usual environment variables (`HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) are honoured.
 //! - Response bodies are read up to [`HttpModelConfig::max_response_bytes`] (64 MiB by default), never more.
-//! - Header values (API keys, `Authorization`) and the user-info and query parts of the URL never appear in
-//!   errors, [`Model::describe`] or `Debug` output: they are redacted, and text echoed by the server is scrubbed.
+//! - Header values (API keys, `Authorization`) and the query part of the URL never appear in errors,
+//!   [`Model::describe`] or `Debug` output: they are redacted, and text echoed by the server is scrubbed.
+//!   Credentials in the URL (`http://user:pass@host`) are refused: pass them as a header.
 //! - [`HttpModel::queries`] counts rows sent and [`HttpModel::requests`] HTTP requests sent, retries included:
 //!   what the endpoint was charged with, e.g. for an extraction-attack query budget.
 
@@ -57,6 +60,8 @@ const SUM_TOLERANCE: f64 = 1e-3;
 /// Header values and URL parts shorter than this are not scrubbed from echoed text (they would mangle it and
 /// are not meaningful secrets); they are still never printed by us.
 const MIN_SCRUB_LEN: usize = 4;
+/// Whitespace-separated parts of a header value are scrubbed on their own from this length on.
+const MIN_SCRUB_PART_LEN: usize = 8;
 
 /// The wire protocol an endpoint speaks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,8 +169,8 @@ impl fmt::Debug for RedactedHeaders<'_> {
 pub struct HttpModel {
     config: HttpModelConfig,
     /// The URL requests are POSTed to.
-    endpoint: String,
-    /// `endpoint` with user-info and query redacted: the only form ever printed.
+    post_url: String,
+    /// `post_url` with user-info and query redacted: the only form ever printed.
     shown: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// Whether the user set `Content-Type` themselves.
@@ -247,6 +252,13 @@ impl HttpModel {
                 "unsupported URL scheme `{scheme}`: the URL must start with http://"
             )));
         }
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if rest[..authority_end].contains('@') {
+            return Err(bad(
+                "credentials in the URL are not sent: pass them as a header (e.g. Authorization)"
+                    .into(),
+            ));
+        }
         if rest.contains('#') {
             return Err(bad("the URL must not have a #fragment".into()));
         }
@@ -319,33 +331,41 @@ impl HttpModel {
         let mut secrets = Vec::new();
         let mut has_content_type = false;
         for (name, value) in &config.headers {
-            let Ok(header_name) = HeaderName::from_bytes(name.trim().as_bytes()) else {
-                return Err(bad(format!("invalid header name {name:?}")));
+            let name = name.trim();
+            let Ok(header_name) = HeaderName::from_bytes(name.as_bytes()) else {
+                // Only the leading token is shown: a whole `Name: value` line may have been passed as the name.
+                let start: String = name
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                    .take(40)
+                    .collect();
+                return Err(bad(format!("invalid header name starting {start:?}")));
             };
             if matches!(
                 header_name.as_str(),
                 "content-length" | "transfer-encoding" | "host" | "connection"
             ) {
                 return Err(bad(format!(
-                    "header `{header_name}` is managed by the client and cannot be set"
+                    "header `{name}` is managed by the client and cannot be set"
                 )));
             }
             // The value is never echoed: only the header name is named.
             let Ok(mut header_value) = HeaderValue::from_str(value) else {
                 return Err(bad(format!(
-                    "the value of header `{header_name}` is not a valid header value"
+                    "the value of header `{name}` is not a valid header value"
                 )));
             };
             header_value.set_sensitive(true);
             has_content_type |= header_name == ureq::http::header::CONTENT_TYPE;
-            push_secret(&mut secrets, value);
+            push_secret(&mut secrets, value, MIN_SCRUB_LEN);
+            // The token of `Bearer <token>` may be echoed alone; a short word like `Bearer` is not scrubbed.
             for part in value.split_whitespace() {
-                push_secret(&mut secrets, part);
+                push_secret(&mut secrets, part, MIN_SCRUB_PART_LEN);
             }
             headers.push((header_name, header_value));
         }
         for secret in url_secrets(&config.url) {
-            push_secret(&mut secrets, &secret);
+            push_secret(&mut secrets, &secret, MIN_SCRUB_LEN);
         }
         // Longest first, so a value is scrubbed whole before any of its parts.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -360,7 +380,7 @@ impl HttpModel {
         Ok(HttpModel {
             n_classes: AtomicUsize::new(n_classes),
             config,
-            endpoint,
+            post_url: endpoint,
             shown,
             headers,
             has_content_type,
@@ -397,7 +417,7 @@ impl HttpModel {
     }
 
     /// The URL requests go to, with user-info and query redacted: safe to print.
-    pub fn endpoint(&self) -> &str {
+    pub fn shown_url(&self) -> &str {
         &self.shown
     }
 
@@ -475,7 +495,7 @@ impl HttpModel {
     }
 
     fn send_once(&self, body: &[u8]) -> Result<Vec<u8>, Failure> {
-        let mut request = self.agent.post(&self.endpoint);
+        let mut request = self.agent.post(&self.post_url);
         for (name, value) in &self.headers {
             request = request.header(name.clone(), value.clone());
         }
@@ -809,8 +829,12 @@ fn kserve_rows(value: &Value, n: usize) -> Result<Rows, String> {
     }
     let k = match shape.as_slice() {
         [_] => 1,
-        [_, k] => *k,
-        _ => return Err(format!("outputs[0].shape {shape:?} is not [n] or [n, k]")),
+        [_, k] if *k > 0 => *k,
+        _ => {
+            return Err(format!(
+                "outputs[0].shape {shape:?} is not [n] or [n, k] with k > 0"
+            ))
+        }
     };
     if n.checked_mul(k) != Some(data.len()) {
         return Err(format!(
@@ -933,9 +957,9 @@ fn snippet(bytes: &[u8]) -> String {
     out
 }
 
-fn push_secret(secrets: &mut Vec<String>, s: &str) {
+fn push_secret(secrets: &mut Vec<String>, s: &str, min_len: usize) {
     let s = s.trim();
-    if s.len() >= MIN_SCRUB_LEN && !secrets.iter().any(|t| t == s) {
+    if s.len() >= min_len && !secrets.iter().any(|t| t == s) {
         secrets.push(s.to_string());
     }
 }

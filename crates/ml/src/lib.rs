@@ -20,5 +20,5 @@ pub mod rng;
 pub mod train;
 
 pub use error::Error;
-pub use grad::{input_gradient, Loss};
+pub use grad::{input_gradient, Gradient, Loss};
 pub use model::{accuracy, argmax_rows, predict, predict_proba_batched, Differentiable, Model};
