@@ -314,7 +314,7 @@ impl<'a> Ctx<'a> {
         let mut x = if stage == 0 {
             best.clone()
         } else {
-            if !(row.best_dist > 0.0) {
+            if row.best_dist.is_nan() || row.best_dist <= 0.0 {
                 return None;
             }
             let mut x = self.blend(row.i, best, self.eps / row.best_dist);
@@ -484,7 +484,7 @@ impl Row {
                 Phase::Step {
                     dir, size, tries, ..
                 } => {
-                    if tries >= MAX_STEP_TRIES || self.left == 0 || !(size > 0.0) {
+                    if tries >= MAX_STEP_TRIES || self.left == 0 || size.is_nan() || size <= 0.0 {
                         return 0;
                     }
                     let mut p = self.cur.clone();
@@ -863,7 +863,7 @@ mod tests {
                 "misclassified rows are returned unchanged"
             );
         }
-        let all_wrong: Vec<u32> = y.iter().map(|v| 1 - v).collect();
+        let all_wrong: Vec<u32> = model.predict(&x).iter().map(|v| 1 - v).collect();
         let out = run(&model, &x, &all_wrong, &c, dist, &HsjParams::default());
         assert_eq!((out.queries, &out.x_adv), (12, &x));
     }
@@ -872,7 +872,7 @@ mod tests {
     fn deterministic_for_a_seed() {
         let model = Linear::two_class();
         let (x, y) = points(8, T, &[], 26);
-        let (dist, _) = boundary_distance(T);
+        let (_, dist) = boundary_distance(T);
         let c = Constraints::box_bounds(10, -10.0, 10.0, Norm::L2);
         let p = HsjParams {
             queries_per_sample: 300,
@@ -881,6 +881,7 @@ mod tests {
         let a = run(&model, &x, &y, &c, 1.2 * dist, &p);
         let b = run(&model, &x, &y, &c, 1.2 * dist, &p);
         assert_eq!((&a.x_adv, a.queries), (&b.x_adv, b.queries));
+        assert!(flipped(&model, &a.x_adv, &y) >= 6);
         let input = AttackInput {
             x: &x,
             labels: &y,
