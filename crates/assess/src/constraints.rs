@@ -149,28 +149,40 @@ impl Constraints {
         }
     }
 
-    /// L2 ball in scaled units (δ_j / s_j), then the box; immutable features fixed.
+    /// L2 ball in scaled units (δ_j / s_j) over the features measured by eps, then the box; features with a
+    /// fixed radius are clamped to it on their own, immutable ones reset.
     fn project_l2_row(&self, row0: &[f32], row: &mut [f32], eps: f32) {
-        let d = row.len();
-        let mut norm2 = 0.0f64;
-        for j in 0..d {
-            let s = self.radius(j, 1.0);
-            if s <= 0.0 || !row[j].is_finite() {
+        self.shrink_l2(row0, row, eps, |_| true);
+        for j in 0..row.len() {
+            if !row[j].is_finite() {
                 row[j] = row0[j];
-                continue;
             }
-            let z = ((row[j] - row0[j]) / s) as f64;
-            norm2 += z * z;
+            if let Some(r) = self.fixed[j] {
+                row[j] = row[j].clamp(row0[j] - r, row0[j] + r);
+            }
+            row[j] = row[j].clamp(self.lo[j], self.hi[j]);
         }
-        let norm = norm2.sqrt() as f32;
-        if norm > eps && norm > 0.0 {
-            let f = eps / norm;
-            for j in 0..d {
+    }
+
+    /// Scale the eps-measured change of the features `movable` selects so the row's L2 distance is ≤ eps.
+    fn shrink_l2(&self, row0: &[f32], row: &mut [f32], eps: f32, movable: impl Fn(usize) -> bool) {
+        let d = row.len();
+        let measured = |j: usize| self.fixed[j].is_none() && self.scale[j] > 0.0;
+        let (mut fixed_part, mut movable_part) = (0.0f64, 0.0f64);
+        for j in (0..d).filter(|&j| measured(j) && row[j].is_finite()) {
+            let z = ((row[j] - row0[j]) / self.scale[j]) as f64;
+            if movable(j) {
+                movable_part += z * z;
+            } else {
+                fixed_part += z * z;
+            }
+        }
+        let budget = (eps as f64 * eps as f64 - fixed_part).max(0.0);
+        if movable_part > budget && movable_part > 0.0 {
+            let f = (budget / movable_part).sqrt() as f32;
+            for j in (0..d).filter(|&j| measured(j) && movable(j)) {
                 row[j] = row0[j] + (row[j] - row0[j]) * f;
             }
-        }
-        for j in 0..d {
-            row[j] = row[j].clamp(self.lo[j], self.hi[j]);
         }
     }
 
@@ -221,8 +233,16 @@ impl Constraints {
                 }
             }
             if self.norm == Norm::L2 {
-                // Rounding can push an L2 row just outside the ball; shrink what is continuous.
-                self.project_l2_row(row0, row, eps);
+                // Rounding can push an L2 row just outside the ball: shrink only what is continuous, and if
+                // the whole numbers alone exceed the budget, put them back.
+                let continuous = |j: usize| self.kind[j] == FeatureKind::Continuous;
+                self.shrink_l2(row0, row, eps, continuous);
+                if self.distance(row0, row)[0] > eps * (1.0 + 1e-5) {
+                    for j in (0..d).filter(|&j| !continuous(j)) {
+                        row[j] = row0[j];
+                    }
+                    self.shrink_l2(row0, row, eps, continuous);
+                }
             }
         }
     }
@@ -237,7 +257,8 @@ impl Constraints {
                 let mut acc = 0.0f32;
                 for j in 0..d {
                     let delta = (b[j] - a[j]).abs();
-                    if delta == 0.0 {
+                    // Features with a fixed radius are checked on their own by `contains`.
+                    if delta == 0.0 || self.fixed[j].is_some_and(|r| r > 0.0) {
                         continue;
                     }
                     let s = self.radius(j, 1.0);

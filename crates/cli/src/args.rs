@@ -80,6 +80,183 @@ pub enum Command {
     /// Print the documentation of every rule, or of one rule.
     #[command(after_help = RULES_EXAMPLES)]
     Rules(RulesArgs),
+    /// Assess a model: how robust is it against adversarial inputs.
+    #[command(subcommand)]
+    Assess(AssessCommand),
+    /// Harden a model by adversarial training; writes a new ONNX model and a before/after report.
+    #[command(after_help = HARDEN_EXAMPLES)]
+    Harden(HardenArgs),
+}
+
+/// `aegis assess` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AssessCommand {
+    /// Robust accuracy under white- and black-box evasion attacks, constrained by a feature schema.
+    #[command(after_help = ROBUSTNESS_EXAMPLES)]
+    Robustness(RobustnessArgs),
+}
+
+const ROBUSTNESS_EXAMPLES: &str = "Examples:
+  aegis assess robustness fraud.onnx --data test.csv --label is_fraud
+  aegis assess robustness fraud.onnx --data test.csv --label is_fraud --schema schema.toml \\
+      --eps 0.01,0.05,0.1 --eps-units range --attacks fgsm,pgd,autoattack,square
+  aegis assess robustness http://127.0.0.1:8080/predict --data test.csv --label y \\
+      --attacks square,hsj --queries 500 --header 'Authorization: Bearer $TOKEN'
+  aegis assess robustness digits.onnx --data digits.csv --label target --format json | jq .metrics
+
+MODEL is an ONNX file (evaluated with exact gradients: white- and black-box attacks) or an
+http:// endpoint (black-box attacks only). The schema (see `aegis schema`) gives per-feature
+bounds, immutable features, integer and one-hot columns and per-feature eps; without one it is
+inferred from the data (bounds = observed min and max). A row counts as robust at eps when it is
+classified correctly and no attack found a valid input within eps that the model gets wrong.";
+
+const HARDEN_EXAMPLES: &str = "Examples:
+  aegis harden --arch mlp:64,64 --data train.csv --label y --eps 0.1 --out hardened.onnx
+  aegis harden model.onnx --data train.csv --label y --eps 0.05 --eps-units range --out model.hardened.onnx
+  aegis harden --arch cnn:1x8x8:16:64 --data digits.csv --label target --eps 0.1 --method trades
+
+With MODEL, an ONNX network is fine-tuned (its float weights are trained); with --arch a native
+network is trained from scratch (logreg, mlp:W1,W2,..., cnn:CxHxW:FILTERS:HIDDEN). A validation
+split is held out; each epoch shows clean and PGD robust validation accuracy, and the weights of
+the epoch with the best robust accuracy are kept (early stopping after --patience epochs).";
+
+/// Where the data comes from and what the model is.
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// CSV file with a header row; every column but the label (and --drop) is a model input, in order.
+    #[arg(long, value_name = "CSV")]
+    pub data: PathBuf,
+    /// The label column (class index or class name).
+    #[arg(long, value_name = "COLUMN")]
+    pub label: String,
+    /// Columns to ignore (ids, timestamps); repeatable or comma-separated.
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// Feature schema (schema.toml); inferred from the data when absent.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// How eps is measured: `raw` feature units, or `range` = a fraction of each feature's max - min.
+    #[arg(long, value_enum, default_value_t = EpsUnitsArg::Raw)]
+    pub eps_units: EpsUnitsArg,
+    /// Seed for sampling and attacks.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// `--eps-units`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EpsUnitsArg {
+    /// eps in the feature's own units.
+    Raw,
+    /// eps as a fraction of the feature's range.
+    Range,
+}
+
+/// `--norm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NormArg {
+    /// Every feature moves at most eps.
+    Linf,
+    /// Euclidean distance at most eps.
+    L2,
+}
+
+/// `aegis assess robustness`.
+#[derive(Debug, Args)]
+pub struct RobustnessArgs {
+    /// ONNX file, or an http:// endpoint (JSON `{"instances": ...}` or KServe V2).
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Perturbation budgets, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2")]
+    pub eps: Vec<f32>,
+    /// Norm of the perturbation ball.
+    #[arg(long, value_enum, default_value_t = NormArg::Linf)]
+    pub norm: NormArg,
+    /// Attacks, comma-separated: fgsm, pgd, autoattack, square, hsj, or all.
+    #[arg(long, value_delimiter = ',', default_value = "fgsm,pgd,square")]
+    pub attacks: Vec<String>,
+    /// PGD steps.
+    #[arg(long, default_value_t = 40)]
+    pub steps: u32,
+    /// PGD step size as a fraction of eps (default 2.5 / steps).
+    #[arg(long)]
+    pub step_size: Option<f32>,
+    /// PGD random restarts.
+    #[arg(long, default_value_t = 1)]
+    pub restarts: u32,
+    /// Query budget per row for each black-box attack.
+    #[arg(long, default_value_t = 1000)]
+    pub queries: u32,
+    /// Attack at most N rows (a seeded random sample).
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
+    /// Adversarial examples to show.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+    /// Endpoint protocol for an http:// MODEL: `json` or `kserve:MODEL_NAME`.
+    #[arg(long, default_value = "json")]
+    pub protocol: String,
+    /// Extra HTTP header for the endpoint, `Name: value`; repeatable.
+    #[arg(long, value_name = "HEADER")]
+    pub header: Vec<String>,
+}
+
+/// `aegis harden`.
+#[derive(Debug, Args)]
+pub struct HardenArgs {
+    /// ONNX model to fine-tune (omit with --arch).
+    #[arg(value_name = "MODEL", required_unless_present = "arch", conflicts_with = "arch")]
+    pub model: Option<PathBuf>,
+    /// Train a native network from scratch: logreg, mlp:64,64, cnn:1x8x8:16:64.
+    #[arg(long)]
+    pub arch: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Perturbation budget to train against.
+    #[arg(long)]
+    pub eps: f32,
+    /// Adversarial training method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Pgd)]
+    pub method: MethodArg,
+    /// TRADES robustness weight.
+    #[arg(long, default_value_t = 6.0)]
+    pub beta: f32,
+    /// Maximum epochs.
+    #[arg(long, default_value_t = 30)]
+    pub epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// PGD steps per training batch.
+    #[arg(long, default_value_t = 10)]
+    pub steps: u32,
+    /// PGD steps for robust validation accuracy.
+    #[arg(long, default_value_t = 20)]
+    pub eval_steps: u32,
+    /// Fraction of rows held out for validation.
+    #[arg(long, default_value_t = 0.2)]
+    pub val_split: f64,
+    /// Stop after this many epochs without better robust validation accuracy.
+    #[arg(long, default_value_t = 5)]
+    pub patience: usize,
+    /// Where to write the hardened ONNX model.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+}
+
+/// `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// Madry PGD adversarial training.
+    Pgd,
+    /// TRADES.
+    Trades,
 }
 
 const SCAN_EXAMPLES: &str = "Examples:

@@ -47,3 +47,52 @@ impl aegis_scan::Progress for ScanProgress {
         }
     }
 }
+
+/// A stage bar for long model work (attacks, training epochs): drawn only on a terminal.
+#[derive(Debug)]
+pub struct StageProgress {
+    bar: Option<ProgressBar>,
+}
+
+impl StageProgress {
+    /// A bar labelled `what` that draws only on a terminal.
+    pub fn new(quiet: bool, what: &str) -> Self {
+        if quiet || !std::io::stderr().is_terminal() {
+            return StageProgress { bar: None };
+        }
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        let template = format!("{{spinner}} {what} [{{wide_bar}}] {{pos}}/{{len}} {{msg}} {{elapsed_precise}}");
+        let style = ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style.progress_chars("=> "));
+        StageProgress { bar: Some(bar) }
+    }
+
+    /// Set the position, the total and the message.
+    pub fn set(&self, done: usize, total: usize, msg: String) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(msg);
+        }
+    }
+
+    /// Print a line above the bar (or to stderr when there is no bar and not quiet).
+    pub fn println(&self, line: &str) {
+        if let Some(bar) = &self.bar {
+            bar.println(line);
+        }
+    }
+
+    /// Remove the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl aegis_assess::robustness::Progress for StageProgress {
+    fn stage(&self, what: &str, done: usize, total: usize) {
+        self.set(done, total, what.to_string());
+    }
+}

@@ -625,7 +625,9 @@ impl Row {
         if total < 2 {
             return;
         }
-        // The paper's probe radius: a tenth of the box at first, then sqrt(d) theta times the distance.
+        // The paper's probe radius: a tenth of the box at first (here no more than a tenth of the distance,
+        // since a raw-unit box can be far wider than the ball), then sqrt(d)·theta·dist for L2 and d·theta·dist
+        // for L∞, both dist / d with gamma = 1.
         let m = ctx.mutable.len() as f32;
         let delta = if self.iter == 1 {
             0.1 * ctx.box_width.min(dist)

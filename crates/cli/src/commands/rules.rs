@@ -10,9 +10,9 @@ use crate::args::{GlobalArgs, OutputFormat, RulesArgs};
 use crate::output;
 
 pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
-    let all = aegis_scan::rules::all();
+    let all = catalogue();
     let selected: Vec<&RuleDoc> = match &args.rule {
-        Some(id) => match aegis_scan::rules::find(id) {
+        Some(id) => match all.iter().copied().find(|r| r.id.eq_ignore_ascii_case(id) || r.name == id) {
             Some(rule) => vec![rule],
             None => bail!("no rule `{id}`; run `aegis rules` for the list"),
         },
@@ -32,6 +32,13 @@ pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
     };
     output::write_text(global, &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every rule of every pillar, in id order.
+pub fn catalogue() -> Vec<&'static RuleDoc> {
+    let mut all = aegis_scan::rules::all();
+    all.extend(aegis_assess::rules::all());
+    all
 }
 
 fn table(rules: &[&RuleDoc]) -> String {
@@ -87,7 +94,7 @@ mod tests {
     fn docs_rules_md_is_up_to_date() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
-        let generated = aegis_report::rules_markdown(&aegis_scan::rules::all());
+        let generated = aegis_report::rules_markdown(&catalogue());
         assert!(
             committed == generated,
             "docs/rules.md is stale: run `cargo run -q -p aegis-cli -- rules --markdown > docs/rules.md`"

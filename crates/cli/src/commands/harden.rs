@@ -1,0 +1,136 @@
+//! `aegis harden`: adversarial training of a native network or an ONNX model, with a before/after report.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use aegis_assess::Norm;
+use aegis_core::{Artefact, Finding, Location, Report};
+use aegis_harden::{harden, HardenConfig, Method, Split};
+use aegis_ml::native::{Arch, NativeModel};
+use aegis_ml::onnx::OnnxModel;
+use aegis_ml::train::{TrainConfig, Trainable};
+use anyhow::{bail, Context};
+
+use super::inputs;
+use crate::args::{GlobalArgs, HardenArgs, MethodArg};
+use crate::{output, progress};
+
+pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    if !args.eps.is_finite() || args.eps <= 0.0 {
+        bail!("--eps must be a positive number");
+    }
+    if !(0.0..0.9).contains(&args.val_split) || args.val_split <= 0.0 {
+        bail!("--val-split must be between 0 and 0.9");
+    }
+    let data = inputs::load_data(&args.data)?;
+    let (d, k) = (data.table.n_features(), data.table.class_names.len().max(2));
+    let model: Box<dyn Trainable> = match (&args.model, &args.arch) {
+        (Some(path), _) => {
+            let m = OnnxModel::load(path)?;
+            if let Some(why) = m.not_differentiable() {
+                bail!("{} cannot be fine-tuned: {why}; train a native network with --arch instead", path.display());
+            }
+            Box::new(m)
+        }
+        (None, Some(arch)) => {
+            let arch: Arch = arch.parse().map_err(anyhow::Error::msg)?;
+            Box::new(NativeModel::new(arch, d, k, args.data.seed)?)
+        }
+        (None, None) => bail!("give an ONNX MODEL to fine-tune or --arch to train from scratch"),
+    };
+    let name = args.model.as_ref().map_or_else(|| args.arch.clone().unwrap_or_default(), |p| p.display().to_string());
+    inputs::check_fit(model.as_ref(), &data, &name)?;
+    let constraints = inputs::constraints(&data.schema, args.data.eps_units, Norm::Linf);
+
+    let n = data.table.n_rows();
+    let order = inputs::sample_rows(n, None, 0);
+    let mut shuffled = order;
+    aegis_ml::rng::Rng::new(args.data.seed ^ 0x5EED).shuffle(&mut shuffled);
+    let n_val = ((n as f64 * args.val_split).round() as usize).clamp(1, n.saturating_sub(1).max(1));
+    let (val_rows, train_rows) = shuffled.split_at(n_val);
+    let train_t = data.table.select(train_rows);
+    let val_t = data.table.select(val_rows);
+    let train_y: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
+    let val_y: Vec<u32> = val_rows.iter().map(|&i| data.labels[i]).collect();
+    if train_y.is_empty() {
+        bail!("{} has too few rows to hold out a validation split", args.data.data.display());
+    }
+
+    let cfg = HardenConfig {
+        eps: args.eps,
+        method: match args.method {
+            MethodArg::Pgd => Method::Pgd,
+            MethodArg::Trades => Method::Trades { beta: args.beta },
+        },
+        train_steps: args.steps,
+        eval_steps: args.eval_steps,
+        train: TrainConfig { epochs: args.epochs, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.0, seed: args.data.seed },
+        patience: args.patience,
+    };
+    let bar = progress::StageProgress::new(global.quiet, "hardening");
+    bar.set(0, args.epochs, String::new());
+    let quiet = global.quiet;
+    let report_epoch = &mut |e: &aegis_harden::EpochRecord| {
+        let line = format!(
+            "epoch {:>3}  loss {:.4}  clean {:>5.1}%  robust {:>5.1}%",
+            e.epoch,
+            e.train_loss,
+            e.clean_accuracy * 100.0,
+            e.robust_accuracy * 100.0
+        );
+        bar.set(e.epoch, args.epochs, format!("robust {:.1}%", e.robust_accuracy * 100.0));
+        bar.println(&line);
+        if !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("{line}");
+        }
+    };
+    let result = harden(
+        model.as_ref(),
+        Split { x: &train_t.features, y: &train_y },
+        Split { x: &val_t.features, y: &val_y },
+        &constraints,
+        &cfg,
+        report_epoch,
+    )
+    .with_context(|| format!("hardening {name}"))?;
+    bar.finish();
+    model.save_onnx(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+
+    let mut report = Report::new("harden", vec![name.clone(), args.data.data.display().to_string()]);
+    report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
+    report.artefacts.push(Artefact { kind: "hardened-model".into(), path: args.out.display().to_string() });
+    report.metrics.insert("harden".into(), serde_json::to_value(&result)?);
+    report.metrics.insert("train_rows".into(), train_y.len().into());
+    report.metrics.insert("validation_rows".into(), val_y.len().into());
+    let drop = (result.after.clean_accuracy - result.after.robust_accuracy) * 100.0;
+    if drop >= 1.0 {
+        let msg = format!(
+            "after hardening, robust validation accuracy at eps {} is {:.1}% (clean {:.1}%; before: robust {:.1}%, clean {:.1}%)",
+            args.eps,
+            result.after.robust_accuracy * 100.0,
+            result.after.clean_accuracy * 100.0,
+            result.before.robust_accuracy * 100.0,
+            result.before.clean_accuracy * 100.0
+        );
+        report.findings.push(
+            Finding::new(&aegis_assess::rules::ROBUSTNESS_DROP, Location::ModelInput { model: args.out.display().to_string(), feature: "*".into() }, msg)
+                .with_severity(aegis_assess::robustness::severity_for_drop(drop))
+                .with_evidence_field("eps", args.eps as f64)
+                .with_evidence_field("clean_accuracy", result.after.clean_accuracy)
+                .with_evidence_field("robust_accuracy", result.after.robust_accuracy),
+        );
+    }
+    if !global.quiet {
+        eprintln!(
+            "before: clean {:.1}% robust {:.1}%   after (epoch {}): clean {:.1}% robust {:.1}%   wrote {}",
+            result.before.clean_accuracy * 100.0,
+            result.before.robust_accuracy * 100.0,
+            result.best_epoch,
+            result.after.clean_accuracy * 100.0,
+            result.after.robust_accuracy * 100.0,
+            args.out.display()
+        );
+    }
+    output::emit(global, &report, &aegis_assess::rules::all())
+}
