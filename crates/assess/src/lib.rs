@@ -5,6 +5,8 @@
 //! accuracy, the most vulnerable features and classes, example adversarial rows, and findings.
 
 #![forbid(unsafe_code)]
+// Numeric loops here index several parallel row-major arrays at once; iterator zips would hide that.
+#![allow(clippy::needless_range_loop)]
 
 pub mod attacks;
 mod constraints;

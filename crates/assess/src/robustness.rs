@@ -39,11 +39,20 @@ pub enum AttackKind {
 impl AttackKind {
     /// Whether the attack needs gradients.
     pub fn white_box(self) -> bool {
-        matches!(self, AttackKind::Fgsm | AttackKind::Pgd | AttackKind::AutoAttack)
+        matches!(
+            self,
+            AttackKind::Fgsm | AttackKind::Pgd | AttackKind::AutoAttack
+        )
     }
 
     /// Every attack, cheapest first.
-    pub const ALL: [AttackKind; 5] = [AttackKind::Fgsm, AttackKind::Pgd, AttackKind::AutoAttack, AttackKind::Square, AttackKind::Hsj];
+    pub const ALL: [AttackKind; 5] = [
+        AttackKind::Fgsm,
+        AttackKind::Pgd,
+        AttackKind::AutoAttack,
+        AttackKind::Square,
+        AttackKind::Hsj,
+    ];
 }
 
 impl fmt::Display for AttackKind {
@@ -68,7 +77,9 @@ impl FromStr for AttackKind {
             "autoattack" | "apgd" => Ok(AttackKind::AutoAttack),
             "square" => Ok(AttackKind::Square),
             "hsj" | "hopskipjump" => Ok(AttackKind::Hsj),
-            other => Err(format!("unknown attack {other:?} (fgsm, pgd, autoattack, square, hsj)")),
+            other => Err(format!(
+                "unknown attack {other:?} (fgsm, pgd, autoattack, square, hsj)"
+            )),
         }
     }
 }
@@ -238,10 +249,15 @@ pub fn evaluate(
 ) -> Result<RobustnessResult, Error> {
     let (n, d, k) = (labels.len(), model.n_features(), model.n_classes());
     if x.len() != n * d || constraints.n_features() != d {
-        return Err(Error::Invalid(format!("{n} rows of {} values do not fit a model with {d} features", x.len() / n.max(1))));
+        return Err(Error::Invalid(format!(
+            "{n} rows of {} values do not fit a model with {d} features",
+            x.len() / n.max(1)
+        )));
     }
     if let Some(&bad) = labels.iter().find(|&&y| y as usize >= k) {
-        return Err(Error::Invalid(format!("label {bad} is not a class of this {k}-class model")));
+        return Err(Error::Invalid(format!(
+            "label {bad} is not a class of this {k}-class model"
+        )));
     }
     let mut eps = cfg.eps.clone();
     eps.sort_by(f32::total_cmp);
@@ -268,7 +284,10 @@ pub fn evaluate(
     let mut attacks = Vec::new();
     for &a in &cfg.attacks {
         if a.white_box() && diff.is_none() {
-            result.skipped.push((a.to_string(), "the model gives no gradients (black-box)".into()));
+            result.skipped.push((
+                a.to_string(),
+                "the model gives no gradients (black-box)".into(),
+            ));
         } else if !attacks.contains(&a) {
             attacks.push(a);
         }
@@ -281,17 +300,35 @@ pub fn evaluate(
     let mut per_class: Vec<Vec<f64>> = Vec::new();
     let total_stages = eps.len() * attacks.len();
     for (ei, &e) in eps.iter().enumerate() {
-        let mut point = EpsPoint { eps: e, robust_accuracy: 0.0, broken_by: Vec::new(), queries: 0 };
+        let mut point = EpsPoint {
+            eps: e,
+            robust_accuracy: 0.0,
+            broken_by: Vec::new(),
+            queries: 0,
+        };
         let mut white_broken = 0;
         for (ai, &attack) in attacks.iter().enumerate() {
-            progress.stage(&format!("{attack} eps={e}"), ei * attacks.len() + ai, total_stages);
+            progress.stage(
+                &format!("{attack} eps={e}"),
+                ei * attacks.len() + ai,
+                total_stages,
+            );
             let rows: Vec<usize> = (0..n).filter(|&i| robust[i]).collect();
             if rows.is_empty() {
                 break;
             }
-            let sub_x: Vec<f32> = rows.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+            let sub_x: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+                .collect();
             let sub_y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
-            let input = AttackInput { x: &sub_x, labels: &sub_y, eps: e, constraints, seed: cfg.seed ^ ((ei as u64) << 32 | ai as u64) };
+            let input = AttackInput {
+                x: &sub_x,
+                labels: &sub_y,
+                eps: e,
+                constraints,
+                seed: cfg.seed ^ ((ei as u64) << 32 | ai as u64),
+            };
             let out = run_attack(attack, model, diff, &input, cfg)?;
             point.queries += out.queries;
             let broken = recheck(model, &input, &out, names.schema, &mut result.discarded)?;
@@ -321,9 +358,17 @@ pub fn evaluate(
     result.classes = (0..k)
         .map(|c| {
             let rows = labels.iter().filter(|&&y| y as usize == c).count();
-            let correct = labels.iter().zip(&clean_pred).filter(|(&y, &p)| y as usize == c && p == y).count();
+            let correct = labels
+                .iter()
+                .zip(&clean_pred)
+                .filter(|(&y, &p)| y as usize == c && p == y)
+                .count();
             ClassRobustness {
-                class: names.classes.get(c).cloned().unwrap_or_else(|| c.to_string()),
+                class: names
+                    .classes
+                    .get(c)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string()),
                 rows,
                 clean_accuracy: correct as f64 / rows.max(1) as f64,
                 robust_accuracy: per_class.iter().map(|pc| pc[c]).collect(),
@@ -336,37 +381,77 @@ pub fn evaluate(
     Ok(result)
 }
 
-fn run_attack(attack: AttackKind, model: &dyn Model, diff: Option<&dyn Differentiable>, input: &AttackInput, cfg: &RobustnessConfig) -> Result<AttackOutput, Error> {
+fn run_attack(
+    attack: AttackKind,
+    model: &dyn Model,
+    diff: Option<&dyn Differentiable>,
+    input: &AttackInput,
+    cfg: &RobustnessConfig,
+) -> Result<AttackOutput, Error> {
     let need = || diff.ok_or_else(|| Error::Invalid(format!("{attack} needs gradients")));
     match attack {
         AttackKind::Fgsm => fgsm(need()?, input),
         AttackKind::Pgd => pgd(need()?, input, &cfg.pgd),
         AttackKind::AutoAttack => autoattack(need()?, input, cfg),
-        AttackKind::Square => square_attack(model, input, &SquareParams { queries_per_sample: cfg.queries_per_sample, ..Default::default() }),
-        AttackKind::Hsj => hop_skip_jump(model, input, &HsjParams { queries_per_sample: cfg.queries_per_sample, ..Default::default() }),
+        AttackKind::Square => square_attack(
+            model,
+            input,
+            &SquareParams {
+                queries_per_sample: cfg.queries_per_sample,
+                ..Default::default()
+            },
+        ),
+        AttackKind::Hsj => hop_skip_jump(
+            model,
+            input,
+            &HsjParams {
+                queries_per_sample: cfg.queries_per_sample,
+                ..Default::default()
+            },
+        ),
     }
 }
 
 /// APGD-CE, then APGD-T with the DLR loss against the most likely wrong classes, each on the rows still
 /// standing; the first success per row is kept.
-fn autoattack(model: &dyn Differentiable, input: &AttackInput, cfg: &RobustnessConfig) -> Result<AttackOutput, Error> {
+fn autoattack(
+    model: &dyn Differentiable,
+    input: &AttackInput,
+    cfg: &RobustnessConfig,
+) -> Result<AttackOutput, Error> {
     let (d, k) = (model.n_features(), model.n_classes());
-    let params = ApgdParams { steps: cfg.apgd_steps, ..Default::default() };
+    let params = ApgdParams {
+        steps: cfg.apgd_steps,
+        ..Default::default()
+    };
     let mut out = apgd(model, input, &params, &ApgdLoss::CrossEntropy)?;
     let clean = predict_proba_batched(model, input.x, input.n(), 512)?;
     out.queries += input.n() as u64;
     for t in 0..cfg.apgd_targets.min(k.saturating_sub(1) as u32) as usize {
         let pred = aegis_ml::predict(model, &out.x_adv, input.n())?;
         out.queries += input.n() as u64;
-        let standing: Vec<usize> = (0..input.n()).filter(|&i| pred[i] == input.labels[i]).collect();
+        let standing: Vec<usize> = (0..input.n())
+            .filter(|&i| pred[i] == input.labels[i])
+            .collect();
         if standing.is_empty() {
             break;
         }
-        let sx: Vec<f32> = standing.iter().flat_map(|&i| input.x[i * d..(i + 1) * d].iter().copied()).collect();
+        let sx: Vec<f32> = standing
+            .iter()
+            .flat_map(|&i| input.x[i * d..(i + 1) * d].iter().copied())
+            .collect();
         let sy: Vec<u32> = standing.iter().map(|&i| input.labels[i]).collect();
-        let sp: Vec<f32> = standing.iter().flat_map(|&i| clean[i * k..(i + 1) * k].iter().copied()).collect();
+        let sp: Vec<f32> = standing
+            .iter()
+            .flat_map(|&i| clean[i * k..(i + 1) * k].iter().copied())
+            .collect();
         let targets = target_classes(&sp, &sy, k, t);
-        let sub = AttackInput { x: &sx, labels: &sy, seed: input.seed.wrapping_add(t as u64 + 1), ..*input };
+        let sub = AttackInput {
+            x: &sx,
+            labels: &sy,
+            seed: input.seed.wrapping_add(t as u64 + 1),
+            ..*input
+        };
         let res = apgd(model, &sub, &params, &ApgdLoss::TargetedDlr(targets))?;
         out.queries += res.queries;
         for (r, &i) in standing.iter().enumerate() {
@@ -377,10 +462,19 @@ fn autoattack(model: &dyn Differentiable, input: &AttackInput, cfg: &RobustnessC
 }
 
 /// The rows an attack really broke: inside the ball, valid under the schema, misclassified on re-query.
-fn recheck(model: &dyn Model, input: &AttackInput, out: &AttackOutput, schema: Option<&Schema>, discarded: &mut usize) -> Result<Vec<(usize, Vec<f32>)>, Error> {
+fn recheck(
+    model: &dyn Model,
+    input: &AttackInput,
+    out: &AttackOutput,
+    schema: Option<&Schema>,
+    discarded: &mut usize,
+) -> Result<Vec<(usize, Vec<f32>)>, Error> {
     let (n, d) = (input.n(), model.n_features());
     if out.x_adv.len() != n * d {
-        return Err(Error::Invalid(format!("attack returned {} values for {n} rows", out.x_adv.len())));
+        return Err(Error::Invalid(format!(
+            "attack returned {} values for {n} rows",
+            out.x_adv.len()
+        )));
     }
     let pred = aegis_ml::predict(model, &out.x_adv, n)?;
     let mut broken = Vec::new();
@@ -389,7 +483,8 @@ fn recheck(model: &dyn Model, input: &AttackInput, out: &AttackOutput, schema: O
             continue;
         }
         let (x0, adv) = (&input.x[i * d..(i + 1) * d], &out.x_adv[i * d..(i + 1) * d]);
-        let valid = input.constraints.contains(x0, adv, input.eps) && schema.is_none_or(|s| s.check_row(adv).is_ok());
+        let valid = input.constraints.contains(x0, adv, input.eps)
+            && schema.is_none_or(|s| s.check_row(adv).is_ok());
         if valid {
             broken.push((i, adv.to_vec()));
         } else {
@@ -400,39 +495,76 @@ fn recheck(model: &dyn Model, input: &AttackInput, out: &AttackOutput, schema: O
 }
 
 /// Predict the first rows twice: a model that answers differently is flagged.
-fn check_determinism(model: &dyn Model, x: &[f32], n: usize, clean: &[f32], result: &mut RobustnessResult) -> Result<(), Error> {
+fn check_determinism(
+    model: &dyn Model,
+    x: &[f32],
+    n: usize,
+    clean: &[f32],
+    result: &mut RobustnessResult,
+) -> Result<(), Error> {
     let m = n.min(64);
     let d = model.n_features();
     let again = model.predict_proba(&x[..m * d], m)?;
     result.queries += m as u64;
     let k = model.n_classes();
-    let worst = again.iter().zip(&clean[..m * k]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let worst = again
+        .iter()
+        .zip(&clean[..m * k])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     if worst > 1e-4 {
         result.flags.push(Flag {
             rule: rules::NON_DETERMINISTIC.id,
-            message: format!("the same {m} rows predicted twice differ by up to {worst:.4} in probability"),
+            message: format!(
+                "the same {m} rows predicted twice differ by up to {worst:.4} in probability"
+            ),
         });
     }
     Ok(())
 }
 
 /// Flag when most correctly classified rows have an all-zero gradient over the mutable features.
-fn check_gradients(model: &dyn Differentiable, x: &[f32], labels: &[u32], correct: &[bool], c: &Constraints, result: &mut RobustnessResult) -> Result<(), Error> {
+fn check_gradients(
+    model: &dyn Differentiable,
+    x: &[f32],
+    labels: &[u32],
+    correct: &[bool],
+    c: &Constraints,
+    result: &mut RobustnessResult,
+) -> Result<(), Error> {
     let d = model.n_features();
-    let rows: Vec<usize> = (0..labels.len()).filter(|&i| correct[i]).take(256).collect();
+    let rows: Vec<usize> = (0..labels.len())
+        .filter(|&i| correct[i])
+        .take(256)
+        .collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let sx: Vec<f32> = rows.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+    let sx: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect();
     let sy: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
     let g = input_gradient(model, &sx, rows.len(), &Loss::CrossEntropy(sy))?;
     result.queries += rows.len() as u64;
-    let zero = g.grad.chunks(d).filter(|row| row.iter().enumerate().all(|(j, v)| !c.is_mutable(j) || v.abs() < 1e-12)).count();
+    let zero = g
+        .grad
+        .chunks(d)
+        .filter(|row| {
+            row.iter()
+                .enumerate()
+                .all(|(j, v)| !c.is_mutable(j) || v.abs() < 1e-12)
+        })
+        .count();
     let share = zero as f64 / rows.len() as f64;
     if share > 0.1 {
         result.flags.push(Flag {
             rule: rules::VANISHING_GRADIENTS.id,
-            message: format!("{zero} of {} correctly classified rows have a zero input gradient ({:.0}%)", rows.len(), share * 100.0),
+            message: format!(
+                "{zero} of {} correctly classified rows have a zero input gradient ({:.0}%)",
+                rows.len(),
+                share * 100.0
+            ),
         });
     }
     Ok(())
@@ -445,10 +577,19 @@ fn class_accuracy(labels: &[u32], robust: &[bool], k: usize) -> Vec<f64> {
         all[y as usize] += 1;
         hit[y as usize] += r as usize;
     }
-    hit.iter().zip(&all).map(|(&h, &a)| h as f64 / a.max(1) as f64).collect()
+    hit.iter()
+        .zip(&all)
+        .map(|(&h, &a)| h as f64 / a.max(1) as f64)
+        .collect()
 }
 
-fn feature_impact(x: &[f32], broken: &[Option<(f32, String, Vec<f32>)>], c: &Constraints, names: &[String], d: usize) -> Vec<FeatureImpact> {
+fn feature_impact(
+    x: &[f32],
+    broken: &[Option<(f32, String, Vec<f32>)>],
+    c: &Constraints,
+    names: &[String],
+    d: usize,
+) -> Vec<FeatureImpact> {
     let mut changed = vec![0usize; d];
     let mut rel = vec![0f64; d];
     let mut total = 0;
@@ -471,25 +612,66 @@ fn feature_impact(x: &[f32], broken: &[Option<(f32, String, Vec<f32>)>], c: &Con
             mean_relative_change: rel[j] / changed[j] as f64,
         })
         .collect();
-    out.sort_by(|a, b| (b.changed_in * b.mean_relative_change).total_cmp(&(a.changed_in * a.mean_relative_change)));
+    out.sort_by(|a, b| {
+        (b.changed_in * b.mean_relative_change).total_cmp(&(a.changed_in * a.mean_relative_change))
+    });
     out.truncate(10);
     out
 }
 
-fn examples(model: &dyn Model, x: &[f32], labels: &[u32], broken: &[Option<(f32, String, Vec<f32>)>], names: Names<'_>, d: usize, max: usize) -> Result<Vec<AdversarialExample>, Error> {
+fn examples(
+    model: &dyn Model,
+    x: &[f32],
+    labels: &[u32],
+    broken: &[Option<(f32, String, Vec<f32>)>],
+    names: Names<'_>,
+    d: usize,
+    max: usize,
+) -> Result<Vec<AdversarialExample>, Error> {
     let mut rows: Vec<usize> = (0..labels.len()).filter(|&i| broken[i].is_some()).collect();
-    rows.sort_by(|&a, &b| broken[a].as_ref().map(|v| v.0).unwrap_or(0.0).total_cmp(&broken[b].as_ref().map(|v| v.0).unwrap_or(0.0)));
+    rows.sort_by(|&a, &b| {
+        broken[a]
+            .as_ref()
+            .map(|v| v.0)
+            .unwrap_or(0.0)
+            .total_cmp(&broken[b].as_ref().map(|v| v.0).unwrap_or(0.0))
+    });
     rows.truncate(max);
-    let class = |c: u32| names.classes.get(c as usize).cloned().unwrap_or_else(|| c.to_string());
+    let class = |c: u32| {
+        names
+            .classes
+            .get(c as usize)
+            .cloned()
+            .unwrap_or_else(|| c.to_string())
+    };
     let mut out = Vec::new();
     for i in rows {
-        let Some((eps, attack, adv)) = &broken[i] else { continue };
+        let Some((eps, attack, adv)) = &broken[i] else {
+            continue;
+        };
         let pred = aegis_ml::predict(model, adv, 1)?;
         let changes = (0..d)
             .filter(|&j| (adv[j] - x[i * d + j]).abs() > 1e-6)
-            .map(|j| (names.features.get(j).cloned().unwrap_or_else(|| format!("f{j}")), x[i * d + j], adv[j]))
+            .map(|j| {
+                (
+                    names
+                        .features
+                        .get(j)
+                        .cloned()
+                        .unwrap_or_else(|| format!("f{j}")),
+                    x[i * d + j],
+                    adv[j],
+                )
+            })
             .collect();
-        out.push(AdversarialExample { row: i, eps: *eps, attack: attack.clone(), label: class(labels[i]), predicted: class(pred[0]), changes });
+        out.push(AdversarialExample {
+            row: i,
+            eps: *eps,
+            attack: attack.clone(),
+            label: class(labels[i]),
+            predicted: class(pred[0]),
+            changes,
+        });
     }
     Ok(out)
 }
@@ -507,9 +689,16 @@ pub fn severity_for_drop(points: f64) -> Severity {
 
 /// Findings for a result: one per eps with a real drop, one per flag.
 pub fn findings(result: &RobustnessResult, model_name: &str) -> Vec<Finding> {
-    let loc = |feature: &str| Location::ModelInput { model: model_name.to_string(), feature: feature.to_string() };
+    let loc = |feature: &str| Location::ModelInput {
+        model: model_name.to_string(),
+        feature: feature.to_string(),
+    };
     let mut out = Vec::new();
-    let top = result.vulnerable_features.first().map(|f| f.feature.clone()).unwrap_or_else(|| "*".into());
+    let top = result
+        .vulnerable_features
+        .first()
+        .map(|f| f.feature.clone())
+        .unwrap_or_else(|| "*".into());
     for p in &result.curve {
         let drop = (result.clean_accuracy - p.robust_accuracy) * 100.0;
         if drop < 1.0 {
@@ -529,11 +718,17 @@ pub fn findings(result: &RobustnessResult, model_name: &str) -> Vec<Finding> {
                 .with_evidence_field("eps", p.eps as f64)
                 .with_evidence_field("clean_accuracy", result.clean_accuracy)
                 .with_evidence_field("robust_accuracy", p.robust_accuracy)
-                .with_evidence_field("broken_by", serde_json::to_value(&p.broken_by).unwrap_or_default()),
+                .with_evidence_field(
+                    "broken_by",
+                    serde_json::to_value(&p.broken_by).unwrap_or_default(),
+                ),
         );
     }
     for f in &result.flags {
-        let doc = rules::all().into_iter().find(|r| r.id == f.rule).unwrap_or(&rules::GRADIENT_MASKING);
+        let doc = rules::all()
+            .into_iter()
+            .find(|r| r.id == f.rule)
+            .unwrap_or(&rules::GRADIENT_MASKING);
         out.push(Finding::new(doc, loc("*"), f.message.clone()));
     }
     out
@@ -548,7 +743,10 @@ mod tests {
         for a in AttackKind::ALL {
             assert_eq!(a.to_string().parse::<AttackKind>().unwrap(), a);
         }
-        assert!("deepfool".parse::<AttackKind>().unwrap_err().contains("deepfool"));
+        assert!("deepfool"
+            .parse::<AttackKind>()
+            .unwrap_err()
+            .contains("deepfool"));
     }
 
     #[test]

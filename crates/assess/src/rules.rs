@@ -61,5 +61,10 @@ pub const VANISHING_GRADIENTS: RuleDoc = RuleDoc {
 
 /// All rules of this crate.
 pub fn all() -> Vec<&'static RuleDoc> {
-    vec![&ROBUSTNESS_DROP, &GRADIENT_MASKING, &NON_DETERMINISTIC, &VANISHING_GRADIENTS]
+    vec![
+        &ROBUSTNESS_DROP,
+        &GRADIENT_MASKING,
+        &NON_DETERMINISTIC,
+        &VANISHING_GRADIENTS,
+    ]
 }

@@ -208,7 +208,11 @@ pub struct RobustnessArgs {
 #[derive(Debug, Args)]
 pub struct HardenArgs {
     /// ONNX model to fine-tune (omit with --arch).
-    #[arg(value_name = "MODEL", required_unless_present = "arch", conflicts_with = "arch")]
+    #[arg(
+        value_name = "MODEL",
+        required_unless_present = "arch",
+        conflicts_with = "arch"
+    )]
     pub model: Option<PathBuf>,
     /// Train a native network from scratch: logreg, mlp:64,64, cnn:1x8x8:16:64.
     #[arg(long)]

@@ -61,8 +61,11 @@ impl StageProgress {
             return StageProgress { bar: None };
         }
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        let template = format!("{{spinner}} {what} [{{wide_bar}}] {{pos}}/{{len}} {{msg}} {{elapsed_precise}}");
-        let style = ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar());
+        let template = format!(
+            "{{spinner}} {what} [{{wide_bar}}] {{pos}}/{{len}} {{msg}} {{elapsed_precise}}"
+        );
+        let style = ProgressStyle::with_template(&template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
         StageProgress { bar: Some(bar) }
     }

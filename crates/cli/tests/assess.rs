@@ -12,20 +12,35 @@ use aegis_ml::train::{train, NoHooks, TrainConfig, Trainable};
 const D: usize = 6;
 
 fn aegis(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aegis")).args(args).current_dir(cwd).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
 }
 
 /// A CSV with an id column, six features in [0, 1] and a 0/1 label; returns the rows too.
 fn write_csv(path: &Path, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     let mut rng = Rng::new(seed);
     let mut text = String::from("id,");
-    text += &(0..D).map(|j| format!("f{j}")).collect::<Vec<_>>().join(",");
+    text += &(0..D)
+        .map(|j| format!("f{j}"))
+        .collect::<Vec<_>>()
+        .join(",");
     text += ",label\n";
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for i in 0..n {
         let c = (i % 2) as u32;
-        let row: Vec<f32> = (0..D).map(|_| ((if c == 1 { 0.65 } else { 0.35 }) + 0.1 * rng.normal()).clamp(0.0, 1.0)).collect();
-        text += &format!("{i},{},{c}\n", row.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(","));
+        let row: Vec<f32> = (0..D)
+            .map(|_| ((if c == 1 { 0.65 } else { 0.35 }) + 0.1 * rng.normal()).clamp(0.0, 1.0))
+            .collect();
+        text += &format!(
+            "{i},{},{c}\n",
+            row.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
         x.extend(&row);
         y.push(c);
     }
@@ -36,7 +51,19 @@ fn write_csv(path: &Path, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
 fn trained_onnx(dir: &Path) -> std::path::PathBuf {
     let (x, y) = write_csv(&dir.join("train.csv"), 400, 1);
     let m = NativeModel::new(Arch::Mlp(vec![16]), D, 2, 1).unwrap();
-    train(&m, &x, &y, &TrainConfig { epochs: 15, batch_size: 32, lr: 5e-3, ..Default::default() }, &mut NoHooks).unwrap();
+    train(
+        &m,
+        &x,
+        &y,
+        &TrainConfig {
+            epochs: 15,
+            batch_size: 32,
+            lr: 5e-3,
+            ..Default::default()
+        },
+        &mut NoHooks,
+    )
+    .unwrap();
     let path = dir.join("model.onnx");
     m.save_onnx(&path).unwrap();
     path
@@ -48,7 +75,25 @@ fn robustness_report_is_json_with_a_falling_curve_and_findings() {
     trained_onnx(dir.path());
     write_csv(&dir.path().join("test.csv"), 80, 2);
     let out = aegis(
-        &["assess", "robustness", "model.onnx", "--data", "test.csv", "--label", "label", "--drop", "id", "--eps", "0.02,0.25", "--attacks", "fgsm,pgd,square", "--queries", "200", "--format", "json"],
+        &[
+            "assess",
+            "robustness",
+            "model.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+            "--eps",
+            "0.02,0.25",
+            "--attacks",
+            "fgsm,pgd,square",
+            "--queries",
+            "200",
+            "--format",
+            "json",
+        ],
         dir.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -59,7 +104,10 @@ fn robustness_report_is_json_with_a_falling_curve_and_findings() {
     let low = curve[0]["robust_accuracy"].as_f64().unwrap();
     let high = curve[1]["robust_accuracy"].as_f64().unwrap();
     assert!(high < 0.3 && low > 0.8, "{curve}");
-    assert!(report.findings.iter().any(|f| f.rule.as_str() == "AEG-ROB-001"));
+    assert!(report
+        .findings
+        .iter()
+        .any(|f| f.rule.as_str() == "AEG-ROB-001"));
     assert_eq!(report.metrics["robustness"]["discarded"], 0);
 }
 
@@ -68,17 +116,79 @@ fn human_output_shows_the_table_and_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     trained_onnx(dir.path());
     write_csv(&dir.path().join("test.csv"), 40, 3);
-    let out = aegis(&["assess", "robustness", "model.onnx", "--data", "test.csv", "--label", "label", "--drop", "id", "--eps", "0.01", "--attacks", "fgsm"], dir.path());
+    let out = aegis(
+        &[
+            "assess",
+            "robustness",
+            "model.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+            "--eps",
+            "0.01",
+            "--attacks",
+            "fgsm",
+        ],
+        dir.path(),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("robust accuracy") && stdout.contains("clean accuracy"), "{stdout}");
+    assert!(
+        stdout.contains("robust accuracy") && stdout.contains("clean accuracy"),
+        "{stdout}"
+    );
     // Without --drop the id column is an extra feature: a clear error, exit code 2.
-    let out = aegis(&["assess", "robustness", "model.onnx", "--data", "test.csv", "--label", "label"], dir.path());
+    let out = aegis(
+        &[
+            "assess",
+            "robustness",
+            "model.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+        ],
+        dir.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("6 input features") && stderr.contains("--drop"), "{stderr}");
-    let out = aegis(&["assess", "robustness", "model.onnx", "--data", "test.csv", "--label", "label", "--drop", "id", "--attacks", "deepfool"], dir.path());
+    assert!(
+        stderr.contains("6 input features") && stderr.contains("--drop"),
+        "{stderr}"
+    );
+    let out = aegis(
+        &[
+            "assess",
+            "robustness",
+            "model.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+            "--attacks",
+            "deepfool",
+        ],
+        dir.path(),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("deepfool"));
-    let out = aegis(&["assess", "robustness", "missing.onnx", "--data", "test.csv", "--label", "label", "--drop", "id"], dir.path());
+    let out = aegis(
+        &[
+            "assess",
+            "robustness",
+            "missing.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+        ],
+        dir.path(),
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.onnx"));
 }
 
@@ -87,20 +197,71 @@ fn harden_writes_a_model_that_assess_can_load() {
     let dir = tempfile::tempdir().unwrap();
     write_csv(&dir.path().join("train.csv"), 300, 4);
     let out = aegis(
-        &["harden", "--arch", "mlp:16", "--data", "train.csv", "--label", "label", "--drop", "id", "--eps", "0.05", "--epochs", "3", "--steps", "3", "--eval-steps", "5", "--lr", "0.005", "--out", "hardened.onnx", "--format", "json"],
+        &[
+            "harden",
+            "--arch",
+            "mlp:16",
+            "--data",
+            "train.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+            "--eps",
+            "0.05",
+            "--epochs",
+            "3",
+            "--steps",
+            "3",
+            "--eval-steps",
+            "5",
+            "--lr",
+            "0.005",
+            "--out",
+            "hardened.onnx",
+            "--format",
+            "json",
+        ],
         dir.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code() == Some(0) || out.status.code() == Some(1), "{stderr}");
+    assert!(
+        out.status.code() == Some(0) || out.status.code() == Some(1),
+        "{stderr}"
+    );
     assert!(stderr.contains("epoch   1"), "{stderr}");
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.artefacts[0].path, "hardened.onnx");
     assert!(report.metrics["harden"]["epochs"].as_array().unwrap().len() <= 3);
     // Fine-tune the hardened model once more: an ONNX model can be hardened too.
     let out = aegis(
-        &["harden", "hardened.onnx", "--data", "train.csv", "--label", "label", "--drop", "id", "--eps", "0.05", "--epochs", "1", "--steps", "2", "--eval-steps", "2", "--out", "again.onnx", "-q"],
+        &[
+            "harden",
+            "hardened.onnx",
+            "--data",
+            "train.csv",
+            "--label",
+            "label",
+            "--drop",
+            "id",
+            "--eps",
+            "0.05",
+            "--epochs",
+            "1",
+            "--steps",
+            "2",
+            "--eval-steps",
+            "2",
+            "--out",
+            "again.onnx",
+            "-q",
+        ],
         dir.path(),
     );
-    assert!(out.status.code() != Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.code() != Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(dir.path().join("again.onnx").is_file());
 }

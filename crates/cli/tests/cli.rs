@@ -291,7 +291,9 @@ fn rules_command_documents_each_rule() {
     );
     let json = aegis(&["rules", "--format", "json"], dir.path());
     let docs: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
-    assert!(docs
+    let ids: Vec<&str> = docs.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert!(ids
         .iter()
-        .all(|d| d["id"].as_str().unwrap().starts_with("AEG-SCAN-")));
+        .all(|id| id.starts_with("AEG-SCAN-") || id.starts_with("AEG-ROB-")));
+    assert!(ids.contains(&"AEG-ROB-001") && ids.contains(&"AEG-SCAN-101"));
 }

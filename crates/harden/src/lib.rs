@@ -14,7 +14,9 @@ use aegis_assess::attacks::pgd::{ascent_step, pgd, random_start, PgdParams};
 use aegis_assess::attacks::AttackInput;
 use aegis_assess::Constraints;
 use aegis_ml::rng::Rng;
-use aegis_ml::train::{train, Batch, Control, EpochStats, Objective, TrainConfig, TrainHooks, Trainable};
+use aegis_ml::train::{
+    train, Batch, Control, EpochStats, Objective, TrainConfig, TrainHooks, Trainable,
+};
 use aegis_ml::{accuracy, input_gradient, predict_proba_batched, Differentiable, Loss};
 use candle_core::Tensor;
 use serde::Serialize;
@@ -71,7 +73,12 @@ impl Default for HardenConfig {
             method: Method::Pgd,
             train_steps: 10,
             eval_steps: 20,
-            train: TrainConfig { epochs: 30, batch_size: 64, lr: 1e-3, ..Default::default() },
+            train: TrainConfig {
+                epochs: 30,
+                batch_size: 64,
+                lr: 1e-3,
+                ..Default::default()
+            },
             patience: 5,
         }
     }
@@ -126,11 +133,35 @@ pub struct Split<'a> {
 }
 
 /// Clean and PGD robust accuracy of `model` on `split`.
-pub fn scores(model: &dyn Differentiable, split: Split<'_>, c: &Constraints, eps: f32, steps: u32, seed: u64) -> Result<Scores, Error> {
+pub fn scores(
+    model: &dyn Differentiable,
+    split: Split<'_>,
+    c: &Constraints,
+    eps: f32,
+    steps: u32,
+    seed: u64,
+) -> Result<Scores, Error> {
     let clean_accuracy = accuracy(model, split.x, split.y)?;
-    let params = PgdParams { steps, step_size: 2.5 / steps.max(1) as f32, ..Default::default() };
-    let adv = pgd(model, &AttackInput { x: split.x, labels: split.y, eps, constraints: c, seed }, &params)?;
-    Ok(Scores { clean_accuracy, robust_accuracy: accuracy(model, &adv.x_adv, split.y)? })
+    let params = PgdParams {
+        steps,
+        step_size: 2.5 / steps.max(1) as f32,
+        ..Default::default()
+    };
+    let adv = pgd(
+        model,
+        &AttackInput {
+            x: split.x,
+            labels: split.y,
+            eps,
+            constraints: c,
+            seed,
+        },
+        &params,
+    )?;
+    Ok(Scores {
+        clean_accuracy,
+        robust_accuracy: accuracy(model, &adv.x_adv, split.y)?,
+    })
 }
 
 /// Adversarially train `model` on `train_split`, validating on `val`; the best weights are kept in the model.
@@ -143,7 +174,9 @@ pub fn harden(
     on_epoch: &mut dyn FnMut(&EpochRecord),
 ) -> Result<HardenReport, Error> {
     if train_split.y.is_empty() || val.y.is_empty() {
-        return Err(Error::Invalid("hardening needs training and validation rows".into()));
+        return Err(Error::Invalid(
+            "hardening needs training and validation rows".into(),
+        ));
     }
     let before = scores(model, val, c, cfg.eps, cfg.eval_steps, cfg.train.seed)?;
     let mut hooks = AdversarialHooks {
@@ -170,7 +203,14 @@ pub fn harden(
     };
     let records = hooks.records;
     let after = scores(model, val, c, cfg.eps, cfg.eval_steps, cfg.train.seed)?;
-    Ok(HardenReport { method: cfg.method, eps: cfg.eps, before, after, epochs: records, best_epoch })
+    Ok(HardenReport {
+        method: cfg.method,
+        eps: cfg.eps,
+        before,
+        after,
+        epochs: records,
+        best_epoch,
+    })
 }
 
 struct AdversarialHooks<'a> {
@@ -188,7 +228,12 @@ struct AdversarialHooks<'a> {
 
 impl AdversarialHooks<'_> {
     /// TRADES' inner maximisation: ascend KL(f(x) ‖ f(x')) from a small random start.
-    fn trades_examples(&mut self, model: &dyn Differentiable, x: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+    fn trades_examples(
+        &mut self,
+        model: &dyn Differentiable,
+        x: &[f32],
+        n: usize,
+    ) -> Result<Vec<f32>, Error> {
         let (c, eps, d) = (self.constraints, self.cfg.eps, model.n_features());
         let reference = predict_proba_batched(model, x, n, 1024)?;
         let mut adv = random_start(c, x, eps * 0.01, &mut self.rng);
@@ -211,13 +256,27 @@ impl TrainHooks for AdversarialHooks<'_> {
         }
     }
 
-    fn transform_batch(&mut self, model: &dyn Trainable, batch: &mut Batch) -> Result<(), aegis_ml::Error> {
+    fn transform_batch(
+        &mut self,
+        model: &dyn Trainable,
+        batch: &mut Batch,
+    ) -> Result<(), aegis_ml::Error> {
         let n = batch.y.len();
         let adv = match self.cfg.method {
             Method::Pgd => {
                 let steps = self.cfg.train_steps;
-                let params = PgdParams { steps, step_size: 2.5 / steps.max(1) as f32, ..Default::default() };
-                let input = AttackInput { x: &batch.x, labels: &batch.y, eps: self.cfg.eps, constraints: self.constraints, seed: self.rng.next_u64() };
+                let params = PgdParams {
+                    steps,
+                    step_size: 2.5 / steps.max(1) as f32,
+                    ..Default::default()
+                };
+                let input = AttackInput {
+                    x: &batch.x,
+                    labels: &batch.y,
+                    eps: self.cfg.eps,
+                    constraints: self.constraints,
+                    seed: self.rng.next_u64(),
+                };
                 pgd_full(model, &input, &params)
             }
             Method::Trades { .. } => self.trades_examples(model, &batch.x, n),
@@ -229,29 +288,57 @@ impl TrainHooks for AdversarialHooks<'_> {
         Ok(())
     }
 
-    fn end_epoch(&mut self, model: &dyn Trainable, stats: &EpochStats) -> Result<Control, aegis_ml::Error> {
-        let s = match scores(model, self.val, self.constraints, self.cfg.eps, self.cfg.eval_steps, self.cfg.train.seed) {
+    fn end_epoch(
+        &mut self,
+        model: &dyn Trainable,
+        stats: &EpochStats,
+    ) -> Result<Control, aegis_ml::Error> {
+        let s = match scores(
+            model,
+            self.val,
+            self.constraints,
+            self.cfg.eps,
+            self.cfg.eval_steps,
+            self.cfg.train.seed,
+        ) {
             Ok(s) => s,
             Err(e) => {
                 self.error = Some(e);
                 return Ok(Control::Stop);
             }
         };
-        let record = EpochRecord { epoch: stats.epoch, train_loss: stats.train_loss, clean_accuracy: s.clean_accuracy, robust_accuracy: s.robust_accuracy };
+        let record = EpochRecord {
+            epoch: stats.epoch,
+            train_loss: stats.train_loss,
+            clean_accuracy: s.clean_accuracy,
+            robust_accuracy: s.robust_accuracy,
+        };
         (self.on_epoch)(&record);
         self.records.push(record);
-        if self.best.as_ref().is_none_or(|(_, best, _)| s.robust_accuracy > *best) {
+        if self
+            .best
+            .as_ref()
+            .is_none_or(|(_, best, _)| s.robust_accuracy > *best)
+        {
             self.best = Some((stats.epoch, s.robust_accuracy, model.snapshot()?));
             self.since_best = 0;
         } else {
             self.since_best += 1;
         }
-        Ok(if self.since_best >= self.cfg.patience { Control::Stop } else { Control::Continue })
+        Ok(if self.since_best >= self.cfg.patience {
+            Control::Stop
+        } else {
+            Control::Continue
+        })
     }
 }
 
 /// PGD for training: no early freezing per row matters less here, but the same attack as assessment keeps
 /// training and evaluation consistent.
-fn pgd_full(model: &dyn Differentiable, input: &AttackInput, params: &PgdParams) -> Result<Vec<f32>, Error> {
+fn pgd_full(
+    model: &dyn Differentiable,
+    input: &AttackInput,
+    params: &PgdParams,
+) -> Result<Vec<f32>, Error> {
     Ok(pgd(model, input, params)?.x_adv)
 }

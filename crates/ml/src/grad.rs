@@ -105,11 +105,19 @@ pub struct Gradient {
 }
 
 /// The per-row loss, its gradient with respect to each input row, and the logits, for `n` rows of `x`.
-pub fn input_gradient(model: &dyn Differentiable, x: &[f32], n: usize, loss: &Loss) -> Result<Gradient, Error> {
+pub fn input_gradient(
+    model: &dyn Differentiable,
+    x: &[f32],
+    n: usize,
+    loss: &Loss,
+) -> Result<Gradient, Error> {
     let d = model.n_features();
     check_shape(x, n, d)?;
     if loss.rows(model.n_classes()) != n {
-        return Err(Error::Eval(format!("loss is for {} rows, input has {n}", loss.rows(model.n_classes()))));
+        return Err(Error::Eval(format!(
+            "loss is for {} rows, input has {n}",
+            loss.rows(model.n_classes())
+        )));
     }
     let var = Var::from_tensor(&Tensor::from_slice(x, (n, d), &Device::Cpu)?)?;
     let logits = model.logits(var.as_tensor())?.to_dtype(DType::F32)?;
@@ -120,7 +128,11 @@ pub fn input_gradient(model: &dyn Differentiable, x: &[f32], n: usize, loss: &Lo
         // The output does not depend on the input at all: the gradient is zero.
         None => vec![0.0; n * d],
     };
-    Ok(Gradient { loss: per_row.to_vec1::<f32>()?, grad, logits: logits.flatten_all()?.to_vec1::<f32>()? })
+    Ok(Gradient {
+        loss: per_row.to_vec1::<f32>()?,
+        grad,
+        logits: logits.flatten_all()?.to_vec1::<f32>()?,
+    })
 }
 
 /// Softmax of a `(n, k)` logits tensor, as a flat vector.

@@ -20,7 +20,12 @@ pub fn fgsm(model: &dyn Differentiable, input: &AttackInput) -> Result<AttackOut
     for start in (0..input.n()).step_by(BATCH) {
         let m = BATCH.min(input.n() - start);
         let x0 = &input.x[start * d..(start + m) * d];
-        let g = input_gradient(model, x0, m, &Loss::CrossEntropy(input.labels[start..start + m].to_vec()))?;
+        let g = input_gradient(
+            model,
+            x0,
+            m,
+            &Loss::CrossEntropy(input.labels[start..start + m].to_vec()),
+        )?;
         queries += m as u64;
         let out = &mut x_adv[start * d..(start + m) * d];
         super::pgd::ascent_step(c, out, &g.grad, input.eps, d);

@@ -43,7 +43,13 @@ pub struct PgdParams {
 impl Default for PgdParams {
     /// PGD-40 with step 2.5·eps/40 (Madry et al.) and one random start.
     fn default() -> Self {
-        PgdParams { steps: 40, step_size: 2.5 / 40.0, restarts: 1, random_start: true, loss: PgdLoss::CrossEntropy }
+        PgdParams {
+            steps: 40,
+            step_size: 2.5 / 40.0,
+            restarts: 1,
+            random_start: true,
+            loss: PgdLoss::CrossEntropy,
+        }
     }
 }
 
@@ -61,7 +67,11 @@ pub fn ascent_step(c: &Constraints, x: &mut [f32], grad: &[f32], step: f32, d: u
         }
         Norm::L2 => {
             for (row, grow) in x.chunks_mut(d).zip(grad.chunks(d)) {
-                let scaled: Vec<f32> = grow.iter().enumerate().map(|(j, g)| g * c.radius(j, 1.0)).collect();
+                let scaled: Vec<f32> = grow
+                    .iter()
+                    .enumerate()
+                    .map(|(j, g)| g * c.radius(j, 1.0))
+                    .collect();
                 let norm = scaled.iter().map(|v| v * v).sum::<f32>().sqrt();
                 if norm > 0.0 {
                     for (j, v) in row.iter_mut().enumerate() {
@@ -106,12 +116,19 @@ fn loss_for(kind: PgdLoss, labels: &[u32]) -> Loss {
 }
 
 /// PGD with restarts; returns for each row the first adversarial point found, else the last iterate.
-pub fn pgd(model: &dyn Differentiable, input: &AttackInput, p: &PgdParams) -> Result<AttackOutput, Error> {
+pub fn pgd(
+    model: &dyn Differentiable,
+    input: &AttackInput,
+    p: &PgdParams,
+) -> Result<AttackOutput, Error> {
     let d = model.n_features();
     let k = model.n_classes();
     let c = input.constraints;
     let mut rng = Rng::new(input.seed);
-    let mut out = AttackOutput { x_adv: input.x.to_vec(), queries: 0 };
+    let mut out = AttackOutput {
+        x_adv: input.x.to_vec(),
+        queries: 0,
+    };
     for start in (0..input.n()).step_by(BATCH) {
         let m = BATCH.min(input.n() - start);
         let x0 = &input.x[start * d..(start + m) * d];
@@ -123,9 +140,16 @@ pub fn pgd(model: &dyn Differentiable, input: &AttackInput, p: &PgdParams) -> Re
             if active.is_empty() {
                 break;
             }
-            let a0: Vec<f32> = active.iter().flat_map(|&i| x0[i * d..(i + 1) * d].iter().copied()).collect();
+            let a0: Vec<f32> = active
+                .iter()
+                .flat_map(|&i| x0[i * d..(i + 1) * d].iter().copied())
+                .collect();
             let a_labels: Vec<u32> = active.iter().map(|&i| labels[i]).collect();
-            let mut x = if p.random_start || restart > 0 { random_start(c, &a0, input.eps, &mut rng) } else { a0.clone() };
+            let mut x = if p.random_start || restart > 0 {
+                random_start(c, &a0, input.eps, &mut rng)
+            } else {
+                a0.clone()
+            };
             let mut done = vec![false; active.len()];
             for step in 0..=p.steps {
                 let g = input_gradient(model, &x, active.len(), &loss_for(p.loss, &a_labels))?;
@@ -175,7 +199,11 @@ pub struct ApgdParams {
 
 impl Default for ApgdParams {
     fn default() -> Self {
-        ApgdParams { steps: 100, momentum: 0.75, rho: 0.75 }
+        ApgdParams {
+            steps: 100,
+            momentum: 0.75,
+            rho: 0.75,
+        }
     }
 }
 
@@ -195,26 +223,40 @@ fn checkpoints(steps: u32) -> Vec<u32> {
         let (a, b) = (p[p.len() - 2], p[p.len() - 1]);
         p.push(b + (b - a - 0.03).max(0.06));
     }
-    let mut its: Vec<u32> = p.iter().map(|v| (v * steps as f32).ceil() as u32).filter(|&w| w <= steps).collect();
+    let mut its: Vec<u32> = p
+        .iter()
+        .map(|v| (v * steps as f32).ceil() as u32)
+        .filter(|&w| w <= steps)
+        .collect();
     its.dedup();
     its
 }
 
 /// APGD (Croce & Hein 2020) with per-row step sizes, momentum and checkpoints.
-pub fn apgd(model: &dyn Differentiable, input: &AttackInput, p: &ApgdParams, loss: &ApgdLoss) -> Result<AttackOutput, Error> {
+pub fn apgd(
+    model: &dyn Differentiable,
+    input: &AttackInput,
+    p: &ApgdParams,
+    loss: &ApgdLoss,
+) -> Result<AttackOutput, Error> {
     let d = model.n_features();
     let k = model.n_classes();
     let c = input.constraints;
     let eps = input.eps;
     let marks = checkpoints(p.steps);
-    let mut out = AttackOutput { x_adv: input.x.to_vec(), queries: 0 };
+    let mut out = AttackOutput {
+        x_adv: input.x.to_vec(),
+        queries: 0,
+    };
     for start in (0..input.n()).step_by(BATCH) {
         let m = BATCH.min(input.n() - start);
         let x0 = &input.x[start * d..(start + m) * d];
         let labels = input.labels[start..start + m].to_vec();
         let make_loss = || match loss {
             ApgdLoss::CrossEntropy => Loss::CrossEntropy(labels.clone()),
-            ApgdLoss::TargetedDlr(t) => Loss::TargetedDlr(labels.clone(), t[start..start + m].to_vec()),
+            ApgdLoss::TargetedDlr(t) => {
+                Loss::TargetedDlr(labels.clone(), t[start..start + m].to_vec())
+            }
         };
         // Step size per row: 2·eps in the norm's units.
         let mut eta = vec![2.0f32; m];
@@ -291,7 +333,11 @@ pub fn apgd(model: &dyn Differentiable, input: &AttackInput, p: &ApgdParams, los
 }
 
 fn misclassified_rows(logits: &[f32], labels: &[u32], k: usize) -> Vec<bool> {
-    argmax_rows(logits, k).iter().zip(labels).map(|(p, y)| p != y).collect()
+    argmax_rows(logits, k)
+        .iter()
+        .zip(labels)
+        .map(|(p, y)| p != y)
+        .collect()
 }
 
 /// The `t`-th most likely wrong class per row (t = 0 is the runner-up), for APGD-T targets.

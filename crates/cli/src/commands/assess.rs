@@ -27,23 +27,58 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
     let rows = inputs::sample_rows(data.table.n_rows(), args.max_rows, args.data.seed);
     let subset = data.table.select(&rows);
     let labels: Vec<u32> = rows.iter().map(|&i| data.labels[i]).collect();
-    let names = Names { features: &subset.columns, classes: &subset.class_names, schema: Some(&data.schema) };
+    let names = Names {
+        features: &subset.columns,
+        classes: &subset.class_names,
+        schema: Some(&data.schema),
+    };
     let bar = progress::StageProgress::new(global.quiet, "attacking");
-    let result = robustness::evaluate(model.as_ref(), &subset.features, &labels, &constraints, names, &config, &bar)
-        .with_context(|| format!("assessing {}", args.model))?;
+    let result = robustness::evaluate(
+        model.as_ref(),
+        &subset.features,
+        &labels,
+        &constraints,
+        names,
+        &config,
+        &bar,
+    )
+    .with_context(|| format!("assessing {}", args.model))?;
     bar.finish();
 
-    let mut report = Report::new("assess robustness", vec![args.model.clone(), args.data.data.display().to_string()]);
+    let mut report = Report::new(
+        "assess robustness",
+        vec![args.model.clone(), args.data.data.display().to_string()],
+    );
     report.findings = robustness::findings(&result, &args.model);
     report.sort_findings();
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
-    report.metrics.insert("clean_accuracy".into(), result.clean_accuracy.into());
+    report
+        .metrics
+        .insert("clean_accuracy".into(), result.clean_accuracy.into());
     report.metrics.insert("rows".into(), result.rows.into());
-    report.metrics.insert("queries".into(), result.queries.into());
-    report.metrics.insert("eps_units".into(), format!("{:?}", args.data.eps_units).to_lowercase().into());
-    report.metrics.insert("norm".into(), format!("{:?}", args.norm).to_lowercase().into());
-    report.metrics.insert("schema".into(), (if data.schema_inferred { "inferred" } else { "given" }).into());
-    report.metrics.insert("robustness".into(), serde_json::to_value(&result)?);
+    report
+        .metrics
+        .insert("queries".into(), result.queries.into());
+    report.metrics.insert(
+        "eps_units".into(),
+        format!("{:?}", args.data.eps_units).to_lowercase().into(),
+    );
+    report.metrics.insert(
+        "norm".into(),
+        format!("{:?}", args.norm).to_lowercase().into(),
+    );
+    report.metrics.insert(
+        "schema".into(),
+        (if data.schema_inferred {
+            "inferred"
+        } else {
+            "given"
+        })
+        .into(),
+    );
+    report
+        .metrics
+        .insert("robustness".into(), serde_json::to_value(&result)?);
     if global.format == OutputFormat::Human && !global.quiet {
         let mut out = std::io::stdout().lock();
         if let Err(e) = write_summary(&mut out, &result) {
@@ -90,30 +125,72 @@ fn config(args: &RobustnessArgs) -> anyhow::Result<RobustnessConfig> {
 /// The robust-accuracy table, the weakest features and classes, and example rows.
 fn write_summary(out: &mut dyn Write, r: &RobustnessResult) -> std::io::Result<()> {
     writeln!(out, "model     {}", r.model)?;
-    writeln!(out, "rows      {}   clean accuracy {:.1}%   attacks {}", r.rows, r.clean_accuracy * 100.0, r.attacks.join(", "))?;
+    writeln!(
+        out,
+        "rows      {}   clean accuracy {:.1}%   attacks {}",
+        r.rows,
+        r.clean_accuracy * 100.0,
+        r.attacks.join(", ")
+    )?;
     for (attack, why) in &r.skipped {
         writeln!(out, "skipped   {attack}: {why}")?;
     }
     writeln!(out, "\n  eps        robust accuracy   broken first by")?;
     for p in &r.curve {
-        let by: Vec<String> = p.broken_by.iter().filter(|(_, n)| *n > 0).map(|(a, n)| format!("{a} {n}")).collect();
-        writeln!(out, "  {:<10} {:>6.1}%  {:<8} {}", p.eps, p.robust_accuracy * 100.0, bar(p.robust_accuracy), by.join(", "))?;
+        let by: Vec<String> = p
+            .broken_by
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(a, n)| format!("{a} {n}"))
+            .collect();
+        writeln!(
+            out,
+            "  {:<10} {:>6.1}%  {:<8} {}",
+            p.eps,
+            p.robust_accuracy * 100.0,
+            bar(p.robust_accuracy),
+            by.join(", ")
+        )?;
     }
     if !r.vulnerable_features.is_empty() {
-        writeln!(out, "\nmost changed features (share of successful attacks, mean change / eps)")?;
+        writeln!(
+            out,
+            "\nmost changed features (share of successful attacks, mean change / eps)"
+        )?;
         for f in r.vulnerable_features.iter().take(5) {
-            writeln!(out, "  {:<24} {:>5.0}%  {:.2}", f.feature, f.changed_in * 100.0, f.mean_relative_change)?;
+            writeln!(
+                out,
+                "  {:<24} {:>5.0}%  {:.2}",
+                f.feature,
+                f.changed_in * 100.0,
+                f.mean_relative_change
+            )?;
         }
     }
     if r.classes.len() > 1 {
         writeln!(out, "\nper class: clean → robust at each eps")?;
         for c in &r.classes {
-            let robust: Vec<String> = c.robust_accuracy.iter().map(|a| format!("{:.0}%", a * 100.0)).collect();
-            writeln!(out, "  {:<16} {:>4} rows  {:.0}% → {}", c.class, c.rows, c.clean_accuracy * 100.0, robust.join(" / "))?;
+            let robust: Vec<String> = c
+                .robust_accuracy
+                .iter()
+                .map(|a| format!("{:.0}%", a * 100.0))
+                .collect();
+            writeln!(
+                out,
+                "  {:<16} {:>4} rows  {:.0}% → {}",
+                c.class,
+                c.rows,
+                c.clean_accuracy * 100.0,
+                robust.join(" / ")
+            )?;
         }
     }
     for e in r.examples.iter().take(3) {
-        writeln!(out, "\nrow {} ({} → {}) at eps {} by {}:", e.row, e.label, e.predicted, e.eps, e.attack)?;
+        writeln!(
+            out,
+            "\nrow {} ({} → {}) at eps {} by {}:",
+            e.row, e.label, e.predicted, e.eps, e.attack
+        )?;
         for (f, from, to) in e.changes.iter().take(8) {
             writeln!(out, "  {f:<24} {from} → {to}")?;
         }

@@ -29,7 +29,10 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         (Some(path), _) => {
             let m = OnnxModel::load(path)?;
             if let Some(why) = m.not_differentiable() {
-                bail!("{} cannot be fine-tuned: {why}; train a native network with --arch instead", path.display());
+                bail!(
+                    "{} cannot be fine-tuned: {why}; train a native network with --arch instead",
+                    path.display()
+                );
             }
             Box::new(m)
         }
@@ -39,7 +42,10 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => bail!("give an ONNX MODEL to fine-tune or --arch to train from scratch"),
     };
-    let name = args.model.as_ref().map_or_else(|| args.arch.clone().unwrap_or_default(), |p| p.display().to_string());
+    let name = args.model.as_ref().map_or_else(
+        || args.arch.clone().unwrap_or_default(),
+        |p| p.display().to_string(),
+    );
     inputs::check_fit(model.as_ref(), &data, &name)?;
     let constraints = inputs::constraints(&data.schema, args.data.eps_units, Norm::Linf);
 
@@ -54,7 +60,10 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     let train_y: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
     let val_y: Vec<u32> = val_rows.iter().map(|&i| data.labels[i]).collect();
     if train_y.is_empty() {
-        bail!("{} has too few rows to hold out a validation split", args.data.data.display());
+        bail!(
+            "{} has too few rows to hold out a validation split",
+            args.data.data.display()
+        );
     }
 
     let cfg = HardenConfig {
@@ -65,7 +74,13 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         },
         train_steps: args.steps,
         eval_steps: args.eval_steps,
-        train: TrainConfig { epochs: args.epochs, batch_size: args.batch_size, lr: args.lr, weight_decay: 0.0, seed: args.data.seed },
+        train: TrainConfig {
+            epochs: args.epochs,
+            batch_size: args.batch_size,
+            lr: args.lr,
+            weight_decay: 0.0,
+            seed: args.data.seed,
+        },
         patience: args.patience,
     };
     let bar = progress::StageProgress::new(global.quiet, "hardening");
@@ -79,7 +94,11 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
             e.clean_accuracy * 100.0,
             e.robust_accuracy * 100.0
         );
-        bar.set(e.epoch, args.epochs, format!("robust {:.1}%", e.robust_accuracy * 100.0));
+        bar.set(
+            e.epoch,
+            args.epochs,
+            format!("robust {:.1}%", e.robust_accuracy * 100.0),
+        );
         bar.println(&line);
         if !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprintln!("{line}");
@@ -87,22 +106,42 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     };
     let result = harden(
         model.as_ref(),
-        Split { x: &train_t.features, y: &train_y },
-        Split { x: &val_t.features, y: &val_y },
+        Split {
+            x: &train_t.features,
+            y: &train_y,
+        },
+        Split {
+            x: &val_t.features,
+            y: &val_y,
+        },
         &constraints,
         &cfg,
         report_epoch,
     )
     .with_context(|| format!("hardening {name}"))?;
     bar.finish();
-    model.save_onnx(&args.out).with_context(|| format!("writing {}", args.out.display()))?;
+    model
+        .save_onnx(&args.out)
+        .with_context(|| format!("writing {}", args.out.display()))?;
 
-    let mut report = Report::new("harden", vec![name.clone(), args.data.data.display().to_string()]);
+    let mut report = Report::new(
+        "harden",
+        vec![name.clone(), args.data.data.display().to_string()],
+    );
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
-    report.artefacts.push(Artefact { kind: "hardened-model".into(), path: args.out.display().to_string() });
-    report.metrics.insert("harden".into(), serde_json::to_value(&result)?);
-    report.metrics.insert("train_rows".into(), train_y.len().into());
-    report.metrics.insert("validation_rows".into(), val_y.len().into());
+    report.artefacts.push(Artefact {
+        kind: "hardened-model".into(),
+        path: args.out.display().to_string(),
+    });
+    report
+        .metrics
+        .insert("harden".into(), serde_json::to_value(&result)?);
+    report
+        .metrics
+        .insert("train_rows".into(), train_y.len().into());
+    report
+        .metrics
+        .insert("validation_rows".into(), val_y.len().into());
     let drop = (result.after.clean_accuracy - result.after.robust_accuracy) * 100.0;
     if drop >= 1.0 {
         let msg = format!(
@@ -114,11 +153,18 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
             result.before.clean_accuracy * 100.0
         );
         report.findings.push(
-            Finding::new(&aegis_assess::rules::ROBUSTNESS_DROP, Location::ModelInput { model: args.out.display().to_string(), feature: "*".into() }, msg)
-                .with_severity(aegis_assess::robustness::severity_for_drop(drop))
-                .with_evidence_field("eps", args.eps as f64)
-                .with_evidence_field("clean_accuracy", result.after.clean_accuracy)
-                .with_evidence_field("robust_accuracy", result.after.robust_accuracy),
+            Finding::new(
+                &aegis_assess::rules::ROBUSTNESS_DROP,
+                Location::ModelInput {
+                    model: args.out.display().to_string(),
+                    feature: "*".into(),
+                },
+                msg,
+            )
+            .with_severity(aegis_assess::robustness::severity_for_drop(drop))
+            .with_evidence_field("eps", args.eps as f64)
+            .with_evidence_field("clean_accuracy", result.after.clean_accuracy)
+            .with_evidence_field("robust_accuracy", result.after.robust_accuracy),
         );
     }
     if !global.quiet {

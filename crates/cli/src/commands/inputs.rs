@@ -23,24 +23,45 @@ pub struct Data {
 
 /// Read the CSV and the schema (or infer one).
 pub fn load_data(args: &DataArgs) -> anyhow::Result<Data> {
-    let opts = CsvOptions { label: Some(args.label.clone()), drop: args.drop.clone(), ..Default::default() };
+    let opts = CsvOptions {
+        label: Some(args.label.clone()),
+        drop: args.drop.clone(),
+        ..Default::default()
+    };
     let table = aegis_data::read_csv(&args.data, &opts)?;
-    let labels = table.labels.clone().with_context(|| format!("{} has no label column", args.data.display()))?;
+    let labels = table
+        .labels
+        .clone()
+        .with_context(|| format!("{} has no label column", args.data.display()))?;
     let (schema, schema_inferred) = match &args.schema {
         Some(path) => {
             let schema = aegis_data::load_schema(path)?;
-            let aligned = aegis_data::align_schema(&schema, &table)
-                .with_context(|| format!("schema {} does not match {}", path.display(), args.data.display()))?;
+            let aligned = aegis_data::align_schema(&schema, &table).with_context(|| {
+                format!(
+                    "schema {} does not match {}",
+                    path.display(),
+                    args.data.display()
+                )
+            })?;
             (aligned, false)
         }
         None => (aegis_data::infer_schema(&table), true),
     };
     for i in 0..table.n_rows() {
         if let Err(why) = schema.check_row(table.row(i)) {
-            bail!("{} data row {} violates the schema: {why}", args.data.display(), i + 1);
+            bail!(
+                "{} data row {} violates the schema: {why}",
+                args.data.display(),
+                i + 1
+            );
         }
     }
-    Ok(Data { table, labels, schema, schema_inferred })
+    Ok(Data {
+        table,
+        labels,
+        schema,
+        schema_inferred,
+    })
 }
 
 /// The constraints of the schema in the units asked for.
@@ -53,18 +74,27 @@ pub fn constraints(schema: &Schema, units: EpsUnitsArg, norm: Norm) -> Constrain
 }
 
 /// An ONNX file or an http:// endpoint.
-pub fn load_model(spec: &str, data: &Data, protocol: &str, headers: &[String]) -> anyhow::Result<Box<dyn Model>> {
+pub fn load_model(
+    spec: &str,
+    data: &Data,
+    protocol: &str,
+    headers: &[String],
+) -> anyhow::Result<Box<dyn Model>> {
     let model: Box<dyn Model> = if spec.starts_with("http://") || spec.starts_with("https://") {
         let protocol = match protocol.split_once(':') {
             None if protocol == "json" => Protocol::Json,
-            Some(("kserve", name)) => Protocol::KServeV2 { model: name.to_string() },
+            Some(("kserve", name)) => Protocol::KServeV2 {
+                model: name.to_string(),
+            },
             _ => bail!("unknown --protocol {protocol:?}: use json or kserve:MODEL_NAME"),
         };
         let mut config = HttpModelConfig::new(spec, protocol, data.table.n_features());
         config.n_classes = Some(data.table.class_names.len().max(2));
         config.class_names = data.table.class_names.clone();
         for h in headers {
-            let (name, value) = h.split_once(':').with_context(|| "--header must look like 'Name: value'")?;
+            let (name, value) = h
+                .split_once(':')
+                .with_context(|| "--header must look like 'Name: value'")?;
             config = config.with_header(name.trim(), value.trim());
         }
         Box::new(HttpModel::new(config)?)
@@ -86,8 +116,19 @@ pub fn check_fit(model: &dyn Model, data: &Data, name: &str) -> anyhow::Result<(
         );
     }
     let classes = model.n_classes();
-    if let Some(&bad) = data.labels.iter().find(|&&y| classes > 0 && y as usize >= classes) {
-        bail!("label {} ({}) is not one of the {classes} classes of {name}", bad, data.table.class_names.get(bad as usize).map_or("?", |s| s.as_str()));
+    if let Some(&bad) = data
+        .labels
+        .iter()
+        .find(|&&y| classes > 0 && y as usize >= classes)
+    {
+        bail!(
+            "label {} ({}) is not one of the {classes} classes of {name}",
+            bad,
+            data.table
+                .class_names
+                .get(bad as usize)
+                .map_or("?", |s| s.as_str())
+        );
     }
     Ok(())
 }

@@ -12,7 +12,11 @@ use crate::output;
 pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
     let all = catalogue();
     let selected: Vec<&RuleDoc> = match &args.rule {
-        Some(id) => match all.iter().copied().find(|r| r.id.eq_ignore_ascii_case(id) || r.name == id) {
+        Some(id) => match all
+            .iter()
+            .copied()
+            .find(|r| r.id.eq_ignore_ascii_case(id) || r.name == id)
+        {
             Some(rule) => vec![rule],
             None => bail!("no rule `{id}`; run `aegis rules` for the list"),
         },
@@ -94,7 +98,7 @@ mod tests {
     fn docs_rules_md_is_up_to_date() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
-        let generated = aegis_report::rules_markdown(&catalogue());
+        let generated = aegis_report::rules_markdown(&super::catalogue());
         assert!(
             committed == generated,
             "docs/rules.md is stale: run `cargo run -q -p aegis-cli -- rules --markdown > docs/rules.md`"
