@@ -17,8 +17,29 @@ pub mod native;
 pub mod onnx;
 pub mod ops;
 pub mod rng;
+pub mod tract;
 pub mod train;
 
 pub use error::Error;
 pub use grad::{input_gradient, Gradient, Loss};
 pub use model::{accuracy, argmax_rows, predict, predict_proba_batched, Differentiable, Model};
+
+/// Load an ONNX file with the best backend that can run it: candle (exact gradients) when every operator is
+/// supported, else tract as a black box. The error names both backends' reasons when neither can.
+pub fn load_onnx(path: &std::path::Path) -> Result<Box<dyn Model>, Error> {
+    match onnx::OnnxModel::load(path) {
+        Ok(m) => Ok(Box::new(m)),
+        Err(Error::Load {
+            reason: candle_reason,
+            ..
+        }) => match tract::TractModel::load(path) {
+            Ok(m) => Ok(Box::new(m)),
+            Err(Error::Load { reason, .. }) => Err(Error::Load {
+                path: path.to_path_buf(),
+                reason: format!("{candle_reason}; tract: {reason}"),
+            }),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    }
+}

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod html;
 mod human;
 mod sarif;
 
@@ -23,6 +24,8 @@ pub enum Format {
     Jsonl,
     /// SARIF 2.1.0 for code-scanning platforms.
     Sarif,
+    /// One self-contained HTML page (no script, no external resources) with SVG charts of the metrics.
+    Html,
 }
 
 /// Render `report` in `format` to `out`. `rules` documents the rules findings refer to (SARIF's rule table).
@@ -44,6 +47,7 @@ pub fn render(
             serde_json::to_writer_pretty(&mut *out, &sarif::to_sarif(report, rules))?;
             writeln!(out)
         }
+        Format::Html => html::render(report, rules, out),
     }
 }
 

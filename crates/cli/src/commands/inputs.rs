@@ -7,7 +7,6 @@ use aegis_assess::{Constraints, EpsUnits, Norm};
 use aegis_core::{Schema, Table};
 use aegis_data::CsvOptions;
 use aegis_ml::http::{HttpModel, HttpModelConfig, Protocol};
-use aegis_ml::onnx::OnnxModel;
 use aegis_ml::Model;
 use anyhow::{bail, Context};
 
@@ -99,7 +98,7 @@ pub fn load_model(
         }
         Box::new(HttpModel::new(config)?)
     } else {
-        Box::new(OnnxModel::load(Path::new(spec))?)
+        aegis_ml::load_onnx(Path::new(spec))?
     };
     check_fit(model.as_ref(), data, spec)?;
     Ok(model)

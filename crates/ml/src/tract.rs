@@ -1,0 +1,236 @@
+//! ONNX graphs candle cannot evaluate (scikit-learn exports with `ai.onnx.ml` tree ensembles), run by tract
+//! as black-box models.
+//!
+//! tract optimises the graph once for a symbolic batch size; each `predict_proba` is one plan run. The model
+//! has no gradients, so assessments fall back to the black-box attacks. Of a graph's outputs the first float
+//! tensor of rank 2 is taken as class probabilities (skl2onnx writes `label` then `probabilities`; export with
+//! `zipmap=False`, as a map-typed output cannot be read as a tensor).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use candle_onnx::onnx::{
+    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto,
+};
+use prost::Message;
+use tract_onnx::prelude::*;
+
+use crate::error::check_shape;
+use crate::{Error, Model};
+
+type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>, Graph<TypedFact, Box<dyn TypedOp>>>;
+
+/// An ONNX model run by tract.
+pub struct TractModel {
+    path: PathBuf,
+    plan: Plan,
+    n_features: usize,
+    n_classes: usize,
+    output: String,
+    probabilities: bool,
+}
+
+impl fmt::Debug for TractModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TractModel")
+            .field("path", &self.path)
+            .field("n_features", &self.n_features)
+            .field("n_classes", &self.n_classes)
+            .finish()
+    }
+}
+
+fn load_err(path: &Path, reason: impl fmt::Display) -> Error {
+    Error::Load {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+impl TractModel {
+    /// Load and optimise an ONNX file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let size = std::fs::metadata(path).map_err(io)?.len();
+        if size > crate::onnx::MAX_MODEL_BYTES {
+            return Err(load_err(
+                path,
+                format!("{size} bytes is larger than the limit"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(io)?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Load and optimise an ONNX model from its bytes; `path` names it in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
+        let proto = ModelProto::decode(bytes)
+            .map_err(|e| load_err(path, format!("not an ONNX model: {e}")))?;
+        let graph = proto
+            .graph
+            .as_ref()
+            .ok_or_else(|| load_err(path, "the model has no graph"))?;
+        let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !inits.contains(&i.name.as_str()))
+            .collect();
+        let [input] = inputs.as_slice() else {
+            return Err(load_err(
+                path,
+                format!("expected one input, the graph has {}", inputs.len()),
+            ));
+        };
+        let Some(type_proto::Value::TensorType(tt)) =
+            input.r#type.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(load_err(
+                path,
+                format!("input {} is not a tensor", input.name),
+            ));
+        };
+        if tt.elem_type != DataType::Float as i32 {
+            return Err(load_err(path, format!("input {} is not float", input.name)));
+        }
+        let dims = tt
+            .shape
+            .as_ref()
+            .map(|s| s.dim.as_slice())
+            .unwrap_or_default();
+        let n_features = match dims {
+            [_, d] => match d.value {
+                Some(Dim::DimValue(v)) if v > 0 && v <= 1 << 24 => v as usize,
+                _ => {
+                    return Err(load_err(
+                        path,
+                        format!("input {} has no fixed feature count", input.name),
+                    ))
+                }
+            },
+            _ => {
+                return Err(load_err(
+                    path,
+                    format!(
+                        "input {} has rank {}; expected (batch, features)",
+                        input.name,
+                        dims.len()
+                    ),
+                ))
+            }
+        };
+        let output = graph
+            .output
+            .iter()
+            .find(|o| matches!(o.r#type.as_ref().and_then(|t| t.value.as_ref()), Some(type_proto::Value::TensorType(t)) if t.elem_type == DataType::Float as i32))
+            .map(|o| o.name.clone())
+            .ok_or_else(|| load_err(path, "no float tensor output (export scikit-learn models with zipmap=False)"))?;
+
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut &*bytes)
+            .map_err(|e| load_err(path, format!("{e:#}")))?;
+        let batch = model.symbols.sym("N");
+        model
+            .set_input_fact(
+                0,
+                InferenceFact::dt_shape(
+                    f32::datum_type(),
+                    tvec!(batch.to_dim(), n_features.to_dim()),
+                ),
+            )
+            .map_err(|e| load_err(path, format!("{e:#}")))?;
+        model
+            .set_output_names([output.as_str()])
+            .map_err(|e| load_err(path, format!("{e:#}")))?;
+        let plan = model
+            .into_optimized()
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| load_err(path, format!("tract cannot run this graph: {e:#}")))?;
+        let mut m = TractModel {
+            path: path.to_path_buf(),
+            plan,
+            n_features,
+            n_classes: 0,
+            output,
+            probabilities: true,
+        };
+        let probe: Vec<f32> = (0..2 * n_features).map(|i| (i % 7) as f32 / 7.0).collect();
+        let out = m.run(&probe, 2)?;
+        if out.len() < 4 || out.len() % 2 != 0 {
+            return Err(load_err(
+                path,
+                format!(
+                    "output {} gives {} values for 2 rows; expected (rows, classes >= 2)",
+                    m.output,
+                    out.len()
+                ),
+            ));
+        }
+        m.n_classes = out.len() / 2;
+        m.probabilities = out.chunks(m.n_classes).all(|r| {
+            r.iter().all(|p| (0.0..=1.0).contains(p)) && (r.iter().sum::<f32>() - 1.0).abs() < 1e-3
+        });
+        Ok(m)
+    }
+
+    fn run(&self, x: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+        let input = tract_ndarray::Array2::from_shape_vec((n, self.n_features), x.to_vec())
+            .map_err(|e| Error::Eval(e.to_string()))?;
+        let out = self
+            .plan
+            .run(tvec!(Tensor::from(input).into()))
+            .map_err(|e| Error::Eval(format!("{}: {e:#}", self.path.display())))?;
+        let first = out
+            .first()
+            .ok_or_else(|| Error::Eval(format!("{}: no output", self.path.display())))?;
+        let view = first
+            .to_array_view::<f32>()
+            .map_err(|e| Error::Eval(format!("{}: {e:#}", self.path.display())))?;
+        Ok(view.iter().copied().collect())
+    }
+}
+
+impl Model for TractModel {
+    fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+
+    fn predict_proba(&self, x: &[f32], n: usize) -> Result<Vec<f32>, Error> {
+        check_shape(x, n, self.n_features)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let out = self.run(x, n)?;
+        if out.len() != n * self.n_classes {
+            return Err(Error::Eval(format!(
+                "{}: {} outputs for {n} rows",
+                self.path.display(),
+                out.len()
+            )));
+        }
+        if self.probabilities {
+            return Ok(out);
+        }
+        // Scores: softmax per row.
+        Ok(out
+            .chunks(self.n_classes)
+            .flat_map(|row| {
+                let max = row.iter().copied().fold(f32::MIN, f32::max);
+                let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
+                let sum: f32 = exp.iter().sum();
+                exp.into_iter().map(move |e| e / sum)
+            })
+            .collect())
+    }
+
+    fn describe(&self) -> String {
+        format!("onnx (tract, black-box) {}", self.path.display())
+    }
+}

@@ -1,0 +1,58 @@
+//! A scikit-learn random forest exported to ONNX (`ai.onnx.ml` TreeEnsembleClassifier) runs through tract as
+//! a black-box model and reproduces scikit-learn's probabilities; the candle backend refuses it by name and
+//! the loader falls back. Fixture: `testdata/ml/make_sklearn_fixture.py`.
+
+use std::path::{Path, PathBuf};
+
+use aegis_ml::onnx::OnnxModel;
+use aegis_ml::tract::TractModel;
+use aegis_ml::Model;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/ml")
+}
+
+#[test]
+fn forest_probabilities_match_scikit_learn() {
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir().join("sk_forest_expected.json")).unwrap())
+            .unwrap();
+    let floats = |v: &serde_json::Value| -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    let (x, want) = (floats(&expected["x"]), floats(&expected["proba"]));
+    let model = TractModel::load(&dir().join("sk_forest.onnx")).unwrap();
+    assert_eq!((model.n_features(), model.n_classes()), (4, 3));
+    assert!(model.as_differentiable().is_none());
+    let got = model.predict_proba(&x, x.len() / 4).unwrap();
+    let diff = got
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        diff < 1e-5,
+        "probabilities differ from scikit-learn by {diff}"
+    );
+}
+
+#[test]
+fn the_loader_uses_candle_when_it_can_and_tract_when_it_must() {
+    let err = OnnxModel::load(&dir().join("sk_forest.onnx"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ai.onnx.ml"), "{err}");
+    let forest = aegis_ml::load_onnx(&dir().join("sk_forest.onnx")).unwrap();
+    assert!(forest.describe().contains("tract") && forest.as_differentiable().is_none());
+    let mlp = aegis_ml::load_onnx(&dir().join("torch_mlp.onnx")).unwrap();
+    assert!(mlp.describe().contains("candle") && mlp.as_differentiable().is_some());
+    let Err(err) = aegis_ml::load_onnx(&dir().join("make_sklearn_fixture.py")) else {
+        panic!("a Python file loaded as a model")
+    };
+    let err = err.to_string();
+    assert!(err.contains("make_sklearn_fixture.py"), "{err}");
+}
