@@ -122,6 +122,24 @@ impl Constraints {
         }
     }
 
+    /// The eps in both units over the mutable features: `(raw_min, raw_max, range_min, range_max)`, the
+    /// radius in feature units and as a fraction of the feature's valid range (features with a zero range
+    /// are left out of the fraction).
+    pub fn radius_summary(&self, eps: f32) -> (f32, f32, f32, f32) {
+        let (mut raw, mut frac) = ((f32::MAX, 0.0f32), (f32::MAX, 0.0f32));
+        for j in (0..self.n_features()).filter(|&j| self.is_mutable(j)) {
+            let r = self.radius(j, eps);
+            raw = (raw.0.min(r), raw.1.max(r));
+            let range = self.hi[j] - self.lo[j];
+            if range > 0.0 {
+                frac = (frac.0.min(r / range), frac.1.max(r / range));
+            }
+        }
+        let fix = |(a, b): (f32, f32)| if a == f32::MAX { (0.0, 0.0) } else { (a, b) };
+        let (raw, frac) = (fix(raw), fix(frac));
+        (raw.0, raw.1, frac.0, frac.1)
+    }
+
     /// Lower and upper bound of feature `j`.
     pub fn bounds(&self, j: usize) -> (f32, f32) {
         (self.lo[j], self.hi[j])
@@ -356,6 +374,24 @@ mod tests {
         c.finalize(&x0, &mut x, 1.0);
         assert_eq!((x[3], x[4]), (0.0, 1.0));
         assert!(schema().check_row(&x).is_ok());
+    }
+
+    #[test]
+    fn per_feature_eps_is_a_fixed_radius_that_contains_accepts() {
+        let mut s = schema();
+        s.features[1].eps = Some(5.0);
+        let c = Constraints::from_schema(&s, EpsUnits::Range, Norm::Linf);
+        let x0 = [30.0, 50.0, 10.0, 1.0, 0.0];
+        let mut x = [30.0, 90.0, 12.0, 1.0, 0.0];
+        c.finalize(&x0, &mut x, 0.1);
+        assert_eq!(x[1], 55.0, "amount moved more than its own eps");
+        assert!(c.contains(&x0, &x, 0.1));
+        let mut far = x;
+        far[1] = 56.0;
+        assert!(!c.contains(&x0, &far, 0.1));
+        let (raw_lo, raw_hi, frac_lo, frac_hi) = c.radius_summary(0.1);
+        assert_eq!((raw_lo, raw_hi), (0.1, 5.0));
+        assert!((frac_lo - 0.05).abs() < 1e-6 && (frac_hi - 0.1).abs() < 1e-6);
     }
 
     #[test]

@@ -131,6 +131,10 @@ pub struct EpsPoint {
     pub broken_by: Vec<(String, usize)>,
     /// Model queries spent at this eps.
     pub queries: u64,
+    /// The radius in feature units over the mutable features: `[smallest, largest]`.
+    pub eps_raw: [f32; 2],
+    /// The radius as a fraction of each feature's valid range: `[smallest, largest]`.
+    pub eps_range_fraction: [f32; 2],
 }
 
 /// A feature the successful attacks changed most.
@@ -300,11 +304,14 @@ pub fn evaluate(
     let mut per_class: Vec<Vec<f64>> = Vec::new();
     let total_stages = eps.len() * attacks.len();
     for (ei, &e) in eps.iter().enumerate() {
+        let (raw_lo, raw_hi, frac_lo, frac_hi) = constraints.radius_summary(e);
         let mut point = EpsPoint {
             eps: e,
             robust_accuracy: 0.0,
             broken_by: Vec::new(),
             queries: 0,
+            eps_raw: [raw_lo, raw_hi],
+            eps_range_fraction: [frac_lo, frac_hi],
         };
         let mut white_broken = 0;
         for (ai, &attack) in attacks.iter().enumerate() {

@@ -58,6 +58,8 @@ pub enum OutputFormat {
     Jsonl,
     /// SARIF 2.1.0 (GitHub code scanning and other platforms).
     Sarif,
+    /// A self-contained HTML page with charts (open it in a browser).
+    Html,
 }
 
 /// When to colour human output.
@@ -252,6 +254,9 @@ pub struct HardenArgs {
     /// Where to write the hardened ONNX model.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// With --arch: skip training the same network without adversarial examples for the "before" scores.
+    #[arg(long)]
+    pub no_baseline: bool,
 }
 
 /// `--method`.

@@ -32,6 +32,7 @@ fn format_of(format: OutputFormat) -> Format {
         OutputFormat::Json => Format::Json,
         OutputFormat::Jsonl => Format::Jsonl,
         OutputFormat::Sarif => Format::Sarif,
+        OutputFormat::Html => Format::Html,
     }
 }
 

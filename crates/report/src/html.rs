@@ -734,7 +734,7 @@ struct ChartExtras {
 const W: f64 = 640.0;
 const H: f64 = 320.0;
 const LEFT: f64 = 56.0;
-const RIGHT: f64 = 24.0;
+const RIGHT: f64 = 32.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 48.0;
 
@@ -910,16 +910,18 @@ fn line_chart(series: &[Series], x_label: &str, y_label: &str, extras: &ChartExt
         );
     }
     if let Some((x, label)) = extras.marker.as_ref().filter(|(x, _)| x.is_finite()) {
+        let right_half = sx(*x) > LEFT + pw / 2.0;
         let _ = write!(
             s,
             "<line class=\"marker\" x1=\"{0}\" y1=\"{1}\" x2=\"{0}\" y2=\"{2}\" stroke=\"{AXIS}\" \
-             stroke-dasharray=\"3 3\"/><text x=\"{3}\" y=\"{4}\" fill=\"{AXIS}\">{5}</text>",
+             stroke-dasharray=\"3 3\"/><text x=\"{3}\" y=\"{4}\" text-anchor=\"{6}\" fill=\"{AXIS}\">{5}</text>",
             c(sx(*x)),
             c(TOP),
             c(TOP + ph),
-            c(sx(*x) + 4.0),
+            c(sx(*x) + if right_half { -4.0 } else { 4.0 }),
             c(TOP + 12.0),
-            esc(label)
+            esc(label),
+            if right_half { "end" } else { "start" }
         );
     }
     // Series.
@@ -1158,9 +1160,8 @@ mod tests {
         let text = html(&report);
         assert!(!text.contains("<script"), "{text}");
         assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt;.pkl"));
-        assert!(
-            text.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;more&quot;")
-        );
+        assert!(text
+            .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;` &amp; &quot;more&quot;"));
         assert!(text.contains("&lt;script&gt;key&lt;/script&gt;"));
         assert!(text.contains("&lt;script&gt;f&lt;/script&gt;"));
         assert!(text.contains("age&lt;img&gt;"));

@@ -1,5 +1,5 @@
-//! Renderers of an [`aegis_core::Report`]: human text (coloured on a terminal), JSON, JSON Lines and SARIF
-//! 2.1.0. A new output format is a new module here and never touches a scanner.
+//! Renderers of an [`aegis_core::Report`]: human text (coloured on a terminal), JSON, JSON Lines, SARIF
+//! 2.1.0 and a self-contained HTML page with SVG charts. A new output format is a new module here and never touches a scanner.
 
 #![forbid(unsafe_code)]
 

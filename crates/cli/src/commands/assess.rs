@@ -135,7 +135,10 @@ fn write_summary(out: &mut dyn Write, r: &RobustnessResult) -> std::io::Result<(
     for (attack, why) in &r.skipped {
         writeln!(out, "skipped   {attack}: {why}")?;
     }
-    writeln!(out, "\n  eps        robust accuracy   broken first by")?;
+    writeln!(
+        out,
+        "\n  eps        raw radius        % of range     robust accuracy   broken first by"
+    )?;
     for p in &r.curve {
         let by: Vec<String> = p
             .broken_by
@@ -145,8 +148,10 @@ fn write_summary(out: &mut dyn Write, r: &RobustnessResult) -> std::io::Result<(
             .collect();
         writeln!(
             out,
-            "  {:<10} {:>6.1}%  {:<8} {}",
+            "  {:<10} {:<17} {:<14} {:>6.1}%  {:<8} {}",
             p.eps,
+            span(p.eps_raw[0], p.eps_raw[1], 1.0, ""),
+            span(p.eps_range_fraction[0], p.eps_range_fraction[1], 100.0, "%"),
             p.robust_accuracy * 100.0,
             bar(p.robust_accuracy),
             by.join(", ")
@@ -199,6 +204,16 @@ fn write_summary(out: &mut dyn Write, r: &RobustnessResult) -> std::io::Result<(
         }
     }
     writeln!(out)
+}
+
+/// `a` or `a–b`, scaled, with a unit.
+fn span(a: f32, b: f32, scale: f32, unit: &str) -> String {
+    let (a, b) = (a * scale, b * scale);
+    if (a - b).abs() <= 1e-6 * b.abs().max(1.0) {
+        format!("{a:.4}{unit}")
+    } else {
+        format!("{a:.4}–{b:.4}{unit}")
+    }
 }
 
 fn bar(fraction: f64) -> String {

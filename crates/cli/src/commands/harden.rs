@@ -120,6 +120,36 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     )
     .with_context(|| format!("hardening {name}"))?;
     bar.finish();
+    let mut result = result;
+    let mut before_is = "the model before training";
+    if let (Some(arch), false) = (&args.arch, args.no_baseline) {
+        // From scratch, "before" is the same network trained the usual way: what the user would ship otherwise.
+        let baseline = NativeModel::new(
+            arch.parse().map_err(anyhow::Error::msg)?,
+            d,
+            k,
+            args.data.seed,
+        )?;
+        aegis_ml::train::train(
+            &baseline,
+            &train_t.features,
+            &train_y,
+            &cfg.train,
+            &mut aegis_ml::train::NoHooks,
+        )?;
+        result.before = aegis_harden::scores(
+            &baseline,
+            Split {
+                x: &val_t.features,
+                y: &val_y,
+            },
+            &constraints,
+            args.eps,
+            args.eval_steps,
+            args.data.seed,
+        )?;
+        before_is = "the same architecture trained without adversarial examples";
+    }
     model
         .save_onnx(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
@@ -142,6 +172,7 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     report
         .metrics
         .insert("validation_rows".into(), val_y.len().into());
+    report.metrics.insert("before_is".into(), before_is.into());
     let drop = (result.after.clean_accuracy - result.after.robust_accuracy) * 100.0;
     if drop >= 1.0 {
         let msg = format!(
