@@ -9,7 +9,7 @@ cargo build --release -q -p aegis-cli
 VENV=bench/.venv
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 if ! "$VENV/bin/python" -c "import torch, art, sklearn, onnx" 2>/dev/null; then
-  "$VENV/bin/pip" install -q "torch==2.5.1" "adversarial-robustness-toolbox" "scikit-learn" "onnx" "numpy" "packaging"
+  "$VENV/bin/pip" install -q "torch==2.5.1" "adversarial-robustness-toolbox" "scikit-learn" "onnx" "numpy" "packaging" "multiprocess" "skl2onnx"
 fi
 WORK=bench/work/robustness
 "$VENV/bin/python" bench/robustness/prepare.py "$WORK"

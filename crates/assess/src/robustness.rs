@@ -135,6 +135,8 @@ pub struct EpsPoint {
     pub eps_raw: [f32; 2],
     /// The radius as a fraction of each feature's valid range: `[smallest, largest]`.
     pub eps_range_fraction: [f32; 2],
+    /// Wall time of each attack at this eps, in seconds (attack name, seconds).
+    pub seconds: Vec<(String, f64)>,
 }
 
 /// A feature the successful attacks changed most.
@@ -312,6 +314,7 @@ pub fn evaluate(
             queries: 0,
             eps_raw: [raw_lo, raw_hi],
             eps_range_fraction: [frac_lo, frac_hi],
+            seconds: Vec::new(),
         };
         let mut white_broken = 0;
         for (ai, &attack) in attacks.iter().enumerate() {
@@ -336,7 +339,11 @@ pub fn evaluate(
                 constraints,
                 seed: cfg.seed ^ ((ei as u64) << 32 | ai as u64),
             };
+            let timer = std::time::Instant::now();
             let out = run_attack(attack, model, diff, &input, cfg)?;
+            point
+                .seconds
+                .push((attack.to_string(), timer.elapsed().as_secs_f64()));
             point.queries += out.queries;
             let broken = recheck(model, &input, &out, names.schema, &mut result.discarded)?;
             result.queries += rows.len() as u64;

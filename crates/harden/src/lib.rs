@@ -265,9 +265,11 @@ impl TrainHooks for AdversarialHooks<'_> {
         let adv = match self.cfg.method {
             Method::Pgd => {
                 let steps = self.cfg.train_steps;
+                // Madry: train on the highest-loss point of every row, not the first misclassified one.
                 let params = PgdParams {
                     steps,
                     step_size: 2.5 / steps.max(1) as f32,
+                    early_stop: false,
                     ..Default::default()
                 };
                 let input = AttackInput {

@@ -19,7 +19,7 @@ fn data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     for i in 0..n {
         let c = (i % 2) as u32;
         let s = if c == 1 { 1.0 } else { -1.0 };
-        x.push((0.5 + s * 0.15 + 0.05 * rng.normal()).clamp(0.0, 1.0));
+        x.push((0.5 + s * 0.2 + 0.05 * rng.normal()).clamp(0.0, 1.0));
         for _ in 1..D {
             x.push((0.5 + s * 0.1 + 0.1 * rng.normal()).clamp(0.0, 1.0));
         }
@@ -34,7 +34,7 @@ fn hardening_raises_robust_accuracy_on_held_out_rows() {
     let (xv, yv) = data(200, 2);
     let (xh, yh) = data(200, 3);
     let c = Constraints::box_bounds(D, 0.0, 1.0, Norm::Linf);
-    let eps = 0.1;
+    let eps = 0.13;
     let cfg_train = TrainConfig {
         epochs: 15,
         batch_size: 32,

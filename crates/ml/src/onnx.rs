@@ -318,7 +318,7 @@ impl OnnxModel {
         for (name, var) in &self.weights {
             inputs.insert(name.clone(), var.as_tensor().clone());
         }
-        let mut out = candle_onnx::simple_eval(&self.graph, inputs)
+        let mut out = guarded_eval(&self.graph, inputs)
             .map_err(|e| Error::Eval(format!("{}: {e}", self.path.display())))?;
         out.remove(&self.output_name).ok_or_else(|| {
             Error::Eval(format!(
@@ -377,7 +377,7 @@ impl OnnxModel {
         for (name, var) in &self.weights {
             inputs.insert(name.clone(), var.as_tensor().clone());
         }
-        let values = candle_onnx::simple_eval(&probe, inputs)
+        let values = guarded_eval(&probe, inputs)
             .map_err(|e| load_err(&self.path, format!("evaluation failed: {e}")))?;
         let g = self.graph.graph.get_or_insert_with(Default::default);
         let mut rewritten = Vec::with_capacity(g.node.len());
@@ -403,6 +403,20 @@ impl OnnxModel {
         }
         g.node = rewritten;
         Ok(())
+    }
+}
+
+/// Evaluate a graph; a panic inside the evaluator (an op given shapes it does not expect) becomes an error, so
+/// a hostile model file cannot take the process down.
+fn guarded_eval(
+    graph: &ModelProto,
+    inputs: HashMap<String, Tensor>,
+) -> Result<HashMap<String, Tensor>, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        candle_onnx::simple_eval(graph, inputs)
+    })) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the evaluator failed on this graph (invalid shapes or attributes)".into()),
     }
 }
 

@@ -179,10 +179,20 @@ impl TractModel {
     fn run(&self, x: &[f32], n: usize) -> Result<Vec<f32>, Error> {
         let input = tract_ndarray::Array2::from_shape_vec((n, self.n_features), x.to_vec())
             .map_err(|e| Error::Eval(e.to_string()))?;
-        let out = self
-            .plan
-            .run(tvec!(Tensor::from(input).into()))
-            .map_err(|e| Error::Eval(format!("{}: {e:#}", self.path.display())))?;
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.plan.run(tvec!(Tensor::from(input).into()))
+        }));
+        let out = match run {
+            Ok(result) => {
+                result.map_err(|e| Error::Eval(format!("{}: {e:#}", self.path.display())))?
+            }
+            Err(_) => {
+                return Err(Error::Eval(format!(
+                    "{}: tract failed while running the graph",
+                    self.path.display()
+                )))
+            }
+        };
         let first = out
             .first()
             .ok_or_else(|| Error::Eval(format!("{}: no output", self.path.display())))?;

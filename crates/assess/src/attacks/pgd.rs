@@ -13,7 +13,7 @@ use super::{AttackInput, AttackOutput};
 use crate::{Constraints, Error, Norm};
 
 /// Rows per gradient batch.
-const BATCH: usize = 256;
+const BATCH: usize = 1024;
 
 /// Which loss PGD ascends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,6 +38,9 @@ pub struct PgdParams {
     pub random_start: bool,
     /// The loss.
     pub loss: PgdLoss,
+    /// Stop attacking a row once it is misclassified (assessment: the first success is the answer). Off,
+    /// every row takes every step and ends at the highest-loss point found (Madry's training examples).
+    pub early_stop: bool,
 }
 
 impl Default for PgdParams {
@@ -49,6 +52,7 @@ impl Default for PgdParams {
             restarts: 1,
             random_start: true,
             loss: PgdLoss::CrossEntropy,
+            early_stop: true,
         }
     }
 }
@@ -150,28 +154,42 @@ pub fn pgd(
             } else {
                 a0.clone()
             };
-            let mut done = vec![false; active.len()];
+            // Rows still being attacked; a row leaves as soon as it is misclassified, so later steps
+            // compute gradients only for the rows that still need them.
+            let mut live: Vec<usize> = (0..active.len()).collect();
             for step in 0..=p.steps {
-                let g = input_gradient(model, &x, active.len(), &loss_for(p.loss, &a_labels))?;
-                out.queries += active.len() as u64;
+                let lx: Vec<f32> = live
+                    .iter()
+                    .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
+                    .collect();
+                let ly: Vec<u32> = live.iter().map(|&r| a_labels[r]).collect();
+                let g = input_gradient(model, &lx, live.len(), &loss_for(p.loss, &ly))?;
+                out.queries += live.len() as u64;
                 let pred = argmax_rows(&g.logits, k);
-                for (r, &i) in active.iter().enumerate() {
-                    if !done[r] && pred[r] != a_labels[r] {
-                        done[r] = true;
+                let mut still = Vec::with_capacity(live.len());
+                for (li, &r) in live.iter().enumerate() {
+                    if pred[li] != ly[li] && p.early_stop {
+                        let i = active[r];
                         found[i] = true;
                         best[i * d..(i + 1) * d].copy_from_slice(&x[r * d..(r + 1) * d]);
+                    } else {
+                        still.push((li, r));
                     }
                 }
-                if step == p.steps || done.iter().all(|&v| v) {
+                live = still.iter().map(|&(_, r)| r).collect();
+                if step == p.steps || live.is_empty() {
                     break;
                 }
-                let mut next = x.clone();
-                ascent_step(c, &mut next, &g.grad, p.step_size * input.eps, d);
-                c.project(&a0, &mut next, input.eps);
-                for (r, done_r) in done.iter().enumerate() {
-                    if !done_r {
-                        x[r * d..(r + 1) * d].copy_from_slice(&next[r * d..(r + 1) * d]);
-                    }
+                for &(li, r) in &still {
+                    let row = &mut x[r * d..(r + 1) * d];
+                    ascent_step(
+                        c,
+                        row,
+                        &g.grad[li * d..(li + 1) * d],
+                        p.step_size * input.eps,
+                        d,
+                    );
+                    c.project(&a0[r * d..(r + 1) * d], row, input.eps);
                 }
             }
             for (r, &i) in active.iter().enumerate() {

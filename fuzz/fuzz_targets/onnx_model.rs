@@ -1,0 +1,15 @@
+//! Fuzz model loading for assessment: ONNX bytes prepared for candle (operator checks, max-pool rewrite,
+//! probing) and for tract. Errors are fine; a panic that escapes, an overflow or an unbounded allocation is a
+//! bug.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let path = std::path::Path::new("fuzz.onnx");
+    if let Ok(model) = aegis_ml::onnx::OnnxModel::from_bytes(data, path) {
+        use aegis_ml::Model;
+        let d = model.n_features().min(1 << 12);
+        let _ = model.predict_proba(&vec![0.5; d], 1);
+    }
+    let _ = aegis_ml::tract::TractModel::from_bytes(data, path);
+});
