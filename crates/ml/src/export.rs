@@ -231,6 +231,10 @@ pub fn write_model(proto: &ModelProto, path: &Path) -> Result<(), Error> {
 }
 
 impl Trainable for NativeModel {
+    fn train_logits(&self, x: &Tensor) -> Result<Tensor, Error> {
+        self.forward_tracked(x)
+    }
+
     fn vars(&self) -> Vec<candle_core::Var> {
         NativeModel::vars(self)
     }

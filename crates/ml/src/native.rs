@@ -236,7 +236,26 @@ impl NativeModel {
             .into_iter()
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+    /// Logits with the weights in autograd, for training.
+    pub(crate) fn forward_tracked(&self, x: &Tensor) -> Result<Tensor, Error> {
+        let x = if x.dtype() == DType::F32 {
+            x.clone()
+        } else {
+            x.to_dtype(DType::F32)?
+        };
+        self.forward(&x, true)
+    }
+
+    /// Logits; with `track` the weights take part in autograd (training), without it only the input does
+    /// (attacks: no weight gradients are computed).
+    fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor, Error> {
+        let w = |v: &Var| {
+            if track {
+                v.as_tensor().clone()
+            } else {
+                v.as_tensor().detach()
+            }
+        };
         let mut h = match &self.arch {
             Arch::Cnn {
                 channels,
@@ -246,19 +265,17 @@ impl NativeModel {
             } => {
                 let n = x.dim(0)?;
                 let img = x.reshape((n, *channels, *height, *width))?;
-                let (w, b) = (&self.params[0].1, &self.params[1].1);
+                let (cw, cb) = (&self.params[0].1, &self.params[1].1);
                 let conv = img
-                    .conv2d(w.as_tensor(), 1, 1, 1, 1)?
-                    .broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?;
+                    .conv2d(&w(cw), 1, 1, 1, 1)?
+                    .broadcast_add(&w(cb).reshape((1, (), 1, 1))?)?;
                 ops::max_pool2d(&conv.relu()?, 2)?.flatten_from(1)?
             }
             _ => x.clone(),
         };
         let layers: Vec<_> = self.dense_layers().collect();
-        for (i, (w, b)) in layers.iter().enumerate() {
-            h = h
-                .matmul(&w.as_tensor().t()?)?
-                .broadcast_add(b.as_tensor())?;
+        for (i, (lw, lb)) in layers.iter().enumerate() {
+            h = h.matmul(&w(lw).t()?)?.broadcast_add(&w(lb))?;
             if i + 1 < layers.len() {
                 h = h.relu()?;
             }
@@ -294,7 +311,7 @@ impl Model for NativeModel {
             return Ok(Vec::new());
         }
         let t = Tensor::from_slice(x, (n, self.n_features), &Device::Cpu)?;
-        crate::grad::softmax_rows(&self.forward(&t)?.detach())
+        crate::grad::softmax_rows(&self.forward(&t, false)?)
     }
 
     fn describe(&self) -> String {
@@ -313,7 +330,7 @@ impl Differentiable for NativeModel {
         } else {
             x.to_dtype(DType::F32)?
         };
-        self.forward(&x)
+        self.forward(&x, false)
     }
 }
 
@@ -393,7 +410,7 @@ mod tests {
                     })
                     .collect(),
             };
-            let err = ops::gradient_check(|t| m64.forward(t), &x, &[2, d]).unwrap();
+            let err = ops::gradient_check(|t| m64.forward(t, true), &x, &[2, d]).unwrap();
             assert!(err < 1e-6, "{arch}: relative error {err}");
         }
     }

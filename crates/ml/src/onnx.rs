@@ -261,7 +261,7 @@ impl OnnxModel {
         };
         model.rewrite_max_pools()?;
         let probe = probe_rows(n_features);
-        let out = model.run_raw(&model.to_input(&probe, 4)?)?;
+        let out = model.run_raw(&model.to_input(&probe, 4)?, false)?;
         let dims = out.dims().to_vec();
         if dims.first() != Some(&4) || dims.iter().skip(1).product::<usize>() < 2 {
             return Err(load_err(
@@ -312,11 +312,17 @@ impl OnnxModel {
     }
 
     /// Evaluate the prepared graph on an input tensor of shape `(n, input_dims…)`.
-    fn run_raw(&self, x: &Tensor) -> Result<Tensor, Error> {
+    /// `track`: whether the weights take part in autograd (training) or not (prediction, attacks).
+    fn run_raw(&self, x: &Tensor, track: bool) -> Result<Tensor, Error> {
         let mut inputs: HashMap<String, Tensor> = HashMap::with_capacity(self.weights.len() + 1);
         inputs.insert(self.input_name.clone(), x.clone());
         for (name, var) in &self.weights {
-            inputs.insert(name.clone(), var.as_tensor().clone());
+            let w = if track {
+                var.as_tensor().clone()
+            } else {
+                var.as_tensor().detach()
+            };
+            inputs.insert(name.clone(), w);
         }
         let mut out = guarded_eval(&self.graph, inputs)
             .map_err(|e| Error::Eval(format!("{}: {e}", self.path.display())))?;
@@ -330,12 +336,12 @@ impl OnnxModel {
     }
 
     /// Logits of shape `(n, k)` for an input of shape `(n, n_features)`.
-    fn forward(&self, x: &Tensor) -> Result<Tensor, Error> {
+    fn forward(&self, x: &Tensor, track: bool) -> Result<Tensor, Error> {
         let n = x.dim(0)?;
         let mut shape = vec![n];
         shape.extend(&self.input_dims);
         let out = self
-            .run_raw(&x.reshape(shape)?.to_dtype(self.input_dtype)?)?
+            .run_raw(&x.reshape(shape)?.to_dtype(self.input_dtype)?, track)?
             .reshape((n, self.n_classes))?;
         match self.output {
             OutputKind::Logits => Ok(out),
@@ -635,7 +641,7 @@ impl Model for OnnxModel {
         let mut shape = vec![n];
         shape.extend(&self.input_dims);
         let out = self
-            .run_raw(&self.to_input(x, n)?)?
+            .run_raw(&self.to_input(x, n)?, false)?
             .reshape((n, self.n_classes))?
             .to_dtype(DType::F32)?;
         match self.output {
@@ -665,11 +671,15 @@ impl Differentiable for OnnxModel {
                 self.path.display()
             )));
         }
-        self.forward(x)
+        self.forward(x, false)
     }
 }
 
 impl Trainable for OnnxModel {
+    fn train_logits(&self, x: &Tensor) -> Result<Tensor, Error> {
+        self.forward(x, true)
+    }
+
     fn vars(&self) -> Vec<Var> {
         self.weights.iter().map(|(_, v)| v.clone()).collect()
     }

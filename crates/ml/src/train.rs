@@ -14,6 +14,9 @@ use crate::{Differentiable, Error};
 
 /// A differentiable model whose parameters can be trained and saved.
 pub trait Trainable: Differentiable {
+    /// Logits with the parameters in autograd ([`Differentiable::logits`] leaves them out, so attacks do not
+    /// pay for weight gradients).
+    fn train_logits(&self, x: &Tensor) -> Result<Tensor, Error>;
     /// The trainable parameters.
     fn vars(&self) -> Vec<Var>;
     /// Write the model, with its current weights, as ONNX.
@@ -256,18 +259,18 @@ fn batch_loss(model: &dyn Trainable, batch: &Batch, objective: Objective) -> Res
     let tensor = |v: &[f32]| Tensor::from_slice(v, (n, d), &Device::Cpu);
     let ce = Loss::CrossEntropy(batch.y.clone());
     match (objective, &batch.x_adv) {
-        (Objective::CrossEntropy, Some(adv)) => {
-            Ok(ce.per_row(&model.logits(&tensor(adv)?)?)?.mean_all()?)
-        }
-        (Objective::CrossEntropy, None) => {
-            Ok(ce.per_row(&model.logits(&tensor(&batch.x)?)?)?.mean_all()?)
-        }
+        (Objective::CrossEntropy, Some(adv)) => Ok(ce
+            .per_row(&model.train_logits(&tensor(adv)?)?)?
+            .mean_all()?),
+        (Objective::CrossEntropy, None) => Ok(ce
+            .per_row(&model.train_logits(&tensor(&batch.x)?)?)?
+            .mean_all()?),
         (Objective::Trades { beta }, adv) => {
-            let clean = model.logits(&tensor(&batch.x)?)?;
+            let clean = model.train_logits(&tensor(&batch.x)?)?;
             let natural = ce.per_row(&clean)?.mean_all()?;
             let Some(adv) = adv else { return Ok(natural) };
             let log_p = candle_nn_log_softmax(&clean)?;
-            let log_q = candle_nn_log_softmax(&model.logits(&tensor(adv)?)?)?;
+            let log_q = candle_nn_log_softmax(&model.train_logits(&tensor(adv)?)?)?;
             let kl = (log_p.exp()? * (log_p - log_q)?)?.sum(1)?.mean_all()?;
             Ok((natural + (kl * beta as f64)?)?)
         }
