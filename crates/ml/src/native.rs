@@ -206,23 +206,6 @@ impl NativeModel {
         &self.params
     }
 
-    /// A copy of the current weights.
-    pub fn snapshot(&self) -> Result<Vec<Tensor>, Error> {
-        Ok(self
-            .params
-            .iter()
-            .map(|(_, v)| v.as_tensor().copy())
-            .collect::<Result<_, _>>()?)
-    }
-
-    /// Restore weights taken by [`snapshot`](Self::snapshot).
-    pub fn restore(&self, weights: &[Tensor]) -> Result<(), Error> {
-        for ((_, var), w) in self.params.iter().zip(weights) {
-            var.set(w)?;
-        }
-        Ok(())
-    }
-
     fn dense_layers(&self) -> impl Iterator<Item = (&Var, &Var)> {
         let dense: Vec<&(String, Var)> = self
             .params

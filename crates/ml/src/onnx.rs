@@ -259,6 +259,7 @@ impl OnnxModel {
             n_classes: 0,
             not_differentiable: None,
         };
+        rewrite_gemms(model.graph.graph.get_or_insert_with(Default::default));
         model.rewrite_max_pools()?;
         let probe = probe_rows(n_features);
         let out = model.run_raw(&model.to_input(&probe, 4)?, false)?;
@@ -522,6 +523,66 @@ fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
         row.iter().all(|&p| (0.0..=1.0).contains(&p))
             && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3
     })
+}
+
+/// Plain `Gemm` nodes (alpha = beta = 1, no transposed A) as `[Transpose →] MatMul → Add`. candle-onnx's
+/// `Gemm` multiplies A and C by full tensors of alpha and beta even when they are 1 (two extra element-wise
+/// passes forward and backward, and f32 constants that break double-precision graphs); the rewrite computes
+/// the same values with less work.
+fn rewrite_gemms(g: &mut candle_onnx::onnx::GraphProto) {
+    let mut out = Vec::with_capacity(g.node.len());
+    for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
+        let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+        let scale_is_one = |name: &str| attr(name).is_none_or(|a| a.f == 1.0);
+        let trans_a = attr("transA").is_some_and(|a| a.i != 0);
+        let trans_b = attr("transB").is_some_and(|a| a.i != 0);
+        let plain = n.op_type == "Gemm"
+            && scale_is_one("alpha")
+            && scale_is_one("beta")
+            && !trans_a
+            && n.input.len() >= 2
+            && n.output.len() == 1;
+        if !plain {
+            out.push(n);
+            continue;
+        }
+        let p = format!("aegis_gemm{i}");
+        let mut b = n.input[1].clone();
+        if trans_b {
+            let bt = format!("{p}_bt");
+            out.push(node(
+                "Transpose",
+                &bt,
+                &[&b],
+                &[&bt],
+                vec![ints("perm", &[1, 0])],
+            ));
+            b = bt;
+        }
+        let has_c = n.input.get(2).is_some_and(|c| !c.is_empty());
+        let mm = if has_c {
+            format!("{p}_mm")
+        } else {
+            n.output[0].clone()
+        };
+        out.push(node(
+            "MatMul",
+            &format!("{p}_matmul"),
+            &[&n.input[0], &b],
+            &[&mm],
+            vec![],
+        ));
+        if has_c {
+            out.push(node(
+                "Add",
+                &format!("{p}_add"),
+                &[&mm, &n.input[2]],
+                &[&n.output[0]],
+                vec![],
+            ));
+        }
+    }
+    g.node = out;
 }
 
 /// `MaxPool` with window = stride, no padding, as `[Slice →] Reshape → Transpose → Reshape → ReduceMax`.

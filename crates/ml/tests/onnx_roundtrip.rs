@@ -103,55 +103,11 @@ fn onnx_graph_gradients_match_finite_differences_in_f64() {
     assert!(err < 1e-6, "relative error {err}");
 }
 
-/// The same model with every float tensor and the input in double precision. candle-onnx's `Gemm` mixes in
-/// f32 scalars, so each `Gemm(transB=1)` becomes `MatMul` with the transposed weight and an `Add`.
+/// The same model with every float tensor and the input in double precision (the loader's rewrite of `Gemm`
+/// into `MatMul` + `Add` is what lets candle-onnx evaluate it without f32 constants).
 fn to_f64(mut proto: ModelProto) -> ModelProto {
-    use candle_onnx::onnx::{tensor_proto::DataType, type_proto, NodeProto};
+    use candle_onnx::onnx::{tensor_proto::DataType, type_proto};
     let g = proto.graph.as_mut().unwrap();
-    let gemms: Vec<NodeProto> = g
-        .node
-        .iter()
-        .filter(|n| n.op_type == "Gemm")
-        .cloned()
-        .collect();
-    for gemm in gemms {
-        let w = g
-            .initializer
-            .iter_mut()
-            .find(|t| t.name == gemm.input[1])
-            .unwrap();
-        let (rows, cols) = (w.dims[0] as usize, w.dims[1] as usize);
-        let vals: Vec<f32> = w
-            .raw_data
-            .chunks(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let mut t = vec![0f32; vals.len()];
-        for r in 0..rows {
-            for c in 0..cols {
-                t[c * rows + r] = vals[r * cols + c];
-            }
-        }
-        w.raw_data = t.iter().flat_map(|v| v.to_le_bytes()).collect();
-        w.dims = vec![cols as i64, rows as i64];
-        let pos = g.node.iter().position(|n| n.name == gemm.name).unwrap();
-        let mid = format!("{}_mm", gemm.name);
-        let mm = NodeProto {
-            op_type: "MatMul".into(),
-            name: mid.clone(),
-            input: gemm.input[..2].to_vec(),
-            output: vec![mid.clone()],
-            ..Default::default()
-        };
-        let add = NodeProto {
-            op_type: "Add".into(),
-            name: format!("{}_add", gemm.name),
-            input: vec![mid, gemm.input[2].clone()],
-            output: gemm.output.clone(),
-            ..Default::default()
-        };
-        g.node.splice(pos..=pos, [mm, add]);
-    }
     for t in g.initializer.iter_mut() {
         if t.data_type == DataType::Float as i32 {
             let values: Vec<f64> = t
