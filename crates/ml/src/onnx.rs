@@ -186,6 +186,7 @@ impl OnnxModel {
             .as_ref()
             .ok_or_else(|| load_err(path, "the model has no graph".into()))?;
         check_operators(&graph.node, path)?;
+        validate_tensors(graph).map_err(|why| load_err(path, why))?;
         let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<&ValueInfoProto> = graph
             .input
@@ -432,6 +433,77 @@ fn load_err(path: &Path, reason: String) -> Error {
         path: path.to_path_buf(),
         reason,
     }
+}
+
+/// Every tensor stored in the graph (initializers, `Constant` values) must hold exactly as many elements as
+/// its dimensions say, in a type we know, stored inline. Both evaluators trust this and index out of bounds
+/// (or allocate from the dimensions) when it is false, so it is checked before either sees the graph.
+pub(crate) fn validate_tensors(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+    let constants = graph
+        .node
+        .iter()
+        .flat_map(|n| n.attribute.iter())
+        .flat_map(|a| a.t.iter().chain(a.tensors.iter()));
+    for t in graph.initializer.iter().chain(constants) {
+        validate_tensor(t)?;
+    }
+    Ok(())
+}
+
+/// Largest element count of one stored tensor (2^31: protobuf limits a message to 2 GiB anyway).
+const MAX_TENSOR_ELEMENTS: u64 = 1 << 31;
+
+fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
+    let name = &t.name;
+    if t.data_location != 0 || !t.external_data.is_empty() {
+        return Err(format!(
+            "tensor {name:?} keeps its data in an external file, which is not supported"
+        ));
+    }
+    let mut count: u64 = 1;
+    for &d in &t.dims {
+        let d = u64::try_from(d)
+            .map_err(|_| format!("tensor {name:?} has a negative dimension {d}"))?;
+        count = count
+            .checked_mul(d)
+            .filter(|&c| c <= MAX_TENSOR_ELEMENTS)
+            .ok_or_else(|| format!("tensor {name:?} has too many elements"))?;
+    }
+    let dt = DataType::try_from(t.data_type)
+        .map_err(|_| format!("tensor {name:?} has unknown element type {}", t.data_type))?;
+    let (size, typed) = match dt {
+        DataType::Float => (4, t.float_data.len()),
+        DataType::Double => (8, t.double_data.len()),
+        DataType::Int64 => (8, t.int64_data.len()),
+        DataType::Int32 => (4, t.int32_data.len()),
+        DataType::Int16 | DataType::Uint16 | DataType::Float16 | DataType::Bfloat16 => {
+            (2, t.int32_data.len())
+        }
+        DataType::Int8 | DataType::Uint8 | DataType::Bool => (1, t.int32_data.len()),
+        DataType::Uint32 | DataType::Uint64 => (
+            if dt == DataType::Uint32 { 4 } else { 8 },
+            t.uint64_data.len(),
+        ),
+        DataType::String => return Ok(()),
+        other => {
+            return Err(format!(
+                "tensor {name:?} has unsupported element type {other:?}"
+            ))
+        }
+    };
+    let stored = if t.raw_data.is_empty() {
+        typed as u64
+    } else {
+        t.raw_data.len() as u64 / size
+    };
+    let exact = t.raw_data.is_empty() || t.raw_data.len() as u64 % size == 0;
+    if stored != count || !exact {
+        return Err(format!(
+            "tensor {name:?} has dimensions {:?} ({count} elements) but stores {stored}",
+            t.dims
+        ));
+    }
+    Ok(())
 }
 
 fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {

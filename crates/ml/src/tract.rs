@@ -73,6 +73,7 @@ impl TractModel {
             .graph
             .as_ref()
             .ok_or_else(|| load_err(path, "the model has no graph"))?;
+        crate::onnx::validate_tensors(graph).map_err(|why| load_err(path, why))?;
         let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<_> = graph
             .input
@@ -129,6 +130,18 @@ impl TractModel {
             .map(|o| o.name.clone())
             .ok_or_else(|| load_err(path, "no float tensor output (export scikit-learn models with zipmap=False)"))?;
 
+        // tract's graph analysis runs on untrusted input: a panic in it becomes a load error.
+        std::panic::catch_unwind(|| Self::build(bytes, path, n_features, output)).unwrap_or_else(
+            |_| {
+                Err(load_err(
+                    path,
+                    "tract failed on this graph (invalid shapes or attributes)",
+                ))
+            },
+        )
+    }
+
+    fn build(bytes: &[u8], path: &Path, n_features: usize, output: String) -> Result<Self, Error> {
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut &*bytes)
             .map_err(|e| load_err(path, format!("{e:#}")))?;

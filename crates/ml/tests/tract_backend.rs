@@ -56,3 +56,27 @@ fn the_loader_uses_candle_when_it_can_and_tract_when_it_must() {
     let err = err.to_string();
     assert!(err.contains("make_sklearn_fixture.py"), "{err}");
 }
+
+/// Found by `fuzz/run.sh onnx_model`: an initializer whose data is longer than its dimensions made tract
+/// panic while copying it. Both loaders now refuse such tensors before evaluating anything.
+#[test]
+fn tensors_whose_data_does_not_match_their_dimensions_are_refused() {
+    let path = dir().join("fuzz/tensor-length-mismatch.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    let err = TractModel::from_bytes(&bytes, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stores") && err.contains("tensor-length-mismatch.onnx"),
+        "{err}"
+    );
+    let err = OnnxModel::from_bytes(&bytes, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("stores") || err.contains("not supported"),
+        "{err}"
+    );
+    // The well-formed model next to it still loads.
+    assert!(TractModel::load(&dir().join("torch_mlp.onnx")).is_ok());
+}
