@@ -435,17 +435,37 @@ fn load_err(path: &Path, reason: String) -> Error {
     }
 }
 
-/// Every tensor stored in the graph (initializers, `Constant` values) must hold exactly as many elements as
-/// its dimensions say, in a type we know, stored inline. Both evaluators trust this and index out of bounds
-/// (or allocate from the dimensions) when it is false, so it is checked before either sees the graph.
+/// Every tensor stored in the graph (initializers, `Constant` values, subgraphs) must hold exactly as many
+/// elements as its dimensions say, in a type we know, stored inline; every attribute must have a known type.
+/// Both evaluators trust this (tract unwraps attribute types, copies tensor data by its dimensions), so it is
+/// checked before either sees the graph. Subgraphs are followed to a bounded depth.
 pub(crate) fn validate_tensors(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
-    let constants = graph
-        .node
-        .iter()
-        .flat_map(|n| n.attribute.iter())
-        .flat_map(|a| a.t.iter().chain(a.tensors.iter()));
-    for t in graph.initializer.iter().chain(constants) {
+    validate_graph(graph, 0)
+}
+
+fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result<(), String> {
+    use candle_onnx::onnx::attribute_proto::AttributeType;
+    if depth > 8 {
+        return Err("subgraphs nested more than 8 deep".into());
+    }
+    for t in &graph.initializer {
         validate_tensor(t)?;
+    }
+    for n in &graph.node {
+        for a in &n.attribute {
+            if AttributeType::try_from(a.r#type).map_or(true, |t| t == AttributeType::Undefined) {
+                return Err(format!(
+                    "node {:?} attribute {:?} has unknown type {}",
+                    n.name, a.name, a.r#type
+                ));
+            }
+            for t in a.t.iter().chain(&a.tensors) {
+                validate_tensor(t)?;
+            }
+            for g in a.g.iter().chain(&a.graphs) {
+                validate_graph(g, depth + 1)?;
+            }
+        }
     }
     Ok(())
 }
