@@ -74,6 +74,7 @@ impl TractModel {
             .as_ref()
             .ok_or_else(|| load_err(path, "the model has no graph"))?;
         crate::onnx::validate_tensors(graph).map_err(|why| load_err(path, why))?;
+        validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
         let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         let inputs: Vec<_> = graph
             .input
@@ -214,6 +215,117 @@ impl TractModel {
             .map_err(|e| Error::Eval(format!("{}: {e:#}", self.path.display())))?;
         Ok(view.iter().copied().collect())
     }
+}
+
+/// tract evaluates tree ensembles with unchecked indexing (class ids into the output, child ids into the
+/// node table) and follows child links without a step bound, so a crafted model could read or write out of
+/// bounds or loop forever. Before tract sees one, every tree must be well formed: per tree, node ids are
+/// exactly 0..n, every branch's children are nodes of the same tree with larger ids (so every walk ends at a
+/// leaf), leaves name nodes of their tree, and class (or target) ids are below the number of classes.
+fn validate_tree_ensembles(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+    use std::collections::HashMap;
+    for n in graph
+        .node
+        .iter()
+        .filter(|n| n.op_type.starts_with("TreeEnsemble"))
+    {
+        let ints = |name: &str| {
+            n.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.ints.clone())
+                .unwrap_or_default()
+        };
+        let strings = |name: &str| {
+            n.attribute
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.strings.clone())
+                .unwrap_or_default()
+        };
+        let bad = |why: String| format!("{} node {:?}: {why}", n.op_type, n.name);
+        let classifier = n.op_type == "TreeEnsembleClassifier";
+        let (prefix, n_outputs) = if classifier {
+            (
+                "class",
+                ints("classlabels_int64s")
+                    .len()
+                    .max(strings("classlabels_strings").len()),
+            )
+        } else {
+            let targets = n
+                .attribute
+                .iter()
+                .find(|a| a.name == "n_targets")
+                .map_or(1, |a| a.i);
+            (
+                "target",
+                usize::try_from(targets).map_err(|_| bad(format!("n_targets {targets}")))?,
+            )
+        };
+        let (tree_ids, node_ids, modes) = (
+            ints("nodes_treeids"),
+            ints("nodes_nodeids"),
+            strings("nodes_modes"),
+        );
+        let (true_ids, false_ids) = (ints("nodes_truenodeids"), ints("nodes_falsenodeids"));
+        let count = tree_ids.len();
+        if [node_ids.len(), modes.len(), true_ids.len(), false_ids.len()]
+            .iter()
+            .any(|&l| l != count)
+        {
+            return Err(bad("node attribute lists differ in length".into()));
+        }
+        // Per tree: the set of node ids, which must be exactly 0..n.
+        let mut trees: HashMap<i64, Vec<i64>> = HashMap::new();
+        for i in 0..count {
+            trees.entry(tree_ids[i]).or_default().push(node_ids[i]);
+        }
+        for (tree, ids) in trees.iter_mut() {
+            ids.sort_unstable();
+            if ids.iter().enumerate().any(|(i, &id)| id != i as i64) {
+                return Err(bad(format!(
+                    "tree {tree}: node ids are not exactly 0..{}",
+                    ids.len()
+                )));
+            }
+        }
+        for i in (0..count).filter(|&i| modes[i] != b"LEAF") {
+            let size = trees.get(&tree_ids[i]).map_or(0, |v| v.len()) as i64;
+            for child in [true_ids[i], false_ids[i]] {
+                if child <= node_ids[i] || child >= size {
+                    return Err(bad(format!(
+                        "tree {} node {}: child {child} is not a later node of the tree",
+                        tree_ids[i], node_ids[i]
+                    )));
+                }
+            }
+        }
+        let (leaf_trees, leaf_nodes, outputs) = (
+            ints(&format!("{prefix}_treeids")),
+            ints(&format!("{prefix}_nodeids")),
+            ints(&format!("{prefix}_ids")),
+        );
+        if leaf_trees.len() != leaf_nodes.len() || leaf_nodes.len() != outputs.len() {
+            return Err(bad("leaf attribute lists differ in length".into()));
+        }
+        for i in 0..outputs.len() {
+            let size = trees.get(&leaf_trees[i]).map_or(0, |v| v.len()) as i64;
+            if leaf_nodes[i] < 0 || leaf_nodes[i] >= size {
+                return Err(bad(format!(
+                    "leaf {i} names node {} outside tree {}",
+                    leaf_nodes[i], leaf_trees[i]
+                )));
+            }
+            if outputs[i] < 0 || outputs[i] as usize >= n_outputs {
+                return Err(bad(format!(
+                    "leaf {i} writes {prefix} {} of {n_outputs}",
+                    outputs[i]
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Model for TractModel {

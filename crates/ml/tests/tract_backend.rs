@@ -76,3 +76,57 @@ fn malformed_graphs_found_by_fuzzing_are_refused() {
     // The well-formed model they were mutated from still loads.
     assert!(TractModel::load(&dir().join("torch_mlp.onnx")).is_ok());
 }
+
+/// tract indexes tree ensembles without bounds checks (found by fuzzing: a class id past the output); crafted
+/// trees with out-of-range classes, cycles or foreign children must be refused before tract runs them.
+#[test]
+fn malformed_tree_ensembles_are_refused_before_tract_runs_them() {
+    use candle_onnx::onnx::ModelProto;
+    use prost::Message;
+    let path = dir().join("fuzz/tree-class-out-of-range.onnx");
+    let err = TractModel::from_bytes(&std::fs::read(&path).unwrap(), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("TreeEnsemble") || err.contains("stores") || err.contains("unknown type"),
+        "{err}"
+    );
+    let original = ModelProto::decode(
+        std::fs::read(dir().join("sk_forest.onnx"))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let mutate = |attr: &str, f: &dyn Fn(&mut Vec<i64>)| {
+        let mut m = original.clone();
+        let node = m
+            .graph
+            .as_mut()
+            .unwrap()
+            .node
+            .iter_mut()
+            .find(|n| n.op_type == "TreeEnsembleClassifier")
+            .unwrap();
+        f(&mut node
+            .attribute
+            .iter_mut()
+            .find(|a| a.name == attr)
+            .unwrap()
+            .ints);
+        m.encode_to_vec()
+    };
+    let cases: [(&str, &dyn Fn(&mut Vec<i64>), &str); 3] = [
+        ("class_ids", &|v| v[0] = 7, "writes class 7"),
+        ("nodes_truenodeids", &|v| v[0] = 0, "child 0"),
+        ("class_nodeids", &|v| v[0] = 10_000, "outside tree"),
+    ];
+    for (attr, f, why) in cases {
+        let bytes = mutate(attr, f);
+        let err = TractModel::from_bytes(&bytes, Path::new("crafted.onnx"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{attr}: {err}");
+    }
+    // Untouched, the same forest loads.
+    assert!(TractModel::from_bytes(&original.encode_to_vec(), Path::new("ok.onnx")).is_ok());
+}
