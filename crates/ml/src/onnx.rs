@@ -516,7 +516,7 @@ fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
     } else {
         t.raw_data.len() as u64 / size
     };
-    let exact = t.raw_data.is_empty() || t.raw_data.len() as u64 % size == 0;
+    let exact = t.raw_data.is_empty() || (t.raw_data.len() as u64).is_multiple_of(size);
     if stored != count || !exact {
         return Err(format!(
             "tensor {name:?} has dimensions {:?} ({count} elements) but stores {stored}",

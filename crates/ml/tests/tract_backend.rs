@@ -115,7 +115,8 @@ fn malformed_tree_ensembles_are_refused_before_tract_runs_them() {
             .ints);
         m.encode_to_vec()
     };
-    let cases: [(&str, &dyn Fn(&mut Vec<i64>), &str); 3] = [
+    type Mutation<'a> = (&'a str, &'a dyn Fn(&mut Vec<i64>), &'a str);
+    let cases: [Mutation; 3] = [
         ("class_ids", &|v| v[0] = 7, "writes class 7"),
         ("nodes_truenodeids", &|v| v[0] = 0, "child 0"),
         ("class_nodeids", &|v| v[0] = 10_000, "outside tree"),
