@@ -451,6 +451,9 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
     for t in &graph.initializer {
         validate_tensor(t)?;
     }
+    if depth == 0 {
+        validate_names(graph)?;
+    }
     for n in &graph.node {
         for a in &n.attribute {
             if AttributeType::try_from(a.r#type).map_or(true, |t| t == AttributeType::Undefined) {
@@ -466,6 +469,35 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
                 validate_graph(g, depth + 1)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Every value a node reads, and every graph output, must be a graph input, an initializer or the output of
+/// an earlier node (ONNX requires topological order; tract indexes a map by these names without checking).
+fn validate_names(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+    let mut known: std::collections::HashSet<&str> =
+        graph.input.iter().map(|i| i.name.as_str()).collect();
+    known.extend(graph.initializer.iter().map(|t| t.name.as_str()));
+    for n in &graph.node {
+        if let Some(missing) = n
+            .input
+            .iter()
+            .find(|i| !i.is_empty() && !known.contains(i.as_str()))
+        {
+            return Err(format!(
+                "node {:?} reads {missing:?}, which no earlier node, input or initializer defines",
+                n.name
+            ));
+        }
+        known.extend(n.output.iter().map(|o| o.as_str()));
+    }
+    if let Some(missing) = graph
+        .output
+        .iter()
+        .find(|o| !known.contains(o.name.as_str()))
+    {
+        return Err(format!("graph output {:?} is never computed", missing.name));
     }
     Ok(())
 }

@@ -58,7 +58,8 @@ fn the_loader_uses_candle_when_it_can_and_tract_when_it_must() {
 }
 
 /// Found by `fuzz/run.sh onnx_model` (tract panicked on each): an initializer whose data is longer than its
-/// dimensions, and an attribute of unknown type. Both loaders now refuse such graphs before evaluating them.
+/// dimensions, an attribute of unknown type, an output no node computes. Both loaders now refuse such graphs
+/// before evaluating them.
 #[test]
 fn malformed_graphs_found_by_fuzzing_are_refused() {
     for (file, why) in [
