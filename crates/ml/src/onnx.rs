@@ -451,9 +451,6 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
     for t in &graph.initializer {
         validate_tensor(t)?;
     }
-    if depth == 0 {
-        validate_names(graph)?;
-    }
     for n in &graph.node {
         for a in &n.attribute {
             if AttributeType::try_from(a.r#type).map_or(true, |t| t == AttributeType::Undefined) {
@@ -469,6 +466,9 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
                 validate_graph(g, depth + 1)?;
             }
         }
+    }
+    if depth == 0 {
+        validate_names(graph)?;
     }
     Ok(())
 }
