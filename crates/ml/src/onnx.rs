@@ -558,12 +558,38 @@ fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
     Ok(())
 }
 
+/// The fewest inputs an operator takes (ONNX operator specification); the evaluators index a node's inputs
+/// by position without checking, so a node with fewer is refused. Unlisted operators take at least one.
+fn min_inputs(op: &str) -> usize {
+    match op {
+        "Constant" => 0,
+        "BatchNormalization" => 5,
+        "Slice" | "Where" | "ScatterND" | "Range" | "OneHot" | "LSTM" | "RNN" => 3,
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "MatMul" | "Reshape" | "Gather"
+        | "GatherElements" | "Greater" | "Less" | "LessOrEqual" | "GreaterOrEqual" | "Conv"
+        | "PRelu" | "CumSum" | "Expand" | "Tile" | "Gemm" | "Xor" | "And" | "Or" => 2,
+        _ => 1,
+    }
+}
+
 fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
     for n in nodes {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             return Err(load_err(
                 path,
                 format!("operator {} from domain {} (e.g. a scikit-learn export) cannot be evaluated by the differentiable backend", n.op_type, n.domain),
+            ));
+        }
+        let given = n.input.iter().filter(|i| !i.is_empty()).count();
+        if given < min_inputs(&n.op_type) || n.output.is_empty() {
+            return Err(load_err(
+                path,
+                format!(
+                    "operator {} (node {:?}) has {given} inputs and {} outputs",
+                    n.op_type,
+                    n.name,
+                    n.output.len()
+                ),
             ));
         }
         if !SUPPORTED.contains(&n.op_type.as_str()) {

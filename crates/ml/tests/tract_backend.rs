@@ -74,6 +74,12 @@ fn malformed_graphs_found_by_fuzzing_are_refused() {
         assert!(err.contains(why) && err.contains(file), "{err}");
         assert!(OnnxModel::from_bytes(&bytes, &path).is_err());
     }
+    // candle-onnx indexes a Conv node's second input without checking it exists.
+    let path = dir().join("fuzz/conv-one-input.onnx");
+    let err = OnnxModel::from_bytes(&std::fs::read(&path).unwrap(), &path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("inputs"), "{err}");
     // The well-formed model they were mutated from still loads.
     assert!(TractModel::load(&dir().join("torch_mlp.onnx")).is_ok());
 }
