@@ -459,6 +459,12 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
                     n.name, a.name, a.r#type
                 ));
             }
+            if a.f.is_nan() || a.floats.iter().any(|v| v.is_nan()) {
+                return Err(format!(
+                    "node {:?} attribute {:?} holds NaN",
+                    n.name, a.name
+                ));
+            }
             for t in a.t.iter().chain(&a.tensors) {
                 validate_tensor(t)?;
             }
@@ -554,6 +560,23 @@ fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
             "tensor {name:?} has dimensions {:?} ({count} elements) but stores {stored}",
             t.dims
         ));
+    }
+    // NaN weights make every prediction NaN, and tract's constant folding asserts on them.
+    let nan = match dt {
+        DataType::Float if t.raw_data.is_empty() => t.float_data.iter().any(|v| v.is_nan()),
+        DataType::Float => t
+            .raw_data
+            .chunks_exact(4)
+            .any(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_nan()),
+        DataType::Double if t.raw_data.is_empty() => t.double_data.iter().any(|v| v.is_nan()),
+        DataType::Double => t
+            .raw_data
+            .chunks_exact(8)
+            .any(|b| f64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]).is_nan()),
+        _ => false,
+    };
+    if nan {
+        return Err(format!("tensor {name:?} holds NaN values"));
     }
     Ok(())
 }

@@ -58,13 +58,15 @@ fn the_loader_uses_candle_when_it_can_and_tract_when_it_must() {
 }
 
 /// Found by `fuzz/run.sh onnx_model` (tract panicked on each): an initializer whose data is longer than its
-/// dimensions, an attribute of unknown type, an output no node computes. Both loaders now refuse such graphs
-/// before evaluating them.
+/// dimensions, an attribute of unknown type, an output no node computes, a NaN constant. Both loaders now
+/// refuse such graphs before evaluating them.
 #[test]
 fn malformed_graphs_found_by_fuzzing_are_refused() {
     for (file, why) in [
         ("tensor-length-mismatch.onnx", "stores"),
         ("unknown-attribute-type.onnx", "unknown type"),
+        ("undefined-output.onnx", "no earlier node"),
+        ("nan-constant.onnx", "NaN"),
     ] {
         let path = dir().join("fuzz").join(file);
         let bytes = std::fs::read(&path).unwrap();
