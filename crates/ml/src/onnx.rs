@@ -530,6 +530,12 @@ fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
     let dt = DataType::try_from(t.data_type)
         .map_err(|_| format!("tensor {name:?} has unknown element type {}", t.data_type))?;
     let (size, typed) = match dt {
+        // Strings are never stored raw; tract cannot read raw bfloat16.
+        DataType::String | DataType::Bfloat16 if !t.raw_data.is_empty() => {
+            return Err(format!(
+                "tensor {name:?} stores {dt:?} values as raw bytes, which is not supported"
+            ))
+        }
         DataType::Float => (4, t.float_data.len()),
         DataType::Double => (8, t.double_data.len()),
         DataType::Int64 => (8, t.int64_data.len()),

@@ -67,6 +67,7 @@ fn malformed_graphs_found_by_fuzzing_are_refused() {
         ("unknown-attribute-type.onnx", "unknown type"),
         ("undefined-output.onnx", "no earlier node"),
         ("nan-constant.onnx", "NaN"),
+        ("raw-unsupported-type.onnx", "raw bytes"),
     ] {
         let path = dir().join("fuzz").join(file);
         let bytes = std::fs::read(&path).unwrap();
