@@ -610,6 +610,16 @@ fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
             ));
         }
         let given = n.input.iter().filter(|i| !i.is_empty()).count();
+        // candle-onnx's own Gemm reads a third input; only the plain Gemm we rewrite may omit it.
+        if n.op_type == "Gemm" && given < 3 && !gemm_is_plain(n) {
+            return Err(load_err(
+                path,
+                format!(
+                    "Gemm node {:?} without a bias needs alpha = beta = 1 and transA = 0",
+                    n.name
+                ),
+            ));
+        }
         if given < min_inputs(&n.op_type) || n.output.is_empty() {
             return Err(load_err(
                 path,
@@ -708,19 +718,22 @@ fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
 /// `Gemm` multiplies A and C by full tensors of alpha and beta even when they are 1 (two extra element-wise
 /// passes forward and backward, and f32 constants that break double-precision graphs); the rewrite computes
 /// the same values with less work.
+/// A `Gemm` that is just `A · B(ᵀ) + C`: alpha = beta = 1 and A not transposed.
+fn gemm_is_plain(n: &NodeProto) -> bool {
+    let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
+    let scale_is_one = |name: &str| attr(name).is_none_or(|a| a.f == 1.0);
+    n.op_type == "Gemm"
+        && scale_is_one("alpha")
+        && scale_is_one("beta")
+        && attr("transA").is_none_or(|a| a.i == 0)
+}
+
 fn rewrite_gemms(g: &mut candle_onnx::onnx::GraphProto) {
     let mut out = Vec::with_capacity(g.node.len());
     for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
         let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-        let scale_is_one = |name: &str| attr(name).is_none_or(|a| a.f == 1.0);
-        let trans_a = attr("transA").is_some_and(|a| a.i != 0);
         let trans_b = attr("transB").is_some_and(|a| a.i != 0);
-        let plain = n.op_type == "Gemm"
-            && scale_is_one("alpha")
-            && scale_is_one("beta")
-            && !trans_a
-            && n.input.len() >= 2
-            && n.output.len() == 1;
+        let plain = gemm_is_plain(&n) && n.input.len() >= 2 && n.output.len() == 1;
         if !plain {
             out.push(n);
             continue;
