@@ -157,52 +157,19 @@ impl fmt::Debug for OnnxModel {
 impl OnnxModel {
     /// Load and prepare an ONNX file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > MAX_MODEL_BYTES {
-            return Err(load_err(
-                path,
-                format!("{size} bytes is larger than the {MAX_MODEL_BYTES}-byte limit"),
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        Self::from_bytes(&bytes, path)
+        Self::from_bytes(&read_model_file(path)?, path)
     }
 
     /// Prepare an ONNX model from its bytes; `path` names it in errors and reports.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
-        let proto = ModelProto::decode(bytes)
-            .map_err(|e| load_err(path, format!("not an ONNX model: {e}")))?;
-        Self::from_proto(proto, path)
+        Self::from_proto(decode_model(bytes, path)?, path)
     }
 
     /// Prepare an ONNX model proto.
     pub fn from_proto(original: ModelProto, path: &Path) -> Result<Self, Error> {
-        let graph = original
-            .graph
-            .as_ref()
-            .ok_or_else(|| load_err(path, "the model has no graph".into()))?;
+        let graph = checked_graph(&original, path)?;
         check_operators(&graph.node, path)?;
-        validate_tensors(graph).map_err(|why| load_err(path, why))?;
-        let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<&ValueInfoProto> = graph
-            .input
-            .iter()
-            .filter(|i| !init_names.contains(&i.name.as_str()))
-            .collect();
-        let [input] = inputs.as_slice() else {
-            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
-            return Err(load_err(
-                path,
-                format!(
-                    "expected one input, the graph has {}: {names:?}",
-                    names.len()
-                ),
-            ));
-        };
+        let input = sole_input(graph, path)?;
         let (input_dims, input_dtype) = input_shape(input, path)?;
         let input_name = input.name.clone();
         let n_features: usize = input_dims.iter().product();
@@ -428,7 +395,67 @@ fn guarded_eval(
     }
 }
 
-fn load_err(path: &Path, reason: String) -> Error {
+/// Read an ONNX file, refusing one larger than [`MAX_MODEL_BYTES`] before reading it.
+pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, Error> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size = std::fs::metadata(path).map_err(io)?.len();
+    if size > MAX_MODEL_BYTES {
+        return Err(load_err(
+            path,
+            format!("{size} bytes is larger than the {MAX_MODEL_BYTES}-byte limit"),
+        ));
+    }
+    std::fs::read(path).map_err(io)
+}
+
+/// Decode ONNX bytes as data.
+pub(crate) fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto, Error> {
+    ModelProto::decode(bytes).map_err(|e| load_err(path, format!("not an ONNX model: {e}")))
+}
+
+/// The model's graph, after the structural checks both backends rely on ([`validate_tensors`]).
+pub(crate) fn checked_graph<'a>(
+    proto: &'a ModelProto,
+    path: &Path,
+) -> Result<&'a candle_onnx::onnx::GraphProto, Error> {
+    let graph = proto
+        .graph
+        .as_ref()
+        .ok_or_else(|| load_err(path, "the model has no graph".into()))?;
+    validate_tensors(graph).map_err(|why| load_err(path, why))?;
+    Ok(graph)
+}
+
+/// The one graph input that is not an initializer.
+pub(crate) fn sole_input<'a>(
+    graph: &'a candle_onnx::onnx::GraphProto,
+    path: &Path,
+) -> Result<&'a ValueInfoProto, Error> {
+    let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs: Vec<&ValueInfoProto> = graph
+        .input
+        .iter()
+        .filter(|i| !init_names.contains(&i.name.as_str()))
+        .collect();
+    match inputs.as_slice() {
+        [input] => Ok(input),
+        _ => {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name.as_str()).collect();
+            Err(load_err(
+                path,
+                format!(
+                    "expected one input, the graph has {}: {names:?}",
+                    names.len()
+                ),
+            ))
+        }
+    }
+}
+
+pub(crate) fn load_err(path: &Path, reason: String) -> Error {
     Error::Load {
         path: path.to_path_buf(),
         reason,
@@ -645,7 +672,10 @@ fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
 }
 
 /// Dimensions after the batch dimension, and the element type, of the graph input.
-fn input_shape(input: &ValueInfoProto, path: &Path) -> Result<(Vec<usize>, DType), Error> {
+pub(crate) fn input_shape(
+    input: &ValueInfoProto,
+    path: &Path,
+) -> Result<(Vec<usize>, DType), Error> {
     let Some(type_proto::Value::TensorType(t)) =
         input.r#type.as_ref().and_then(|t| t.value.as_ref())
     else {
@@ -707,7 +737,8 @@ fn probe_rows(d: usize) -> Vec<f32> {
     v
 }
 
-fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
+/// Whether every row is a probability vector (in [0, 1], summing to 1).
+pub(crate) fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
     values.chunks(k).all(|row| {
         row.iter().all(|&p| (0.0..=1.0).contains(&p))
             && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3

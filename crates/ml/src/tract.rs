@@ -9,14 +9,11 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use candle_onnx::onnx::{
-    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto,
-};
-use prost::Message;
+use candle_onnx::onnx::{tensor_proto::DataType, type_proto};
 use tract_onnx::prelude::*;
 
 use crate::error::check_shape;
-use crate::{Error, Model};
+use crate::{onnx, Error, Model};
 
 type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>, Graph<TypedFact, Box<dyn TypedOp>>>;
 
@@ -41,85 +38,29 @@ impl fmt::Debug for TractModel {
 }
 
 fn load_err(path: &Path, reason: impl fmt::Display) -> Error {
-    Error::Load {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    onnx::load_err(path, reason.to_string())
 }
 
 impl TractModel {
     /// Load and optimise an ONNX file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let io = |source| Error::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let size = std::fs::metadata(path).map_err(io)?.len();
-        if size > crate::onnx::MAX_MODEL_BYTES {
-            return Err(load_err(
-                path,
-                format!("{size} bytes is larger than the limit"),
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(io)?;
-        Self::from_bytes(&bytes, path)
+        Self::from_bytes(&onnx::read_model_file(path)?, path)
     }
 
     /// Load and optimise an ONNX model from its bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
-        let proto = ModelProto::decode(bytes)
-            .map_err(|e| load_err(path, format!("not an ONNX model: {e}")))?;
-        let graph = proto
-            .graph
-            .as_ref()
-            .ok_or_else(|| load_err(path, "the model has no graph"))?;
-        crate::onnx::validate_tensors(graph).map_err(|why| load_err(path, why))?;
+        let proto = onnx::decode_model(bytes, path)?;
+        let graph = onnx::checked_graph(&proto, path)?;
         validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
-        let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs: Vec<_> = graph
-            .input
-            .iter()
-            .filter(|i| !inits.contains(&i.name.as_str()))
-            .collect();
-        let [input] = inputs.as_slice() else {
-            return Err(load_err(
-                path,
-                format!("expected one input, the graph has {}", inputs.len()),
-            ));
-        };
-        let Some(type_proto::Value::TensorType(tt)) =
-            input.r#type.as_ref().and_then(|t| t.value.as_ref())
-        else {
-            return Err(load_err(
-                path,
-                format!("input {} is not a tensor", input.name),
-            ));
-        };
-        if tt.elem_type != DataType::Float as i32 {
-            return Err(load_err(path, format!("input {} is not float", input.name)));
-        }
-        let dims = tt
-            .shape
-            .as_ref()
-            .map(|s| s.dim.as_slice())
-            .unwrap_or_default();
-        let n_features = match dims {
-            [_, d] => match d.value {
-                Some(Dim::DimValue(v)) if v > 0 && v <= 1 << 24 => v as usize,
-                _ => {
-                    return Err(load_err(
-                        path,
-                        format!("input {} has no fixed feature count", input.name),
-                    ))
-                }
-            },
-            _ => {
+        let input = onnx::sole_input(graph, path)?;
+        let n_features = match onnx::input_shape(input, path)? {
+            (dims, candle_core::DType::F32) if dims.len() == 1 => dims[0],
+            (dims, dtype) => {
                 return Err(load_err(
                     path,
                     format!(
-                        "input {} has rank {}; expected (batch, features)",
-                        input.name,
-                        dims.len()
+                        "input {} is {dtype:?} {dims:?} per row; expected a float vector",
+                        input.name
                     ),
                 ))
             }
@@ -184,9 +125,7 @@ impl TractModel {
             ));
         }
         m.n_classes = out.len() / 2;
-        m.probabilities = out.chunks(m.n_classes).all(|r| {
-            r.iter().all(|p| (0.0..=1.0).contains(p)) && (r.iter().sum::<f32>() - 1.0).abs() < 1e-3
-        });
+        m.probabilities = onnx::looks_like_probabilities(&out, m.n_classes);
         Ok(m)
     }
 
@@ -354,15 +293,9 @@ impl Model for TractModel {
             return Ok(out);
         }
         // Scores: softmax per row.
-        Ok(out
-            .chunks(self.n_classes)
-            .flat_map(|row| {
-                let max = row.iter().copied().fold(f32::MIN, f32::max);
-                let exp: Vec<f32> = row.iter().map(|v| (v - max).exp()).collect();
-                let sum: f32 = exp.iter().sum();
-                exp.into_iter().map(move |e| e / sum)
-            })
-            .collect())
+        let scores =
+            candle_core::Tensor::from_vec(out, (n, self.n_classes), &candle_core::Device::Cpu)?;
+        crate::grad::softmax_rows(&scores)
     }
 
     fn describe(&self) -> String {

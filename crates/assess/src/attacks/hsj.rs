@@ -745,7 +745,6 @@ fn query(model: &dyn Model, x: &[f32], n: usize, k: usize) -> Result<Vec<f32>, E
 
 #[cfg(test)]
 mod tests {
-    use aegis_core::{FeatureKind, FeatureSpec, Schema};
 
     use super::*;
     use crate::attacks::square::test_model::*;
@@ -897,38 +896,7 @@ mod tests {
 
     #[test]
     fn integer_features_stay_whole() {
-        let kinds = [FeatureKind::Integer; 4]
-            .into_iter()
-            .chain([FeatureKind::Continuous; 2]);
-        let schema = Schema {
-            features: kinds
-                .enumerate()
-                .map(|(j, kind)| FeatureSpec {
-                    name: format!("f{j}"),
-                    kind,
-                    min: 0.0,
-                    max: 20.0,
-                    immutable: false,
-                    eps: None,
-                })
-                .collect(),
-            one_hot: Vec::new(),
-        };
-        let v = [0.6f32, -0.5, 0.4, -0.3, 0.2, -0.2];
-        let mut w: Vec<f32> = v.iter().map(|a| -0.5 * a).collect();
-        w.extend(v.iter().map(|a| 0.5 * a));
-        let model = Linear::new(w, vec![0.0, 0.0], 6, 2);
-        let mut rng = Rng::new(29);
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        while y.len() < 12 {
-            let mut row: Vec<f32> = (0..4).map(|_| (5 + rng.below(11)) as f32).collect();
-            row.extend([rng.range(5.0, 15.0), rng.range(5.0, 15.0)]);
-            let s: f32 = row.iter().zip(&v).map(|(a, b)| a * b).sum();
-            if s.abs() > 0.3 && s.abs() < 3.0 {
-                y.push(u32::from(s > 0.0));
-                x.extend(row);
-            }
-        }
+        let (schema, model, x, y) = integer_fixture(29);
         let c = Constraints::from_schema(&schema, EpsUnits::Raw, Norm::Linf);
         let out = run(&model, &x, &y, &c, 2.5, &HsjParams::default());
         assert!(c.contains(&x, &out.x_adv, 2.5));
