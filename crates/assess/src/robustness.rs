@@ -327,10 +327,7 @@ pub fn evaluate(
             if rows.is_empty() {
                 break;
             }
-            let sub_x: Vec<f32> = rows
-                .iter()
-                .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-                .collect();
+            let sub_x: Vec<f32> = aegis_ml::gather_rows(x, d, &rows);
             let sub_y: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
             let input = AttackInput {
                 x: &sub_x,
@@ -450,15 +447,9 @@ fn autoattack(
         if standing.is_empty() {
             break;
         }
-        let sx: Vec<f32> = standing
-            .iter()
-            .flat_map(|&i| input.x[i * d..(i + 1) * d].iter().copied())
-            .collect();
+        let sx: Vec<f32> = aegis_ml::gather_rows(input.x, d, &standing);
         let sy: Vec<u32> = standing.iter().map(|&i| input.labels[i]).collect();
-        let sp: Vec<f32> = standing
-            .iter()
-            .flat_map(|&i| clean[i * k..(i + 1) * k].iter().copied())
-            .collect();
+        let sp: Vec<f32> = aegis_ml::gather_rows(&clean, k, &standing);
         let targets = target_classes(&sp, &sy, k, t);
         let sub = AttackInput {
             x: &sx,
@@ -554,10 +545,7 @@ fn check_gradients(
     if rows.is_empty() {
         return Ok(());
     }
-    let sx: Vec<f32> = rows
-        .iter()
-        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-        .collect();
+    let sx: Vec<f32> = aegis_ml::gather_rows(x, d, &rows);
     let sy: Vec<u32> = rows.iter().map(|&i| labels[i]).collect();
     let g = input_gradient(model, &sx, rows.len(), &Loss::CrossEntropy(sy))?;
     result.queries += rows.len() as u64;

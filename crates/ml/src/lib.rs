@@ -22,7 +22,9 @@ pub mod train;
 
 pub use error::Error;
 pub use grad::{input_gradient, Gradient, Loss};
-pub use model::{accuracy, argmax_rows, predict, predict_proba_batched, Differentiable, Model};
+pub use model::{
+    accuracy, argmax_rows, gather_rows, predict, predict_proba_batched, Differentiable, Model,
+};
 
 /// Load an ONNX file with the best backend that can run it: candle (exact gradients) when every operator is
 /// supported, else tract as a black box. The error names both backends' reasons when neither can.

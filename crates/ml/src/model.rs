@@ -54,6 +54,15 @@ pub fn argmax_rows(values: &[f32], k: usize) -> Vec<u32> {
         .collect()
 }
 
+/// The rows `rows` of a row-major matrix `x` of width `width`, in that order.
+pub fn gather_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&x[r * width..(r + 1) * width]);
+    }
+    out
+}
+
 /// Predict in batches of `batch` rows, so a large table never becomes one huge tensor.
 pub fn predict_proba_batched(
     model: &dyn Model,
@@ -84,6 +93,16 @@ pub fn accuracy(model: &dyn Model, x: &[f32], labels: &[u32]) -> Result<f64, Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gather_rows_keeps_the_order_asked_for() {
+        let x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(
+            gather_rows(&x, 2, &[2, 0, 2]),
+            vec![5.0, 6.0, 1.0, 2.0, 5.0, 6.0]
+        );
+        assert!(gather_rows(&x, 2, &[]).is_empty());
+    }
 
     #[test]
     fn argmax_takes_lowest_on_ties() {

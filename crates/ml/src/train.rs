@@ -181,10 +181,7 @@ pub fn train(
         let mut total = 0.0;
         for chunk in order.chunks(cfg.batch_size) {
             let mut batch = Batch {
-                x: chunk
-                    .iter()
-                    .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
-                    .collect(),
+                x: crate::model::gather_rows(x, d, chunk),
                 y: chunk.iter().map(|&i| y[i]).collect(),
                 x_adv: None,
             };

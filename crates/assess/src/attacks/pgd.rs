@@ -144,10 +144,7 @@ pub fn pgd(
             if active.is_empty() {
                 break;
             }
-            let a0: Vec<f32> = active
-                .iter()
-                .flat_map(|&i| x0[i * d..(i + 1) * d].iter().copied())
-                .collect();
+            let a0: Vec<f32> = aegis_ml::gather_rows(x0, d, &active);
             let a_labels: Vec<u32> = active.iter().map(|&i| labels[i]).collect();
             let mut x = if p.random_start || restart > 0 {
                 random_start(c, &a0, input.eps, &mut rng)
@@ -158,10 +155,7 @@ pub fn pgd(
             // compute gradients only for the rows that still need them.
             let mut live: Vec<usize> = (0..active.len()).collect();
             for step in 0..=p.steps {
-                let lx: Vec<f32> = live
-                    .iter()
-                    .flat_map(|&r| x[r * d..(r + 1) * d].iter().copied())
-                    .collect();
+                let lx: Vec<f32> = aegis_ml::gather_rows(&x, d, &live);
                 let ly: Vec<u32> = live.iter().map(|&r| a_labels[r]).collect();
                 let g = input_gradient(model, &lx, live.len(), &loss_for(p.loss, &ly))?;
                 out.queries += live.len() as u64;
