@@ -1,8 +1,11 @@
 //! `aegis assess robustness` and `aegis harden` end to end: a generated dataset, a model trained and
 //! exported by the tests, the report parsed back.
 
+mod common;
+
+use common::aegis;
+
 use std::path::Path;
-use std::process::Command;
 
 use aegis_core::Report;
 use aegis_ml::native::{Arch, NativeModel};
@@ -10,14 +13,6 @@ use aegis_ml::rng::Rng;
 use aegis_ml::train::{train, NoHooks, TrainConfig, Trainable};
 
 const D: usize = 6;
-
-fn aegis(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap()
-}
 
 /// A CSV with an id column, six features in [0, 1] and a 0/1 label; returns the rows too.
 fn write_csv(path: &Path, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
@@ -48,6 +43,21 @@ fn write_csv(path: &Path, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
+/// `aegis assess robustness model.onnx --data test.csv --label label` plus `extra`, in `dir`.
+fn assess(extra: &[&str], dir: &Path) -> std::process::Output {
+    let mut args = vec![
+        "assess",
+        "robustness",
+        "model.onnx",
+        "--data",
+        "test.csv",
+        "--label",
+        "label",
+    ];
+    args.extend_from_slice(extra);
+    aegis(&args, dir)
+}
+
 fn trained_onnx(dir: &Path) -> std::path::PathBuf {
     let (x, y) = write_csv(&dir.join("train.csv"), 400, 1);
     let m = NativeModel::new(Arch::Mlp(vec![16]), D, 2, 1).unwrap();
@@ -74,15 +84,8 @@ fn robustness_report_is_json_with_a_falling_curve_and_findings() {
     let dir = tempfile::tempdir().unwrap();
     trained_onnx(dir.path());
     write_csv(&dir.path().join("test.csv"), 80, 2);
-    let out = aegis(
+    let out = assess(
         &[
-            "assess",
-            "robustness",
-            "model.onnx",
-            "--data",
-            "test.csv",
-            "--label",
-            "label",
             "--drop",
             "id",
             "--eps",
@@ -116,22 +119,8 @@ fn human_output_shows_the_table_and_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();
     trained_onnx(dir.path());
     write_csv(&dir.path().join("test.csv"), 40, 3);
-    let out = aegis(
-        &[
-            "assess",
-            "robustness",
-            "model.onnx",
-            "--data",
-            "test.csv",
-            "--label",
-            "label",
-            "--drop",
-            "id",
-            "--eps",
-            "0.01",
-            "--attacks",
-            "fgsm",
-        ],
+    let out = assess(
+        &["--drop", "id", "--eps", "0.01", "--attacks", "fgsm"],
         dir.path(),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -140,40 +129,14 @@ fn human_output_shows_the_table_and_errors_name_the_problem() {
         "{stdout}"
     );
     // Without --drop the id column is an extra feature: a clear error, exit code 2.
-    let out = aegis(
-        &[
-            "assess",
-            "robustness",
-            "model.onnx",
-            "--data",
-            "test.csv",
-            "--label",
-            "label",
-        ],
-        dir.path(),
-    );
+    let out = assess(&[], dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         stderr.contains("6 input features") && stderr.contains("--drop"),
         "{stderr}"
     );
-    let out = aegis(
-        &[
-            "assess",
-            "robustness",
-            "model.onnx",
-            "--data",
-            "test.csv",
-            "--label",
-            "label",
-            "--drop",
-            "id",
-            "--attacks",
-            "deepfool",
-        ],
-        dir.path(),
-    );
+    let out = assess(&["--drop", "id", "--attacks", "deepfool"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("deepfool"));
     let out = aegis(
         &[

@@ -1,20 +1,9 @@
 //! `--format html` end to end: the `aegis` binary writes one self-contained HTML page to stdout (or `--output`)
 //! and keeps the usual exit codes.
 
-use std::path::Path;
-use std::process::Command;
+mod common;
 
-/// A pickle that calls `os.system("echo pwned")` (protocol 2), built as bytes; never executed.
-const EVIL: &[u8] = b"\x80\x02cos\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
-
-fn aegis(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .args(args)
-        .current_dir(cwd)
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("run aegis")
-}
+use common::*;
 
 #[test]
 fn scan_of_a_benign_file_prints_an_html_page() {
