@@ -13,6 +13,7 @@ use aegis_assess::{Constraints, EpsUnits, Norm};
 use aegis_core::{FeatureKind, FeatureSpec, Schema};
 use aegis_ml::native::{Arch, NativeModel};
 use aegis_ml::rng::Rng;
+use aegis_ml::synthetic::blobs;
 use aegis_ml::train::{train, NoHooks, TrainConfig};
 use aegis_ml::{accuracy, Differentiable, Error as MlError, Model};
 use candle_core::Tensor;
@@ -21,16 +22,7 @@ const D: usize = 8;
 
 /// Two classes whose means differ by 0.3 in every feature, in [0, 1].
 fn data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let mut rng = Rng::new(seed);
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for i in 0..n {
-        let c = (i % 2) as u32;
-        let centre = if c == 0 { 0.35 } else { 0.65 };
-        x.extend((0..D).map(|_| (centre + 0.1 * rng.normal()).clamp(0.0, 1.0)));
-        y.push(c);
-    }
-    (x, y)
+    blobs(n, D, 0.15, 0.1, seed)
 }
 
 fn model() -> NativeModel {

@@ -9,35 +9,19 @@ use std::path::Path;
 
 use aegis_core::Report;
 use aegis_ml::native::{Arch, NativeModel};
-use aegis_ml::rng::Rng;
+use aegis_ml::synthetic::blobs;
 use aegis_ml::train::{train, NoHooks, TrainConfig, Trainable};
 
 const D: usize = 6;
 
 /// A CSV with an id column, six features in [0, 1] and a 0/1 label; returns the rows too.
 fn write_csv(path: &Path, n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let mut rng = Rng::new(seed);
-    let mut text = String::from("id,");
-    text += &(0..D)
-        .map(|j| format!("f{j}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    text += ",label\n";
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for i in 0..n {
-        let c = (i % 2) as u32;
-        let row: Vec<f32> = (0..D)
-            .map(|_| ((if c == 1 { 0.65 } else { 0.35 }) + 0.1 * rng.normal()).clamp(0.0, 1.0))
-            .collect();
-        text += &format!(
-            "{i},{},{c}\n",
-            row.iter()
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-        x.extend(&row);
-        y.push(c);
+    let (x, y) = blobs(n, D, 0.15, 0.1, seed);
+    let header: Vec<String> = (0..D).map(|j| format!("f{j}")).collect();
+    let mut text = format!("id,{},label\n", header.join(","));
+    for (i, (row, c)) in x.chunks(D).zip(&y).enumerate() {
+        let values: Vec<String> = row.iter().map(|v| v.to_string()).collect();
+        text += &format!("{i},{},{c}\n", values.join(","));
     }
     std::fs::write(path, text).unwrap();
     (x, y)

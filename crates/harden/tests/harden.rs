@@ -4,7 +4,7 @@
 use aegis_assess::{Constraints, Norm};
 use aegis_harden::{harden, scores, HardenConfig, Method, Split};
 use aegis_ml::native::{Arch, NativeModel};
-use aegis_ml::rng::Rng;
+use aegis_ml::synthetic::two_gaussians;
 use aegis_ml::train::{train, NoHooks, TrainConfig, Trainable};
 use aegis_ml::Model;
 
@@ -13,19 +13,10 @@ const D: usize = 30;
 /// Feature 0 separates the classes with a margin wider than eps; the other features are each weakly
 /// predictive (Tsipras et al.): plain training leans on all of them and an L∞ attack moves them together.
 fn data(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let mut rng = Rng::new(seed);
-    let mut x = Vec::new();
-    let mut y = Vec::new();
-    for i in 0..n {
-        let c = (i % 2) as u32;
-        let s = if c == 1 { 1.0 } else { -1.0 };
-        x.push((0.5 + s * 0.2 + 0.05 * rng.normal()).clamp(0.0, 1.0));
-        for _ in 1..D {
-            x.push((0.5 + s * 0.1 + 0.1 * rng.normal()).clamp(0.0, 1.0));
-        }
-        y.push(c);
-    }
-    (x, y)
+    let mut shift = vec![0.1; D];
+    let mut noise = vec![0.1; D];
+    (shift[0], noise[0]) = (0.2, 0.05);
+    two_gaussians(n, &shift, &noise, seed)
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod native;
 pub mod onnx;
 pub mod ops;
 pub mod rng;
+pub mod synthetic;
 pub mod tract;
 pub mod train;
 

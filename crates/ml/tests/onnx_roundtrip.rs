@@ -3,28 +3,14 @@
 
 use aegis_ml::native::{Arch, NativeModel};
 use aegis_ml::onnx::{OnnxModel, OutputKind};
-use aegis_ml::rng::Rng;
+use aegis_ml::synthetic::blobs;
 use aegis_ml::train::{train, NoHooks, TrainConfig, Trainable};
 use aegis_ml::{accuracy, input_gradient, Loss, Model};
 use candle_onnx::onnx::ModelProto;
 use prost::Message;
 
-/// Two Gaussian blobs in `d` dimensions, classes at ±0.3 around 0.5.
-fn blobs(n: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
-    let mut rng = Rng::new(seed);
-    let mut x = Vec::with_capacity(n * d);
-    let mut y = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = (i % 2) as u32;
-        let centre = if c == 0 { 0.35 } else { 0.65 };
-        x.extend((0..d).map(|_| (centre + 0.12 * rng.normal()).clamp(0.0, 1.0)));
-        y.push(c);
-    }
-    (x, y)
-}
-
 fn trained(arch: Arch, d: usize) -> (NativeModel, Vec<f32>, Vec<u32>) {
-    let (x, y) = blobs(400, d, 1);
+    let (x, y) = blobs(400, d, 0.15, 0.12, 1);
     let model = NativeModel::new(arch, d, 2, 7).unwrap();
     let cfg = TrainConfig {
         epochs: 15,
@@ -46,7 +32,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn training_learns_and_an_untrained_model_does_not() {
-    let (x, y) = blobs(400, 6, 2);
+    let (x, y) = blobs(400, 6, 0.15, 0.12, 2);
     let untrained = NativeModel::new(Arch::Mlp(vec![16]), 6, 2, 3).unwrap();
     let before = accuracy(&untrained, &x, &y).unwrap();
     let (model, _, _) = trained(Arch::Mlp(vec![16]), 6);
@@ -214,7 +200,7 @@ fn unsupported_graphs_are_refused_with_the_operator_named() {
 #[test]
 fn fine_tuning_an_onnx_model_trains_its_weights_and_saves_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (x, y) = blobs(400, 6, 4);
+    let (x, y) = blobs(400, 6, 0.15, 0.12, 4);
     let fresh = NativeModel::new(Arch::Mlp(vec![12]), 6, 2, 11).unwrap();
     let path = dir.path().join("fresh.onnx");
     fresh.save_onnx(&path).unwrap();
