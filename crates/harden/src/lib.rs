@@ -344,3 +344,102 @@ fn pgd_full(
 ) -> Result<Vec<f32>, Error> {
     Ok(pgd(model, input, params)?.x_adv)
 }
+
+/// Hold out `fraction` of `n` rows for validation, seeded: `(validation, training)` row indices. At least one
+/// row goes to each side when `n >= 2`.
+pub fn validation_split(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rows: Vec<usize> = (0..n).collect();
+    Rng::new(seed ^ 0x5EED).shuffle(&mut rows);
+    let n_val = ((n as f64 * fraction).round() as usize)
+        .clamp(1, n.saturating_sub(1).max(1))
+        .min(n);
+    let train = rows.split_off(n_val);
+    (rows, train)
+}
+
+/// Scores of `baseline` after plain training (no adversarial examples) with `cfg.train` on `train_split`:
+/// the "before" of a from-scratch hardening run, i.e. what the user would have shipped otherwise.
+pub fn baseline_scores(
+    baseline: &dyn Trainable,
+    train_split: Split<'_>,
+    val: Split<'_>,
+    c: &Constraints,
+    cfg: &HardenConfig,
+) -> Result<Scores, Error> {
+    train(
+        baseline,
+        train_split.x,
+        train_split.y,
+        &cfg.train,
+        &mut aegis_ml::train::NoHooks,
+    )?;
+    scores(baseline, val, c, cfg.eps, cfg.eval_steps, cfg.train.seed)
+}
+
+/// The finding for a hardened model that still loses accuracy under attack (none when it loses less than a
+/// point), located at `model` (the written file).
+pub fn findings(report: &HardenReport, model: &str) -> Vec<aegis_core::Finding> {
+    let (after, before) = (report.after, report.before);
+    let drop = (after.clean_accuracy - after.robust_accuracy) * 100.0;
+    if drop < 1.0 {
+        return Vec::new();
+    }
+    let msg = format!(
+        "after hardening, robust validation accuracy at eps {} is {:.1}% (clean {:.1}%; before: robust {:.1}%, clean {:.1}%)",
+        report.eps,
+        after.robust_accuracy * 100.0,
+        after.clean_accuracy * 100.0,
+        before.robust_accuracy * 100.0,
+        before.clean_accuracy * 100.0
+    );
+    let location = aegis_core::Location::ModelInput {
+        model: model.to_string(),
+        feature: "*".into(),
+    };
+    vec![
+        aegis_core::Finding::new(&aegis_assess::rules::ROBUSTNESS_DROP, location, msg)
+            .with_severity(aegis_assess::robustness::severity_for_drop(drop))
+            .with_evidence_field("eps", report.eps as f64)
+            .with_evidence_field("clean_accuracy", after.clean_accuracy)
+            .with_evidence_field("robust_accuracy", after.robust_accuracy),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_split_is_seeded_disjoint_and_complete() {
+        let (val, train) = validation_split(10, 0.2, 3);
+        assert_eq!((val.len(), train.len()), (2, 8));
+        let mut all: Vec<usize> = val.iter().chain(&train).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(validation_split(10, 0.2, 3), (val, train));
+        assert_eq!(validation_split(2, 0.01, 0).0.len(), 1);
+    }
+
+    fn report(clean: f64, robust: f64) -> HardenReport {
+        let s = Scores {
+            clean_accuracy: clean,
+            robust_accuracy: robust,
+        };
+        HardenReport {
+            method: Method::Pgd,
+            eps: 0.1,
+            before: s,
+            after: s,
+            epochs: vec![],
+            best_epoch: 1,
+        }
+    }
+
+    #[test]
+    fn a_remaining_drop_is_a_finding_and_a_robust_model_is_not() {
+        let f = findings(&report(0.95, 0.40), "h.onnx");
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, aegis_core::Severity::Critical);
+        assert!(findings(&report(0.95, 0.945), "h.onnx").is_empty());
+    }
+}

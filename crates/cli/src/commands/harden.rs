@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use aegis_assess::Norm;
-use aegis_core::{Artefact, Finding, Location, Report};
+use aegis_core::{Artefact, Report};
 use aegis_harden::{harden, HardenConfig, Method, Split};
 use aegis_ml::native::{Arch, NativeModel};
 use aegis_ml::onnx::OnnxModel;
@@ -49,12 +49,9 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     inputs::check_fit(model.as_ref(), &data, &name)?;
     let constraints = inputs::constraints(&data.schema, args.data.eps_units, Norm::Linf);
 
-    let n = data.table.n_rows();
-    let order = inputs::sample_rows(n, None, 0);
-    let mut shuffled = order;
-    aegis_ml::rng::Rng::new(args.data.seed ^ 0x5EED).shuffle(&mut shuffled);
-    let n_val = ((n as f64 * args.val_split).round() as usize).clamp(1, n.saturating_sub(1).max(1));
-    let (val_rows, train_rows) = shuffled.split_at(n_val);
+    let (val_rows, train_rows) =
+        aegis_harden::validation_split(data.table.n_rows(), args.val_split, args.data.seed);
+    let (val_rows, train_rows) = (val_rows.as_slice(), train_rows.as_slice());
     let train_t = data.table.select(train_rows);
     let val_t = data.table.select(val_rows);
     let train_y: Vec<u32> = train_rows.iter().map(|&i| data.labels[i]).collect();
@@ -123,31 +120,22 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     let mut result = result;
     let mut before_is = "the model before training";
     if let (Some(arch), false) = (&args.arch, args.no_baseline) {
-        // From scratch, "before" is the same network trained the usual way: what the user would ship otherwise.
         let baseline = NativeModel::new(
             arch.parse().map_err(anyhow::Error::msg)?,
             d,
             k,
             args.data.seed,
         )?;
-        aegis_ml::train::train(
-            &baseline,
-            &train_t.features,
-            &train_y,
-            &cfg.train,
-            &mut aegis_ml::train::NoHooks,
-        )?;
-        result.before = aegis_harden::scores(
-            &baseline,
-            Split {
-                x: &val_t.features,
-                y: &val_y,
-            },
-            &constraints,
-            args.eps,
-            args.eval_steps,
-            args.data.seed,
-        )?;
+        let train_split = Split {
+            x: &train_t.features,
+            y: &train_y,
+        };
+        let val_split = Split {
+            x: &val_t.features,
+            y: &val_y,
+        };
+        result.before =
+            aegis_harden::baseline_scores(&baseline, train_split, val_split, &constraints, &cfg)?;
         before_is = "the same architecture trained without adversarial examples";
     }
     model
@@ -173,31 +161,7 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         .metrics
         .insert("validation_rows".into(), val_y.len().into());
     report.metrics.insert("before_is".into(), before_is.into());
-    let drop = (result.after.clean_accuracy - result.after.robust_accuracy) * 100.0;
-    if drop >= 1.0 {
-        let msg = format!(
-            "after hardening, robust validation accuracy at eps {} is {:.1}% (clean {:.1}%; before: robust {:.1}%, clean {:.1}%)",
-            args.eps,
-            result.after.robust_accuracy * 100.0,
-            result.after.clean_accuracy * 100.0,
-            result.before.robust_accuracy * 100.0,
-            result.before.clean_accuracy * 100.0
-        );
-        report.findings.push(
-            Finding::new(
-                &aegis_assess::rules::ROBUSTNESS_DROP,
-                Location::ModelInput {
-                    model: args.out.display().to_string(),
-                    feature: "*".into(),
-                },
-                msg,
-            )
-            .with_severity(aegis_assess::robustness::severity_for_drop(drop))
-            .with_evidence_field("eps", args.eps as f64)
-            .with_evidence_field("clean_accuracy", result.after.clean_accuracy)
-            .with_evidence_field("robust_accuracy", result.after.robust_accuracy),
-        );
-    }
+    report.findings = aegis_harden::findings(&result, &args.out.display().to_string());
     if !global.quiet {
         eprintln!(
             "before: clean {:.1}% robust {:.1}%   after (epoch {}): clean {:.1}% robust {:.1}%   wrote {}",
