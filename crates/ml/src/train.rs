@@ -320,3 +320,95 @@ impl Adam {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::{Arch, NativeModel};
+    use crate::synthetic::blobs;
+
+    /// Per-sample gradients, averaged: the same step as the batch gradient.
+    struct PerSampleMean;
+
+    impl TrainHooks for PerSampleMean {
+        fn per_sample_gradients(&self) -> bool {
+            true
+        }
+    }
+
+    /// Per-sample gradients clipped to norm 0: the extreme of a clipping hook.
+    struct ClipToZero(usize);
+
+    impl TrainHooks for ClipToZero {
+        fn per_sample_gradients(&self) -> bool {
+            true
+        }
+        fn aggregate(&mut self, per_sample: Vec<Vec<Tensor>>) -> Result<Vec<Tensor>, Error> {
+            self.0 += per_sample.len();
+            mean_gradients(per_sample)?
+                .into_iter()
+                .map(|g| Ok(g.zeros_like()?))
+                .collect()
+        }
+    }
+
+    fn weights(m: &NativeModel) -> Vec<f32> {
+        m.vars()
+            .iter()
+            .flat_map(|v| {
+                v.as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn per_sample_gradients_reach_the_hook_and_drive_the_step() {
+        let (x, y) = blobs(64, 4, 0.15, 0.1, 1);
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 16,
+            lr: 1e-2,
+            ..Default::default()
+        };
+        let batched = NativeModel::new(Arch::Mlp(vec![5]), 4, 2, 3).unwrap();
+        let per_sample = NativeModel::new(Arch::Mlp(vec![5]), 4, 2, 3).unwrap();
+        train(&batched, &x, &y, &cfg, &mut NoHooks).unwrap();
+        train(&per_sample, &x, &y, &cfg, &mut PerSampleMean).unwrap();
+        let diff = weights(&batched)
+            .iter()
+            .zip(weights(&per_sample))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff < 1e-4,
+            "mean of per-sample gradients differs from the batch step by {diff}"
+        );
+
+        // What the hook returns is what the optimiser applies: zero gradients leave the weights untouched.
+        let clipped = NativeModel::new(Arch::Mlp(vec![5]), 4, 2, 3).unwrap();
+        let start = weights(&clipped);
+        let mut hook = ClipToZero(0);
+        train(
+            &clipped,
+            &x,
+            &y,
+            &TrainConfig {
+                lr: 1e-2,
+                ..cfg.clone()
+            },
+            &mut hook,
+        )
+        .unwrap();
+        assert_eq!(
+            hook.0,
+            2 * 64,
+            "every sample's gradient reaches the hook once per epoch"
+        );
+        assert_eq!(weights(&clipped), start);
+        assert_ne!(weights(&batched), start);
+    }
+}
