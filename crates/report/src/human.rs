@@ -54,6 +54,9 @@ pub(crate) fn render(
         .iter()
         .filter(|f| options.min_severity.is_none_or(|min| f.severity >= min))
         .collect();
+    if let (Some(robustness), None) = (report.metrics.get("robustness"), options.min_severity) {
+        crate::robustness_text::render(robustness, out)?;
+    }
     for finding in &shown {
         render_finding(finding, options, &paint, out)?;
     }

@@ -5,6 +5,7 @@
 
 mod html;
 mod human;
+mod robustness_text;
 mod sarif;
 
 use std::io::{self, Write};

@@ -1,17 +1,16 @@
 //! `aegis assess robustness`: wire flags to [`aegis_assess::robustness::evaluate`] and report its result.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use aegis_assess::attacks::pgd::PgdParams;
-use aegis_assess::robustness::{self, AttackKind, Names, RobustnessConfig, RobustnessResult};
+use aegis_assess::robustness::{self, AttackKind, Names, RobustnessConfig};
 use aegis_assess::Norm;
 use aegis_core::Report;
 use anyhow::{bail, Context};
 
 use super::inputs;
-use crate::args::{GlobalArgs, NormArg, OutputFormat, RobustnessArgs};
+use crate::args::{GlobalArgs, NormArg, RobustnessArgs};
 use crate::{output, progress};
 
 pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode> {
@@ -79,15 +78,6 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
     report
         .metrics
         .insert("robustness".into(), serde_json::to_value(&result)?);
-    if global.format == OutputFormat::Human && !global.quiet {
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = write_summary(&mut out, &result) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
-        }
-    }
     output::emit(global, &report, &aegis_assess::rules::all())
 }
 
@@ -120,103 +110,4 @@ fn config(args: &RobustnessArgs) -> anyhow::Result<RobustnessConfig> {
         examples: args.examples,
         ..Default::default()
     })
-}
-
-/// The robust-accuracy table, the weakest features and classes, and example rows.
-fn write_summary(out: &mut dyn Write, r: &RobustnessResult) -> std::io::Result<()> {
-    writeln!(out, "model     {}", r.model)?;
-    writeln!(
-        out,
-        "rows      {}   clean accuracy {:.1}%   attacks {}",
-        r.rows,
-        r.clean_accuracy * 100.0,
-        r.attacks.join(", ")
-    )?;
-    for (attack, why) in &r.skipped {
-        writeln!(out, "skipped   {attack}: {why}")?;
-    }
-    writeln!(
-        out,
-        "\n  eps        raw radius        % of range     robust accuracy   broken first by"
-    )?;
-    for p in &r.curve {
-        let by: Vec<String> = p
-            .broken_by
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(a, n)| format!("{a} {n}"))
-            .collect();
-        writeln!(
-            out,
-            "  {:<10} {:<17} {:<14} {:>6.1}%  {:<8} {}",
-            p.eps,
-            span(p.eps_raw[0], p.eps_raw[1], 1.0, ""),
-            span(p.eps_range_fraction[0], p.eps_range_fraction[1], 100.0, "%"),
-            p.robust_accuracy * 100.0,
-            bar(p.robust_accuracy),
-            by.join(", ")
-        )?;
-    }
-    if !r.vulnerable_features.is_empty() {
-        writeln!(
-            out,
-            "\nmost changed features (share of successful attacks, mean change / eps)"
-        )?;
-        for f in r.vulnerable_features.iter().take(5) {
-            writeln!(
-                out,
-                "  {:<24} {:>5.0}%  {:.2}",
-                f.feature,
-                f.changed_in * 100.0,
-                f.mean_relative_change
-            )?;
-        }
-    }
-    if r.classes.len() > 1 {
-        writeln!(out, "\nper class: clean → robust at each eps")?;
-        for c in &r.classes {
-            let robust: Vec<String> = c
-                .robust_accuracy
-                .iter()
-                .map(|a| format!("{:.0}%", a * 100.0))
-                .collect();
-            writeln!(
-                out,
-                "  {:<16} {:>4} rows  {:.0}% → {}",
-                c.class,
-                c.rows,
-                c.clean_accuracy * 100.0,
-                robust.join(" / ")
-            )?;
-        }
-    }
-    for e in r.examples.iter().take(3) {
-        writeln!(
-            out,
-            "\nrow {} ({} → {}) at eps {} by {}:",
-            e.row, e.label, e.predicted, e.eps, e.attack
-        )?;
-        for (f, from, to) in e.changes.iter().take(8) {
-            writeln!(out, "  {f:<24} {from} → {to}")?;
-        }
-        if e.changes.len() > 8 {
-            writeln!(out, "  … {} more", e.changes.len() - 8)?;
-        }
-    }
-    writeln!(out)
-}
-
-/// `a` or `a–b`, scaled, with a unit.
-fn span(a: f32, b: f32, scale: f32, unit: &str) -> String {
-    let (a, b) = (a * scale, b * scale);
-    if (a - b).abs() <= 1e-6 * b.abs().max(1.0) {
-        format!("{a:.4}{unit}")
-    } else {
-        format!("{a:.4}–{b:.4}{unit}")
-    }
-}
-
-fn bar(fraction: f64) -> String {
-    let filled = (fraction * 8.0).round().clamp(0.0, 8.0) as usize;
-    format!("{}{}", "█".repeat(filled), "·".repeat(8 - filled))
 }
