@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod finding;
+mod frame;
 mod location;
 mod report;
 mod rule;
@@ -16,6 +17,7 @@ mod severity;
 mod table;
 
 pub use finding::{Finding, Reference, ReferenceKind};
+pub use frame::{format_number, Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};
 pub use location::Location;
 pub use report::{Artefact, Report};
 pub use rule::{RuleDoc, RuleId};
