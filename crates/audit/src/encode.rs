@@ -43,6 +43,9 @@ pub struct Encoded {
     pub scaling: Vec<(f64, f64)>,
     /// Names of frame columns left out (text).
     pub skipped: Vec<String>,
+    /// Per categorical column the category names of the codes (empty for numeric columns). An encoding made
+    /// [`like`](Encoded::like) another uses the other's codes, so equal categories compare equal across the two.
+    pub levels: Vec<Vec<String>>,
 }
 
 impl Encoded {
@@ -64,32 +67,42 @@ impl Encoded {
         let mut kinds = Vec::new();
         let mut scaling = Vec::new();
         let mut skipped = Vec::new();
+        let mut all_levels = Vec::new();
         let mut cols: Vec<Vec<f32>> = Vec::new();
         for (j, col) in frame.columns.iter().enumerate() {
-            let given = like.and_then(|l| {
-                l.names
-                    .iter()
-                    .position(|x| *x == col.name)
-                    .and_then(|k| l.scaling.get(k).copied())
-            });
+            let like_col = like.and_then(|l| l.names.iter().position(|x| *x == col.name));
+            let given = like
+                .zip(like_col)
+                .and_then(|(l, k)| l.scaling.get(k).copied());
+            let mut col_levels = Vec::new();
             let (kind, values, scale) = match &col.data {
                 ColumnData::Numeric(v) => numeric(v.iter().copied(), given),
                 ColumnData::Timestamp(v) => {
                     numeric(v.iter().map(|t| t.map_or(f64::NAN, |t| t as f64)), given)
                 }
                 ColumnData::Categorical { codes, levels } => {
+                    let shared = like
+                        .zip(like_col)
+                        .and_then(|(l, k)| l.levels.get(k))
+                        .filter(|l| !l.is_empty());
+                    let (map, names) = match shared {
+                        Some(theirs) => remap(levels, theirs),
+                        None => ((0..levels.len() as u32).collect(), levels.clone()),
+                    };
                     let values = codes
                         .iter()
-                        .map(|&c| {
-                            if c == MISSING_CODE {
-                                f32::NAN
-                            } else {
-                                c as f32
-                            }
+                        .map(|&c| match map.get(c as usize) {
+                            Some(&m) if c != MISSING_CODE => m as f32,
+                            _ => f32::NAN,
                         })
                         .collect();
-                    let levels = u32::try_from(levels.len()).unwrap_or(u32::MAX);
-                    (EncKind::Categorical { levels }, values, (0.0, 1.0))
+                    let n_levels = u32::try_from(names.len()).unwrap_or(u32::MAX);
+                    col_levels = names;
+                    (
+                        EncKind::Categorical { levels: n_levels },
+                        values,
+                        (0.0, 1.0),
+                    )
                 }
                 ColumnData::Boolean(v) => {
                     let values = v
@@ -107,6 +120,7 @@ impl Encoded {
             frame_columns.push(j);
             kinds.push(kind);
             scaling.push(scale);
+            all_levels.push(col_levels);
             cols.push(values);
         }
         let d = cols.len();
@@ -124,6 +138,7 @@ impl Encoded {
             values,
             scaling,
             skipped,
+            levels: all_levels,
         }
     }
 
@@ -159,6 +174,28 @@ impl Encoded {
         }
         sum
     }
+}
+
+/// Maps our category codes onto `theirs`: a category they have keeps their code, a new one gets the next free
+/// code. Returns the code map and the resulting category names.
+fn remap(ours: &[String], theirs: &[String]) -> (Vec<u32>, Vec<String>) {
+    let mut names = theirs.to_vec();
+    let index: std::collections::HashMap<&str, u32> = theirs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i as u32))
+        .collect();
+    let map = ours
+        .iter()
+        .map(|s| match index.get(s.as_str()) {
+            Some(&i) => i,
+            None => {
+                names.push(s.clone());
+                (names.len() - 1) as u32
+            }
+        })
+        .collect();
+    (map, names)
 }
 
 /// Encodes one numeric column as robust z-scores; the scale is IQR / 1.349 (the standard deviation of a normal
@@ -258,6 +295,26 @@ mod tests {
             "numeric part plus one category mismatch"
         );
         assert!(e.distance(e.row(3), e.row(4)) >= 2.0 * MISMATCH);
+    }
+
+    #[test]
+    fn categories_are_matched_by_name_across_encodings() {
+        let reference = frame();
+        let mut current = frame();
+        current.columns[1].data = ColumnData::Categorical {
+            codes: vec![0, 1, 2, 0, 0],
+            levels: vec!["b".into(), "a".into(), "new".into()],
+        };
+        let r = Encoded::new(&reference);
+        let c = Encoded::like(&current, &r);
+        assert_eq!(c.row(0)[1], r.row(1)[1], "b is b in both");
+        assert_eq!(c.row(1)[1], r.row(0)[1], "a is a in both");
+        assert_eq!(
+            c.row(2)[1],
+            2.0,
+            "a category the reference lacks gets a new code"
+        );
+        assert_eq!(c.levels[1], vec!["a", "b", "new"]);
     }
 
     #[test]

@@ -12,10 +12,12 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backdoor;
 pub mod encode;
 mod error;
 
 pub use error::Error;
+pub use run::{audit, write_flags, Audit, AuditConfig, RowVerdict};
 
 use serde::{Deserialize, Serialize};
 
@@ -82,3 +84,10 @@ pub struct CheckOutput {
 
 /// The most row numbers a finding lists in its message and evidence; the flags CSV has them all.
 pub const MAX_LISTED_ROWS: usize = 50;
+
+pub mod balance;
+pub mod duplicates;
+pub mod gbdt;
+pub mod labels;
+pub mod outliers;
+pub mod run;

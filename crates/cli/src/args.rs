@@ -88,6 +88,144 @@ pub enum Command {
     /// Harden a model by adversarial training; writes a new ONNX model and a before/after report.
     #[command(after_help = HARDEN_EXAMPLES)]
     Harden(HardenArgs),
+    /// Audit training data for poisoning: label issues, outliers, duplicates and conflicts, backdoor triggers.
+    #[command(after_help = AUDIT_EXAMPLES)]
+    Audit(AuditArgs),
+    /// Infer a dataset schema, or check a dataset against one.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+const AUDIT_EXAMPLES: &str = "Examples:
+  aegis audit train.csv --label is_fraud
+  aegis audit train.csv --label is_fraud --flags flags.csv --format json > audit.json
+  aegis audit new.parquet --label y --reference trusted.parquet --schema schema.toml
+  aegis audit train.csv --label y --checks outliers,backdoor --top 20
+  aegis audit train.csv --label y --format html -o audit.html
+
+Checks: labels (out-of-fold gradient-boosted trees + confident learning), outliers (isolation
+forest + kNN distance over a mixed-type encoding), duplicates (exact, near, label-conflicting,
+new versus --reference), backdoor (value and value-combination triggers that override what the
+rest of the row says, plus spectral signatures), balance (class balance, label shift against
+--reference). --flags writes `row,score,flagged,kinds` for every data row (row is 0-based).";
+
+const SCHEMA_EXAMPLES: &str = "Examples:
+  aegis schema infer train.csv --label y > schema.toml
+  aegis schema check new.csv --schema schema.toml
+  aegis schema check new.parquet --schema schema.toml --format sarif -o schema.sarif
+
+The schema lists every column with its type (numeric, categorical, boolean, text, timestamp),
+range, allowed categories, missing-rate bound and uniqueness, and the label's classes. Edit it
+by hand to tighten it; `check` streams the file and reports each violated rule once per column
+with the first offending rows.";
+
+/// `aegis schema` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Infer a schema from a dataset and print it as TOML.
+    #[command(after_help = SCHEMA_EXAMPLES)]
+    Infer(SchemaInferArgs),
+    /// Check a dataset against a schema; violations are findings with row numbers.
+    #[command(after_help = SCHEMA_EXAMPLES)]
+    Check(SchemaCheckArgs),
+}
+
+/// How a dataset file is read (CSV or Parquet, detected from the bytes).
+#[derive(Debug, Args)]
+pub struct ReadArgs {
+    /// CSV field delimiter (default: sniffed from the header among , ; tab |).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+    /// The CSV has no header row (columns are named c0, c1, ...).
+    #[arg(long)]
+    pub no_header: bool,
+    /// Cell values that mean "missing", comma-separated (default: empty, ?, NA, N/A, NaN, null, None).
+    #[arg(long, value_name = "MARKERS", value_delimiter = ',')]
+    pub missing: Option<Vec<String>>,
+    /// Force a column's type: COLUMN=numeric|categorical|boolean|text|timestamp; repeatable.
+    #[arg(long = "type", value_name = "COLUMN=TYPE")]
+    pub types: Vec<String>,
+    /// Columns to ignore (ids); repeatable or comma-separated.
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// Read at most N data rows.
+    #[arg(long, value_name = "N")]
+    pub max_rows: Option<usize>,
+}
+
+/// `aegis schema infer`.
+#[derive(Debug, Args)]
+pub struct SchemaInferArgs {
+    /// CSV or Parquet file.
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// The label column (its classes become the schema's label set).
+    #[arg(long, value_name = "COLUMN")]
+    pub label: Option<String>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `aegis schema check`.
+#[derive(Debug, Args)]
+pub struct SchemaCheckArgs {
+    /// CSV or Parquet file.
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// The schema (from `aegis schema infer`).
+    #[arg(long, value_name = "FILE")]
+    pub schema: PathBuf,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `aegis audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Training data: CSV or Parquet.
+    #[arg(value_name = "DATA")]
+    pub data: PathBuf,
+    /// The label column.
+    #[arg(long, value_name = "COLUMN")]
+    pub label: Option<String>,
+    /// A trusted snapshot of the data (same columns): new rows and label shift are reported against it.
+    #[arg(long, value_name = "TRUSTED")]
+    pub reference: Option<PathBuf>,
+    /// Write one line per data row, `row,score,flagged,kinds`, to this CSV file.
+    #[arg(long, value_name = "FLAGS.csv")]
+    pub flags: Option<PathBuf>,
+    /// Also check the data against this schema (see `aegis schema`).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// Checks to run, comma-separated: labels, outliers, duplicates, backdoor, balance, or all.
+    #[arg(long, value_delimiter = ',', default_value = "all")]
+    pub checks: Vec<String>,
+    /// Outliers: flag this fraction of rows (instead of the calibrated cut-off).
+    #[arg(long, value_name = "RATE", conflicts_with = "top")]
+    pub expected_rate: Option<f64>,
+    /// Outliers: flag the K most outlying rows.
+    #[arg(long, value_name = "K")]
+    pub top: Option<usize>,
+    /// Label check: folds for the out-of-fold predictions.
+    #[arg(long, default_value_t = 5)]
+    pub folds: usize,
+    /// Label check: the model behind the out-of-fold predictions.
+    #[arg(long, value_enum, default_value_t = LabelModelArg::Gbdt)]
+    pub model: LabelModelArg,
+    /// Seed for folds and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+/// `--model` of `aegis audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabelModelArg {
+    /// Histogram gradient-boosted trees (default).
+    Gbdt,
+    /// k nearest neighbours (cheap).
+    Knn,
 }
 
 /// `aegis assess` subcommands.

@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+mod data_schema;
 mod finding;
 mod frame;
 mod location;
@@ -16,6 +17,10 @@ mod rule;
 mod severity;
 mod table;
 
+pub use data_schema::{
+    format_timestamp, parse_bool, parse_number, parse_timestamp, CellValue, ColumnSpec, DataSchema,
+    LabelSpec, RowBounds, SchemaProblem, ValueViolation, DATA_SCHEMA_VERSION,
+};
 pub use finding::{Finding, Reference, ReferenceKind};
 pub use frame::{format_number, Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};
 pub use location::Location;

@@ -143,6 +143,119 @@ pub enum Error {
         max: u32,
     },
 
+    /// A header cell is empty: every column needs a name.
+    #[error("{}: header column {index} has an empty name", .path.display())]
+    EmptyColumnName {
+        /// The file.
+        path: PathBuf,
+        /// 1-based position of the column in the header.
+        index: usize,
+    },
+
+    /// The file has more columns than the reader accepts.
+    #[error("{} has {found} columns, more than the limit of {limit}", .path.display())]
+    TooManyColumns {
+        /// The file.
+        path: PathBuf,
+        /// Number of columns in the file.
+        found: usize,
+        /// The column bound.
+        limit: usize,
+    },
+
+    /// One cell is longer than the reader accepts.
+    #[error("{} line {line}, column {}: cell is {found} bytes long, more than the limit of {limit}", .path.display(), quoted(.column))]
+    CellTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number where the row starts.
+        line: u64,
+        /// The column.
+        column: String,
+        /// Length of the cell in bytes.
+        found: usize,
+        /// The cell-length bound.
+        limit: usize,
+    },
+
+    /// A cell does not have the type the caller forced for its column.
+    #[error("{} line {line}, column {}: {} is not a valid {expected} value (the column's type was forced)", .path.display(), quoted(.column), quoted(.value))]
+    BadCell {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number where the row starts.
+        line: u64,
+        /// The column.
+        column: String,
+        /// The cell's text.
+        value: String,
+        /// The forced type.
+        expected: aegis_core::ColumnKind,
+    },
+
+    /// A type was forced for a column the file does not have.
+    #[error("{}: a type was forced for column {}, which is not in the file; available columns: {}", .path.display(), quoted(.column), name_list(.available))]
+    UnknownTypedColumn {
+        /// The file.
+        path: PathBuf,
+        /// The name that was given.
+        column: String,
+        /// The file's column names.
+        available: Vec<String>,
+    },
+
+    /// The label column has more distinct values than a classification target can have.
+    #[error("{}: label column {} has more than {limit} distinct values; is it really the label?", .path.display(), quoted(.column))]
+    TooManyClasses {
+        /// The file.
+        path: PathBuf,
+        /// The label column.
+        column: String,
+        /// The bound on distinct labels.
+        limit: usize,
+    },
+
+    /// The file changed between the two passes of a reader (type inference, then parsing).
+    #[error("{} changed while it was being read; read it again when it is no longer being written", .path.display())]
+    Changed {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A Parquet file could not be decoded (not Parquet, truncated or corrupt).
+    #[error("{} is not a readable Parquet file: {reason}", .path.display())]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's explanation.
+        reason: String,
+    },
+
+    /// A Parquet column has a type the reader cannot turn into a frame column (nested or unknown types).
+    #[error("{}: Parquet column {} is not supported: {reason}", .path.display(), quoted(.column))]
+    UnsupportedColumn {
+        /// The file.
+        path: PathBuf,
+        /// The column.
+        column: String,
+        /// Why (for example, `nested group`).
+        reason: String,
+    },
+
+    /// A value in a Parquet file cannot be used (a missing label, an out-of-range class index, an oversized
+    /// cell, a value a forced type cannot take).
+    #[error("{} data row {row}, column {}: {reason}", .path.display(), quoted(.column))]
+    BadValue {
+        /// The file.
+        path: PathBuf,
+        /// 0-based data row.
+        row: u64,
+        /// The column.
+        column: String,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A schema file is not valid TOML or does not have the schema's shape.
     #[error("cannot parse schema {}: {source}", .path.display())]
     SchemaParse {
@@ -199,6 +312,18 @@ pub enum Error {
         missing_from_schema: Vec<String>,
         /// Schema features the table does not have.
         missing_from_table: Vec<String>,
+    },
+
+    /// A dataset schema file (`aegis schema infer`/`check`) is inconsistent: a column, the label or the row
+    /// bounds.
+    #[error("schema {}: {subject}: {reason}", .path.display())]
+    InvalidDataSchema {
+        /// The schema file.
+        path: PathBuf,
+        /// What is wrong: `column "amount"`, `label`, `rows` or `version` (names already quoted).
+        subject: String,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 

@@ -19,3 +19,18 @@ mod schema;
 pub use self::csv::{read_csv, CsvOptions};
 pub use self::error::Error;
 pub use self::schema::{align_schema, infer_schema, load_schema, save_schema};
+
+mod dataset_schema;
+pub use self::dataset_schema::{
+    check_frame, check_records, data_schema_to_toml, infer_data_schema, load_data_schema,
+    parse_data_schema, rules as schema_rules, save_data_schema, violation_rule, SchemaChecker,
+    MAX_LISTED_ROWS as SCHEMA_MAX_LISTED_ROWS, MAX_UNIQUE_TRACKED, RULES as SCHEMA_RULES,
+};
+
+mod frame_csv;
+mod parquet;
+mod read;
+pub use self::read::{
+    read_frame, read_frame_bytes, stream_records, ReadOptions, Record, RecordStream,
+    MAX_CELL_BYTES, MAX_COLUMNS,
+};

@@ -19,6 +19,7 @@ pub mod mutate;
 pub mod npy;
 pub mod onnx;
 pub mod pickle;
+pub mod poison;
 pub mod safetensors;
 pub mod savedmodel;
 pub mod tar;

@@ -1,14 +1,17 @@
 //! One module per subcommand; each returns the exit code.
 
 mod assess;
+mod audit;
+mod frames;
 mod harden;
 mod inputs;
 mod rules;
 mod scan;
+mod schema;
 
 use std::process::ExitCode;
 
-use crate::args::{AssessCommand, Cli, Command};
+use crate::args::{AssessCommand, Cli, Command, SchemaCommand};
 
 /// Run the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -20,6 +23,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules(args) => rules::run(&cli.global, args),
         Command::Assess(AssessCommand::Robustness(args)) => assess::run(&cli.global, args),
         Command::Harden(args) => harden::run(&cli.global, args),
+        Command::Audit(args) => audit::run(&cli.global, args),
+        Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&cli.global, args),
+        Command::Schema(SchemaCommand::Check(args)) => schema::check(&cli.global, args),
     }
 }
 

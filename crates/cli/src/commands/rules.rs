@@ -42,6 +42,8 @@ pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
 pub fn catalogue() -> Vec<&'static RuleDoc> {
     let mut all = aegis_scan::rules::all();
     all.extend(aegis_assess::rules::all());
+    all.extend(aegis_audit::run::rules());
+    all.extend(aegis_data::schema_rules());
     all
 }
 
