@@ -246,7 +246,7 @@ def main():
                     json.dump(py, f)
             flagged_py = set(py["cleanlab"] if det == "cleanlab" else py["iforest"])
             res = {"dataset": ds, "case": name, "kind": kind, "note": note, "detector": det,
-                   "python": prf(flagged_py, truth, groups), "python_seconds": py["seconds"], "aegis": None,
+                   "python": prf(flagged_py, truth, groups), "python_seconds": py["seconds"], "python_repeat": py.get("repeat", 1), "aegis": None,
                    "python_auroc": auroc(py["scores"]["cleanlab" if det == "cleanlab" else "iforest"], truth),
                    "aegis_seconds": None}
             if not args.skip_aegis:
@@ -282,7 +282,8 @@ def report(info, results, args):
     print("Python = read CSV + 5-fold HistGradientBoosting out-of-fold probabilities + cleanlab "
           "`find_label_issues` + IsolationForest; the scored detector is named per row. Aegis = "
           "`aegis audit --flags` (process wall time), rows flagged with the matching kind. Times are the minimum of "
-          f"{args.repeat} runs (the 2-core machine is shared; the minimum is the least disturbed run).\n")
+          f"{min((r['python_repeat'] for r in results), default=args.repeat)} (Python) and {args.repeat} (Aegis) runs "
+          "(the 2-core machine is shared; the minimum is the least disturbed run).\n")
     print("| dataset | poison | truth rows | Python detector | Python P / R / F1 | Aegis P / R / F1 | ΔF1 | "
           "AUROC Python / Aegis | Python s | Aegis s | speed-up |")
     print("|---|---|---:|---|---|---|---:|---|---:|---:|---:|")

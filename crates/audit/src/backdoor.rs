@@ -674,7 +674,9 @@ fn refine<'a>(
     }
     let item = s.rule.items[0];
     let rows: Vec<usize> = s.covered.iter().copied().take(REFINE_CAP).collect();
-    let mut best: Option<(usize, ItemKey)> = None;
+    // The second item that best singles out the suspects: many of them (a) and few of the other covered rows
+    // (enrichment). Ranking by `a` alone picks a value common everywhere over the planted one.
+    let mut best: Option<(f64, ItemKey)> = None;
     for c in (0..ctx.columns.len()).filter(|&c| c != item.col) {
         let mut counts: HashMap<u64, (usize, usize)> = HashMap::new();
         for &i in &rows {
@@ -692,11 +694,12 @@ fn refine<'a>(
             // Share among suspects at least REFINE_ENRICHMENT times its share among the other covered rows.
             let others = (rows.len() - suspects.len()).max(1) as f64;
             let enrichment = (a as f64 / suspects.len() as f64) / ((b as f64 + 0.5) / others);
+            let strength = a as f64 * enrichment.ln();
             if a >= need
                 && enrichment >= REFINE_ENRICHMENT
-                && best.is_none_or(|(x, it)| a > x || (a == x && candidate < it))
+                && best.is_none_or(|(x, it)| strength > x || (strength == x && candidate < it))
             {
-                best = Some((a, candidate));
+                best = Some((strength, candidate));
             }
         }
     }

@@ -236,6 +236,10 @@ pub fn exact_groups(enc: &Encoded) -> DuplicateGroups {
 /// dodge exact de-duplication are much closer than that.
 pub const NEAR_CONFLICT_SHARE: f32 = 0.2;
 
+/// A conflict group counts as natural ambiguity when the out-of-fold probability of every label it carries is
+/// below this: the model trained on the other rows cannot tell which label these inputs should have.
+pub const AMBIGUOUS_BELOW: f32 = 0.6;
+
 /// The score of the majority side of a tied conflict group (the side the tie-break ranks second).
 const TIE_SCORE: f32 = 0.55;
 
@@ -649,8 +653,15 @@ pub fn check(
                 .map_or(labels[rows[0]], |t| t.0);
             let majority_count = tally.iter().find(|t| t.0 == best).map_or(0, |t| t.1);
             let minority_share = 1.0 - majority_count as f64 / rows.len() as f64;
-            let natural =
-                rows.len() >= NATURAL_MIN_GROUP && minority_share >= NATURAL_MIN_MINORITY_SHARE;
+            // Where the out-of-fold model is unsure about these inputs, disagreeing labels are the data's own
+            // ambiguity; where it is sure of one of the labels, a copy carries a label the rest of the data
+            // contradicts.
+            let ambiguous = label_prob.is_some_and(|p| {
+                tally.iter().map(|t| p[t.3]).fold(0.0f32, f32::max) < AMBIGUOUS_BELOW
+            });
+            let natural = ambiguous
+                || (rows.len() >= NATURAL_MIN_GROUP
+                    && minority_share >= NATURAL_MIN_MINORITY_SHARE);
             if rows.len() >= 3 && !natural {
                 q_rows += rows.len();
                 q_minority += rows.len() - majority_count;
@@ -913,20 +924,22 @@ pub fn check(
     if !natural.is_empty() {
         let rows: usize = natural.iter().map(|c| c.rows.len()).sum();
         let message = format!(
-            "{} large groups of identical inputs ({} rows) carry mixed labels (minority share >= {:.0}%): \
-             natural ambiguity, not flagged",
+            "{} groups of identical inputs ({} rows) carry mixed labels where the data itself is ambiguous \
+             (large groups with a minority share >= {:.0}%, or inputs for which a model trained on the other \
+             rows gives no label a probability of {:.0}% or more): natural ambiguity, not flagged",
             natural.len(),
             rows,
-            100.0 * NATURAL_MIN_MINORITY_SHARE
+            100.0 * NATURAL_MIN_MINORITY_SHARE,
+            100.0 * AMBIGUOUS_BELOW
         );
         out.findings.push(
             Finding::new(&NATURAL_CONFLICT, location(frame, None), message).with_evidence(json!({
                 "groups": natural.len(),
                 "rows": rows,
                 "examples": natural.iter().take(10).map(|c| group_json(c)).collect::<Vec<_>>(),
-                "thresholds": {"min_group": NATURAL_MIN_GROUP, "min_minority_share": NATURAL_MIN_MINORITY_SHARE},
+                "thresholds": {"min_group": NATURAL_MIN_GROUP, "min_minority_share": NATURAL_MIN_MINORITY_SHARE, "ambiguous_below": AMBIGUOUS_BELOW},
                 "confidence": 0.7,
-                "confidence_words": "likely natural: large, thoroughly mixed groups",
+                "confidence_words": "likely natural: thoroughly mixed groups, or inputs the model cannot label",
             })),
         );
     }

@@ -9,7 +9,7 @@
 //!   cells go to a random but fixed side per split;
 //! - a **kNN distance**: the mean distance to the `k` nearest rows of a sampled reference set, in the mixed
 //!   distance of [`Encoded::distance`] (self excluded). The reference shrinks for very large tables so the cost
-//!   stays near `n * 300` distance evaluations.
+//!   stays near 80 million distance evaluations.
 //!
 //! Both scores are turned into robust z-scores against the bulk of their own distribution (median and the
 //! upper-quartile spread, because both are right-skewed; the kNN distance on a log scale), combined with
@@ -87,7 +87,7 @@ impl Default for OutlierConfig {
 }
 
 /// Upper bound on distance evaluations of the kNN score (rows times reference rows).
-const KNN_BUDGET: usize = 300_000_000;
+const KNN_BUDGET: usize = 80_000_000;
 /// The reference never shrinks below this.
 const KNN_MIN_REFERENCE: usize = 256;
 
