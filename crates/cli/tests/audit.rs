@@ -314,7 +314,7 @@ fn schema_infer_then_check() {
     let text = std::fs::read_to_string(&clean).unwrap();
     let cut: String = text
         .lines()
-        .map(|l| l.rsplitn(2, ',').nth(1).unwrap_or(l).to_owned() + "\n")
+        .map(|l| l.rsplit_once(',').map_or(l, |x| x.0).to_owned() + "\n")
         .collect();
     let cut_path = dir.path().join("cut.csv");
     std::fs::write(&cut_path, cut).unwrap();

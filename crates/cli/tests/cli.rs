@@ -281,6 +281,12 @@ fn rules_command_documents_each_rule() {
     let ids: Vec<&str> = docs.iter().map(|d| d["id"].as_str().unwrap()).collect();
     assert!(ids
         .iter()
-        .all(|id| id.starts_with("AEG-SCAN-") || id.starts_with("AEG-ROB-")));
-    assert!(ids.contains(&"AEG-ROB-001") && ids.contains(&"AEG-SCAN-101"));
+        .all(|id| ["AEG-SCAN-", "AEG-ROB-", "AEG-AUD-", "AEG-SCH-"]
+            .iter()
+            .any(|p| id.starts_with(p))));
+    for id in ["AEG-ROB-001", "AEG-SCAN-101", "AEG-AUD-040", "AEG-SCH-001"] {
+        assert!(ids.contains(&id), "{id} missing from the catalogue");
+    }
+    let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "rule ids are unique");
 }
