@@ -18,8 +18,9 @@ mod severity;
 mod table;
 
 pub use data_schema::{
-    format_timestamp, parse_bool, parse_number, parse_timestamp, CellValue, ColumnSpec, DataSchema,
-    LabelSpec, RowBounds, SchemaProblem, ValueViolation, DATA_SCHEMA_VERSION,
+    civil_from_days, days_from_civil, format_timestamp, parse_bool, parse_number, parse_timestamp,
+    CellValue, ColumnSpec, DataSchema, LabelSpec, RowBounds, SchemaProblem, ValueViolation,
+    DATA_SCHEMA_VERSION,
 };
 pub use finding::{Finding, Reference, ReferenceKind};
 pub use frame::{format_number, Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};

@@ -17,7 +17,9 @@ use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use aegis_core::{Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};
+use aegis_core::{
+    civil_from_days, days_from_civil, Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE,
+};
 
 use crate::error::Error;
 use crate::read::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES, MAX_COLUMNS};
@@ -368,30 +370,6 @@ pub(crate) fn parse_bool(cell: &str) -> Option<bool> {
     } else {
         None
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01 (the inverse of [`days_from_civil`]).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 /// Unix seconds written as `YYYY-MM-DDTHH:MM:SSZ`, which [`parse_timestamp`] reads back.
