@@ -124,6 +124,9 @@ pub fn audit(
         ..Default::default()
     };
     let mut timings = Map::new();
+    if let Some(r) = reference {
+        same_columns(frame, r)?;
+    }
     let has_labels = frame.labels.is_some();
     progress("encoding");
     let enc = Encoded::new(frame);
@@ -206,6 +209,32 @@ pub fn audit(
     out.metrics
         .insert("flagged_by_kind".into(), Value::Object(by_kind));
     Ok(out)
+}
+
+/// A reference snapshot must have every audited column, in any order, with the same type: otherwise novelty
+/// and label shift would compare unlike things.
+fn same_columns(frame: &Frame, reference: &Frame) -> Result<(), Error> {
+    for c in &frame.columns {
+        let what = match reference.column(&c.name) {
+            None => format!(
+                "no column `{}` (the audited data {} has it)",
+                c.name, frame.source
+            ),
+            Some(r) if r.data.kind() != c.data.kind() => format!(
+                "column `{}` is {} there but {} in {}",
+                c.name,
+                r.data.kind(),
+                c.data.kind(),
+                frame.source
+            ),
+            Some(_) => continue,
+        };
+        return Err(Error::ReferenceMismatch {
+            reference: reference.source.clone(),
+            what,
+        });
+    }
+    Ok(())
 }
 
 fn elapsed_ms(t: Instant) -> Value {
@@ -296,6 +325,35 @@ mod tests {
         assert!(!a.rows[1].flagged);
         assert_eq!(a.rows[2].score, 0.0, "a NaN score counts as none");
         assert_eq!(a.flagged(), 2);
+    }
+
+    #[test]
+    fn a_reference_without_the_audited_columns_is_refused() {
+        use aegis_core::{Column, ColumnData};
+        let frame = |name: &str, data: ColumnData| Frame {
+            source: format!("{name}.csv"),
+            columns: vec![Column {
+                name: "x".into(),
+                data,
+            }],
+            labels: None,
+            n_rows: 2,
+        };
+        let cur = frame("cur", ColumnData::Numeric(vec![1.0, 2.0]));
+        let same = frame("ref", ColumnData::Numeric(vec![3.0, 4.0]));
+        assert!(same_columns(&cur, &same).is_ok());
+        let text = frame("ref", ColumnData::Text(vec![None, None]));
+        let err = same_columns(&cur, &text).unwrap_err().to_string();
+        assert!(
+            err.contains("ref.csv") && err.contains("`x` is text"),
+            "{err}"
+        );
+        let mut other = same.clone();
+        other.columns[0].name = "y".into();
+        let err = audit(&cur, Some(&other), &AuditConfig::all(2, 0), &mut |_| {})
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no column `x`"), "{err}");
     }
 
     #[test]

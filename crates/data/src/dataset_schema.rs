@@ -20,9 +20,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
 use std::hash::BuildHasher;
-use std::io::Read;
 use std::path::Path;
 
 use aegis_core::{
@@ -49,9 +47,6 @@ const MAX_INFERRED_CATEGORIES: usize = 10_000;
 
 /// A column is inferred `unique` only with at least this many present values.
 const MIN_UNIQUE_ROWS: usize = 20;
-
-/// Schema files larger than this are refused.
-const MAX_SCHEMA_BYTES: u64 = 16 << 20;
 
 const ATLAS_POISON: &[&str] = &["AML.T0020"];
 const CWE_INPUT_VALIDATION: &[u32] = &[20];
@@ -471,25 +466,7 @@ pub fn parse_data_schema(text: &str, path: &Path) -> Result<DataSchema, Error> {
 ///
 /// [`Error::Io`] or [`Error::TooLarge`] when the file cannot be read, otherwise as [`parse_data_schema`].
 pub fn load_data_schema(path: &Path) -> Result<DataSchema, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let too_large = || Error::TooLarge {
-        path: path.to_path_buf(),
-        limit: MAX_SCHEMA_BYTES,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    if file.metadata().map_err(io_err)?.len() > MAX_SCHEMA_BYTES {
-        return Err(too_large());
-    }
-    let mut text = String::new();
-    file.take(MAX_SCHEMA_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(io_err)?;
-    if text.len() as u64 > MAX_SCHEMA_BYTES {
-        return Err(too_large());
-    }
+    let text = crate::schema::read_schema_text(path)?;
     parse_data_schema(&text, path)
 }
 

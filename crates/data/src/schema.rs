@@ -16,7 +16,32 @@ use aegis_core::{FeatureKind, FeatureSpec, OneHotGroup, Schema, Table};
 use crate::error::Error;
 
 /// Schema files larger than this are refused: a schema is a few lines per feature.
-const MAX_SCHEMA_BYTES: u64 = 16 << 20;
+pub(crate) const MAX_SCHEMA_BYTES: u64 = 16 << 20;
+
+/// Reads a schema file (feature or dataset schema) as text, refusing files over [`MAX_SCHEMA_BYTES`] without
+/// reading past the bound.
+pub(crate) fn read_schema_text(path: &Path) -> Result<String, Error> {
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let too_large = || Error::TooLarge {
+        path: path.to_path_buf(),
+        limit: MAX_SCHEMA_BYTES,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    if file.metadata().map_err(io_err)?.len() > MAX_SCHEMA_BYTES {
+        return Err(too_large());
+    }
+    let mut text = String::new();
+    file.take(MAX_SCHEMA_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err)?;
+    if text.len() as u64 > MAX_SCHEMA_BYTES {
+        return Err(too_large());
+    }
+    Ok(text)
+}
 
 /// The comment at the top of a saved schema.
 const HEADER: &str = "\
@@ -128,25 +153,7 @@ fn infer_feature(name: &str, values: impl Iterator<Item = f32>) -> FeatureSpec {
 /// non-finite eps; [`Error::InvalidOneHot`] for a group with fewer than two columns, a repeated column, or a
 /// column that is not a binary feature of the schema.
 pub fn load_schema(path: &Path) -> Result<Schema, Error> {
-    let io_err = |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let too_large = || Error::TooLarge {
-        path: path.to_path_buf(),
-        limit: MAX_SCHEMA_BYTES,
-    };
-    let file = File::open(path).map_err(io_err)?;
-    if file.metadata().map_err(io_err)?.len() > MAX_SCHEMA_BYTES {
-        return Err(too_large());
-    }
-    let mut text = String::new();
-    file.take(MAX_SCHEMA_BYTES + 1)
-        .read_to_string(&mut text)
-        .map_err(io_err)?;
-    if text.len() as u64 > MAX_SCHEMA_BYTES {
-        return Err(too_large());
-    }
+    let text = read_schema_text(path)?;
     let schema: Schema = toml::from_str(&text).map_err(|source| Error::SchemaParse {
         path: path.to_path_buf(),
         source,

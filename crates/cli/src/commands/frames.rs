@@ -59,27 +59,3 @@ fn parse_kind(s: &str) -> anyhow::Result<ColumnKind> {
 pub fn read(path: &Path, opts: &ReadOptions) -> anyhow::Result<Frame> {
     aegis_data::read_frame(path, opts).with_context(|| format!("reading {}", path.display()))
 }
-
-/// A reference snapshot must have the audited data's columns, in any order, with the same types.
-pub fn same_columns(frame: &Frame, reference: &Frame) -> anyhow::Result<()> {
-    for c in &frame.columns {
-        match reference.column(&c.name) {
-            None => bail!(
-                "the reference {} has no column `{}` (the audited data {} has it)",
-                reference.source,
-                c.name,
-                frame.source
-            ),
-            Some(r) if r.data.kind() != c.data.kind() => bail!(
-                "column `{}` is {} in {} but {} in the reference {}",
-                c.name,
-                c.data.kind(),
-                frame.source,
-                r.data.kind(),
-                reference.source
-            ),
-            Some(_) => {}
-        }
-    }
-    Ok(())
-}
