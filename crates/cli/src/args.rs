@@ -94,6 +94,205 @@ pub enum Command {
     /// Infer a dataset schema, or check a dataset against one.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Run the inference gateway: API keys, MFA, TLS, rate limits, budgets, audit log, metrics.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Manage the gateway's users (admin, operator, auditor, client).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage the gateway's API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// List the gateway's models and the scan verdict for each.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Verify or read the gateway's hash-chained audit log.
+    #[command(subcommand, name = "audit-log")]
+    AuditLog(AuditLogCommand),
+}
+
+const SERVE_EXAMPLES: &str = "Examples:
+  aegis serve                                   TLS on 127.0.0.1:8443, ./aegis-data, bundled demo model
+  aegis serve --config aegis.toml
+  aegis serve --listen 0.0.0.0:8443 --data-dir /var/lib/aegis
+  aegis serve --database postgres://aegis@db.internal/aegis   (replicas share keys, limits, audit log)
+  aegis serve --plaintext --listen 127.0.0.1:8080             (behind a TLS-terminating proxy only)
+  aegis serve --openapi > openapi.json
+
+First start: a self-signed certificate is generated (its SHA-256 fingerprint is printed), and with an
+empty database a one-time bootstrap code for the first admin is printed. With the demo model a client
+key scoped to it is created and printed once. Then:
+  curl --cacert aegis-data/tls/cert.pem -H 'Authorization: Bearer aeg_…' \\
+       -d '{\"rows\":[{\"amount\":950,\"hour\":3,…}]}' https://127.0.0.1:8443/v1/models/demo-fraud/predict";
+
+const GATEWAY_ADMIN_EXAMPLES: &str = "Examples:
+  aegis user add alice --role admin              prompts for a password; prints the TOTP secret and recovery codes once
+  printf '%s\\n' \"$PW\" | aegis user add bob --role operator --password-stdin
+  aegis user list --format json
+  aegis key create --name shop --owner acme --model demo-fraud --daily-budget 5000
+  aegis key rotate k3F9x2LmQa
+  aegis key revoke k3F9x2LmQa
+  aegis audit-log verify
+
+These commands work on the database directly (same --config/--data-dir/--database as `aegis serve`),
+so run them on the gateway's host; changes are audited and apply at once to running gateways.";
+
+/// Where the gateway's configuration and database are.
+#[derive(Debug, Args, Clone)]
+pub struct GatewayArgs {
+    /// Gateway configuration (TOML). Default: built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (embedded database, generated certificate, demo model). Default: ./aegis-data.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: aegis.db in the data directory.
+    #[arg(long, value_name = "URL", env = "AEGIS_DATABASE_URL")]
+    pub database: Option<String>,
+}
+
+/// `aegis serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Address and port to listen on (default 127.0.0.1:8443).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Serve plain HTTP without TLS (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    pub plaintext: bool,
+    /// Write one JSON access-log line per request to stderr (ids, route, status, timings; never secrets or bodies).
+    #[arg(long)]
+    pub access_log: bool,
+    /// Print the OpenAPI document and exit.
+    #[arg(long)]
+    pub openapi: bool,
+}
+
+/// `aegis user` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; admins get a TOTP secret and recovery codes (shown once).
+    #[command(after_help = GATEWAY_ADMIN_EXAMPLES)]
+    Add(UserAddArgs),
+    /// List users.
+    #[command(after_help = GATEWAY_ADMIN_EXAMPLES)]
+    List(GatewayArgs),
+    /// Disable a user (their sessions end at once).
+    Disable(UserNameArgs),
+    /// Enable a disabled user.
+    Enable(UserNameArgs),
+}
+
+/// `aegis user add`.
+#[derive(Debug, Args)]
+pub struct UserAddArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// User name (letters, digits, '.', '_', '-').
+    pub username: String,
+    /// Role: admin, operator, auditor or client.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// Read the password from the first line of standard input instead of prompting.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// A user name.
+#[derive(Debug, Args)]
+pub struct UserNameArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// User name.
+    pub username: String,
+}
+
+/// `aegis key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key; the secret is printed once and stored only as a hash.
+    #[command(after_help = GATEWAY_ADMIN_EXAMPLES)]
+    Create(KeyCreateArgs),
+    /// List keys with their scope, limits and today's use.
+    List(GatewayArgs),
+    /// Revoke a key; every gateway refuses it from the next request.
+    Revoke(KeyIdArgs),
+    /// Replace a key by a new one with the same scope and limits; the old one is revoked.
+    Rotate(KeyIdArgs),
+}
+
+/// `aegis key create`.
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// A name for the key (letters, digits, '.', '_', '-').
+    #[arg(long)]
+    pub name: String,
+    /// Who holds it (a client, a team).
+    #[arg(long)]
+    pub owner: String,
+    /// Model or upstream the key may use; repeatable; `*` for all.
+    #[arg(long = "model", value_name = "MODEL", required = true)]
+    pub models: Vec<String>,
+    /// Route class the key may use: predict, infer, chat, completions, embeddings, proxy; repeatable; default all.
+    #[arg(long = "route", value_name = "ROUTE")]
+    pub routes: Vec<String>,
+    /// Days until the key expires (0: never). Default from the configuration (90).
+    #[arg(long, value_name = "DAYS")]
+    pub expires_days: Option<i64>,
+    /// Sustained requests per second.
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// Requests allowed in a burst.
+    #[arg(long, value_name = "N")]
+    pub burst: Option<i64>,
+    /// Requests per UTC day (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub daily_budget: Option<i64>,
+    /// Requests per UTC month (0: unlimited).
+    #[arg(long, value_name = "N")]
+    pub monthly_budget: Option<i64>,
+}
+
+/// A key id.
+#[derive(Debug, Args)]
+pub struct KeyIdArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// The key id (`k…`, shown by `aegis key list`).
+    pub id: String,
+}
+
+/// `aegis model` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Load (and scan) the configured models as the gateway would, and list them.
+    List(GatewayArgs),
+}
+
+/// `aegis audit-log` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AuditLogCommand {
+    /// Check every record's hash and link; names the first edited, removed or reordered record (exit 1).
+    Verify(GatewayArgs),
+    /// Print records (newest last) after a sequence number.
+    Show(AuditShowArgs),
+}
+
+/// `aegis audit-log show`.
+#[derive(Debug, Args)]
+pub struct AuditShowArgs {
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+    /// Show records after this sequence number.
+    #[arg(long, default_value_t = 0)]
+    pub after: i64,
+    /// At most this many records.
+    #[arg(long, default_value_t = 100)]
+    pub limit: i64,
 }
 
 const AUDIT_EXAMPLES: &str = "Examples:

@@ -3,6 +3,7 @@
 mod assess;
 mod audit;
 mod frames;
+mod gateway;
 mod harden;
 mod inputs;
 mod rules;
@@ -26,6 +27,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(&cli.global, args),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&cli.global, args),
         Command::Schema(SchemaCommand::Check(args)) => schema::check(&cli.global, args),
+        Command::Serve(args) => gateway::serve(&cli.global, args),
+        Command::User(command) => gateway::user(&cli.global, command),
+        Command::Key(command) => gateway::key(&cli.global, command),
+        Command::Model(command) => gateway::model(&cli.global, command),
+        Command::AuditLog(command) => gateway::audit_log(&cli.global, command),
     }
 }
 

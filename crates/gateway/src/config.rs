@@ -1,0 +1,333 @@
+//! `aegis.toml`: what the gateway serves and how. Every field has a safe default, so `aegis serve` with no
+//! file at all starts with TLS on, the embedded database and the bundled demo model.
+//!
+//! Paths in the file are relative to the file's directory. Unknown keys are refused (a typo in a security
+//! setting must not silently fall back to the default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listener, storage, TLS and request limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Limits given to new API keys unless the key says otherwise.
+    #[serde(default)]
+    pub defaults: KeyDefaults,
+    /// Local ONNX models.
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelConfig>,
+    /// Upstream model servers.
+    #[serde(default, rename = "upstream")]
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Listener, storage, TLS and request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, the generated certificate and unpacked models.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; default: `aegis.db` in `data_dir`.
+    pub database: Option<String>,
+    /// Serve plain HTTP (no TLS). Only for a loopback listener behind a TLS terminator.
+    pub plaintext: bool,
+    /// PEM certificate chain; with `tls_key`. Without both, a self-signed certificate is generated.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Largest request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive the request headers, in milliseconds.
+    pub header_timeout_ms: u64,
+    /// Time allowed to receive the request body, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// Time a session token stays valid, in seconds.
+    pub session_ttl_secs: i64,
+    /// Serve the bundled demo model when no `[[model]]` is configured.
+    pub demo_model: bool,
+    /// Serve `/metrics` without a session (for a Prometheus scraper on a trusted network).
+    pub metrics_public: bool,
+    /// Write one JSON access-log line per request to stderr.
+    pub access_log: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: PathBuf::from("aegis-data"),
+            database: None,
+            plaintext: false,
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: 1 << 20,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 10_000,
+            session_ttl_secs: 8 * 3600,
+            demo_model: true,
+            metrics_public: false,
+            access_log: false,
+        }
+    }
+}
+
+/// Limits given to new API keys.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyDefaults {
+    /// Sustained requests per second.
+    pub rate_per_sec: f64,
+    /// Requests allowed in a burst above the sustained rate.
+    pub burst: i64,
+    /// Requests per UTC day (0: unlimited).
+    pub daily_budget: i64,
+    /// Requests per UTC month (0: unlimited).
+    pub monthly_budget: i64,
+    /// Days until a new key expires (0: never).
+    pub expires_days: i64,
+}
+
+impl Default for KeyDefaults {
+    fn default() -> Self {
+        KeyDefaults {
+            rate_per_sec: 10.0,
+            burst: 20,
+            daily_budget: 10_000,
+            monthly_budget: 0,
+            expires_days: 90,
+        }
+    }
+}
+
+/// A local ONNX model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name in routes (`/v1/models/{name}/predict`).
+    pub name: String,
+    /// Version string reported to clients.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// The ONNX file.
+    pub path: PathBuf,
+    /// Input schema (`[[feature]]` TOML, as `aegis assess` uses): names, order, kinds and ranges.
+    pub schema: PathBuf,
+    /// Class names, in output order (default `0`, `1`, …).
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Serve even when `aegis scan` finds something at or above `high` (the override is audited).
+    #[serde(default)]
+    pub allow_scan_findings: bool,
+}
+
+fn default_version() -> String {
+    "1".into()
+}
+
+/// The protocol an upstream speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Any JSON `predict` API: requests are forwarded to `url` + the path after `/upstream/{name}`.
+    Predict,
+    /// KServe / Triton V2 inference protocol (`/v2/models/{model}/infer`).
+    V2,
+    /// An OpenAI-compatible LLM server (`/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`).
+    Openai,
+}
+
+/// An upstream model server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Name in routes and key scopes.
+    pub name: String,
+    /// Base URL (`http://host:port`).
+    pub url: String,
+    /// What it speaks.
+    pub protocol: Protocol,
+    /// Model names it serves (V2 model names, OpenAI `model` values). Empty for `predict`: the upstream's
+    /// name is the model name in key scopes.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// Requests in flight to this upstream at most; more wait for a slot (then time out).
+    #[serde(default = "default_concurrency")]
+    pub max_concurrency: usize,
+    /// Time allowed for the upstream's response headers, in milliseconds (streams may then run longer).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_ms: u64,
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+
+fn default_upstream_timeout() -> u64 {
+    60_000
+}
+
+impl Config {
+    /// Read and check `path`; relative paths inside become relative to its directory.
+    pub fn load(path: &Path) -> Result<Config> {
+        let bad = |reason: String| Error::Config {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(Error::io("read", path))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(bad(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+        }
+        let text = std::fs::read_to_string(path).map_err(Error::io("read", path))?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        config.resolve_paths(base);
+        config.check().map_err(bad)?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for m in &mut self.models {
+            fix(&mut m.path);
+            fix(&mut m.schema);
+        }
+        if let Some(p) = &mut self.server.tls_cert {
+            fix(p);
+        }
+        if let Some(p) = &mut self.server.tls_key {
+            fix(p);
+        }
+    }
+
+    /// Consistency checks that serde cannot express.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let mut names = std::collections::HashSet::new();
+        for m in &self.models {
+            check_name(&m.name)?;
+            if !names.insert(m.name.clone()) {
+                return Err(format!("model name {:?} is used twice", m.name));
+            }
+        }
+        for u in &self.upstreams {
+            check_name(&u.name)?;
+            if !names.insert(u.name.clone()) {
+                return Err(format!(
+                    "upstream name {:?} clashes with another model or upstream",
+                    u.name
+                ));
+            }
+            if !u.url.starts_with("http://") {
+                return Err(format!(
+                    "upstream {:?}: url must start with http:// (TLS to upstreams is not supported yet)",
+                    u.name
+                ));
+            }
+            if u.max_concurrency == 0 {
+                return Err(format!(
+                    "upstream {:?}: max_concurrency must be at least 1",
+                    u.name
+                ));
+            }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        if self.server.max_body_bytes == 0 {
+            return Err("max_body_bytes must be positive".into());
+        }
+        let rate = self.defaults.rate_per_sec;
+        if !rate.is_finite() || rate <= 0.0 || self.defaults.burst < 1 {
+            return Err("defaults: rate_per_sec must be > 0 and burst ≥ 1".into());
+        }
+        Ok(())
+    }
+
+    /// The database URL: the configured one, or the embedded file in the data directory.
+    pub fn database_url(&self) -> String {
+        match &self.server.database {
+            Some(url) => url.clone(),
+            None => crate::db::sqlite_url(&self.server.data_dir.join("aegis.db")),
+        }
+    }
+}
+
+/// Model, upstream and key names: 1–64 characters of `[A-Za-z0-9._-]`.
+pub fn check_name(name: &str) -> std::result::Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "name {name:?} must be 1–64 characters of letters, digits, '.', '_' or '-'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("aegis.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn an_empty_file_gives_safe_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(dir.path(), "")).unwrap();
+        assert!(!c.server.plaintext);
+        assert_eq!(c.server.listen.ip().to_string(), "127.0.0.1");
+        assert!(c.models.is_empty());
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::load(&write(
+            dir.path(),
+            "[[model]]\nname = \"fraud\"\npath = \"m.onnx\"\nschema = \"s.toml\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.models[0].path, dir.path().join("m.onnx"));
+        let err = Config::load(&write(dir.path(), "[server]\nplaintex = true\n")).unwrap_err();
+        assert!(err.to_string().contains("plaintex"), "{err}");
+        assert!(err.to_string().contains("aegis.toml"), "{err}");
+    }
+
+    #[test]
+    fn clashing_names_and_https_upstreams_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let twice = "[[model]]\nname = \"a\"\npath = \"m\"\nschema = \"s\"\n[[upstream]]\nname = \"a\"\nurl = \"http://x\"\nprotocol = \"predict\"\n";
+        assert!(Config::load(&write(dir.path(), twice)).is_err());
+        let tls = "[[upstream]]\nname = \"b\"\nurl = \"https://x\"\nprotocol = \"openai\"\n";
+        assert!(Config::load(&write(dir.path(), tls))
+            .unwrap_err()
+            .to_string()
+            .contains("http://"));
+        assert!(check_name("fraud-v2.1").is_ok());
+        assert!(check_name("../etc").is_err());
+    }
+}

@@ -1,0 +1,309 @@
+//! The gateway's database: embedded SQLite by default, PostgreSQL when several replicas share state.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver, so every statement here and in the other modules
+//! is written in the common dialect: `$1` placeholders (SQLite accepts them), `BIGINT`/`DOUBLE PRECISION`/`TEXT`
+//! columns, `INSERT … ON CONFLICT … DO UPDATE … WHERE … RETURNING` for atomic counters, and `CASE` instead of
+//! `max`/`GREATEST`. Nothing is auto-incremented: identifiers are random or, for the audit log, assigned by the
+//! single chain writer under the head row's lock. Flags are `BIGINT` 0/1 and times are Unix seconds (`_ms`:
+//! milliseconds), because those are the types the `Any` driver carries unchanged on both backends.
+
+use std::path::Path;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
+
+use crate::error::{Error, Result};
+
+/// Which database engine is behind the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (one node).
+    Sqlite,
+    /// PostgreSQL (shared by replicas).
+    Postgres,
+}
+
+/// The schema version this build writes; a database with a newer one is refused.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Tables, in creation order. One statement per entry (PostgreSQL's extended protocol takes one at a time).
+const SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS users (
+        username TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL,
+        disabled BIGINT NOT NULL DEFAULT 0,
+        totp_secret TEXT,
+        totp_last_step BIGINT NOT NULL DEFAULT 0,
+        failed_logins BIGINT NOT NULL DEFAULT 0,
+        locked_until BIGINT NOT NULL DEFAULT 0,
+        created BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS recovery_codes (
+        username TEXT NOT NULL,
+        code_hash TEXT NOT NULL,
+        used BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (username, code_hash))",
+    "CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL,
+        revoked BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS api_keys (
+        id TEXT PRIMARY KEY,
+        secret_hash TEXT NOT NULL,
+        name TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        models TEXT NOT NULL,
+        routes TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        expires BIGINT NOT NULL DEFAULT 0,
+        revoked BIGINT NOT NULL DEFAULT 0,
+        rate_per_sec DOUBLE PRECISION NOT NULL,
+        burst BIGINT NOT NULL,
+        daily_budget BIGINT NOT NULL DEFAULT 0,
+        monthly_budget BIGINT NOT NULL DEFAULT 0,
+        replaced_by TEXT)",
+    "CREATE TABLE IF NOT EXISTS rate_state (
+        key_id TEXT PRIMARY KEY,
+        tat DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS usage_counters (
+        key_id TEXT NOT NULL,
+        period TEXT NOT NULL,
+        count BIGINT NOT NULL,
+        PRIMARY KEY (key_id, period))",
+    "CREATE TABLE IF NOT EXISTS audit_log (
+        seq BIGINT PRIMARY KEY,
+        ts_ms BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        route TEXT NOT NULL,
+        input_digest TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        latency_us BIGINT NOT NULL,
+        detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS audit_head (
+        id BIGINT PRIMARY KEY,
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL)",
+];
+
+/// A connection pool plus the backend it talks to.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connect to `url` (`sqlite://PATH`, `postgres://…`) and bring the schema up to date.
+    pub async fn connect(url: &str) -> Result<Db> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(Error::Invalid(format!(
+                "database URL must start with sqlite:// or postgres:// (got {})",
+                redact_url(url)
+            )));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
+            .acquire_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the writer; NORMAL sync is durable across process crashes.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(Error::db("connect"))?;
+        let db = Db { pool, backend };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Open (creating it when absent) the embedded database `aegis.db` in `dir`.
+    pub async fn open_data_dir(dir: &Path) -> Result<Db> {
+        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+        Db::connect(&sqlite_url(&dir.join("aegis.db"))).await
+    }
+
+    /// The pool, for queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Close every connection (waits for queries in flight).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        for statement in SCHEMA {
+            sqlx::query(sqlx::AssertSqlSafe(*statement))
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db("create tables"))?;
+        }
+        sqlx::query(
+            "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(crate::audit_log::GENESIS_HASH)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("create the audit head"))?;
+        match self.setting("schema_version").await? {
+            None => {
+                self.set_setting("schema_version", &SCHEMA_VERSION.to_string())
+                    .await
+            }
+            Some(v) => match v.parse::<i64>() {
+                Ok(v) if v <= SCHEMA_VERSION => Ok(()),
+                _ => Err(Error::Corrupt(format!(
+                    "schema version {v} is newer than this build's {SCHEMA_VERSION}; upgrade aegis"
+                ))),
+            },
+        }
+    }
+
+    /// A value from the `settings` table.
+    pub async fn setting(&self, name: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("read a setting"))?;
+        row.map(|r| r.try_get::<String, _>("value"))
+            .transpose()
+            .map_err(Error::db("read a setting"))
+    }
+
+    /// Write (insert or replace) a setting.
+    pub async fn set_setting(&self, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("write a setting"))?;
+        Ok(())
+    }
+
+    /// Insert a setting only when it is absent, then return the stored value (the first writer wins, so
+    /// replicas starting together agree on generated secrets).
+    pub async fn setting_or_insert(&self, name: &str, value: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(value)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("write a setting"))?;
+        self.setting(name)
+            .await?
+            .ok_or_else(|| Error::Corrupt(format!("setting {name} vanished")))
+    }
+}
+
+/// The sqlx URL of an SQLite file, created when missing.
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+/// A database URL with any password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
+    pub(crate) async fn temp_db() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_data_dir(dir.path()).await.unwrap();
+        (db, dir)
+    }
+
+    #[tokio::test]
+    async fn settings_round_trip_and_first_writer_wins() {
+        let (db, _dir) = temp_db().await;
+        assert_eq!(db.setting("x").await.unwrap(), None);
+        db.set_setting("x", "1").await.unwrap();
+        db.set_setting("x", "2").await.unwrap();
+        assert_eq!(db.setting("x").await.unwrap().as_deref(), Some("2"));
+        assert_eq!(db.setting_or_insert("y", "a").await.unwrap(), "a");
+        assert_eq!(db.setting_or_insert("y", "b").await.unwrap(), "a");
+    }
+
+    #[tokio::test]
+    async fn reopening_keeps_data_and_refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Db::open_data_dir(dir.path()).await.unwrap();
+            db.set_setting("kept", "yes").await.unwrap();
+            db.close().await;
+        }
+        let db = Db::open_data_dir(dir.path()).await.unwrap();
+        assert_eq!(db.setting("kept").await.unwrap().as_deref(), Some("yes"));
+        db.set_setting("schema_version", "999").await.unwrap();
+        db.close().await;
+        let err = Db::open_data_dir(dir.path()).await.unwrap_err();
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn urls_are_checked_and_passwords_redacted() {
+        assert_eq!(
+            redact_url("postgres://aegis:s3cret@localhost/aegis"),
+            "postgres://aegis:***@localhost/aegis"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let err = rt.block_on(Db::connect("mysql://x")).unwrap_err();
+        assert!(err.to_string().contains("sqlite://"), "{err}");
+    }
+}

@@ -1,0 +1,83 @@
+//! The gateway's library error: every variant names the operation and, where there is one, the file.
+//!
+//! These errors are for operators (CLI output, server logs). What an HTTP client sees is an
+//! [`crate::http_error::ApiError`]: a status, a short reason and a request id, never this text.
+
+use std::path::PathBuf;
+
+/// Why a gateway operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration file is unreadable or invalid.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The configuration file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`read`, `create`, …).
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A database statement failed.
+    #[error("database: {op}: {source}")]
+    Db {
+        /// What was being done.
+        op: &'static str,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The database holds something the gateway cannot use (a newer schema, a corrupt value).
+    #[error("database: {0}")]
+    Corrupt(String),
+    /// TLS set-up failed (certificate, key, generation).
+    #[error("tls: {0}")]
+    Tls(String),
+    /// A model could not be loaded or was refused.
+    #[error("model {name}: {reason}")]
+    Model {
+        /// The model's configured name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// An administrative request is invalid (unknown user, weak password, bad role…).
+    #[error("{0}")]
+    Invalid(String),
+    /// Not found (user, key).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The operating system's random source failed.
+    #[error("random source: {0}")]
+    Random(String),
+    /// The server could not bind or serve.
+    #[error("server: {0}")]
+    Server(String),
+}
+
+impl Error {
+    /// A database error with the operation it interrupted.
+    pub(crate) fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Error {
+        move |source| Error::Db { op, source }
+    }
+
+    /// An IO error with its operation and path.
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { op, path, source }
+    }
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

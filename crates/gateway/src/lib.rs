@@ -1,0 +1,39 @@
+//! The `aegis serve` gateway: the front door of a small business's models.
+//!
+//! One process terminates TLS, authenticates people (argon2id passwords, TOTP, sessions) and clients (scoped,
+//! hashed API keys), enforces per-key rate limits and budgets atomically in the database (so replicas agree),
+//! validates inputs against the model's schema before anything reaches a model, serves local ONNX models and
+//! proxies upstream model servers (streaming answers through as they arrive), and writes every decision to a
+//! hash-chained, append-only audit log off the request path. State lives in embedded SQLite or in PostgreSQL.
+//!
+//! Layout: [`config`] (`aegis.toml`), [`db`] (pool and schema), [`identity`] (users, MFA, sessions),
+//! [`keys`] and [`limits`] (API keys, rate limits, budgets), [`audit_log`] (the chain and its verifier),
+//! [`metrics`] (Prometheus text), [`models`] (local models and input validation), [`upstream`] (the proxy),
+//! [`tls`] and [`listener`] (certificates, accept loop, header timeouts), [`server`] and [`admin`] (the routes),
+//! [`serve`] (start and stop), [`offline`] (the CLI's direct database access).
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod audit_log;
+pub mod audit_trail;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http_error;
+pub mod identity;
+pub mod keys;
+pub mod limits;
+pub mod log;
+pub mod listener;
+pub mod metrics;
+pub mod models;
+pub mod offline;
+pub mod serve;
+pub mod server;
+pub mod tls;
+pub mod upstream;
+pub mod util;
+
+pub use config::Config;
+pub use db::Db;
+pub use error::{Error, Result};

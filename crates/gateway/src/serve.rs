@@ -1,0 +1,263 @@
+//! Starting and stopping the gateway: configuration overrides, database, models (scanned before loading),
+//! upstreams, TLS, the bootstrap code on an empty database, the listener, and a clean shutdown that flushes the
+//! audit log before the process exits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::audit_log::{AuditEvent, AuditLog};
+use crate::config::Config;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::identity::{self, SessionKey};
+use crate::keys::{self, NewKey};
+use crate::listener::{self, ListenOptions};
+use crate::models::{LocalModels, ModelEvent};
+use crate::server::{self, AppState};
+use crate::tls;
+use crate::upstream::Upstreams;
+use crate::util;
+
+/// What the command line may override in the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// `--config aegis.toml`.
+    pub config: Option<PathBuf>,
+    /// `--listen ADDR:PORT`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir DIR`.
+    pub data_dir: Option<PathBuf>,
+    /// `--database URL`.
+    pub database: Option<String>,
+    /// `--plaintext`: HTTP without TLS.
+    pub plaintext: bool,
+}
+
+impl ServeOptions {
+    /// The configuration file (or the defaults) with the overrides applied.
+    pub fn resolve(&self) -> Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.server.data_dir = dir.clone();
+        }
+        if let Some(url) = &self.database {
+            config.server.database = Some(url.clone());
+        }
+        if self.plaintext {
+            config.server.plaintext = true;
+        }
+        Ok(config)
+    }
+}
+
+/// What an operator needs to know once the gateway listens.
+#[derive(Debug, Clone)]
+pub struct StartupInfo {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// SHA-256 fingerprint of the TLS certificate, and whether it was generated here.
+    pub tls_fingerprint: Option<(String, bool)>,
+    /// The certificate file (for `curl --cacert`).
+    pub tls_cert: Option<PathBuf>,
+    /// The database (password redacted).
+    pub database: String,
+    /// Model load decisions (loaded, refused, loaded despite findings).
+    pub model_events: Vec<ModelEvent>,
+    /// One-time code to create the first admin, when the database has no users.
+    pub bootstrap_code: Option<String>,
+    /// A client key for the demo model, created on the first start only (shown once).
+    pub demo_key: Option<String>,
+    /// Names of the models served.
+    pub models: Vec<String>,
+}
+
+/// A gateway running on the current tokio runtime.
+#[derive(Debug)]
+pub struct Running {
+    /// Startup facts.
+    pub info: StartupInfo,
+    /// The state (for tests and in-process tools).
+    pub state: Arc<AppState>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<()>>,
+    writer: crate::audit_log::AuditWriterHandle,
+}
+
+impl Running {
+    /// Stop accepting, finish requests in flight, flush the audit log and close the database.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(());
+        let served = match self.serving.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Server(format!("listener task failed: {e}"))),
+        };
+        let flushed = self.writer.shutdown(self.state.audit.clone()).await;
+        self.state.db.close().await;
+        served.and(flushed)
+    }
+}
+
+/// Start the gateway described by `config` on the current runtime.
+pub async fn start(config: Config) -> Result<Running> {
+    let url = config.database_url();
+    if config.server.database.is_none() {
+        std::fs::create_dir_all(&config.server.data_dir)
+            .map_err(Error::io("create", &config.server.data_dir))?;
+    }
+    let db = Db::connect(&url).await?;
+    let session_key = SessionKey::load_or_create(&db).await?;
+    let (audit, writer) = AuditLog::spawn(db.clone());
+
+    let use_demo = config.models.is_empty() && config.server.demo_model;
+    let (models, model_events) = if use_demo {
+        LocalModels::with_demo(&config.server.data_dir)?
+    } else {
+        LocalModels::load(&config.models)
+    };
+    for event in &model_events {
+        audit
+            .record(AuditEvent {
+                kind: "model".into(),
+                actor: "aegis".into(),
+                model: event.model.clone(),
+                route: "startup".into(),
+                decision: event.decision.clone(),
+                detail: event.detail.clone(),
+                ..AuditEvent::default()
+            })
+            .await;
+    }
+    let upstreams = Upstreams::new(&config.upstreams)?;
+
+    let (tls_config, tls_fingerprint, tls_cert) = if config.server.plaintext {
+        (None, None, None)
+    } else {
+        let material = match (&config.server.tls_cert, &config.server.tls_key) {
+            (Some(cert), Some(key)) => tls::load(cert, key)?,
+            _ => tls::self_signed(&config.server.data_dir, &[])?,
+        };
+        (
+            Some(material.config.clone()),
+            Some((material.fingerprint_sha256.clone(), material.generated)),
+            Some(material.cert_path.clone()),
+        )
+    };
+
+    let bootstrap_code = identity::bootstrap_code(&db, util::now_secs()).await?;
+    let demo_key = if use_demo && keys::list_keys(&db).await?.is_empty() {
+        let new = NewKey::from_defaults(
+            "demo",
+            "demo",
+            vec![crate::models::DEMO_NAME.to_string()],
+            &config.defaults,
+        );
+        let (key, secret) = keys::create_key(&db, &new, util::now_secs()).await?;
+        audit
+            .record(AuditEvent {
+                kind: "admin".into(),
+                actor: "aegis".into(),
+                key_id: key.id.clone(),
+                model: crate::models::DEMO_NAME.into(),
+                route: "startup".into(),
+                decision: "key.create".into(),
+                detail: "demo client key created on first start".into(),
+                ..AuditEvent::default()
+            })
+            .await;
+        Some(secret.expose().to_string())
+    } else {
+        None
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|e| Error::Server(format!("bind {}: {e}", config.server.listen)))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Server(format!("local address: {e}")))?;
+
+    let models_served = models.list().into_iter().map(|m| m.name).collect();
+    let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
+    let tls_on = tls_config.is_some();
+    let state = Arc::new(AppState::new(
+        db.clone(),
+        config,
+        session_key,
+        audit,
+        models,
+        upstreams,
+        tls_on,
+    )?);
+    let app = server::router(state.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let options = ListenOptions {
+        header_timeout,
+        tls: tls_config,
+        max_connections: 4096,
+    };
+    let serving = tokio::spawn(listener::serve(listener, app, options, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Running {
+        info: StartupInfo {
+            addr,
+            scheme: if tls_on { "https" } else { "http" },
+            tls_fingerprint,
+            tls_cert,
+            database: crate::db::redact_url(&url),
+            model_events,
+            bootstrap_code,
+            demo_key,
+            models: models_served,
+        },
+        state,
+        stop,
+        serving,
+        writer,
+    })
+}
+
+/// Run the gateway until Ctrl-C or SIGTERM, on a runtime of its own; `ready` is called once it listens.
+pub fn run(config: Config, ready: impl FnOnce(&StartupInfo)) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Server(format!("start the runtime: {e}")))?;
+    runtime.block_on(async move {
+        let running = start(config).await?;
+        ready(&running.info);
+        wait_for_signal().await;
+        running.shutdown().await
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,681 @@
+//! The HTTP surface: the router, the request envelope (request id, overhead header, metrics, audit), and the
+//! inference handlers for local models, V2 and OpenAI-compatible upstreams and generic predict proxies.
+//!
+//! Every inference route runs the same gauntlet in the same order: authenticate the key, check its scope,
+//! charge its rate limit and budgets (atomically, in the database), read the body within the size and time
+//! limits, validate it, and only then touch a model. Each refusal is a typed [`ApiError`] that carries its audit
+//! context, so refused requests are recorded exactly like served ones.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use http_body_util::BodyExt;
+
+use crate::audit_log::{self, AuditLog};
+use crate::audit_trail::AuditCtx;
+use crate::config::Config;
+use crate::db::Db;
+use crate::http_error::{ApiError, ErrorCode};
+use crate::identity::SessionKey;
+use crate::keys::{self, ApiKey, KeyRejection, RouteClass};
+use crate::limits::{self, Denial};
+use crate::metrics::Metrics;
+use crate::models::{self, LocalModels};
+use crate::upstream::{self, Upstreams};
+use crate::util;
+
+tokio::task_local! {
+    /// The id of the request being handled, for error bodies built deep in handlers.
+    pub static REQUEST_ID: String;
+}
+
+/// Everything a handler needs, shared by all requests.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration.
+    pub config: Config,
+    /// Signs session tokens.
+    pub session_key: SessionKey,
+    /// The audit chain writer.
+    pub audit: AuditLog,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Local models.
+    pub models: LocalModels,
+    /// Upstream servers.
+    pub upstreams: Upstreams,
+    /// Whether the listener terminates TLS (for HSTS).
+    pub tls: bool,
+    ids: RequestIds,
+}
+
+/// The shared state handed to handlers.
+pub type Shared = Arc<AppState>;
+
+impl AppState {
+    /// Assemble the state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        config: Config,
+        session_key: SessionKey,
+        audit: AuditLog,
+        models: LocalModels,
+        upstreams: Upstreams,
+        tls: bool,
+    ) -> crate::Result<AppState> {
+        Ok(AppState {
+            db,
+            config,
+            session_key,
+            audit,
+            metrics: Metrics::new(),
+            models,
+            upstreams,
+            tls,
+            ids: RequestIds::new()?,
+        })
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter (unique across replicas, cheap per request).
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> crate::Result<RequestIds> {
+        Ok(RequestIds {
+            prefix: util::random_token(8)?,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Time spent waiting for a model or an upstream, attached to responses so the envelope can report the
+/// gateway's own overhead.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamTime(pub Duration);
+
+/// The whole router.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(crate::admin::openapi))
+        .route("/v1/models", get(list_models))
+        .route("/v1/models/{name}/predict", post(predict))
+        .route("/v2/models/{name}", get(v2_metadata))
+        .route("/v2/models/{name}/infer", post(v2_infer))
+        .route("/v1/chat/completions", post(openai_chat))
+        .route("/v1/completions", post(openai_completions))
+        .route("/v1/embeddings", post(openai_embeddings))
+        .route("/upstream/{name}/{*rest}", any(proxy))
+        .merge(crate::admin::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            envelope,
+        ));
+    api.fallback(fallback).with_state(state)
+}
+
+/// Request id, overhead header, security headers, metrics and the audit record, around every matched route.
+async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let id = state.ids.next();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let total = start.elapsed();
+    let upstream = response
+        .extensions()
+        .get::<UpstreamTime>()
+        .map(|u| u.0)
+        .unwrap_or_default();
+    let overhead = total.saturating_sub(upstream);
+    let status = response.status().as_u16();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        headers.insert("x-request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
+        headers.insert("x-aegis-overhead-ms", v);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if state.tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    state
+        .metrics
+        .observe_request(&route, status, total, overhead);
+    if let Some(code) = response.extensions().get::<ErrorCode>() {
+        state.metrics.denial(code.0);
+    }
+    let ctx = response.extensions_mut().remove::<AuditCtx>();
+    if state.config.server.access_log {
+        access_log(&id, &route, status, total, overhead, ctx.as_ref());
+    }
+    if let Some(ctx) = ctx {
+        state.audit.record(ctx.into_event(status, total)).await;
+    }
+    response
+}
+
+/// One access-log line: ids, route, status and timings only (never headers or bodies).
+fn access_log(
+    id: &str,
+    route: &str,
+    status: u16,
+    total: Duration,
+    overhead: Duration,
+    ctx: Option<&AuditCtx>,
+) {
+    use serde_json::Value;
+    crate::log::emit(
+        crate::log::Level::Info,
+        "request",
+        &[
+            ("request_id", Value::from(id)),
+            ("route", Value::from(route)),
+            ("status", Value::from(status)),
+            ("latency_ms", Value::from(total.as_secs_f64() * 1e3)),
+            ("overhead_ms", Value::from(overhead.as_secs_f64() * 1e3)),
+            (
+                "key_id",
+                Value::from(ctx.map(|c| c.key_id.as_str()).unwrap_or("")),
+            ),
+            (
+                "model",
+                Value::from(ctx.map(|c| c.model.as_str()).unwrap_or("")),
+            ),
+            (
+                "decision",
+                Value::from(ctx.map(|c| c.decision.as_str()).unwrap_or("")),
+            ),
+        ],
+    );
+}
+
+async fn fallback(State(state): State<Shared>) -> Response {
+    let id = state.ids.next();
+    state
+        .metrics
+        .observe_request("unmatched", 404, Duration::ZERO, Duration::ZERO);
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async {
+            ApiError::not_found("no such route; see /openapi.json").into_response()
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+/// The id of the current request ("-" outside a request).
+pub fn current_request_id() -> String {
+    REQUEST_ID
+        .try_with(|id| id.clone())
+        .unwrap_or_else(|_| "-".into())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The gauntlet: authenticate, authorise, charge, read.
+
+/// Authenticate the API key on the request; the context learns who it is.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ctx: &mut AuditCtx,
+) -> Result<ApiKey, ApiError> {
+    let presented = keys::presented_key(headers);
+    match keys::authenticate(&state.db, presented, util::now_secs()).await? {
+        Ok(key) => {
+            ctx.key_id = key.id.clone();
+            ctx.actor = key.owner.clone();
+            Ok(key)
+        }
+        Err(rejection) => {
+            let code = match rejection {
+                KeyRejection::Missing => "no_key",
+                KeyRejection::Malformed | KeyRejection::Unknown => "bad_key",
+                KeyRejection::Revoked => "revoked",
+                KeyRejection::Expired => "expired",
+            };
+            let mut e = ApiError::unauthorized(code, rejection.to_string()).audited(ctx.clone());
+            if matches!(rejection, KeyRejection::Missing) {
+                e.message
+                    .push_str("; send it as `Authorization: Bearer aeg_…`");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Check the key's scope for `model` on `class` routes.
+fn authorize(key: &ApiKey, model: &str, class: RouteClass, ctx: &AuditCtx) -> Result<(), ApiError> {
+    if key.allows(model, class) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "scope",
+            format!(
+                "key {} may not use model `{model}` on {} routes",
+                key.id,
+                class.as_str()
+            ),
+        )
+        .audited(ctx.clone()))
+    }
+}
+
+/// Charge the key's rate limit and budgets.
+async fn charge(state: &AppState, key: &ApiKey, ctx: &AuditCtx) -> Result<(), ApiError> {
+    match limits::admit(&state.db, key, util::now_f64()).await? {
+        Ok(used) => {
+            if key.daily_budget > 0 {
+                state
+                    .metrics
+                    .budget_use(&key.id, "day", used.day_used, key.daily_budget);
+            }
+            if key.monthly_budget > 0 {
+                state
+                    .metrics
+                    .budget_use(&key.id, "month", used.month_used, key.monthly_budget);
+            }
+            Ok(())
+        }
+        Err(denial) => {
+            let (code, secs) = match &denial {
+                Denial::RateLimited { retry_after_secs } => ("rate_limit", *retry_after_secs),
+                Denial::BudgetExhausted {
+                    retry_after_secs, ..
+                } => ("budget", *retry_after_secs),
+            };
+            Err(
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, denial.to_string())
+                    .retry_after(secs)
+                    .audited(ctx.clone()),
+            )
+        }
+    }
+}
+
+/// All three steps for a route whose model is known from the path.
+async fn admit(
+    state: &AppState,
+    headers: &HeaderMap,
+    model: &str,
+    class: RouteClass,
+    ctx: &mut AuditCtx,
+) -> Result<ApiKey, ApiError> {
+    let key = authenticate(state, headers, ctx).await?;
+    authorize(&key, model, class, ctx)?;
+    charge(state, &key, ctx).await?;
+    Ok(key)
+}
+
+/// Read the body within the configured size and time limits.
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: Body,
+    ctx: &AuditCtx,
+) -> Result<Bytes, ApiError> {
+    let limit = state.config.server.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("request body is larger than {limit} bytes"),
+        )
+        .audited(ctx.clone())
+    };
+    let timeout = Duration::from_millis(state.config.server.body_timeout_ms);
+    let collect = http_body_util::Limited::new(body, limit).collect();
+    match tokio::time::timeout(timeout, collect).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "request body not received within {} ms",
+                timeout.as_millis()
+            ),
+        )
+        .audited(ctx.clone())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(_)) => Err(
+            ApiError::bad_request("malformed", "request body could not be read")
+                .audited(ctx.clone()),
+        ),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn declared_too_large(state: &AppState, headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > state.config.server.max_body_bytes as u64)
+}
+
+fn finish(mut response: Response, mut ctx: AuditCtx, waited: Duration) -> Response {
+    if ctx.decision.is_empty() {
+        ctx.decision = "allowed".into();
+    }
+    response.extensions_mut().insert(UpstreamTime(waited));
+    response.extensions_mut().insert(ctx);
+    response
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Local models.
+
+async fn predict(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference("/v1/models/{name}/predict", &name);
+    admit(&state, &headers, &name, RouteClass::Predict, &mut ctx).await?;
+    let model = state.models.get(&name).ok_or_else(|| {
+        ApiError::not_found(format!("no local model `{name}`")).audited(ctx.clone())
+    })?;
+    let body = read_body(&state, request.into_body(), &ctx).await?;
+    ctx.input_digest = audit_log::input_digest(&body);
+    let x = models::parse_predict(&model, &body)
+        .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
+    let n = x.len() / model.schema.features.len().max(1);
+    let started = Instant::now();
+    let proba = model
+        .predict(x, n)
+        .await
+        .map_err(|e| ApiError::internal(&e))?;
+    let waited = started.elapsed();
+    ctx.detail = format!("{n} rows");
+    let response = Json(models::predict_response(&model, &proba, n)).into_response();
+    Ok(finish(response, ctx, waited))
+}
+
+async fn v2_metadata(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference("/v2/models/{name}", &name);
+    admit(&state, &headers, &name, RouteClass::Infer, &mut ctx).await?;
+    if let Some(model) = state.models.get(&name) {
+        return Ok(finish(
+            Json(models::v2_metadata(&model)).into_response(),
+            ctx,
+            Duration::ZERO,
+        ));
+    }
+    if let Some(up) = state.upstreams.for_v2_model(&name) {
+        let path = format!("/v2/models/{name}");
+        return forward(&state, up, Method::GET, &path, &headers, Bytes::new(), ctx).await;
+    }
+    Err(ApiError::not_found(format!("no model `{name}`")).audited(ctx))
+}
+
+async fn v2_infer(
+    State(state): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference("/v2/models/{name}/infer", &name);
+    admit(&state, &headers, &name, RouteClass::Infer, &mut ctx).await?;
+    if declared_too_large(&state, &headers) {
+        return Err(read_body(&state, Body::empty(), &ctx)
+            .await
+            .err()
+            .unwrap_or_else(|| ApiError::bad_request("too_large", "request body too large")));
+    }
+    let body = read_body(&state, request.into_body(), &ctx).await?;
+    ctx.input_digest = audit_log::input_digest(&body);
+    if let Some(model) = state.models.get(&name) {
+        let (x, n, id) = models::parse_v2(&model, &body)
+            .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
+        let started = Instant::now();
+        let proba = model
+            .predict(x, n)
+            .await
+            .map_err(|e| ApiError::internal(&e))?;
+        let waited = started.elapsed();
+        ctx.detail = format!("{n} rows");
+        let response = Json(models::v2_response(&model, &proba, n, id)).into_response();
+        return Ok(finish(response, ctx, waited));
+    }
+    if let Some(up) = state.upstreams.for_v2_model(&name) {
+        let path = format!("/v2/models/{name}/infer");
+        return forward(&state, up, Method::POST, &path, &headers, body, ctx).await;
+    }
+    Err(ApiError::not_found(format!("no model `{name}`")).audited(ctx))
+}
+
+async fn list_models(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference("/v1/models", "");
+    let key = authenticate(&state, &headers, &mut ctx).await?;
+    let mut data = Vec::new();
+    for m in state.models.list() {
+        if key.allows(&m.name, RouteClass::Predict) || key.allows(&m.name, RouteClass::Infer) {
+            data.push(serde_json::json!({"id": m.name, "object": "model", "owned_by": "aegis", "local": m}));
+        }
+    }
+    for up in state.upstreams.list() {
+        for model in &up.models {
+            if key.allows(model, RouteClass::Chat)
+                || key.allows(model, RouteClass::Completions)
+                || key.allows(model, RouteClass::Embeddings)
+                || key.allows(model, RouteClass::Infer)
+            {
+                data.push(serde_json::json!({"id": model, "object": "model", "owned_by": up.name}));
+            }
+        }
+    }
+    // Listing is not charged and not audited: it reveals only what the key may already use.
+    Ok(Json(serde_json::json!({"object": "list", "data": data})).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Upstreams.
+
+async fn openai_chat(
+    state: State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    openai(
+        state,
+        headers,
+        request,
+        "/v1/chat/completions",
+        RouteClass::Chat,
+    )
+    .await
+}
+
+async fn openai_completions(
+    state: State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    openai(
+        state,
+        headers,
+        request,
+        "/v1/completions",
+        RouteClass::Completions,
+    )
+    .await
+}
+
+async fn openai_embeddings(
+    state: State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    openai(
+        state,
+        headers,
+        request,
+        "/v1/embeddings",
+        RouteClass::Embeddings,
+    )
+    .await
+}
+
+/// OpenAI-compatible routes: the model is named in the body, so the body is read (bounded) before the scope
+/// check; the answer, streamed or not, is passed through as it arrives.
+async fn openai(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    request: Request,
+    route: &'static str,
+    class: RouteClass,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference(route, "");
+    let key = authenticate(&state, &headers, &mut ctx).await?;
+    let body = read_body(&state, request.into_body(), &ctx).await?;
+    ctx.input_digest = audit_log::input_digest(&body);
+    let (model, stream) = upstream::openai_model(&body)
+        .map_err(|reason| ApiError::bad_request("malformed", reason).audited(ctx.clone()))?;
+    ctx.model = model.clone();
+    authorize(&key, &model, class, &ctx)?;
+    charge(&state, &key, &ctx).await?;
+    let up = state.upstreams.for_openai_model(&model).ok_or_else(|| {
+        ApiError::not_found(format!("no upstream serves model `{model}`")).audited(ctx.clone())
+    })?;
+    if stream {
+        ctx.detail = "stream".into();
+    }
+    forward(&state, up, Method::POST, route, &headers, body, ctx).await
+}
+
+/// Generic predict upstreams: `/upstream/{name}/{rest}` is forwarded to the upstream's base URL + `/{rest}`.
+async fn proxy(
+    State(state): State<Shared>,
+    Path((name, rest)): Path<(String, String)>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut ctx = AuditCtx::inference("/upstream/{name}/{*rest}", &name);
+    admit(&state, &headers, &name, RouteClass::Proxy, &mut ctx).await?;
+    let up = state
+        .upstreams
+        .get(&name)
+        .ok_or_else(|| ApiError::not_found(format!("no upstream `{name}`")).audited(ctx.clone()))?;
+    let method = request.method().clone();
+    let query = request
+        .uri()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let body = read_body(&state, request.into_body(), &ctx).await?;
+    ctx.input_digest = audit_log::input_digest(&body);
+    let path = format!("/{rest}{query}");
+    forward(&state, up, method, &path, &headers, body, ctx).await
+}
+
+async fn forward(
+    state: &AppState,
+    up: &upstream::Upstream,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    ctx: AuditCtx,
+) -> Result<Response, ApiError> {
+    let mut headers = headers.clone();
+    if let Ok(v) = HeaderValue::from_str(&current_request_id()) {
+        headers.insert("x-request-id", v);
+    }
+    match state
+        .upstreams
+        .forward(up, method, path, &headers, body)
+        .await
+    {
+        Ok(forwarded) => Ok(finish(
+            forwarded.response,
+            ctx,
+            forwarded.upstream_headers_time,
+        )),
+        Err(e) => {
+            if let upstream::ProxyError::Unavailable(cause) = &e {
+                eprintln!(
+                    "aegis serve: request {}: upstream {}: {cause}",
+                    current_request_id(),
+                    up.name
+                );
+            }
+            let mut err = ApiError::new(e.status(), "upstream", e.client_reason());
+            err.audit = Some(AuditCtx {
+                decision: "error:upstream".into(),
+                ..ctx
+            });
+            Err(err)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Metrics.
+
+/// Prometheus metrics: for operator, auditor or admin sessions (or everyone with `metrics_public`).
+async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !state.config.server.metrics_public {
+        crate::admin::require_session(
+            &state,
+            &headers,
+            &[
+                crate::identity::Role::Admin,
+                crate::identity::Role::Operator,
+                crate::identity::Role::Auditor,
+            ],
+        )
+        .await?;
+    }
+    state.metrics.audit_queue(state.audit.queue_depth() as i64);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+        .into_response())
+}
