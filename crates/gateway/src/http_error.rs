@@ -18,7 +18,7 @@ pub struct ApiError {
     /// Seconds the client should wait (429, 503).
     pub retry_after: Option<u64>,
     /// What the audit log records about this refusal, when it is audited.
-    pub audit: Option<AuditCtx>,
+    pub audit: Option<Box<AuditCtx>>,
 }
 
 impl ApiError {
@@ -55,7 +55,14 @@ impl ApiError {
 
     /// 500 for a failure the client cannot fix; the cause goes to the server log only.
     pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
-        eprintln!("aegis serve: internal error: {cause}");
+        crate::log::emit(
+            crate::log::Level::Error,
+            "internal_error",
+            &[
+                ("request_id", crate::server::current_request_id().into()),
+                ("cause", cause.to_string().into()),
+            ],
+        );
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -71,7 +78,7 @@ impl ApiError {
 
     /// With the audit context of the refused request.
     pub fn audited(mut self, ctx: AuditCtx) -> ApiError {
-        self.audit = Some(ctx);
+        self.audit = Some(Box::new(ctx));
         self
     }
 }
@@ -103,7 +110,7 @@ impl IntoResponse for ApiError {
             if ctx.decision.is_empty() {
                 ctx.decision = format!("denied:{}", self.code);
             }
-            response.extensions_mut().insert(ctx);
+            response.extensions_mut().insert(*ctx);
         }
         response
     }

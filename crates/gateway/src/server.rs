@@ -636,17 +636,21 @@ async fn forward(
         )),
         Err(e) => {
             if let upstream::ProxyError::Unavailable(cause) = &e {
-                eprintln!(
-                    "aegis serve: request {}: upstream {}: {cause}",
-                    current_request_id(),
-                    up.name
+                crate::log::emit(
+                    crate::log::Level::Warn,
+                    "upstream_unavailable",
+                    &[
+                        ("request_id", current_request_id().into()),
+                        ("upstream", up.name.as_str().into()),
+                        ("cause", cause.as_str().into()),
+                    ],
                 );
             }
             let mut err = ApiError::new(e.status(), "upstream", e.client_reason());
-            err.audit = Some(AuditCtx {
+            err.audit = Some(Box::new(AuditCtx {
                 decision: "error:upstream".into(),
                 ..ctx
-            });
+            }));
             Err(err)
         }
     }
@@ -669,7 +673,7 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
         )
         .await?;
     }
-    state.metrics.audit_queue(state.audit.queue_depth() as i64);
+    state.metrics.audit_queue(state.audit.queue_depth());
     Ok((
         [(
             header::CONTENT_TYPE,
