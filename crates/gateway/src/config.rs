@@ -30,6 +30,12 @@ pub struct Config {
     /// Upstream model servers.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// `aegis scan`'s allow-list section: the same `aegis.toml` may hold both (read by the scanner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<toml::Table>,
+    /// `aegis scan`'s safety bounds section (read by the scanner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<toml::Table>,
 }
 
 /// Listener, storage, TLS and request limits.
