@@ -14,8 +14,8 @@ use aegis_gateway::{audit_log, util};
 use anyhow::{bail, Context};
 
 use crate::args::{
-    AuditLogCommand, GatewayArgs, GlobalArgs, KeyCommand, KeyCreateArgs, ModelCommand, OutputFormat,
-    ServeArgs, UserAddArgs, UserCommand,
+    AuditLogCommand, GatewayArgs, GlobalArgs, KeyCommand, KeyCreateArgs, ModelCommand,
+    OutputFormat, ServeArgs, UserAddArgs, UserCommand,
 };
 use crate::output;
 
@@ -40,7 +40,10 @@ fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
 }
 
 fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()> {
-    output::write_text(global, &format!("{}\n", serde_json::to_string_pretty(value)?))
+    output::write_text(
+        global,
+        &format!("{}\n", serde_json::to_string_pretty(value)?),
+    )
 }
 
 /// `aegis serve`.
@@ -71,18 +74,34 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
 fn banner(info: &StartupInfo) {
     let mut e = std::io::stderr().lock();
     let url = format!("{}://{}", info.scheme, info.addr);
-    let _ = writeln!(e, "aegis serve: listening on {url}  (database {})", info.database);
+    let _ = writeln!(
+        e,
+        "aegis serve: listening on {url}  (database {})",
+        info.database
+    );
     if let Some((fingerprint, generated)) = &info.tls_fingerprint {
-        let what = if *generated { "self-signed certificate generated" } else { "certificate" };
+        let what = if *generated {
+            "self-signed certificate generated"
+        } else {
+            "certificate"
+        };
         let _ = writeln!(e, "  TLS: {what}, SHA-256 fingerprint {fingerprint}");
         if let Some(cert) = &info.tls_cert {
-            let _ = writeln!(e, "       clients can trust it with: curl --cacert {}", cert.display());
+            let _ = writeln!(
+                e,
+                "       clients can trust it with: curl --cacert {}",
+                cert.display()
+            );
         }
     } else {
         let _ = writeln!(e, "  TLS: off (--plaintext)");
     }
     for event in &info.model_events {
-        let _ = writeln!(e, "  model {}: {} {}", event.model, event.decision, event.detail);
+        let _ = writeln!(
+            e,
+            "  model {}: {} {}",
+            event.model, event.decision, event.detail
+        );
     }
     if let Some(code) = &info.bootstrap_code {
         let _ = writeln!(
@@ -110,7 +129,10 @@ fn banner(info: &StartupInfo) {
              {url}/v1/models/demo-fraud/predict"
         );
     }
-    let _ = writeln!(e, "\n  Ctrl-C stops the gateway (requests in flight finish, the audit log is flushed).");
+    let _ = writeln!(
+        e,
+        "\n  Ctrl-C stops the gateway (requests in flight finish, the audit log is flushed)."
+    );
 }
 
 /// `aegis user …`.
@@ -121,7 +143,10 @@ pub fn user(global: &GlobalArgs, command: UserCommand) -> anyhow::Result<ExitCod
             let (_, off) = open(&args)?;
             let users = off.block_on(identity::list_users(off.db()))?;
             if global.format == OutputFormat::Human {
-                let mut text = format!("{:<24} {:<9} {:<5} {:<8}\n", "USER", "ROLE", "TOTP", "STATE");
+                let mut text = format!(
+                    "{:<24} {:<9} {:<5} {:<8}\n",
+                    "USER", "ROLE", "TOTP", "STATE"
+                );
                 for u in &users {
                     let state = if u.disabled {
                         "disabled"
@@ -131,7 +156,12 @@ pub fn user(global: &GlobalArgs, command: UserCommand) -> anyhow::Result<ExitCod
                         "active"
                     };
                     let totp = if u.totp_enabled { "yes" } else { "no" };
-                    text.push_str(&format!("{:<24} {:<9} {:<5} {state}\n", u.username, u.role.as_str(), totp));
+                    text.push_str(&format!(
+                        "{:<24} {:<9} {:<5} {state}\n",
+                        u.username,
+                        u.role.as_str(),
+                        totp
+                    ));
                 }
                 output::write_text(global, &text)?;
             } else {
@@ -148,13 +178,21 @@ pub fn user(global: &GlobalArgs, command: UserCommand) -> anyhow::Result<ExitCod
 fn set_disabled(args: crate::args::UserNameArgs, disabled: bool) -> anyhow::Result<ExitCode> {
     let (_, off) = open(&args.gateway)?;
     off.block_on(identity::set_disabled(off.db(), &args.username, disabled))?;
-    let action = if disabled { "user.disable" } else { "user.enable" };
+    let action = if disabled {
+        "user.disable"
+    } else {
+        "user.enable"
+    };
     off.audit(action, &args.username, "")?;
     off.close();
     eprintln!(
         "user {} {}",
         args.username,
-        if disabled { "disabled; their sessions are revoked" } else { "enabled" }
+        if disabled {
+            "disabled; their sessions are revoked"
+        } else {
+            "enabled"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -164,7 +202,12 @@ fn user_add(global: &GlobalArgs, args: UserAddArgs) -> anyhow::Result<ExitCode> 
     let password = read_password(args.password_stdin)?;
     identity::check_password_policy(&password)?;
     let (_, off) = open(&args.gateway)?;
-    off.block_on(identity::create_user(off.db(), &args.username, &password, role))?;
+    off.block_on(identity::create_user(
+        off.db(),
+        &args.username,
+        &password,
+        role,
+    ))?;
     let enrollment = if role.requires_totp() {
         Some(off.block_on(identity::enroll_totp(off.db(), &args.username, "Aegis"))?)
     } else {
@@ -255,7 +298,11 @@ pub fn key(global: &GlobalArgs, command: KeyCommand) -> anyhow::Result<ExitCode>
                         "active"
                     };
                     let used = off
-                        .block_on(aegis_gateway::limits::usage(off.db(), &k.id, util::now_f64()))
+                        .block_on(aegis_gateway::limits::usage(
+                            off.db(),
+                            &k.id,
+                            util::now_f64(),
+                        ))
                         .map(|u| u.day_used)
                         .unwrap_or(0);
                     let today = if k.daily_budget > 0 {
@@ -291,13 +338,21 @@ pub fn key(global: &GlobalArgs, command: KeyCommand) -> anyhow::Result<ExitCode>
             off.block_on(keys::revoke_key(off.db(), &args.id, util::now_secs()))?;
             off.audit("key.revoke", &args.id, &args.id)?;
             off.close();
-            eprintln!("key {} revoked; gateways refuse it from the next request", args.id);
+            eprintln!(
+                "key {} revoked; gateways refuse it from the next request",
+                args.id
+            );
             Ok(ExitCode::SUCCESS)
         }
         KeyCommand::Rotate(args) => {
             let (_, off) = open(&args.gateway)?;
-            let (key, secret) = off.block_on(keys::rotate_key(off.db(), &args.id, util::now_secs()))?;
-            off.audit("key.rotate", &format!("{} replaced by {}", args.id, key.id), &key.id)?;
+            let (key, secret) =
+                off.block_on(keys::rotate_key(off.db(), &args.id, util::now_secs()))?;
+            off.audit(
+                "key.rotate",
+                &format!("{} replaced by {}", args.id, key.id),
+                &key.id,
+            )?;
             off.close();
             print_secret(global, &key, secret.expose())?;
             Ok(ExitCode::SUCCESS)
@@ -307,7 +362,12 @@ pub fn key(global: &GlobalArgs, command: KeyCommand) -> anyhow::Result<ExitCode>
 
 fn key_create(global: &GlobalArgs, args: KeyCreateArgs) -> anyhow::Result<ExitCode> {
     let (config, off) = open(&args.gateway)?;
-    let mut new = NewKey::from_defaults(&args.name, &args.owner, args.models.clone(), &config.defaults);
+    let mut new = NewKey::from_defaults(
+        &args.name,
+        &args.owner,
+        args.models.clone(),
+        &config.defaults,
+    );
     if !args.routes.is_empty() {
         new.routes = args.routes.clone();
     }
@@ -372,7 +432,11 @@ pub fn model(global: &GlobalArgs, command: ModelCommand) -> anyhow::Result<ExitC
                 m.n_features,
                 m.n_classes,
                 m.scan.findings,
-                if m.scan.overridden { " (served by override)" } else { "" }
+                if m.scan.overridden {
+                    " (served by override)"
+                } else {
+                    ""
+                }
             ));
         }
         for e in &events {
@@ -391,10 +455,17 @@ pub fn model(global: &GlobalArgs, command: ModelCommand) -> anyhow::Result<ExitC
         }
         output::write_text(global, &text)?;
     } else {
-        json(global, &serde_json::json!({"models": list, "events": events, "upstreams": config.upstreams}))?;
+        json(
+            global,
+            &serde_json::json!({"models": list, "events": events, "upstreams": config.upstreams}),
+        )?;
     }
     let refused = events.iter().any(|e| e.decision == "refused");
-    Ok(if refused { ExitCode::from(output::EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+    Ok(if refused {
+        ExitCode::from(output::EXIT_FINDINGS)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `aegis audit-log …`.
@@ -417,18 +488,34 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
             } else {
                 json(global, &v)?;
             }
-            Ok(if v.problem.is_some() { ExitCode::from(output::EXIT_FINDINGS) } else { ExitCode::SUCCESS })
+            Ok(if v.problem.is_some() {
+                ExitCode::from(output::EXIT_FINDINGS)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         AuditLogCommand::Show(args) => {
             let (_, off) = open(&args.gateway)?;
-            let records = off.block_on(audit_log::list(off.db(), args.after, args.limit.clamp(1, 100_000)))?;
+            let records = off.block_on(audit_log::list(
+                off.db(),
+                args.after,
+                args.limit.clamp(1, 100_000),
+            ))?;
             off.close();
             if global.format == OutputFormat::Human {
                 let mut text = String::new();
                 for r in &records {
                     text.push_str(&format!(
                         "{:>6} {} {:<9} {:<16} {:<12} {:<14} {:<30} {} {}\n",
-                        r.seq, r.ts_ms, r.kind, r.actor, r.key_id, r.model, r.route, r.status, r.decision
+                        r.seq,
+                        r.ts_ms,
+                        r.kind,
+                        r.actor,
+                        r.key_id,
+                        r.model,
+                        r.route,
+                        r.status,
+                        r.decision
                     ));
                 }
                 output::write_text(global, &text)?;
