@@ -53,7 +53,7 @@ command -v python3 >/dev/null || { echo "python3 is needed for the summary" >&2;
 if [ "$BUILD" = 1 ]; then
   cargo build --release -q -p aegis-cli
 fi
-AEGIS=$ROOT/target/release/aegis
+AEGIS=${AEGIS_BIN:-$ROOT/target/release/aegis}   # AEGIS_BIN: another build, for a smoke test
 [ -x "$AEGIS" ] || { echo "missing $AEGIS (cargo build --release -p aegis-cli)" >&2; exit 2; }
 
 P_UP=$PORT_BASE; P_NGX=$((PORT_BASE + 1)); P_GW=$((PORT_BASE + 2)); P_MODEL=$((PORT_BASE + 3))
@@ -105,6 +105,12 @@ render() { # template output
       -e "s|@PORT@|$3|g" "$1" > "$2"
 }
 
+for p in $P_UP $P_NGX $P_GW $P_MODEL $P_SOAK; do
+  if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+    echo "port $p is already in use: stop what listens there or pass --port-base" >&2; exit 2
+  fi
+done
+
 # --- servers -------------------------------------------------------------------------------------------
 render bench/gateway/nginx-upstream.conf "$WORK/nginx/upstream.conf" "$P_UP"
 render bench/gateway/nginx-proxy.conf "$WORK/nginx/proxy.conf" "$P_NGX"
@@ -120,7 +126,7 @@ PIDS+=($!)
 # and audited.
 GW_DATA=$WORK/gateway-data
 KEY=$("$AEGIS" key create --data-dir "$GW_DATA" --config "$WORK/aegis.toml" --name bench --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>/dev/null)
+      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_GW" --data-dir "$GW_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/gateway.stderr" &
 GW_PID=$!; PIDS+=($GW_PID)
@@ -128,7 +134,7 @@ GW_PID=$!; PIDS+=($GW_PID)
 # Gateway 2: no configuration file, so the bundled demo model is served (local inference).
 MODEL_DATA=$WORK/model-data
 MODEL_KEY=$("$AEGIS" key create --data-dir "$MODEL_DATA" --name bench --owner bench --model demo-fraud \
-      --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>/dev/null)
+      --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_MODEL" --data-dir "$MODEL_DATA" \
   2> "$WORK/logs/model.stderr" &
 MODEL_PID=$!; PIDS+=($MODEL_PID)
@@ -173,7 +179,7 @@ run_wrk() { # target mode round url connections seconds hook
   if [ "$mode" != warmup ]; then grep '^RESULT ' "$log" | cut -c8- >> "$RUNS"; fi
   if [ "$mode" != warmup ]; then
     printf '  %-8s %-10s round %s: %s\n' "$target" "$mode" "$round" \
-      "$(grep -E '^ +Latency|Requests/sec|Non-2xx' "$log" | tr -s ' ' | tr '\n' ' ')" >&2
+      "$(grep -E '^ +50%|Requests/sec|Non-2xx|Socket errors' "$log" | tr -s ' ' | tr '\n' ' ')" >&2
   fi
 }
 
@@ -203,7 +209,7 @@ stop "$MODEL_PID"
 SOAK_CONNS=$((CONNS * 2))
 SOAK_DATA=$WORK/soak-data
 KEY=$("$AEGIS" key create --data-dir "$SOAK_DATA" --config "$WORK/aegis.toml" --name soak --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>/dev/null)
+      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_SOAK" --data-dir "$SOAK_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/soak.stderr" &
 SOAK_PID=$!; PIDS+=($SOAK_PID)
@@ -222,6 +228,6 @@ sqlite3 "$SOAK_DATA/aegis.db" \
 grep -h 'record lost\|error' "$WORK/logs/soak.stderr" "$WORK/logs/gateway.stderr" >&2 || true
 
 # --- summary -------------------------------------------------------------------------------------------
-python3 bench/gateway/summarize.py "$WORK" --aegis "$AEGIS" --pin "$PIN" --repeat "$REPEAT" \
+python3 bench/gateway/summarize.py "$WORK" --aegis "$AEGIS" --aegis-label "${AEGIS#$ROOT/}" --pin "$PIN" --repeat "$REPEAT" \
   --duration "$DURATION" --connections "$CONNS" --soak-seconds "$SOAK" --warmup "$WARMUP" \
   | tee bench/gateway/results.md

@@ -258,7 +258,10 @@ async fn authenticate(
     ctx: &mut AuditCtx,
 ) -> Result<ApiKey, ApiError> {
     let presented = keys::presented_key(headers);
-    match keys::authenticate(&state.db, presented, util::now_secs()).await? {
+    let outcome = keys::authenticate(&state.db, presented, util::now_secs())
+        .await
+        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+    match outcome {
         Ok(key) => {
             ctx.key_id = key.id.clone();
             ctx.actor = key.owner.clone();
@@ -300,7 +303,10 @@ fn authorize(key: &ApiKey, model: &str, class: RouteClass, ctx: &AuditCtx) -> Re
 
 /// Charge the key's rate limit and budgets.
 async fn charge(state: &AppState, key: &ApiKey, ctx: &AuditCtx) -> Result<(), ApiError> {
-    match limits::admit(&state.db, key, util::now_f64()).await? {
+    let outcome = limits::admit(&state.db, key, util::now_f64())
+        .await
+        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+    match outcome {
         Ok(used) => {
             if key.daily_budget > 0 {
                 state
@@ -330,16 +336,21 @@ async fn charge(state: &AppState, key: &ApiKey, ctx: &AuditCtx) -> Result<(), Ap
     }
 }
 
-/// All three steps for a route whose model is known from the path.
+/// All three steps for a route whose model is known from the path (`exists`: whether it is served; a missing
+/// model is a 404 after the scope check and before anything is charged).
 async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     model: &str,
     class: RouteClass,
+    exists: bool,
     ctx: &mut AuditCtx,
 ) -> Result<ApiKey, ApiError> {
     let key = authenticate(state, headers, ctx).await?;
     authorize(&key, model, class, ctx)?;
+    if !exists {
+        return Err(ApiError::not_found(format!("no model `{model}`")).audited(ctx.clone()));
+    }
     charge(state, &key, ctx).await?;
     Ok(key)
 }
@@ -351,14 +362,7 @@ pub(crate) async fn read_body(
     ctx: &AuditCtx,
 ) -> Result<Bytes, ApiError> {
     let limit = state.config.server.max_body_bytes;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("request body is larger than {limit} bytes"),
-        )
-        .audited(ctx.clone())
-    };
+
     let timeout = Duration::from_millis(state.config.server.body_timeout_ms);
     let collect = http_body_util::Limited::new(body, limit).collect();
     match tokio::time::timeout(timeout, collect).await {
@@ -371,13 +375,26 @@ pub(crate) async fn read_body(
             ),
         )
         .audited(ctx.clone())),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(state, ctx)),
         Ok(Err(_)) => Err(
             ApiError::bad_request("malformed", "request body could not be read")
                 .audited(ctx.clone()),
         ),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
+}
+
+/// 413 naming the limit.
+fn too_large(state: &AppState, ctx: &AuditCtx) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "request body is larger than {} bytes",
+            state.config.server.max_body_bytes
+        ),
+    )
+    .audited(ctx.clone())
 }
 
 fn declared_too_large(state: &AppState, headers: &HeaderMap) -> bool {
@@ -407,7 +424,15 @@ async fn predict(
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/v1/models/{name}/predict", &name);
-    admit(&state, &headers, &name, RouteClass::Predict, &mut ctx).await?;
+    admit(
+        &state,
+        &headers,
+        &name,
+        RouteClass::Predict,
+        state.models.get(&name).is_some(),
+        &mut ctx,
+    )
+    .await?;
     let model = state.models.get(&name).ok_or_else(|| {
         ApiError::not_found(format!("no local model `{name}`")).audited(ctx.clone())
     })?;
@@ -420,7 +445,7 @@ async fn predict(
     let proba = model
         .predict(x, n)
         .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
     let waited = started.elapsed();
     ctx.detail = format!("{n} rows");
     let response = Json(models::predict_response(&model, &proba, n)).into_response();
@@ -433,7 +458,8 @@ async fn v2_metadata(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/v2/models/{name}", &name);
-    admit(&state, &headers, &name, RouteClass::Infer, &mut ctx).await?;
+    let exists = state.models.get(&name).is_some() || state.upstreams.for_v2_model(&name).is_some();
+    admit(&state, &headers, &name, RouteClass::Infer, exists, &mut ctx).await?;
     if let Some(model) = state.models.get(&name) {
         return Ok(finish(
             Json(models::v2_metadata(&model)).into_response(),
@@ -455,12 +481,10 @@ async fn v2_infer(
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/v2/models/{name}/infer", &name);
-    admit(&state, &headers, &name, RouteClass::Infer, &mut ctx).await?;
+    let exists = state.models.get(&name).is_some() || state.upstreams.for_v2_model(&name).is_some();
+    admit(&state, &headers, &name, RouteClass::Infer, exists, &mut ctx).await?;
     if declared_too_large(&state, &headers) {
-        return Err(read_body(&state, Body::empty(), &ctx)
-            .await
-            .err()
-            .unwrap_or_else(|| ApiError::bad_request("too_large", "request body too large")));
+        return Err(too_large(&state, &ctx));
     }
     let body = read_body(&state, request.into_body(), &ctx).await?;
     ctx.input_digest = audit_log::input_digest(&body);
@@ -471,7 +495,7 @@ async fn v2_infer(
         let proba = model
             .predict(x, n)
             .await
-            .map_err(|e| ApiError::internal(&e))?;
+            .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
         let waited = started.elapsed();
         ctx.detail = format!("{n} rows");
         let response = Json(models::v2_response(&model, &proba, n, id)).into_response();
@@ -594,7 +618,15 @@ async fn proxy(
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/upstream/{name}/{*rest}", &name);
-    admit(&state, &headers, &name, RouteClass::Proxy, &mut ctx).await?;
+    admit(
+        &state,
+        &headers,
+        &name,
+        RouteClass::Proxy,
+        state.upstreams.get(&name).is_some(),
+        &mut ctx,
+    )
+    .await?;
     let up = state
         .upstreams
         .get(&name)

@@ -98,17 +98,6 @@ async fn post(server: &TestServer, path: &str, token: &str, body: &str) -> Resp 
     server.with_session("POST", path, token, body).await
 }
 
-async fn login_json(server: &TestServer, body: serde_json::Value) -> Resp {
-    server
-        .request(
-            "POST",
-            "/admin/login",
-            &[("content-type", "application/json")],
-            body.to_string(),
-        )
-        .await
-}
-
 /// Poll until the audit log holds `n` records (the writer is asynchronous), at most 10 s.
 async fn wait_for_audit(db: &Db, n: i64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -302,6 +291,71 @@ async fn rotation_replaces_the_key(backend: Backend) {
 
 both!(key_rotated, rotation_replaces_the_key);
 
+/// A second gateway (a replica) on the same database as `server`, with its own data directory.
+async fn replica(server: &TestServer) -> (aegis_gateway::serve::Running, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = aegis_gateway::Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.data_dir = dir.path().to_path_buf();
+    config.server.plaintext = true;
+    config.server.database = Some(server.db_url.clone());
+    let running = aegis_gateway::serve::start(config).await.unwrap();
+    (running, dir)
+}
+
+/// One request to a gateway that is not a [`TestServer`].
+async fn send(addr: std::net::SocketAddr, method: &str, path: &str, auth: &str, body: &str) -> u16 {
+    use http_body_util::Full;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"))
+        .header("authorization", format!("Bearer {auth}"))
+        .header("content-type", "application/json")
+        .body(Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
+        .await
+        .unwrap()
+        .unwrap();
+    response.status().as_u16()
+}
+
+async fn revocation_reaches_every_replica(backend: Backend) {
+    let Some(server) = support::start(backend, |_| {}).await else {
+        return;
+    };
+    let (b, _b_dir) = replica(&server).await;
+    let addr = b.info.addr;
+    let key = server.key(&[MODEL], |_| {}).await;
+    assert_eq!(send(addr, "POST", PREDICT, &key, ROW).await, 200);
+    // Sessions are shared too: one replica's token works on the other.
+    let op = server.session("op", Role::Operator).await;
+    assert_eq!(send(addr, "GET", "/admin/keys", &op, "").await, 200);
+
+    // Revoked on A, refused by B on its next request.
+    let r = post(
+        &server,
+        &format!("/admin/keys/{}/revoke", key_id(&key)),
+        &op,
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(send(addr, "POST", PREDICT, &key, ROW).await, 401);
+    // Logged out on A, refused by B.
+    assert_eq!(post(&server, "/admin/logout", &op, "").await.status, 204);
+    assert_eq!(send(addr, "GET", "/admin/keys", &op, "").await, 401);
+    b.shutdown().await.unwrap();
+    server.stop().await;
+}
+
+both!(
+    key_revoked_on_every_replica,
+    revocation_reaches_every_replica
+);
+
 // ------------------------------------------------------------------------------------------------ roles
 
 async fn roles_are_checked_server_side(backend: Backend) {
@@ -440,7 +494,8 @@ async fn sessions_are_verified(backend: Backend) {
     assert_error(&predict(&server, &op).await, 401, "bad_key");
     assert_error(&predict(&server, &admin).await, 401, "bad_key");
 
-    // Disabling a user ends their existing session at once; enabling restores it.
+    // Disabling a user ends their existing session at once, and for good: enabling them again does not revive
+    // it (disable revokes every session); they log in anew.
     let r = post(&server, "/admin/users/op/disable", &admin, "").await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert_error(&get(&server, "/admin/keys", &op).await, 401, "bad_session");
@@ -448,12 +503,46 @@ async fn sessions_are_verified(backend: Backend) {
     assert_error(&r, 401, "login");
     let r = post(&server, "/admin/users/op/enable", &admin, "").await;
     assert_eq!(r.status, 204, "{}", r.text());
+    assert_error(&get(&server, "/admin/keys", &op).await, 401, "bad_session");
+    let r = server.login("op", "correct horse battery op", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let op = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(get(&server, "/admin/keys", &op).await.status, 200);
+    // Only an admin disables users.
+    assert_error(
+        &post(&server, "/admin/users/root/disable", &op, "").await,
+        403,
+        "role",
+    );
+
+    // A demotion applies to the open session at once (the role is read at each request).
+    identity::set_role(server.db(), "op", Role::Client)
+        .await
+        .unwrap();
+    assert_error(&get(&server, "/admin/keys", &op).await, 403, "role");
+    identity::set_role(server.db(), "op", Role::Operator)
+        .await
+        .unwrap();
     assert_eq!(get(&server, "/admin/keys", &op).await.status, 200);
 
     // Logout revokes the session.
     let r = post(&server, "/admin/logout", &op, "").await;
     assert_eq!(r.status, 204, "{}", r.text());
     assert_error(&get(&server, "/admin/keys", &op).await, 401, "bad_session");
+
+    // An expired session is refused.
+    let aud = server.session("aud", Role::Auditor).await;
+    assert_eq!(get(&server, "/admin/audit", &aud).await.status, 200);
+    sqlx::query("UPDATE sessions SET expires = 1 WHERE username = $1")
+        .bind("aud")
+        .execute(server.db().pool())
+        .await
+        .unwrap();
+    assert_error(
+        &get(&server, "/admin/audit", &aud).await,
+        401,
+        "bad_session",
+    );
     server.stop().await;
 }
 
@@ -521,6 +610,16 @@ async fn totp_is_required_and_single_use(backend: Backend) {
     );
     let r = server.login("ada", password, Some(&recovery[1])).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // An admin without an enrolled second factor cannot log in at all.
+    identity::create_user(server.db(), "bare", password, Role::Admin)
+        .await
+        .unwrap();
+    assert_error(&server.login("bare", password, None).await, 401, "login");
+    assert_error(
+        &server.login("bare", password, Some("123456")).await,
+        401,
+        "login",
+    );
     // Someone else's recovery code is not valid here.
     let other = identity::enroll_totp(server.db(), "root", "Aegis")
         .await
@@ -555,6 +654,21 @@ async fn repeated_failures_lock_the_account(backend: Backend) {
     // The lock is per account.
     let r = server.login("dave", &other_pw, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
+
+    // Guessing TOTP codes with the right password locks an admin too, and the lock holds against a right code.
+    let (admin_pw, secret) = server.user("erin", Role::Admin).await;
+    let secret = secret.unwrap();
+    for _ in 0..5 {
+        let r = server
+            .login("erin", &admin_pw, Some(&totp_wrong(&secret)))
+            .await;
+        assert_error(&r, 401, "login");
+    }
+    let r = server
+        .login("erin", &admin_pw, Some(&totp_now(&secret)))
+        .await;
+    assert_error(&r, 429, "lockout");
+    assert!(r.header("retry-after").is_some());
     server.stop().await;
 }
 
@@ -645,7 +759,7 @@ both!(
 
 // ------------------------------------------------------------------------------------------------ audit
 
-fn find<'a>(records: &'a [AuditRecord], pred: impl Fn(&AuditRecord) -> bool) -> &'a AuditRecord {
+fn find(records: &[AuditRecord], pred: impl Fn(&AuditRecord) -> bool) -> &AuditRecord {
     records
         .iter()
         .find(|r| pred(r))
@@ -774,10 +888,12 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
     let create_seq = create.seq;
     let role = find(&records, |r| r.decision == "denied:role");
     assert_eq!((role.actor.as_str(), role.status), ("op", 403));
-    // BUG: admin.rs require_session audits a role refusal with `AuditCtx::admin("")`, so the record's route is
-    // empty instead of the route that was refused (/admin/users).
+    // BUG: admin.rs `require_session` audits a role refusal with `AuditCtx::admin("")`, so the record's route is
+    // empty instead of the refused route; it should be "/admin/users" (asserted once fixed).
     if role.route.is_empty() {
-        eprintln!("BUG: denied:role audit record has an empty route");
+        eprintln!("BUG: the denied:role audit record has an empty route");
+    } else {
+        assert_eq!(role.route, "/admin/users");
     }
     let login_ok = find(&records, |r| r.decision == "login" && r.actor == "op");
     assert_eq!((login_ok.kind.as_str(), login_ok.status), ("auth", 200));
@@ -949,3 +1065,71 @@ async fn tls_with_a_generated_certificate() {
     );
     server.stop().await;
 }
+
+// ------------------------------------------------------------------------------------------------ admin edges
+
+/// Whether a response is the gateway's JSON error shape.
+fn is_json_error(r: &Resp) -> bool {
+    serde_json::from_slice::<serde_json::Value>(&r.body)
+        .map(|v| v["error"]["code"].is_string())
+        .unwrap_or(false)
+}
+
+async fn admin_refusals_come_first_and_as_json(backend: Backend) {
+    let Some(server) = support::start(backend, |_| {}).await else {
+        return;
+    };
+    let aud = server.session("aud", Role::Auditor).await;
+    let r = get(&server, "/admin/audit?after=0&limit=5", &aud).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // BUG: admin.rs `read_audit` takes `Query<AuditQuery>` as an extractor before `require_session`, so a bad
+    // query string is answered by axum's rejection (400 text/plain, no JSON error, no request id in the body)
+    // before authentication: an anonymous caller gets 400 instead of 401 no_session. It should authenticate first
+    // and answer a bad query with a JSON 400 carrying the request id (asserted once fixed).
+    let r = server.request("GET", "/admin/audit?after=x", &[], "").await;
+    if is_json_error(&r) {
+        assert_error(&r, 401, "no_session");
+    } else {
+        eprintln!(
+            "BUG: anonymous GET /admin/audit?after=x got {} {}",
+            r.status,
+            r.text()
+        );
+        assert_ne!(r.status, 200);
+    }
+    let r = get(&server, "/admin/audit?after=x", &aud).await;
+    if is_json_error(&r) {
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_error(&r, 400, r.code().as_str());
+    } else {
+        eprintln!(
+            "BUG: GET /admin/audit?after=x got {} {}",
+            r.status,
+            r.text()
+        );
+        assert_eq!(r.status, 400);
+    }
+
+    // BUG: admin.rs `require_session` matches the scheme with `strip_prefix("Bearer ")`, so `bearer ses_…` is
+    // refused (401 no_session) although the auth scheme is case-insensitive (RFC 9110 §11.1) and API keys accept
+    // any case (keys::presented_key). It should answer 200 (asserted once fixed).
+    let auth = format!("bearer {aud}");
+    let r = server
+        .request("GET", "/admin/audit", &[("authorization", &auth)], "")
+        .await;
+    if r.status == 401 {
+        eprintln!("BUG: lower-case `bearer` session refused: {}", r.text());
+        assert_error(&r, 401, "no_session");
+    } else {
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // A session in the x-api-key header is not a session either.
+    let r = server
+        .request("GET", "/admin/audit", &[("x-api-key", &aud)], "")
+        .await;
+    assert_error(&r, 401, "no_session");
+    server.stop().await;
+}
+
+both!(admin_edges, admin_refusals_come_first_and_as_json);
