@@ -46,28 +46,36 @@ pub async fn require_session(
     headers: &HeaderMap,
     roles: &[Role],
 ) -> Result<Principal, ApiError> {
+    let mut ctx = AuditCtx::admin(&crate::server::current_route());
+    ctx.kind = "auth";
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(rest)
+        })
         .map(str::trim)
         .filter(|t| t.starts_with("ses_"));
     let Some(token) = token else {
         return Err(ApiError::unauthorized(
             "no_session",
             "sign in first: POST /admin/login, then send `Authorization: Bearer ses_…`",
-        ));
+        )
+        .audited(ctx));
     };
     let principal =
         identity::authenticate_session(&state.db, &state.session_key, token, util::now_secs())
             .await?
             .ok_or_else(|| {
                 ApiError::unauthorized("bad_session", "session invalid, expired or revoked")
+                    .audited(ctx.clone())
             })?;
     if roles.contains(&principal.role) {
         Ok(principal)
     } else {
-        let mut ctx = AuditCtx::admin("");
+        ctx.kind = "admin";
         ctx.actor = principal.username.clone();
         Err(
             ApiError::forbidden("role", format!("role {} may not do this", principal.role))
@@ -482,9 +490,13 @@ fn default_limit() -> i64 {
 async fn read_audit(
     State(state): State<Shared>,
     headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
+    uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
     require_session(&state, &headers, AUDITORS).await?;
+    // The query is parsed after authentication, into a JSON error with the request id.
+    let Query(q) = Query::<AuditQuery>::try_from_uri(&uri).map_err(|e| {
+        ApiError::bad_request("malformed", format!("query string: {}", e.body_text()))
+    })?;
     let records = audit_log::list(&state.db, q.after.max(0), q.limit.clamp(1, 1000)).await?;
     Ok(Json(records).into_response())
 }

@@ -35,6 +35,8 @@ use crate::util;
 tokio::task_local! {
     /// The id of the request being handled, for error bodies built deep in handlers.
     pub static REQUEST_ID: String;
+    /// The route template of the request being handled, for audit records built outside its handler.
+    pub static ROUTE: String;
 }
 
 /// Everything a handler needs, shared by all requests.
@@ -136,7 +138,27 @@ pub fn router(state: Shared) -> Router {
             state.clone(),
             envelope,
         ));
-    api.fallback(fallback).with_state(state)
+    api.fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn method_not_allowed(State(state): State<Shared>) -> Response {
+    let id = state.ids.next();
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method",
+                "method not allowed on this route; see /openapi.json",
+            )
+            .into_response()
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
 }
 
 /// Request id, overhead header, security headers, metrics and the audit record, around every matched route.
@@ -148,7 +170,9 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = REQUEST_ID
+        .scope(id.clone(), ROUTE.scope(route.clone(), next.run(request)))
+        .await;
     let total = start.elapsed();
     let upstream = response
         .extensions()
@@ -246,6 +270,11 @@ pub fn current_request_id() -> String {
     REQUEST_ID
         .try_with(|id| id.clone())
         .unwrap_or_else(|_| "-".into())
+}
+
+/// The route template of the current request ("" outside a request).
+pub fn current_route() -> String {
+    ROUTE.try_with(|r| r.clone()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------------------
