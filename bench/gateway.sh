@@ -2,8 +2,8 @@
 # Load benchmark of `aegis serve` (issue 5), with wrk against 127.0.0.1:
 #   direct   wrk -> trivial upstream (nginx `return 200 '{"ok":true}'`)
 #   nginx    wrk -> nginx reverse proxy (keepalive pool) -> trivial upstream
-#   gateway  wrk -> aegis serve /upstream/trivial/ok (API key, scope, GCRA rate limit and budgets in SQLite,
-#            hash-chained audit log, metrics) -> trivial upstream
+#   gateway  wrk -> aegis serve /upstream/trivial/ok (API key, scope, GCRA rate limit in SQLite (+ budgets
+#            with --budget), hash-chained audit log, metrics) -> trivial upstream
 #   model    wrk -> aegis serve POST /v1/models/demo-fraud/predict (bundled local model, in-process)
 # then a soak at twice the connections against a fresh gateway, after which the audit chain is verified and
 # its inference records are counted against the requests the gateway answered (its /metrics).
@@ -11,7 +11,9 @@
 # records == answered requests, chain intact, no 5xx. See bench/gateway/README.md.
 #
 # Usage: bench/gateway.sh [--repeat N] [--duration S] [--soak-seconds S] [--connections C] [--warmup S]
-#                         [--no-pin] [--no-build] [--port-base P]
+#                         [--no-pin] [--no-build] [--port-base P] [--budget N]
+# --budget N gives the benchmark keys daily and monthly budgets of N (default 0: unlimited, and then the
+# gateway charges only the rate limiter; with budgets it charges the day and month counters too).
 # Results: bench/gateway/results.md (also printed); raw wrk output and artifacts in bench/work/gateway/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,7 @@ WARMUP=3          # seconds of warm-up per target
 PIN=1             # wrk on CPU 0, every server on CPU 1
 BUILD=1
 PORT_BASE=18090
+BUDGET=0          # daily budget of the benchmark keys; 0 = unlimited, so no budget counter is charged
 while [ $# -gt 0 ]; do
   case "$1" in
     --repeat) REPEAT="$2"; shift 2 ;;
@@ -35,7 +38,8 @@ while [ $# -gt 0 ]; do
     --no-pin) PIN=0; shift ;;
     --no-build) BUILD=0; shift ;;
     --port-base) PORT_BASE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --budget) BUDGET="$2"; shift 2 ;;
+    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -58,6 +62,12 @@ AEGIS=${AEGIS_BIN:-$ROOT/target/release/aegis}   # AEGIS_BIN: another build, for
 
 P_UP=$PORT_BASE; P_NGX=$((PORT_BASE + 1)); P_GW=$((PORT_BASE + 2)); P_MODEL=$((PORT_BASE + 3))
 P_SOAK=$((PORT_BASE + 4))
+for p in $P_UP $P_NGX $P_GW $P_MODEL $P_SOAK; do
+  if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
+    echo "port $p is already in use: stop what listens there or pass --port-base" >&2; exit 2
+  fi
+done
+
 WORK=$ROOT/bench/work/gateway
 rm -rf "$WORK"
 mkdir -p "$WORK/nginx/tmp" "$WORK/logs"
@@ -105,12 +115,6 @@ render() { # template output
       -e "s|@PORT@|$3|g" "$1" > "$2"
 }
 
-for p in $P_UP $P_NGX $P_GW $P_MODEL $P_SOAK; do
-  if curl -s -o /dev/null "http://127.0.0.1:$p/"; then
-    echo "port $p is already in use: stop what listens there or pass --port-base" >&2; exit 2
-  fi
-done
-
 # --- servers -------------------------------------------------------------------------------------------
 render bench/gateway/nginx-upstream.conf "$WORK/nginx/upstream.conf" "$P_UP"
 render bench/gateway/nginx-proxy.conf "$WORK/nginx/proxy.conf" "$P_NGX"
@@ -119,14 +123,15 @@ render bench/gateway/aegis.toml "$WORK/aegis.toml" "$P_GW"
 "${SRV[@]}" nginx -p "$WORK/nginx" -e "$WORK/nginx/upstream-error.log" -c "$WORK/nginx/upstream.conf" &
 PIDS+=($!)
 "${SRV[@]}" nginx -p "$WORK/nginx" -e "$WORK/nginx/proxy-error.log" -c "$WORK/nginx/proxy.conf" &
-PIDS+=($!)
+NGX_PID=$!; PIDS+=($NGX_PID)
 
 # Gateway 1: proxies the trivial upstream. The key never hits its limits, but every request is still
-# authenticated (key hash looked up in the database), scoped, rate limited and budgeted in the database,
-# and audited.
+# authenticated (key hash looked up in the database), scoped, rate limited in the database (and charged
+# against its budgets with --budget), and audited.
 GW_DATA=$WORK/gateway-data
 KEY=$("$AEGIS" key create --data-dir "$GW_DATA" --config "$WORK/aegis.toml" --name bench --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
+      --model trivial --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
+      --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_GW" --data-dir "$GW_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/gateway.stderr" &
 GW_PID=$!; PIDS+=($GW_PID)
@@ -134,7 +139,8 @@ GW_PID=$!; PIDS+=($GW_PID)
 # Gateway 2: no configuration file, so the bundled demo model is served (local inference).
 MODEL_DATA=$WORK/model-data
 MODEL_KEY=$("$AEGIS" key create --data-dir "$MODEL_DATA" --name bench --owner bench --model demo-fraud \
-      --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
+      --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" --expires-days 0 \
+      2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_MODEL" --data-dir "$MODEL_DATA" \
   2> "$WORK/logs/model.stderr" &
 MODEL_PID=$!; PIDS+=($MODEL_PID)
@@ -183,16 +189,30 @@ run_wrk() { # target mode round url connections seconds hook
   fi
 }
 
+# CPU time (clock ticks, all threads, live and exited) and context switches (live threads) of a process.
+cpu_snapshot() { # name pid
+  local ticks sw=0 t
+  ticks=$(awk '{print $14 + $15}' "/proc/$2/stat")
+  for t in /proc/"$2"/task/*/status; do
+    sw=$((sw + $(awk '/^(non)?voluntary_ctxt_switches/ {n += $2} END {print n + 0}' "$t" 2>/dev/null || echo 0)))
+  done
+  echo "{\"process\":\"$1\",\"ticks\":$ticks,\"hz\":$(getconf CLK_TCK),\"ctxt_switches\":$sw}"
+}
+NGX_WORKER=$(pgrep -P "$NGX_PID" | head -1)
+
 declare -A URL=([direct]=$URL_DIRECT [nginx]=$URL_NGINX [gateway]=$URL_GW [model]=$URL_MODEL)
 TARGETS=(direct nginx gateway model)
 
 echo "warm-up ${WARMUP}s per target" >&2
 for t in "${TARGETS[@]}"; do run_wrk "$t" warmup 0 "${URL[$t]}" "$CONNS" "$WARMUP" 0; done
+{ cpu_snapshot gateway "$GW_PID"; cpu_snapshot nginx "$NGX_WORKER"; } > "$WORK/cpu-before.jsonl"
 for r in $(seq "$REPEAT"); do
   echo "round $r/$REPEAT" >&2
   for t in "${TARGETS[@]}"; do run_wrk "$t" latency "$r" "${URL[$t]}" 1 "$DURATION" 1; done
   for t in "${TARGETS[@]}"; do run_wrk "$t" throughput "$r" "${URL[$t]}" "$CONNS" "$DURATION" 0; done
 done
+
+{ cpu_snapshot gateway "$GW_PID"; cpu_snapshot nginx "$NGX_WORKER"; } > "$WORK/cpu-after.jsonl"
 
 # The benchmark gateway's own accounting: metrics, then a clean stop (flushes the audit log), then the chain.
 sleep 1
@@ -209,7 +229,8 @@ stop "$MODEL_PID"
 SOAK_CONNS=$((CONNS * 2))
 SOAK_DATA=$WORK/soak-data
 KEY=$("$AEGIS" key create --data-dir "$SOAK_DATA" --config "$WORK/aegis.toml" --name soak --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget 0 --expires-days 0 2>>"$WORK/logs/keys.stderr")
+      --model trivial --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
+      --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_SOAK" --data-dir "$SOAK_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/soak.stderr" &
 SOAK_PID=$!; PIDS+=($SOAK_PID)
@@ -229,5 +250,5 @@ grep -h 'record lost\|error' "$WORK/logs/soak.stderr" "$WORK/logs/gateway.stderr
 
 # --- summary -------------------------------------------------------------------------------------------
 python3 bench/gateway/summarize.py "$WORK" --aegis "$AEGIS" --aegis-label "${AEGIS#$ROOT/}" --pin "$PIN" --repeat "$REPEAT" \
-  --duration "$DURATION" --connections "$CONNS" --soak-seconds "$SOAK" --warmup "$WARMUP" \
+  --duration "$DURATION" --connections "$CONNS" --soak-seconds "$SOAK" --warmup "$WARMUP" --budget "$BUDGET" \
   | tee bench/gateway/results.md

@@ -99,6 +99,33 @@ def verify(path):
         return None
 
 
+def cpu_per_request(work, runs):
+    """CPU time and context switches per request of the nginx proxy worker and the gateway process."""
+    def load(name):
+        out = {}
+        try:
+            with open(os.path.join(work, name)) as f:
+                for line in f:
+                    d = json.loads(line)
+                    out[d["process"]] = d
+        except (OSError, ValueError, KeyError):
+            pass
+        return out
+    before, after = load("cpu-before.jsonl"), load("cpu-after.jsonl")
+    text = []
+    for proc, label in (("nginx", "nginx proxy worker"), ("gateway", "aegis serve")):
+        if proc not in before or proc not in after:
+            continue
+        n = sum(r["requests"] for r in runs if r["target"] == proc and r["mode"] in ("latency", "throughput"))
+        if not n:
+            continue
+        b, e = before[proc], after[proc]
+        cpu_us = (e["ticks"] - b["ticks"]) / b["hz"] * 1e6 / n
+        sw = (e["ctxt_switches"] - b["ctxt_switches"]) / n
+        text.append(f"{label} {cpu_us:.0f} µs and {sw:.1f} context switches ({n:,} requests)")
+    return text
+
+
 def med(values):
     return statistics.median(values) if values else float("nan")
 
@@ -118,6 +145,7 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--soak-seconds", default="60")
     ap.add_argument("--warmup", default="3")
+    ap.add_argument("--budget", type=int, default=0)
     a = ap.parse_args()
 
     runs = []
@@ -133,7 +161,8 @@ def main():
     names = {
         "direct": "trivial upstream, direct (nginx `return 200`)",
         "nginx": "nginx 1 worker proxying it (keepalive pool)",
-        "gateway": "`aegis serve` proxying it (key auth, rate limit + budgets, audit, metrics)",
+        "gateway": "`aegis serve` proxying it (key auth, rate limit"
+        + (", day + month budgets" if a.budget > 0 else "") + ", audit, metrics)",
         "model": "`aegis serve` local model `demo-fraud` (POST predict, 1 row)",
     }
     row = {}
@@ -241,6 +270,10 @@ def main():
         text += (f"; mean {ovm:.3f} ms over every proxied request of the benchmark gateway "
                  "(`aegis_gateway_overhead_seconds` sum/count, loaded runs included)")
     w(text + ".")
+    cpu = cpu_per_request(a.work, runs)
+    if cpu:
+        w("")
+        w("CPU per request over the measured rounds (CPU 1, `/proc`): " + "; ".join(cpu) + ".")
     w("")
     w("Per round (p50 at c1 in ms; req/s at c" + str(c) + "): " + "; ".join(
         f"{t} " + ", ".join(ms(x) for x in row[t]["p50_all"]) + " | " +

@@ -435,6 +435,8 @@ async fn revoke_key(
     keys::revoke_key(&state.db, &id, util::now_secs())
         .await
         .map_err(|e| admin_error(e, &ctx))?;
+    state.key_cache.invalidate();
+    state.leases.forget(&id);
     Ok(done(
         StatusCode::NO_CONTENT.into_response(),
         ctx,
@@ -455,6 +457,8 @@ async fn rotate_key(
     let (key, secret) = keys::rotate_key(&state.db, &id, util::now_secs())
         .await
         .map_err(|e| admin_error(e, &ctx))?;
+    state.key_cache.invalidate();
+    state.leases.forget(&id);
     let detail = format!("{id} replaced by {}", key.id);
     let response = Json(serde_json::json!({"key": key, "secret": secret.expose(), "note": "shown once; store it now"}))
         .into_response();

@@ -33,6 +33,9 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Events the in-memory queue holds before [`AuditLog::record`] waits for the writer.
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// Most events appended in one transaction.
+/// How long the writer waits after the first event of a batch for more to arrive.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 const MAX_BATCH: usize = 512;
 /// Rows per multi-row `INSERT` (14 parameters each; well under SQLite's and PostgreSQL's limits).
 const INSERT_CHUNK: usize = 64;
@@ -207,6 +210,7 @@ pub async fn append(db: &Db, events: &[(i64, AuditEvent)]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
+    let _guard = db.write_guard().await;
     let mut tx = db
         .pool()
         .begin()
@@ -389,6 +393,11 @@ async fn writer(
             return Ok(());
         };
         batch.push(first);
+        if listening {
+            // Linger a moment so a busy gateway writes a few large batches instead of one transaction per
+            // request (which would compete with the request path for the database's write lock).
+            tokio::time::sleep(LINGER).await;
+        }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(event) => batch.push(event),

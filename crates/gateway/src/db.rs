@@ -103,6 +103,10 @@ const SCHEMA: &[&str] = &[
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer at a time; two connections of this process racing for it would meet SQLite's
+    /// busy handler, which sleeps in whole milliseconds. Hot-path writers (limits, the audit chain) take this
+    /// lock first, so they queue in memory instead.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Db {
@@ -134,7 +138,11 @@ impl Db {
             });
         }
         let pool = options.connect(url).await.map_err(Error::db("connect"))?;
-        let db = Db { pool, backend };
+        let db = Db {
+            pool,
+            backend,
+            write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        };
         db.migrate().await?;
         Ok(db)
     }
@@ -153,6 +161,15 @@ impl Db {
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Hold this while writing on the hot path (SQLite: serialises this process's writers; PostgreSQL: no-op,
+    /// row locks do the work).
+    pub async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// Close every connection (waits for queries in flight).

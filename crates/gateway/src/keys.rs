@@ -4,11 +4,22 @@
 //! A key reads `aeg_<id>_<secret>`: the id (`k` + 10 alphanumerics) is the table's primary key and is not
 //! secret (it appears in listings and the audit log); the 40-character secret carries ≈238 bits, so a plain
 //! SHA-256 of the whole key is a sufficient verifier (no password stretching is needed for random secrets).
-//! Every request looks the key up by id in the database: there is deliberately no cache, so a revocation
-//! written by one replica takes effect on the next request at every replica.
+//!
+//! [`authenticate`] looks the key up in the database on every call. The request path uses [`KeyCache`]
+//! instead, which keeps key records (never secrets: only their stored hash) in memory and is kept honest by
+//! a `keys_version` counter in `settings`: every mutation of `api_keys` here bumps it in the same transaction,
+//! and each replica polls it ([`KeyCache::spawn_watcher`]) and drops its cache when it moves. A revocation
+//! therefore takes effect at once in the process that made it ([`KeyCache::invalidate`]) and within one poll
+//! interval (plus one query) at every other replica. A cache whose watcher has not succeeded recently stops
+//! answering from memory ([`KEY_CACHE_MAX_STALENESS`]), so a stalled watcher cannot stretch that window.
+//! Anything else that edits `api_keys` by SQL must call [`bump_keys_version`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -356,6 +367,7 @@ pub async fn create_key(db: &Db, new: &NewKey, now: i64) -> Result<(ApiKey, KeyS
         .begin()
         .await
         .map_err(Error::db("create an API key"))?;
+    bump_in(&mut tx).await?;
     let id = new_id()?;
     let created = insert_key(&mut tx, id, new, now, expires, 0.0).await?;
     tx.commit().await.map_err(Error::db("create an API key"))?;
@@ -460,16 +472,27 @@ async fn fetch_key(db: &Db, id: &str) -> Result<Option<(ApiKey, String)>> {
 
 /// Revoke a key: every replica refuses it from its next request on. Revoking twice is not an error.
 /// `now` is accepted for symmetry with the other administrative calls (the schema keeps no revocation time).
+/// The `keys_version` bump commits with the revocation; revoking an unknown id rolls both back (no bump).
 pub async fn revoke_key(db: &Db, id: &str, now: i64) -> Result<()> {
     let _ = now;
+    let mut tx = db
+        .pool()
+        .begin()
+        .await
+        .map_err(Error::db("revoke an API key"))?;
+    bump_in(&mut tx).await?;
     let done = sqlx::query("UPDATE api_keys SET revoked = 1 WHERE id = $1")
         .bind(id)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(Error::db("revoke an API key"))?;
     if done.rows_affected() == 0 {
+        tx.rollback()
+            .await
+            .map_err(Error::db("revoke an API key"))?;
         return Err(Error::NotFound(format!("API key {id}")));
     }
+    tx.commit().await.map_err(Error::db("revoke an API key"))?;
     Ok(())
 }
 
@@ -506,8 +529,9 @@ pub async fn rotate_key(db: &Db, id: &str, now: i64) -> Result<(ApiKey, KeySecre
         .begin()
         .await
         .map_err(Error::db("rotate an API key"))?;
-    // Revoke first, conditionally: of two concurrent rotations (or a rotation racing a revocation) only one
-    // finds the key live. (A write first also makes SQLite take its write lock up front.)
+    // Bump the version, then revoke, conditionally: of two concurrent rotations (or a rotation racing a
+    // revocation) only one finds the key live. (A write first also makes SQLite take its write lock up front.)
+    bump_in(&mut tx).await?;
     let new_id = new_id()?;
     let done = sqlx::query(
         "UPDATE api_keys SET revoked = 1, replaced_by = $2 WHERE id = $1 AND revoked = 0",
@@ -574,22 +598,269 @@ pub async fn authenticate(
         return Ok(Err(KeyRejection::Malformed));
     };
     let found = fetch_key(db, id).await?;
+    Ok(judge(
+        found.as_ref().map(|(k, h)| (k, h.as_str())),
+        presented,
+        now,
+    ))
+}
+
+/// The verdict on a presented (well-formed) key given its stored record and hash, if the id exists.
+fn judge(
+    found: Option<(&ApiKey, &str)>,
+    presented: &str,
+    now: i64,
+) -> Result<ApiKey, KeyRejection> {
     let hash = sha256_hex(presented.as_bytes());
     let Some((key, stored)) = found else {
         // Compare anyway, so an unknown id costs the same as a wrong secret.
         let _ = constant_time_eq(hash.as_bytes(), &[b'0'; 64]);
-        return Ok(Err(KeyRejection::Unknown));
+        return Err(KeyRejection::Unknown);
     };
     if !constant_time_eq(hash.as_bytes(), stored.as_bytes()) {
-        return Ok(Err(KeyRejection::Unknown));
+        return Err(KeyRejection::Unknown);
     }
     if key.revoked {
-        return Ok(Err(KeyRejection::Revoked));
+        return Err(KeyRejection::Revoked);
     }
     if key.is_expired(now) {
-        return Ok(Err(KeyRejection::Expired));
+        return Err(KeyRejection::Expired);
     }
-    Ok(Ok(key))
+    Ok(key.clone())
+}
+
+/// The `settings` row counting mutations of `api_keys`.
+pub const KEYS_VERSION_SETTING: &str = "keys_version";
+/// Most key records a [`KeyCache`] holds; it is cleared when full.
+pub const KEY_CACHE_MAX_ENTRIES: usize = 100_000;
+/// How long after the start of its last successful [`KeyCache::refresh`] a cache still answers from memory.
+/// Past that (watcher stalled, dead or never started) every lookup goes to the database.
+pub const KEY_CACHE_MAX_STALENESS: Duration = Duration::from_secs(2);
+
+/// Increment `keys_version` (creating it at 1), inside a key mutation's transaction. An upsert rather than a
+/// plain `UPDATE`, so a database where the row was never created still counts the change.
+async fn bump_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+    sqlx::query(BUMP_SQL)
+        .execute(&mut **tx)
+        .await
+        .map_err(Error::db("bump the API key version"))?;
+    Ok(())
+}
+
+/// Runs unchanged on SQLite (≥ 3.24) and PostgreSQL.
+const BUMP_SQL: &str = "INSERT INTO settings (name, value) VALUES ('keys_version', '1')
+     ON CONFLICT (name) DO UPDATE SET value = CAST(CAST(settings.value AS BIGINT) + 1 AS TEXT)";
+
+/// Tell every replica's [`KeyCache`] that `api_keys` changed: call it after editing keys by SQL outside this
+/// module (in the same transaction when there is one — then use the same statement on it).
+pub async fn bump_keys_version(db: &Db) -> Result<()> {
+    sqlx::query(BUMP_SQL)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("bump the API key version"))?;
+    Ok(())
+}
+
+/// The current `keys_version` (0 when the row does not exist yet).
+pub async fn keys_version(db: &Db) -> Result<i64> {
+    match db.setting(KEYS_VERSION_SETTING).await? {
+        None => Ok(0),
+        Some(v) => v.trim().parse::<i64>().map_err(|_| {
+            Error::Corrupt(format!("setting {KEYS_VERSION_SETTING} is not an integer"))
+        }),
+    }
+}
+
+/// A cached key record with its stored hash (a SHA-256 of a high-entropy key, not the key itself).
+struct Cached {
+    key: ApiKey,
+    secret_hash: String,
+}
+
+/// An in-memory cache of key records in front of [`authenticate`], shared by every request of one process
+/// (`Arc<KeyCache>`).
+///
+/// Answers are those of [`authenticate`]: only existing ids are cached (a new key works at once), the
+/// presented secret is compared in constant time on every hit, and revocation and expiry are judged from the
+/// record against the `now` of each call. What can be stale is a record changed by *another* process: until
+/// this process's next [`refresh`](KeyCache::refresh) sees `keys_version` move (every `every` of
+/// [`spawn_watcher`](KeyCache::spawn_watcher)). A miss that read the database before a change cannot put the
+/// old record back after the clear that change causes (a generation counter guards the insert).
+pub struct KeyCache {
+    entries: RwLock<HashMap<String, Cached>>,
+    /// Last `keys_version` seen by `refresh`; `i64::MIN` before the first.
+    version: AtomicI64,
+    /// Incremented (under the write lock) by every clear; a miss inserts only if it has not moved.
+    generation: AtomicU64,
+    /// Milliseconds since `origin` until which hits may be served.
+    fresh_until_ms: AtomicU64,
+    origin: Instant,
+    max_staleness: Duration,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl fmt::Debug for KeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyCache")
+            .field("entries", &self.len())
+            .field("version", &self.version.load(Ordering::Relaxed))
+            .field("generation", &self.generation.load(Ordering::Relaxed))
+            .field("hits", &self.hits.load(Ordering::Relaxed))
+            .field("misses", &self.misses.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for KeyCache {
+    fn default() -> KeyCache {
+        KeyCache::new()
+    }
+}
+
+impl KeyCache {
+    /// An empty cache with [`KEY_CACHE_MAX_STALENESS`]. It serves no hits until its first successful
+    /// [`refresh`](KeyCache::refresh).
+    pub fn new() -> KeyCache {
+        KeyCache::with_max_staleness(KEY_CACHE_MAX_STALENESS)
+    }
+
+    /// An empty cache that answers from memory only within `max_staleness` of the start of its last successful
+    /// refresh (`Duration::ZERO`: never, every lookup reads the database).
+    pub fn with_max_staleness(max_staleness: Duration) -> KeyCache {
+        KeyCache {
+            entries: RwLock::new(HashMap::new()),
+            version: AtomicI64::new(i64::MIN),
+            generation: AtomicU64::new(0),
+            fresh_until_ms: AtomicU64::new(0),
+            origin: Instant::now(),
+            max_staleness,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Number of cached key records.
+    pub fn len(&self) -> usize {
+        self.entries
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether the cache holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Lookups answered from memory and from the database so far (well-formed keys only).
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
+    }
+
+    /// [`authenticate`], answered from memory when the id's record is cached and the cache is fresh.
+    pub async fn authenticate(
+        &self,
+        db: &Db,
+        presented: Option<&str>,
+        now: i64,
+    ) -> Result<Result<ApiKey, KeyRejection>> {
+        let Some(presented) = presented else {
+            return Ok(Err(KeyRejection::Missing));
+        };
+        let Some(id) = parse_presented(presented) else {
+            return Ok(Err(KeyRejection::Malformed));
+        };
+        if self.elapsed_ms() < self.fresh_until_ms.load(Ordering::Acquire) {
+            let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = entries.get(id) {
+                let verdict = judge(Some((&c.key, c.secret_hash.as_str())), presented, now);
+                drop(entries);
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(verdict);
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        // Read the generation before the database: a clear between the two means the record may predate a
+        // change this cache has already been told about, so it is used for this answer but not kept.
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = fetch_key(db, id).await?;
+        let verdict = judge(found.as_ref().map(|(k, h)| (k, h.as_str())), presented, now);
+        if let Some((key, secret_hash)) = found {
+            self.insert_if_current(generation, key, secret_hash);
+        }
+        Ok(verdict)
+    }
+
+    /// Cache a record read from the database, unless the cache was cleared since `generation` was read before
+    /// that read (the record may then predate the change that caused the clear). Returns whether it was kept.
+    fn insert_if_current(&self, generation: u64, key: ApiKey, secret_hash: String) -> bool {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation.load(Ordering::Acquire) != generation {
+            return false;
+        }
+        if entries.len() >= KEY_CACHE_MAX_ENTRIES && !entries.contains_key(&key.id) {
+            entries.clear();
+        }
+        entries.insert(key.id.clone(), Cached { key, secret_hash });
+        true
+    }
+
+    /// Forget every record (call after this process changed a key, so the change applies at once here).
+    pub fn invalidate(&self) {
+        let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        entries.clear();
+    }
+
+    /// Read `keys_version`; clear the cache when it differs from the last one seen (always on the first call).
+    /// Returns whether it cleared. Success also keeps the cache fresh for [`KEY_CACHE_MAX_STALENESS`] (or the
+    /// cache's own bound) from the moment this call started.
+    pub async fn refresh(&self, db: &Db) -> Result<bool> {
+        let started = self.elapsed_ms();
+        let version = keys_version(db).await?;
+        let previous = self.version.swap(version, Ordering::AcqRel);
+        let changed = previous != version;
+        if changed {
+            self.invalidate();
+        }
+        let limit = u64::try_from(self.max_staleness.as_millis()).unwrap_or(u64::MAX);
+        self.fresh_until_ms
+            .fetch_max(started.saturating_add(limit), Ordering::AcqRel);
+        Ok(changed)
+    }
+
+    /// Poll [`refresh`](KeyCache::refresh) every `every` until the cache is dropped (or the task aborted).
+    /// A failed refresh is logged and clears the cache, so nothing stale outlives a database outage.
+    pub fn spawn_watcher(self: &Arc<Self>, db: Db, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        let every = every.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(cache) = weak.upgrade() else {
+                    return;
+                };
+                if let Err(e) = cache.refresh(&db).await {
+                    cache.invalidate();
+                    crate::log::emit(
+                        crate::log::Level::Warn,
+                        "key_cache_refresh_failed",
+                        &[("error", serde_json::Value::from(e.to_string()))],
+                    );
+                }
+            }
+        })
+    }
 }
 
 /// The key a request presents: `Authorization: Bearer <key>` or `x-api-key: <key>`.
@@ -884,6 +1155,485 @@ mod tests {
         assert_eq!(from.routes, vec!["*".to_string()]);
         assert_eq!(from.burst, d.burst);
         assert!(create_key(&db, &from, NOW).await.is_ok());
+    }
+
+    /// Both answers for one presented key: the cache's and the database's.
+    async fn both_ways(
+        cache: &KeyCache,
+        db: &Db,
+        presented: Option<&str>,
+        now: i64,
+    ) -> Result<ApiKey, KeyRejection> {
+        let direct = authenticate(db, presented, now).await.unwrap();
+        let cached = cache.authenticate(db, presented, now).await.unwrap();
+        assert_eq!(cached, direct, "{presented:?}");
+        cached
+    }
+
+    #[tokio::test]
+    async fn the_cache_answers_exactly_like_the_database_on_hits_and_misses() {
+        let (db, _dir) = temp_db().await;
+        let (live, live_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let (revoked, revoked_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        revoke_key(&db, &revoked.id, NOW).await.unwrap();
+        let live_text = live_s.expose().to_string();
+        let mut wrong = live_text.clone();
+        let last = wrong.pop().unwrap();
+        wrong.push(if last == 'a' { 'b' } else { 'a' });
+        let unknown = format!("aeg_kZZZZZZZZZZ_{}", &live_text[16..]);
+        let cases: Vec<(Option<&str>, i64, Result<(), KeyRejection>)> = vec![
+            (Some(live_text.as_str()), NOW, Ok(())),
+            (Some(wrong.as_str()), NOW, Err(KeyRejection::Unknown)),
+            (Some(unknown.as_str()), NOW, Err(KeyRejection::Unknown)),
+            (Some("aeg_kabc_short"), NOW, Err(KeyRejection::Malformed)),
+            (None, NOW, Err(KeyRejection::Missing)),
+            (Some(revoked_s.expose()), NOW, Err(KeyRejection::Revoked)),
+            (
+                Some(live_text.as_str()),
+                live.expires,
+                Err(KeyRejection::Expired),
+            ),
+            (Some(live_text.as_str()), live.expires - 1, Ok(())),
+        ];
+        let cache = KeyCache::new();
+        assert!(
+            cache.refresh(&db).await.unwrap(),
+            "the first refresh clears"
+        );
+        assert!(!cache.refresh(&db).await.unwrap());
+        // First pass: misses (the wrong secret comes second, so its miss caches the live record); second
+        // pass: hits for both existing ids. Same answers throughout.
+        for pass in 0..2 {
+            for (presented, now, want) in &cases {
+                let got = both_ways(&cache, &db, *presented, *now).await;
+                assert_eq!(got.clone().map(|_| ()), *want, "pass {pass}: {presented:?}");
+                if let Ok(k) = got {
+                    assert_eq!(k, live);
+                }
+            }
+        }
+        // Only the two existing ids are cached; unknown, malformed and missing never are.
+        assert_eq!(cache.len(), 2);
+        let (hits, misses) = cache.stats();
+        assert_eq!(
+            misses,
+            2 + 1 + 1,
+            "live, unknown twice, revoked: {hits} {misses}"
+        );
+        assert_eq!(hits, 12 - misses);
+        // A wrong secret on a hit is still refused and changes nothing for the right one.
+        assert_eq!(
+            both_ways(&cache, &db, Some(&wrong), NOW).await,
+            Err(KeyRejection::Unknown)
+        );
+        assert!(both_ways(&cache, &db, Some(&live_text), NOW).await.is_ok());
+        // A key created after the cache filled works at once.
+        let (_, fresh) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        assert!(both_ways(&cache, &db, Some(fresh.expose()), NOW)
+            .await
+            .is_ok());
+        assert!(!format!("{cache:?}").contains(&live_text[16..]));
+    }
+
+    #[tokio::test]
+    async fn another_replicas_revocation_is_seen_after_refresh_or_invalidate() {
+        let (db, dir) = temp_db().await;
+        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let (a, a_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let (b, b_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let cache = KeyCache::new();
+        cache.refresh(&db).await.unwrap();
+        for s in [&a_s, &b_s] {
+            assert!(cache
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap()
+                .is_ok());
+        }
+        // The other replica (or the CLI) revokes a: the cache is stale until its next refresh (the window)…
+        revoke_key(&other, &a.id, NOW).await.unwrap();
+        let a_now = cache
+            .authenticate(&db, Some(a_s.expose()), NOW)
+            .await
+            .unwrap();
+        assert!(a_now.is_ok(), "documented window: still served from memory");
+        // …and the refresh sees the version move and drops the record.
+        assert!(cache.refresh(&db).await.unwrap());
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(a_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Revoked)
+        );
+        assert!(!cache.refresh(&db).await.unwrap(), "no change, no clear");
+        assert_eq!(cache.len(), 1, "the revoked record is cached again");
+        // A revocation made through this process's own admin API is immediate after invalidate.
+        assert!(cache
+            .authenticate(&db, Some(b_s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        revoke_key(&db, &b.id, NOW).await.unwrap();
+        cache.invalidate();
+        assert!(cache.is_empty());
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(b_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Revoked)
+        );
+    }
+
+    #[tokio::test]
+    async fn rotation_elsewhere_is_seen_after_refresh_and_the_new_key_works_at_once() {
+        let (db, dir) = temp_db().await;
+        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let (old, old_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let cache = KeyCache::new();
+        cache.refresh(&db).await.unwrap();
+        assert!(cache
+            .authenticate(&db, Some(old_s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        let (new, new_s) = rotate_key(&other, &old.id, NOW).await.unwrap();
+        // The new key was never cached as unknown, so it works before any refresh.
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(new_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Ok(new)
+        );
+        assert!(cache
+            .authenticate(&db, Some(old_s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        assert!(cache.refresh(&db).await.unwrap());
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(old_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Revoked)
+        );
+        // Rotation in this process + invalidate: immediate.
+        let (newer, newer_s) = rotate_key(&db, &new_s.expose()[4..15], NOW).await.unwrap();
+        cache.invalidate();
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(new_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Revoked)
+        );
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(newer_s.expose()), NOW)
+                .await
+                .unwrap(),
+            Ok(newer)
+        );
+    }
+
+    #[tokio::test]
+    async fn expiry_is_judged_from_the_cached_record_at_every_call() {
+        let (db, _dir) = temp_db().await;
+        let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let cache = KeyCache::new();
+        cache.refresh(&db).await.unwrap();
+        assert!(cache
+            .authenticate(&db, Some(s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        let (hits, _) = cache.stats();
+        assert!(cache
+            .authenticate(&db, Some(s.expose()), key.expires - 1)
+            .await
+            .unwrap()
+            .is_ok());
+        assert_eq!(
+            cache
+                .authenticate(&db, Some(s.expose()), key.expires)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Expired)
+        );
+        assert_eq!(cache.stats().0, hits + 2, "both answered from memory");
+    }
+
+    #[tokio::test]
+    async fn every_mutation_bumps_the_version_in_its_own_transaction() {
+        let (db, _dir) = temp_db().await;
+        assert_eq!(keys_version(&db).await.unwrap(), 0);
+        let (key, _) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        assert_eq!(keys_version(&db).await.unwrap(), 1);
+        // A refused creation writes nothing, so bumps nothing.
+        let mut bad = new_key(&["*"], &["*"]);
+        bad.burst = 0;
+        assert!(create_key(&db, &bad, NOW).await.is_err());
+        assert_eq!(keys_version(&db).await.unwrap(), 1);
+        // The bump runs first in each transaction: a revocation of an unknown id rolls it back.
+        assert!(matches!(
+            revoke_key(&db, "knope", NOW).await,
+            Err(Error::NotFound(_))
+        ));
+        assert_eq!(keys_version(&db).await.unwrap(), 1);
+        let (new, _) = rotate_key(&db, &key.id, NOW).await.unwrap();
+        assert_eq!(keys_version(&db).await.unwrap(), 2);
+        // Rotating a revoked key fails after its bump ran: rolled back with it.
+        assert!(rotate_key(&db, &key.id, NOW).await.is_err());
+        assert_eq!(keys_version(&db).await.unwrap(), 2);
+        revoke_key(&db, &new.id, NOW).await.unwrap();
+        assert_eq!(keys_version(&db).await.unwrap(), 3);
+        // Revoking again succeeds and bumps harmlessly (one extra cache clear).
+        revoke_key(&db, &new.id, NOW).await.unwrap();
+        assert_eq!(keys_version(&db).await.unwrap(), 4);
+        bump_keys_version(&db).await.unwrap();
+        assert_eq!(keys_version(&db).await.unwrap(), 5);
+        db.set_setting(KEYS_VERSION_SETTING, "x").await.unwrap();
+        assert!(matches!(keys_version(&db).await, Err(Error::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn a_miss_that_raced_a_clear_is_not_kept() {
+        let (db, _dir) = temp_db().await;
+        let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let (_, hash) = fetch_key(&db, &key.id).await.unwrap().unwrap();
+        let cache = KeyCache::new();
+        cache.refresh(&db).await.unwrap();
+        // A miss read the record, then a refresh or invalidate cleared the cache before it inserted: dropped.
+        let before_read = cache.generation.load(Ordering::Acquire);
+        cache.invalidate();
+        assert!(!cache.insert_if_current(before_read, key.clone(), hash.clone()));
+        assert!(cache.is_empty());
+        // No clear in between: kept, and then answered from memory.
+        let before_read = cache.generation.load(Ordering::Acquire);
+        assert!(cache.insert_if_current(before_read, key, hash));
+        assert!(cache
+            .authenticate(&db, Some(s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        assert_eq!(cache.stats(), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_cache_without_a_recent_refresh_reads_the_database() {
+        let (db, dir) = temp_db().await;
+        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        // Never refreshed: no hits at all.
+        let cold = KeyCache::new();
+        for _ in 0..2 {
+            assert!(cold
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap()
+                .is_ok());
+        }
+        assert_eq!(cold.stats(), (0, 2));
+        // Zero staleness allowed: even after a refresh, a revocation elsewhere is seen at once.
+        let strict = KeyCache::with_max_staleness(Duration::ZERO);
+        strict.refresh(&db).await.unwrap();
+        assert!(strict
+            .authenticate(&db, Some(s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        revoke_key(&other, &key.id, NOW).await.unwrap();
+        assert_eq!(
+            strict
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap(),
+            Err(KeyRejection::Revoked)
+        );
+        assert_eq!(strict.stats().0, 0);
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let (db, _dir) = temp_db().await;
+        let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let cache = KeyCache::new();
+        cache.refresh(&db).await.unwrap();
+        {
+            let mut entries = cache.entries.write().unwrap();
+            for i in 0..KEY_CACHE_MAX_ENTRIES {
+                let mut k = key.clone();
+                k.id = format!("kfill{i}");
+                entries.insert(
+                    k.id.clone(),
+                    Cached {
+                        key: k,
+                        secret_hash: String::new(),
+                    },
+                );
+            }
+        }
+        assert_eq!(cache.len(), KEY_CACHE_MAX_ENTRIES);
+        // One more id: the cache is cleared before it is added.
+        assert!(cache
+            .authenticate(&db, Some(s.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        assert_eq!(cache.len(), 1);
+        // Below the bound nothing is dropped.
+        let (_, s2) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        assert!(cache
+            .authenticate(&db, Some(s2.expose()), NOW)
+            .await
+            .unwrap()
+            .is_ok());
+        assert_eq!(cache.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_watcher_refreshes_and_stops_with_the_cache() {
+        let (db, dir) = temp_db().await;
+        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+            .await
+            .unwrap();
+        let cache = Arc::new(KeyCache::new());
+        let task = cache.spawn_watcher(db.clone(), Duration::from_millis(5));
+        // Wait (bounded) for the first refresh, then cache the key.
+        let mut ok = false;
+        for _ in 0..400 {
+            assert!(cache
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap()
+                .is_ok());
+            if cache.stats().0 > 0 {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(ok, "the watcher never refreshed");
+        revoke_key(&other, &key.id, NOW).await.unwrap();
+        let mut seen = false;
+        for _ in 0..400 {
+            if cache
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap()
+                == Err(KeyRejection::Revoked)
+            {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(seen, "the watcher never saw the revocation");
+        drop(cache);
+        tokio::time::timeout(Duration::from_secs(2), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// The version bump, its rollback and a cross-replica refresh on PostgreSQL, in a throwaway database
+    /// (skipped unless `AEGIS_TEST_POSTGRES` names an admin URL).
+    #[tokio::test]
+    async fn postgres_counts_versions_and_replicas_see_revocations() {
+        use sqlx::{Connection, Executor};
+        let Ok(admin) = std::env::var("AEGIS_TEST_POSTGRES") else {
+            return;
+        };
+        sqlx::any::install_default_drivers();
+        let name = format!(
+            "aegis_k_{}",
+            crate::util::random_token(12).unwrap().to_lowercase()
+        );
+        let mut conn = sqlx::AnyConnection::connect(&admin).await.unwrap();
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .unwrap();
+        let base = &admin[..admin.rfind('/').unwrap()];
+        let url = format!("{base}/{name}");
+        let outcome = async move {
+            let db = Db::connect(&url).await.unwrap();
+            let other = Db::connect(&url).await.unwrap();
+            assert_eq!(keys_version(&db).await.unwrap(), 0);
+            let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
+                .await
+                .unwrap();
+            assert_eq!(keys_version(&db).await.unwrap(), 1);
+            assert!(revoke_key(&db, "knope", NOW).await.is_err());
+            assert_eq!(keys_version(&db).await.unwrap(), 1);
+            let cache = KeyCache::new();
+            cache.refresh(&db).await.unwrap();
+            assert!(cache
+                .authenticate(&db, Some(s.expose()), NOW)
+                .await
+                .unwrap()
+                .is_ok());
+            let (new, new_s) = rotate_key(&other, &key.id, NOW).await.unwrap();
+            assert_eq!(keys_version(&db).await.unwrap(), 2);
+            assert!(rotate_key(&other, &key.id, NOW).await.is_err());
+            assert_eq!(keys_version(&db).await.unwrap(), 2);
+            assert!(cache.refresh(&db).await.unwrap());
+            assert_eq!(
+                cache
+                    .authenticate(&db, Some(s.expose()), NOW)
+                    .await
+                    .unwrap(),
+                Err(KeyRejection::Revoked)
+            );
+            revoke_key(&other, &new.id, NOW).await.unwrap();
+            bump_keys_version(&other).await.unwrap();
+            assert_eq!(keys_version(&db).await.unwrap(), 4);
+            assert!(cache.refresh(&db).await.unwrap());
+            assert_eq!(
+                cache
+                    .authenticate(&db, Some(new_s.expose()), NOW)
+                    .await
+                    .unwrap(),
+                Err(KeyRejection::Revoked)
+            );
+            db.close().await;
+            other.close().await;
+        };
+        let result = tokio::spawn(outcome).await;
+        let _ = conn
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .await;
+        let _ = conn.close().await;
+        result.unwrap();
     }
 
     #[test]

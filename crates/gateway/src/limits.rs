@@ -10,8 +10,16 @@
 //! `INSERT … ON CONFLICT DO UPDATE … WHERE count < limit RETURNING`, again one atomic statement.
 //!
 //! The three checks run in one transaction, rate first, then day, then month; a request refused by any of them
-//! is rolled back whole, so a denied request consumes neither rate nor budget. Usage is counted even for
-//! unlimited budgets (limit 0), for `aegis key list` and metrics.
+//! is rolled back whole, so a denied request consumes neither rate nor budget. A key without budgets skips the
+//! transaction and the usage rows: its rate limit is the one statement.
+//!
+//! **Leases** ([`RateLeases`], [`admit_leased`]): a busy key would otherwise cost one database write per request.
+//! A gateway instead charges the database for a small batch of `n` tokens at once (the same atomic GCRA
+//! statement with `n·T`) and hands them out from memory until they run out or the lease's short life ends. The
+//! database has already counted every leased token, so replicas together never admit more than the limit; an
+//! unused remainder is simply dropped (a slight under-admission). The batch is at most 1/8 of the burst and
+//! 50 ms of the sustained rate, so a typical key (burst 20, 10/s) still pays one write per request, while a key
+//! allowed thousands per second pays one per few hundred. Keys with budgets are always charged per request.
 
 use std::fmt;
 
@@ -123,8 +131,23 @@ fn gcra_params(key: &ApiKey) -> Result<(f64, f64)> {
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 /// Charge one request to the rate limiter; `Ok(None)` when admitted, `Ok(Some(retry_after))` when refused.
-async fn charge_rate(tx: &mut Tx, key: &ApiKey, now: f64) -> Result<Option<u64>> {
+async fn charge_rate(
+    conn: &mut sqlx::AnyConnection,
+    key: &ApiKey,
+    now: f64,
+) -> Result<Option<u64>> {
+    charge_rate_n(conn, key, now, 1).await
+}
+
+/// Charge `n` tokens at once (all or none).
+async fn charge_rate_n(
+    conn: &mut sqlx::AnyConnection,
+    key: &ApiKey,
+    now: f64,
+    n: u32,
+) -> Result<Option<u64>> {
     let (t, tolerance) = gcra_params(key)?;
+    let t_n = t * f64::from(n.max(1));
     for _ in 0..2 {
         let admitted = sqlx::query(
             "UPDATE rate_state SET tat = (CASE WHEN tat > $2 THEN tat ELSE $2 END) + $3
@@ -133,9 +156,9 @@ async fn charge_rate(tx: &mut Tx, key: &ApiKey, now: f64) -> Result<Option<u64>>
         )
         .bind(&key.id)
         .bind(now)
-        .bind(t)
+        .bind(t_n)
         .bind(tolerance)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(Error::db("check a rate limit"))?;
         if admitted.is_some() {
@@ -143,7 +166,7 @@ async fn charge_rate(tx: &mut Tx, key: &ApiKey, now: f64) -> Result<Option<u64>>
         }
         let row = sqlx::query("SELECT tat FROM rate_state WHERE key_id = $1")
             .bind(&key.id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(Error::db("check a rate limit"))?;
         match row {
@@ -160,7 +183,7 @@ async fn charge_rate(tx: &mut Tx, key: &ApiKey, now: f64) -> Result<Option<u64>>
                 )
                 .bind(&key.id)
                 .bind(0.0_f64)
-                .execute(&mut **tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(Error::db("create a rate state"))?;
             }
@@ -205,6 +228,23 @@ pub async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admitted, D
         return Err(Error::Invalid(format!("invalid clock reading {now}")));
     }
     let ((day, to_next_day), (month, to_next_month)) = periods(now.floor() as i64);
+    let _guard = db.write_guard().await;
+    if key.daily_budget <= 0 && key.monthly_budget <= 0 {
+        // No budget to charge: the rate limit alone is one atomic statement, no transaction needed (and no
+        // usage rows: unlimited keys are counted by the request metrics instead).
+        let mut conn = db
+            .pool()
+            .acquire()
+            .await
+            .map_err(Error::db("check limits"))?;
+        return Ok(match charge_rate(&mut conn, key, now).await? {
+            Some(retry_after_secs) => Err(Denial::RateLimited { retry_after_secs }),
+            None => Ok(Admitted {
+                day_used: 0,
+                month_used: 0,
+            }),
+        });
+    }
     let mut tx = db.pool().begin().await.map_err(Error::db("check limits"))?;
     let outcome = admit_in(
         &mut tx,
@@ -233,7 +273,7 @@ async fn admit_in(
     (day, to_next_day): (&str, u64),
     (month, to_next_month): (&str, u64),
 ) -> Result<Result<Admitted, Denial>> {
-    if let Some(retry_after_secs) = charge_rate(tx, key, now).await? {
+    if let Some(retry_after_secs) = charge_rate(&mut *tx, key, now).await? {
         return Ok(Err(Denial::RateLimited { retry_after_secs }));
     }
     let Some(day_used) = charge_budget(tx, &key.id, day, key.daily_budget).await? else {
@@ -279,6 +319,128 @@ pub async fn usage(db: &Db, key_id: &str, now: f64) -> Result<Admitted> {
     Ok(Admitted {
         day_used: count(day).await?,
         month_used: count(month).await?,
+    })
+}
+
+/// Most tokens one lease may hold.
+const MAX_LEASE: u32 = 10_000;
+/// Longest life of a lease, in seconds.
+const MAX_LEASE_SECS: f64 = 1.0;
+
+/// Rate-limit tokens this process has already charged to the database and may hand out from memory.
+#[derive(Debug, Default)]
+pub struct RateLeases {
+    leases: std::sync::Mutex<std::collections::HashMap<String, Lease>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    tokens: u32,
+    expires: f64,
+}
+
+impl RateLeases {
+    /// No leases.
+    pub fn new() -> RateLeases {
+        RateLeases::default()
+    }
+
+    /// Take one leased token for `key_id`, if a fresh one is held.
+    fn take(&self, key_id: &str, now: f64) -> bool {
+        let Ok(mut leases) = self.leases.lock() else {
+            return false;
+        };
+        match leases.get_mut(key_id) {
+            Some(lease) if lease.tokens > 0 && now < lease.expires => {
+                lease.tokens -= 1;
+                true
+            }
+            Some(_) => {
+                leases.remove(key_id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Keep `tokens` more for `key_id` until `expires`.
+    fn store(&self, key_id: &str, tokens: u32, expires: f64) {
+        if tokens == 0 {
+            return;
+        }
+        if let Ok(mut leases) = self.leases.lock() {
+            if leases.len() >= 100_000 {
+                leases.clear();
+            }
+            let lease = leases
+                .entry(key_id.to_string())
+                .or_insert(Lease { tokens: 0, expires });
+            lease.tokens = lease.tokens.saturating_add(tokens);
+            lease.expires = lease.expires.max(expires);
+        }
+    }
+
+    /// Drop the lease of `key_id` (after a revocation or a limit change).
+    pub fn forget(&self, key_id: &str) {
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.remove(key_id);
+        }
+    }
+}
+
+/// How many tokens to charge at once for `key`: at most 1/8 of the burst and 50 ms of the rate, at least 1.
+fn lease_size(key: &ApiKey) -> u32 {
+    let by_burst = key.burst as f64 / 8.0;
+    let by_rate = key.rate_per_sec * 0.05;
+    let n = by_burst.min(by_rate).floor();
+    if n.is_finite() && n >= 1.0 {
+        (n as u32).min(MAX_LEASE)
+    } else {
+        1
+    }
+}
+
+/// [`admit`] with leases: keys without budgets are served from a lease when this process holds one, and charge
+/// the database for a batch of tokens when it does not.
+pub async fn admit_leased(
+    db: &Db,
+    leases: &RateLeases,
+    key: &ApiKey,
+    now: f64,
+) -> Result<Result<Admitted, Denial>> {
+    if key.daily_budget > 0 || key.monthly_budget > 0 {
+        return admit(db, key, now).await;
+    }
+    if !now.is_finite() || now < 0.0 {
+        return Err(Error::Invalid(format!("invalid clock reading {now}")));
+    }
+    if leases.take(&key.id, now) {
+        return Ok(Ok(Admitted {
+            day_used: 0,
+            month_used: 0,
+        }));
+    }
+    let n = lease_size(key);
+    let _guard = db.write_guard().await;
+    let mut conn = db
+        .pool()
+        .acquire()
+        .await
+        .map_err(Error::db("check limits"))?;
+    if n > 1 && charge_rate_n(&mut conn, key, now, n).await?.is_none() {
+        let life = (f64::from(n) / key.rate_per_sec).min(MAX_LEASE_SECS);
+        leases.store(&key.id, n - 1, now + life);
+        return Ok(Ok(Admitted {
+            day_used: 0,
+            month_used: 0,
+        }));
+    }
+    Ok(match charge_rate(&mut conn, key, now).await? {
+        Some(retry_after_secs) => Err(Denial::RateLimited { retry_after_secs }),
+        None => Ok(Admitted {
+            day_used: 0,
+            month_used: 0,
+        }),
     })
 }
 
@@ -332,9 +494,10 @@ mod tests {
     async fn a_burst_is_admitted_then_refused_until_the_rate_allows_more() {
         let (db, _dir) = temp_db().await;
         let k = key(&db, 2.0, 3, 0, 0).await;
-        for i in 1..=3 {
+        for _ in 1..=3 {
+            // Unlimited budgets: the rate limit alone, no usage rows.
             let a = admit(&db, &k, NOW).await.unwrap().unwrap();
-            assert_eq!(a.day_used, i);
+            assert_eq!(a.day_used, 0);
         }
         let denied = admit(&db, &k, NOW).await.unwrap().unwrap_err();
         assert_eq!(
@@ -347,7 +510,11 @@ mod tests {
         assert!(admit(&db, &k, NOW + 0.5).await.unwrap().is_ok());
         assert!(admit(&db, &k, NOW + 0.5).await.unwrap().is_err());
         // Refused requests consumed no budget: 4 admitted in all.
-        assert_eq!(usage(&db, &k.id, NOW).await.unwrap().day_used, 4);
+        assert_eq!(
+            usage(&db, &k.id, NOW).await.unwrap().day_used,
+            0,
+            "unlimited keys keep no usage rows"
+        );
 
         // A slow key: one request per 10 s, burst 1, so Retry-After is 10 and is exact.
         let slow = key(&db, 0.1, 1, 0, 0).await;
@@ -484,7 +651,7 @@ mod tests {
     async fn two_handles_on_one_database_share_the_counters() {
         let (a, dir) = temp_db().await;
         let b = Db::open_data_dir(dir.path()).await.unwrap();
-        let k = key(&a, 0.001, 4, 0, 0).await;
+        let k = key(&a, 0.001, 4, 1_000_000, 0).await;
         assert!(admit(&a, &k, NOW).await.unwrap().is_ok());
         assert!(admit(&b, &k, NOW).await.unwrap().is_ok());
         assert!(admit(&a, &k, NOW).await.unwrap().is_ok());
@@ -496,8 +663,15 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_requests_never_exceed_the_burst() {
+        // Both paths: the rate limit alone (no budget) and inside the budget transaction.
+        for budget in [0, 1_000_000] {
+            concurrent_burst(budget).await;
+        }
+    }
+
+    async fn concurrent_burst(budget: i64) {
         let (db, _dir) = temp_db().await;
-        let k = key(&db, 1e-6, 50, 0, 0).await;
+        let k = key(&db, 1e-6, 50, budget, 0).await;
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let (db, k) = (db.clone(), k.clone());
@@ -516,7 +690,8 @@ mod tests {
             total += t.await.unwrap();
         }
         assert_eq!(total, 50);
-        assert_eq!(usage(&db, &k.id, NOW).await.unwrap().day_used, 50);
+        let counted = if budget > 0 { 50 } else { 0 };
+        assert_eq!(usage(&db, &k.id, NOW).await.unwrap().day_used, counted);
     }
 
     #[tokio::test]
@@ -543,5 +718,77 @@ mod tests {
             .unwrap();
         assert!(admit(&db, &k, NOW).await.unwrap().is_ok());
         assert!(admit(&db, &k, NOW).await.unwrap().is_err());
+    }
+    #[tokio::test]
+    async fn leases_batch_busy_keys_and_never_exceed_the_limit() {
+        let (db, dir) = temp_db().await;
+        // A busy key: burst 800, 1000/s → leases of 50 tokens.
+        let k = key(&db, 1000.0, 800, 0, 0).await;
+        assert_eq!(lease_size(&k), 50);
+        let leases = RateLeases::new();
+        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other_leases = RateLeases::new();
+        let mut admitted = 0;
+        for i in 0..2000 {
+            // Two "replicas" at the same instant: together they may admit the burst and no more.
+            let (d, l) = if i % 2 == 0 {
+                (&db, &leases)
+            } else {
+                (&other, &other_leases)
+            };
+            if admit_leased(d, l, &k, NOW).await.unwrap().is_ok() {
+                admitted += 1;
+            }
+        }
+        assert!(admitted <= 800, "admitted {admitted} > burst 800");
+        assert!(
+            admitted >= 700,
+            "leases should waste little: admitted {admitted}"
+        );
+        // Refused once the burst is spent, with a Retry-After.
+        let denied = admit_leased(&db, &RateLeases::new(), &k, NOW)
+            .await
+            .unwrap();
+        assert!(matches!(denied, Err(Denial::RateLimited { .. })));
+        // A typical key leases one token at a time (exact per request).
+        let small = key(&db, 10.0, 20, 0, 0).await;
+        assert_eq!(lease_size(&small), 1);
+        let mut n = 0;
+        for _ in 0..30 {
+            if admit_leased(&db, &leases, &small, NOW)
+                .await
+                .unwrap()
+                .is_ok()
+            {
+                n += 1;
+            }
+        }
+        assert_eq!(n, 20);
+    }
+
+    #[tokio::test]
+    async fn leases_expire_and_budget_keys_are_charged_per_request() {
+        let (db, _dir) = temp_db().await;
+        let k = key(&db, 1000.0, 800, 0, 0).await;
+        let leases = RateLeases::new();
+        assert!(admit_leased(&db, &leases, &k, NOW).await.unwrap().is_ok());
+        assert!(
+            leases.take(&k.id, NOW + 0.01),
+            "a fresh lease hands out tokens"
+        );
+        assert!(!leases.take(&k.id, NOW + 5.0), "an old lease does not");
+        leases.forget(&k.id);
+        assert!(!leases.take(&k.id, NOW));
+        // With a budget: every request is counted in the database, none from a lease.
+        let b = key(&db, 1000.0, 800, 3, 0).await;
+        for _ in 0..3 {
+            assert!(admit_leased(&db, &leases, &b, NOW).await.unwrap().is_ok());
+        }
+        let denied = admit_leased(&db, &leases, &b, NOW).await.unwrap();
+        assert!(matches!(
+            denied,
+            Err(Denial::BudgetExhausted { period: "day", .. })
+        ));
+        assert_eq!(usage(&db, &b.id, NOW).await.unwrap().day_used, 3);
     }
 }

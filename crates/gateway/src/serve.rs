@@ -197,6 +197,10 @@ pub async fn start(config: Config) -> Result<Running> {
         upstreams,
         tls_on,
     )?);
+    // Key changes made elsewhere (another replica, the CLI) reach this gateway's key cache within 50 ms.
+    state
+        .key_cache
+        .spawn_watcher(db.clone(), std::time::Duration::from_millis(50));
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ListenOptions {

@@ -58,6 +58,10 @@ pub struct AppState {
     pub upstreams: Upstreams,
     /// Whether the listener terminates TLS (for HSTS).
     pub tls: bool,
+    /// Rate-limit tokens already charged to the database, handed out from memory.
+    pub leases: limits::RateLeases,
+    /// API keys recently read, cleared whenever a key changes anywhere (see [`keys::KeyCache`]).
+    pub key_cache: Arc<keys::KeyCache>,
     ids: RequestIds,
 }
 
@@ -85,6 +89,8 @@ impl AppState {
             models,
             upstreams,
             tls,
+            leases: limits::RateLeases::new(),
+            key_cache: Arc::new(keys::KeyCache::new()),
             ids: RequestIds::new()?,
         })
     }
@@ -287,7 +293,9 @@ async fn authenticate(
     ctx: &mut AuditCtx,
 ) -> Result<ApiKey, ApiError> {
     let presented = keys::presented_key(headers);
-    let outcome = keys::authenticate(&state.db, presented, util::now_secs())
+    let outcome = state
+        .key_cache
+        .authenticate(&state.db, presented, util::now_secs())
         .await
         .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
     match outcome {
@@ -332,7 +340,7 @@ fn authorize(key: &ApiKey, model: &str, class: RouteClass, ctx: &AuditCtx) -> Re
 
 /// Charge the key's rate limit and budgets.
 async fn charge(state: &AppState, key: &ApiKey, ctx: &AuditCtx) -> Result<(), ApiError> {
-    let outcome = limits::admit(&state.db, key, util::now_f64())
+    let outcome = limits::admit_leased(&state.db, &state.leases, key, util::now_f64())
         .await
         .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
     match outcome {
