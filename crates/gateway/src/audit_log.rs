@@ -34,7 +34,7 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// Most events appended in one transaction.
 /// How long the writer waits after the first event of a batch for more to arrive.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
 
 const MAX_BATCH: usize = 512;
 /// Rows per multi-row `INSERT` (14 parameters each; well under SQLite's and PostgreSQL's limits).

@@ -17,7 +17,8 @@
 //! A gateway instead charges the database for a small batch of `n` tokens at once (the same atomic GCRA
 //! statement with `n·T`) and hands them out from memory until they run out or the lease's short life ends. The
 //! database has already counted every leased token, so replicas together never admit more than the limit; an
-//! unused remainder is simply dropped (a slight under-admission). The batch is at most 1/8 of the burst and
+//! unused remainder is simply dropped (a slight under-admission), and a lease lives at most one second (tokens
+//! used later than charged can let one short window see up to one lease more). The batch is at most 1/8 of the burst and
 //! 50 ms of the sustained rate, so a typical key (burst 20, 10/s) still pays one write per request, while a key
 //! allowed thousands per second pays one per few hundred. Keys with budgets are always charged per request.
 
@@ -428,8 +429,10 @@ pub async fn admit_leased(
         .await
         .map_err(Error::db("check limits"))?;
     if n > 1 && charge_rate_n(&mut conn, key, now, n).await?.is_none() {
-        let life = (f64::from(n) / key.rate_per_sec).min(MAX_LEASE_SECS);
-        leases.store(&key.id, n - 1, now + life);
+        // A lease lives one second whatever its size: a shorter life makes every busy gateway refill at once
+        // (all requests in flight miss together). Tokens used later than they were charged can let one window
+        // see up to one lease (≤ burst/8) more than the limit; over any longer span the database's count holds.
+        leases.store(&key.id, n - 1, now + MAX_LEASE_SECS);
         return Ok(Ok(Admitted {
             day_used: 0,
             month_used: 0,
