@@ -254,6 +254,9 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
     }
     // `prev` is now the last record's hash: the new head.
 
+    // SQLite looks a `$N` parameter up by name in a linear list, so binding a 64-row chunk by number is quadratic;
+    // plain `?` parameters are positional there. PostgreSQL only takes `$N`.
+    let positional = conn.backend_name().eq_ignore_ascii_case("sqlite");
     for chunk in records.chunks(INSERT_CHUNK) {
         let mut sql = String::from(concat!("INSERT INTO audit_log (", columns!(), ") VALUES "));
         for i in 0..chunk.len() {
@@ -265,7 +268,11 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
                 if j > 0 {
                     sql.push(',');
                 }
-                sql.push_str(&format!("${}", i * 14 + j + 1));
+                if positional {
+                    sql.push('?');
+                } else {
+                    sql.push_str(&format!("${}", i * 14 + j + 1));
+                }
             }
             sql.push(')');
         }
