@@ -90,6 +90,7 @@ pub struct Running {
     stop: tokio::sync::oneshot::Sender<()>,
     serving: tokio::task::JoinHandle<Result<()>>,
     writer: crate::audit_log::AuditWriterHandle,
+    key_watcher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -101,6 +102,7 @@ impl Running {
             Err(e) => Err(Error::Server(format!("listener task failed: {e}"))),
         };
         let flushed = self.writer.shutdown(self.state.audit.clone()).await;
+        self.key_watcher.abort();
         self.state.db.close().await;
         served.and(flushed)
     }
@@ -198,7 +200,7 @@ pub async fn start(config: Config) -> Result<Running> {
         tls_on,
     )?);
     // Key changes made elsewhere (another replica, the CLI) reach this gateway's key cache within 50 ms.
-    state
+    let key_watcher = state
         .key_cache
         .spawn_watcher(db.clone(), std::time::Duration::from_millis(50));
     let app = server::router(state.clone());
@@ -227,6 +229,7 @@ pub async fn start(config: Config) -> Result<Running> {
         stop,
         serving,
         writer,
+        key_watcher,
     })
 }
 
