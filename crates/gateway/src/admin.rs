@@ -234,9 +234,21 @@ async fn me(State(state): State<Shared>, headers: HeaderMap) -> Result<Response,
     Ok(Json(serde_json::json!({"username": p.username, "role": p.role})).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReauthBody {
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+/// (Re-)enroll TOTP for the signed-in user. A session alone is not enough: the current password (and the
+/// current second factor, when one is enrolled) must be given again, so a stolen session token cannot take
+/// over the account's second factor.
 async fn enroll_totp(
     State(state): State<Shared>,
     headers: HeaderMap,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let p = require_session(
         &state,
@@ -247,6 +259,33 @@ async fn enroll_totp(
     let mut ctx = AuditCtx::admin("/admin/totp");
     ctx.kind = "auth";
     ctx.actor = p.username.clone();
+    let body: ReauthBody = json_body(&state, request, &ctx).await?;
+    // Re-authenticate through the login path (lockout and replay rules included), then drop that session.
+    let check = identity::login(
+        &state.db,
+        &state.session_key,
+        &p.username,
+        &body.password,
+        body.totp.as_deref(),
+        60,
+        util::now_secs(),
+    )
+    .await;
+    match check {
+        Ok(session) => {
+            if let Some(id) = session
+                .token
+                .strip_prefix("ses_")
+                .and_then(|t| t.split('.').next())
+            {
+                identity::logout(&state.db, id).await?;
+            }
+        }
+        Err(LoginError::Internal(e)) => return Err(ApiError::internal(&e)),
+        Err(e) => {
+            return Err(ApiError::unauthorized("reauth", e.to_string()).audited(ctx));
+        }
+    }
     let enrollment = identity::enroll_totp(&state.db, &p.username, "Aegis")
         .await
         .map_err(|e| admin_error(e, &ctx))?;
@@ -571,7 +610,7 @@ pub fn openapi_document() -> serde_json::Value {
             "/admin/login": {"post": op("sign in: {username, password, totp?} → session token", &json!([]), true)},
             "/admin/logout": {"post": op("revoke the current session", &session, false)},
             "/admin/me": {"get": op("the signed-in user", &session, false)},
-            "/admin/totp": {"post": op("enroll (or re-enroll) TOTP for the signed-in user", &session, false)},
+            "/admin/totp": {"post": op("enroll (or re-enroll) TOTP for the signed-in user: {password, totp?} again", &session, true)},
             "/admin/users": {"get": op("list users (admin)", &session, false), "post": op("create a user (admin)", &session, true)},
             "/admin/users/{name}/disable": {"parameters": name, "post": op("disable a user (admin)", &session, false)},
             "/admin/users/{name}/enable": {"parameters": name, "post": op("enable a user (admin)", &session, false)},

@@ -38,8 +38,8 @@ pub struct Config {
     pub limits: Option<toml::Table>,
 }
 
-/// Listener, storage, TLS and request limits.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Listener, storage, TLS and request limits (Debug shows the database URL without its password).
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// Address to listen on.
@@ -68,6 +68,23 @@ pub struct ServerConfig {
     pub metrics_public: bool,
     /// Write one JSON access-log line per request to stderr.
     pub access_log: bool,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database",
+                &self.database.as_deref().map(crate::db::redact_url),
+            )
+            .field("plaintext", &self.plaintext)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerConfig {
@@ -252,6 +269,30 @@ impl Config {
                 ));
             }
         }
+        // A key scoped to a name must mean one thing: an upstream's name may not also be a model it or another
+        // upstream serves, nor a local model's name.
+        for u in &self.upstreams {
+            for other in &self.upstreams {
+                if other.models.iter().any(|m| m == &u.name) {
+                    return Err(format!(
+                        "upstream name {:?} is also a model served by upstream {:?}; rename one",
+                        u.name, other.name
+                    ));
+                }
+            }
+        }
+        for m in &self.models {
+            if self
+                .upstreams
+                .iter()
+                .any(|u| u.models.iter().any(|x| x == &m.name))
+            {
+                return Err(format!(
+                    "model name {:?} is also served by an upstream; rename one",
+                    m.name
+                ));
+            }
+        }
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
         }
@@ -333,6 +374,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("http://"));
+        // An upstream name that is also a served model would make one key scope mean two things.
+        let shadow = "[[upstream]]\nname = \"llama\"\nurl = \"http://x\"\nprotocol = \"predict\"\n[[upstream]]\nname = \"llm\"\nurl = \"http://y\"\nprotocol = \"openai\"\nmodels = [\"llama\"]\n";
+        assert!(Config::load(&write(dir.path(), shadow))
+            .unwrap_err()
+            .to_string()
+            .contains("also a model"));
+        let distinct = shadow.replace("models = [\"llama\"]", "models = [\"llama-70b\"]");
+        assert!(Config::load(&write(dir.path(), &distinct)).is_ok());
         assert!(check_name("fraud-v2.1").is_ok());
         assert!(check_name("../etc").is_err());
     }

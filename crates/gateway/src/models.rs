@@ -1108,7 +1108,9 @@ fn parse_v2_input(i: usize, v: &Value, d: usize) -> std::result::Result<V2Input,
             format!("expected an array of numbers, got {}", describe(data)),
         ));
     }
-    let mut flat = Vec::with_capacity(count);
+    // Reserve by what was sent, not by what the shape claims (a tiny body may declare a huge shape).
+    let sent = data.as_array().map_or(0, Vec::len);
+    let mut flat = Vec::with_capacity(count.min(sent.saturating_mul(d.max(1))));
     flatten(data, shape.len(), count, &mut flat).map_err(|r| input_err(at("data"), r))?;
     if flat.len() != count {
         let got = if flat.len() > count {

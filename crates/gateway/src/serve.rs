@@ -57,8 +57,8 @@ impl ServeOptions {
     }
 }
 
-/// What an operator needs to know once the gateway listens.
-#[derive(Debug, Clone)]
+/// What an operator needs to know once the gateway listens (its Debug hides the one-time code and key).
+#[derive(Clone)]
 pub struct StartupInfo {
     /// The bound address.
     pub addr: SocketAddr,
@@ -78,6 +78,23 @@ pub struct StartupInfo {
     pub demo_key: Option<String>,
     /// Names of the models served.
     pub models: Vec<String>,
+}
+
+impl std::fmt::Debug for StartupInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartupInfo")
+            .field("addr", &self.addr)
+            .field("scheme", &self.scheme)
+            .field("tls_fingerprint", &self.tls_fingerprint)
+            .field("database", &self.database)
+            .field("models", &self.models)
+            .field(
+                "bootstrap_code",
+                &self.bootstrap_code.as_ref().map(|_| "***"),
+            )
+            .field("demo_key", &self.demo_key.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A gateway running on the current tokio runtime.

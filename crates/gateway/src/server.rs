@@ -660,13 +660,19 @@ async fn proxy(
         &headers,
         &name,
         RouteClass::Proxy,
-        state.upstreams.get(&name).is_some(),
+        // Only `predict` upstreams: V2 and OpenAI upstreams are reached through their own routes, whose scope
+        // checks name the model (here the scope is the upstream's name).
+        state
+            .upstreams
+            .get(&name)
+            .is_some_and(|u| u.protocol == crate::config::Protocol::Predict),
         &mut ctx,
     )
     .await?;
     let up = state
         .upstreams
         .get(&name)
+        .filter(|u| u.protocol == crate::config::Protocol::Predict)
         .ok_or_else(|| ApiError::not_found(format!("no upstream `{name}`")).audited(ctx.clone()))?;
     let method = request.method().clone();
     let query = request

@@ -1133,3 +1133,41 @@ async fn admin_refusals_come_first_and_as_json(backend: Backend) {
 }
 
 both!(admin_edges, admin_refusals_come_first_and_as_json);
+
+/// Re-enrolling TOTP needs the password again: a stolen session token alone cannot replace the second factor.
+async fn totp_reenrollment_needs_the_password(backend: Backend) {
+    let Some(server) = support::start(backend, |_| {}).await else {
+        return;
+    };
+    let token = server.session("carol", Role::Operator).await;
+    let r = server.with_session("POST", "/admin/totp", &token, "").await;
+    assert_error(&r, 400, "malformed");
+    let r = server
+        .with_session(
+            "POST",
+            "/admin/totp",
+            &token,
+            r#"{"password":"not her password"}"#,
+        )
+        .await;
+    assert_error(&r, 401, "reauth");
+    let r = server
+        .with_session(
+            "POST",
+            "/admin/totp",
+            &token,
+            r#"{"password":"correct horse battery carol"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.json()["otpauth_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("otpauth://totp/"));
+    server.stop().await;
+}
+
+both!(
+    totp_reenrollment_reauthenticates,
+    totp_reenrollment_needs_the_password
+);

@@ -873,3 +873,34 @@ async fn audit_completeness(backend: Backend) {
 }
 
 both!(every_request_is_audited_once, audit_completeness);
+
+/// `/upstream/{name}/…` reaches only `predict` upstreams: a key scoped to an OpenAI or V2 upstream's *name* cannot
+/// use it to reach models its scope does not name.
+async fn generic_proxy_only_for_predict_upstreams(backend: Backend) {
+    let Some((server, stub)) = start_with_stub(backend, |_| {}).await else {
+        return;
+    };
+    let key = server.key(&["*"], |_| {}).await;
+    let hits = stub.hits.load(std::sync::atomic::Ordering::SeqCst);
+    let r = server
+        .post_key("/upstream/llm/v1/chat/completions", &key, &chat_body(false))
+        .await;
+    assert_error(&r, 404, "not_found");
+    let r = server
+        .post_key("/upstream/v2up/v2/models/remote-v2/infer", &key, "{}")
+        .await;
+    assert_error(&r, 404, "not_found");
+    assert_eq!(
+        stub.hits.load(std::sync::atomic::Ordering::SeqCst),
+        hits,
+        "nothing was forwarded"
+    );
+    // A predict upstream still works (the positive case).
+    assert_ok(&server.post_key("/upstream/pred/predict", &key, "{}").await);
+    server.stop().await;
+}
+
+both!(
+    generic_proxy_reaches_only_predict_upstreams,
+    generic_proxy_only_for_predict_upstreams
+);

@@ -51,6 +51,7 @@ pub(crate) async fn hash(password: &str) -> Result<String> {
     let salt = SaltString::encode_b64(&salt_bytes)
         .map_err(|e| Error::Invalid(format!("password hashing: salt: {e}")))?;
     let password = Zeroizing::new(password.as_bytes().to_vec());
+    let _permit = hash_permit().await;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(&password, &salt)
@@ -61,10 +62,25 @@ pub(crate) async fn hash(password: &str) -> Result<String> {
     .map_err(|e| Error::Server(format!("password hashing task: {e}")))?
 }
 
+/// At most this many argon2 computations at once (each takes ~19 MiB and tens of milliseconds): a flood of
+/// logins queues here instead of exhausting memory and the blocking pool that inference shares.
+const MAX_CONCURRENT_HASHES: usize = 4;
+
+/// A permit to run one argon2 computation.
+async fn hash_permit() -> Option<tokio::sync::SemaphorePermit<'static>> {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS
+        .get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES))
+        .acquire()
+        .await
+        .ok()
+}
+
 /// Whether `password` matches the PHC string `phc` (parameters are read from the string).
 pub(crate) async fn verify(password: &str, phc: &str) -> Result<bool> {
     let password = Zeroizing::new(password.as_bytes().to_vec());
     let phc = phc.to_string();
+    let _permit = hash_permit().await;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&phc).map_err(|e| {
             Error::Corrupt(format!("stored password hash is not a PHC string: {e}"))
@@ -80,6 +96,7 @@ pub(crate) async fn verify(password: &str, phc: &str) -> Result<bool> {
 /// Spend the time of one verification against a hash no password matches, for logins of unknown users.
 pub(crate) async fn verify_dummy(password: &str) {
     let password = Zeroizing::new(password.as_bytes().to_vec());
+    let _permit = hash_permit().await;
     let _ = tokio::task::spawn_blocking(move || {
         if let Some(phc) = dummy_hash() {
             if let Ok(parsed) = PasswordHash::new(phc) {
