@@ -299,6 +299,26 @@ fn openapi_and_model_list_and_helpful_errors() {
     assert!(out.status.success(), "{}", stderr(&out));
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["models"][0]["name"], "demo-fraud");
+    // A configured model that is not a model is refused (exit 1, named), while the demo is not served in its place.
+    std::fs::write(d.join("junk.onnx"), b"not a model").unwrap();
+    std::fs::write(
+        d.join("schema.toml"),
+        "[[feature]]\nname = \"x\"\nkind = \"continuous\"\nmin = 0.0\nmax = 1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("models.toml"),
+        "[[model]]\nname = \"junk\"\npath = \"junk.onnx\"\nschema = \"schema.toml\"\n",
+    )
+    .unwrap();
+    let out = aegis(&["model", "list", "--config", "models.toml"], d);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("junk") && stdout(&out).contains("REFUSED"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("demo-fraud"), "{}", stdout(&out));
     // A bad config is refused naming the file and the key.
     std::fs::write(
         d.join("aegis.toml"),

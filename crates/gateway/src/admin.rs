@@ -47,7 +47,7 @@ pub async fn require_session(
     roles: &[Role],
 ) -> Result<Principal, ApiError> {
     let mut ctx = AuditCtx::admin(&crate::server::current_route());
-    ctx.kind = "auth";
+    ctx.kind = "auth".into();
     // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -75,7 +75,7 @@ pub async fn require_session(
     if roles.contains(&principal.role) {
         Ok(principal)
     } else {
-        ctx.kind = "admin";
+        ctx.kind = "admin".into();
         ctx.actor = principal.username.clone();
         Err(
             ApiError::forbidden("role", format!("role {} may not do this", principal.role))
@@ -131,7 +131,7 @@ struct BootstrapBody {
 
 async fn bootstrap(State(state): State<Shared>, request: Request) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::admin("/admin/bootstrap");
-    ctx.kind = "auth";
+    ctx.kind = "auth".into();
     let body: BootstrapBody = json_body(&state, request, &ctx).await?;
     ctx.actor = body.username.clone();
     let enrollment = identity::bootstrap(
@@ -169,7 +169,7 @@ struct LoginBody {
 
 async fn login(State(state): State<Shared>, request: Request) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::admin("/admin/login");
-    ctx.kind = "auth";
+    ctx.kind = "auth".into();
     let body: LoginBody = json_body(&state, request, &ctx).await?;
     ctx.actor = body.username.clone();
     let result = identity::login(
@@ -214,7 +214,7 @@ async fn logout(State(state): State<Shared>, headers: HeaderMap) -> Result<Respo
     .await?;
     identity::logout(&state.db, &principal.session_id).await?;
     let mut ctx = AuditCtx::admin("/admin/logout");
-    ctx.kind = "auth";
+    ctx.kind = "auth".into();
     ctx.actor = principal.username;
     Ok(done(
         StatusCode::NO_CONTENT.into_response(),
@@ -257,7 +257,7 @@ async fn enroll_totp(
     )
     .await?;
     let mut ctx = AuditCtx::admin("/admin/totp");
-    ctx.kind = "auth";
+    ctx.kind = "auth".into();
     ctx.actor = p.username.clone();
     let body: ReauthBody = json_body(&state, request, &ctx).await?;
     // Re-authenticate through the login path (lockout and replay rules included), then drop that session.

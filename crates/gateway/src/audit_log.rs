@@ -85,54 +85,35 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
-/// A stored record: an event with its place in the chain.
+/// A stored record: an event with its place in the chain. Its JSON is flat (the event's fields beside `seq`,
+/// `ts_ms` and the hashes), and it dereferences to its event, so `record.decision` reads the event's field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// Position in the chain, from 1.
     pub seq: i64,
     /// When the event was recorded (Unix milliseconds).
     pub ts_ms: i64,
-    /// See [`AuditEvent::kind`].
-    pub kind: String,
-    /// See [`AuditEvent::actor`].
-    pub actor: String,
-    /// See [`AuditEvent::key_id`].
-    pub key_id: String,
-    /// See [`AuditEvent::model`].
-    pub model: String,
-    /// See [`AuditEvent::route`].
-    pub route: String,
-    /// See [`AuditEvent::input_digest`].
-    pub input_digest: String,
-    /// See [`AuditEvent::decision`].
-    pub decision: String,
-    /// See [`AuditEvent::status`].
-    pub status: u16,
-    /// See [`AuditEvent::latency_us`].
-    pub latency_us: u64,
-    /// See [`AuditEvent::detail`].
-    pub detail: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: AuditEvent,
     /// Hash of the previous record ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// [`record_hash`] of this record.
     pub hash: String,
 }
 
+impl std::ops::Deref for AuditRecord {
+    type Target = AuditEvent;
+
+    fn deref(&self) -> &AuditEvent {
+        &self.event
+    }
+}
+
 impl AuditRecord {
-    /// The event this record stores.
+    /// The event this record holds.
     pub fn event(&self) -> AuditEvent {
-        AuditEvent {
-            kind: self.kind.clone(),
-            actor: self.actor.clone(),
-            key_id: self.key_id.clone(),
-            model: self.model.clone(),
-            route: self.route.clone(),
-            input_digest: self.input_digest.clone(),
-            decision: self.decision.clone(),
-            status: self.status,
-            latency_us: self.latency_us,
-            detail: self.detail.clone(),
-        }
+        self.event.clone()
     }
 }
 
@@ -520,16 +501,18 @@ impl StoredRow {
         Some(AuditRecord {
             seq: self.seq,
             ts_ms: self.ts_ms,
-            kind,
-            actor,
-            key_id,
-            model,
-            route,
-            input_digest,
-            decision,
-            status,
-            latency_us,
-            detail,
+            event: AuditEvent {
+                kind,
+                actor,
+                key_id,
+                model,
+                route,
+                input_digest,
+                decision,
+                status,
+                latency_us,
+                detail,
+            },
             prev_hash: self.prev_hash,
             hash: self.hash,
         })

@@ -292,7 +292,7 @@ pub fn key(global: &GlobalArgs, command: KeyCommand) -> anyhow::Result<ExitCode>
                 for k in &list {
                     let state = if k.revoked {
                         "revoked"
-                    } else if k.expires > 0 && k.expires <= now {
+                    } else if k.is_expired(now) {
                         "expired"
                     } else {
                         "active"
