@@ -55,6 +55,28 @@ fn http(addr: &str, method: &str, path: &str, key: Option<&str>, body: &str) -> 
     (status, body)
 }
 
+/// `aegis user add NAME --role ROLE --password-stdin` with `password` on stdin.
+fn user_add(dir: &Path, name: &str, role: &str, password: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args([
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--password-stdin",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password).unwrap();
+    child.wait_with_output().unwrap()
+}
+
 const ROW: &str = r#"{"rows":[{"amount":2400,"hour":3,"merchant_risk":0.9,"card_age_days":12,"foreign":1,"n_tx_24h":14}]}"#;
 
 #[test]
@@ -63,50 +85,11 @@ fn users_keys_and_the_audit_log_from_the_command_line() {
     let d = dir.path();
 
     // A user: the password from stdin, admins get TOTP and recovery codes once.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .args([
-            "user",
-            "add",
-            "alice",
-            "--role",
-            "admin",
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(d.join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"a long enough password\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = user_add(d, "alice", "admin", b"a long enough password\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("otpauth://totp/"), "{}", stdout(&out));
     // A weak password is refused with the reason, and nothing is created.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .args([
-            "user",
-            "add",
-            "bob",
-            "--role",
-            "operator",
-            "--password-stdin",
-            "--data-dir",
-        ])
-        .arg(d.join("data"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"short\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = user_add(d, "bob", "operator", b"short\n");
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("12"), "{}", stderr(&out));
     let out = run(d, &["user", "list", "--format", "json"]);
