@@ -15,6 +15,7 @@ pub mod http;
 mod model;
 pub mod native;
 pub mod onnx;
+pub mod output_policy;
 pub mod ops;
 pub mod rng;
 pub mod synthetic;

@@ -1,0 +1,1 @@
+//! Dataset drift: compare a reference and a current frame. (Stub: being written.)
