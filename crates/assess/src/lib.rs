@@ -11,7 +11,9 @@
 pub mod attacks;
 mod constraints;
 mod error;
+pub mod extraction;
 pub use aegis_ml::rng;
+pub mod privacy;
 pub mod robustness;
 pub mod rules;
 

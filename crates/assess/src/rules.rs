@@ -61,10 +61,13 @@ pub const VANISHING_GRADIENTS: RuleDoc = RuleDoc {
 
 /// All rules of this crate.
 pub fn all() -> Vec<&'static RuleDoc> {
-    vec![
+    let mut all = vec![
         &ROBUSTNESS_DROP,
         &GRADIENT_MASKING,
         &NON_DETERMINISTIC,
         &VANISHING_GRADIENTS,
-    ]
+    ];
+    all.extend(crate::privacy::rules());
+    all.extend(crate::extraction::rules());
+    all
 }

@@ -109,6 +109,9 @@ pub enum Command {
     /// Verify or read the gateway's hash-chained audit log.
     #[command(subcommand, name = "audit-log")]
     AuditLog(AuditLogCommand),
+    /// Compare a current dataset with a reference: per-column drift tests, a dataset verdict, prediction drift.
+    #[command(after_help = DRIFT_EXAMPLES)]
+    Drift(DriftArgs),
 }
 
 const SERVE_EXAMPLES: &str = "Examples:
@@ -433,7 +436,37 @@ pub enum AssessCommand {
     /// Robust accuracy under white- and black-box evasion attacks, constrained by a feature schema.
     #[command(after_help = ROBUSTNESS_EXAMPLES)]
     Robustness(RobustnessArgs),
+    /// Membership inference: can a client tell whether a record was in the training set.
+    #[command(after_help = PRIVACY_EXAMPLES)]
+    Privacy(PrivacyArgs),
+    /// Model extraction: how many queries copy the model, and would PRADA notice.
+    #[command(after_help = EXTRACTION_EXAMPLES)]
+    Extraction(ExtractionArgs),
 }
+
+const EXTRACTION_EXAMPLES: &str = "Examples:
+  aegis assess extraction model.onnx --data pool.csv --label y
+  aegis assess extraction model.onnx --data pool.csv --label y --budgets 100,500,2000 \\
+      --strategies pool,jacobian --policies label,reverse-sigmoid:0.5:0.3 --format json
+
+Plays the attacker: trains a surrogate from N queries (random inputs within the schema, rows of the
+natural-data pool, Jacobian-augmented synthetic queries), reports its fidelity (agreement with the
+model on held-out pool rows) for each query budget, with and without each output policy, and
+whether PRADA would have raised an alarm and after how many queries (with its false-alarm rate on
+benign streams of pool rows). AEG-EXT-001 model copyable, AEG-EXT-002 extraction undetected,
+AEG-EXT-003 a policy that slows extraction.";
+
+const PRIVACY_EXAMPLES: &str = "Examples:
+  aegis assess privacy model.onnx --members train.csv --non-members holdout.csv --label y
+  aegis assess privacy model.onnx --members train.csv --non-members holdout.csv --label y \\
+      --policies label,top-k:1,round:2,reverse-sigmoid:1:0.1 --format json | jq '.metrics.privacy.policies'
+
+Plays three attackers on the probabilities a client sees, first in full and then under each output
+policy (the ones `aegis serve` can apply): a loss threshold (Yeom et al. 2018), a confidence
+threshold, and a population attack with per-class thresholds calibrated on part of the non-members
+(Ye et al. 2022). Reports ROC AUC, TPR at 1% and 0.1% FPR, the membership advantage and AUC per
+class. AEG-PRIV-001 when the full output leaks membership (high: AUC >= 0.60 or TPR >= 1% at 0.1%
+FPR), AEG-PRIV-002 for the policy that lowers the strongest attack most.";
 
 const ROBUSTNESS_EXAMPLES: &str = "Examples:
   aegis assess robustness fraud.onnx --data test.csv --label is_fraud
@@ -535,6 +568,78 @@ pub struct RobustnessArgs {
     /// Adversarial examples to show.
     #[arg(long, default_value_t = 5)]
     pub examples: usize,
+    /// Endpoint protocol for an http:// MODEL: `json` or `kserve:MODEL_NAME`.
+    #[arg(long, default_value = "json")]
+    pub protocol: String,
+    /// Extra HTTP header for the endpoint, `Name: value`; repeatable.
+    #[arg(long, value_name = "HEADER")]
+    pub header: Vec<String>,
+}
+
+/// `aegis assess extraction`.
+#[derive(Debug, Args)]
+pub struct ExtractionArgs {
+    /// ONNX file, or an http:// endpoint (JSON `{"instances": ...}` or KServe V2).
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Query budgets, comma-separated (cumulative queries of one stream per strategy).
+    #[arg(long, value_delimiter = ',', default_value = "100,250,500,1000,2000")]
+    pub budgets: Vec<usize>,
+    /// Attack strategies: random, pool, jacobian; comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "random,pool,jacobian")]
+    pub strategies: Vec<String>,
+    /// Output policies to evaluate besides the full output; comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "label,round:1,reverse-sigmoid:0.5:0.3"
+    )]
+    pub policies: Vec<String>,
+    /// PRADA alarm threshold on the Shapiro-Wilk W (the paper's delta).
+    #[arg(long, default_value_t = 0.9)]
+    pub delta: f64,
+    /// Endpoint protocol for an http:// MODEL: `json` or `kserve:MODEL_NAME`.
+    #[arg(long, default_value = "json")]
+    pub protocol: String,
+    /// Extra HTTP header for the endpoint, `Name: value`; repeatable.
+    #[arg(long, value_name = "HEADER")]
+    pub header: Vec<String>,
+}
+
+/// `aegis assess privacy`.
+#[derive(Debug, Args)]
+pub struct PrivacyArgs {
+    /// ONNX file, or an http:// endpoint (JSON `{"instances": ...}` or KServe V2).
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// CSV of rows the model was trained on (with the label column).
+    #[arg(long, value_name = "CSV")]
+    pub members: PathBuf,
+    /// CSV of rows from the same population that the model never saw (same columns).
+    #[arg(long, value_name = "CSV")]
+    pub non_members: PathBuf,
+    /// The label column (class index or class name).
+    #[arg(long, value_name = "COLUMN")]
+    pub label: String,
+    /// Columns to ignore (ids, timestamps); repeatable or comma-separated.
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// Output policies to evaluate besides the full output: label, top-k:K, round:D,
+    /// reverse-sigmoid[:BETA:GAMMA]; comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "label,top-k:1,round:1,reverse-sigmoid"
+    )]
+    pub policies: Vec<String>,
+    /// Share of the non-members held out to calibrate the population attack.
+    #[arg(long, default_value_t = 0.5)]
+    pub population_fraction: f64,
+    /// Seed for the balancing sample and the population split.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Endpoint protocol for an http:// MODEL: `json` or `kserve:MODEL_NAME`.
     #[arg(long, default_value = "json")]
     pub protocol: String,
@@ -655,4 +760,76 @@ pub struct RulesArgs {
     /// Print the whole catalogue as Markdown (the source of docs/rules.md).
     #[arg(long, conflicts_with = "rule")]
     pub markdown: bool,
+}
+
+const DRIFT_EXAMPLES: &str = "Examples:
+  aegis drift train.csv live.csv
+  aegis drift train.csv live.csv --schema schema.toml --format json
+  aegis drift train.csv live.csv --model model.onnx --label fraud
+  aegis drift train.csv live.csv --min-effect 0 --correction holm --share 0.3
+
+Numeric columns: Kolmogorov-Smirnov, PSI and Jensen-Shannon on 10 reference-decile bins, Wasserstein over the
+reference standard deviation. Categorical columns: chi-square, PSI and Jensen-Shannon. A column drifts when its
+corrected p-value is below --alpha and PSI, W/sd (numeric) or JS (categorical) reaches --min-effect.
+Findings: AEG-DRIFT-001 column (medium), AEG-DRIFT-002 dataset (high), AEG-DRIFT-003 predictions (high).";
+
+/// `aegis drift`.
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    /// Reference CSV (the data the model was trained or validated on).
+    #[arg(value_name = "REFERENCE")]
+    pub reference: PathBuf,
+    /// Current CSV to compare with the reference (same columns).
+    #[arg(value_name = "CURRENT")]
+    pub current: PathBuf,
+    /// Dataset schema from `aegis schema infer` giving each column's kind (default: inferred from the
+    /// reference's first rows: numeric when every present cell is a number, categorical otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// Significance level after the multiple-testing correction.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Multiple-testing correction across columns.
+    #[arg(long, value_enum, default_value_t = CorrectionArg::Bh)]
+    pub correction: CorrectionArg,
+    /// Effect-size floor (PSI, Wasserstein/sd or Jensen-Shannon) a rejected test must also reach; 0 turns it off.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_effect: f64,
+    /// Dataset drift when at least this share of tested columns drifted (default: any one column).
+    #[arg(long, value_name = "SHARE")]
+    pub share: Option<f64>,
+    /// Numeric values kept exactly per column; beyond, the column switches to a KLL sketch.
+    #[arg(long, value_name = "N", default_value_t = 5_000_000)]
+    pub exact_limit: usize,
+    /// Distinct values counted per categorical column; beyond, it is treated as text and skipped.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub max_categories: usize,
+    /// Columns to leave out (ids); repeatable or comma-separated.
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub drop: Vec<String>,
+    /// The label column: not compared, and not a model input.
+    #[arg(long, value_name = "COLUMN")]
+    pub label: Option<String>,
+    /// ONNX model: also compare its predicted-class distribution on both files.
+    #[arg(long, value_name = "MODEL")]
+    pub model: Option<PathBuf>,
+    /// CSV field delimiter (default: sniffed from each header among , ; tab |).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
+    /// Cell values that mean "missing", comma-separated (default: empty, ?, NA, N/A, NaN, nan, null, NULL, None).
+    #[arg(long, value_name = "MARKERS", value_delimiter = ',')]
+    pub missing: Option<Vec<String>>,
+}
+
+/// Multiple-testing corrections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CorrectionArg {
+    /// No correction.
+    None,
+    /// Bonferroni.
+    Bonferroni,
+    /// Holm's step-down.
+    Holm,
+    /// Benjamini-Hochberg (false discovery rate).
+    Bh,
 }

@@ -279,11 +279,17 @@ fn rules_command_documents_each_rule() {
     let json = aegis(&["rules", "--format", "json"], dir.path());
     let docs: Vec<serde_json::Value> = serde_json::from_slice(&json.stdout).unwrap();
     let ids: Vec<&str> = docs.iter().map(|d| d["id"].as_str().unwrap()).collect();
-    assert!(ids
-        .iter()
-        .all(|id| ["AEG-SCAN-", "AEG-ROB-", "AEG-AUD-", "AEG-SCH-"]
-            .iter()
-            .any(|p| id.starts_with(p))));
+    assert!(ids.iter().all(|id| [
+        "AEG-SCAN-",
+        "AEG-ROB-",
+        "AEG-AUD-",
+        "AEG-SCH-",
+        "AEG-DRIFT-",
+        "AEG-PRIV-",
+        "AEG-EXT-"
+    ]
+    .iter()
+    .any(|p| id.starts_with(p))));
     for id in ["AEG-ROB-001", "AEG-SCAN-101", "AEG-AUD-040", "AEG-SCH-001"] {
         assert!(ids.contains(&id), "{id} missing from the catalogue");
     }

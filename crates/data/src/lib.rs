@@ -27,6 +27,11 @@ pub use self::dataset_schema::{
     MAX_LISTED_ROWS as SCHEMA_MAX_LISTED_ROWS, MAX_UNIQUE_TRACKED, RULES as SCHEMA_RULES,
 };
 
+mod columns;
+pub use self::columns::{
+    split_row, Chunk, ChunkOptions, CsvChunks, Field, DEFAULT_CHUNK_BYTES, MAX_ROW_BYTES,
+};
+
 mod frame_csv;
 mod parquet;
 mod read;

@@ -8,7 +8,7 @@
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -38,6 +38,9 @@ pub fn routes() -> Router<Shared> {
         .route("/admin/models", get(list_models))
         .route("/admin/audit", get(read_audit))
         .route("/admin/audit/verify", get(verify_audit))
+        .route("/admin/extraction", get(list_extraction))
+        .route("/admin/extraction/{key_id}", delete(clear_extraction))
+        .route("/admin/drift", get(list_drift))
 }
 
 /// The session on the request, if its role is one of `roles`; 401 without a valid session, 403 otherwise.
@@ -504,6 +507,49 @@ async fn rotate_key(
     Ok(done(response, ctx, "key.rotate", detail))
 }
 
+// ----------------------------------------------------------------------------------------------- theft, drift
+
+/// Keys whose queries raised the model-extraction alarm (admins and auditors).
+async fn list_extraction(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_session(&state, &headers, AUDITORS).await?;
+    let alarms = crate::extraction::list_alarms(&state.db).await?;
+    Ok(Json(serde_json::json!({ "alarms": alarms })).into_response())
+}
+
+/// Forget every extraction-detector state of a key, lifting a throttle or block (admins; audited).
+async fn clear_extraction(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(key_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let p = require_session(&state, &headers, ADMINS).await?;
+    let mut ctx = AuditCtx::admin("/admin/extraction/{key_id}");
+    ctx.actor = p.username;
+    ctx.key_id = key_id.clone();
+    let removed = crate::extraction::clear_key(&state.db, &key_id)
+        .await
+        .map_err(|e| admin_error(e, &ctx))?;
+    state.extraction_cache.forget_key(&key_id);
+    let response =
+        Json(serde_json::json!({ "key_id": key_id, "cleared": removed })).into_response();
+    Ok(done(
+        response,
+        ctx,
+        "extraction.clear",
+        format!("{removed} detector state(s) cleared"),
+    ))
+}
+
+/// The last closed drift window of each local model (admins, operators, auditors).
+async fn list_drift(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
+    require_session(&state, &headers, STAFF).await?;
+    let reports = crate::guard::list_reports(&state.db).await?;
+    Ok(Json(serde_json::json!({ "reports": reports })).into_response())
+}
+
 // ----------------------------------------------------------------------------------------------- models, audit
 
 async fn list_models(
@@ -619,7 +665,11 @@ pub fn openapi_document() -> serde_json::Value {
             "/admin/keys/{id}/rotate": {"parameters": id, "post": op("replace a key by a new one with the same scope (operator)", &session, false)},
             "/admin/models": {"get": op("local models with scan results, upstreams (operator, auditor)", &session, false)},
             "/admin/audit": {"get": op("audit records after a sequence number (auditor)", &session, false)},
-            "/admin/audit/verify": {"get": op("verify the audit chain (auditor)", &session, false)}
+            "/admin/audit/verify": {"get": op("verify the audit chain (auditor)", &session, false)},
+            "/admin/extraction": {"get": op("API keys whose queries raised the model-extraction alarm (admin, auditor)", &session, false)},
+            "/admin/extraction/{key_id}": {"parameters": [{"name": "key_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+                                           "delete": op("clear a key's extraction-detector states, lifting a throttle or block (admin)", &session, false)},
+            "/admin/drift": {"get": op("the last closed drift window of each local model (operator, auditor)", &session, false)}
         }
     })
 }

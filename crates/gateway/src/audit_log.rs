@@ -63,7 +63,8 @@ macro_rules! columns {
 /// One thing that happened, as handlers report it (the writer adds sequence number, time and hashes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
-    /// `inference`, `admin`, `auth`, `model` or `denied`.
+    /// `inference`, `admin`, `auth`, `model`, `denied`, `extraction` (a key raised the model-extraction alarm) or
+    /// `drift` (a live drift window alerted).
     pub kind: String,
     /// Who: a username, or the key's owner for inference.
     pub actor: String,

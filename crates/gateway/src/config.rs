@@ -7,6 +7,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use aegis_ml::output_policy::OutputPolicy;
+use aegis_monitor::prada::PradaConfig;
+use aegis_monitor::window::WindowConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -154,6 +157,290 @@ pub struct ModelConfig {
     /// Serve even when `aegis scan` finds something at or above `high` (the override is audited).
     #[serde(default)]
     pub allow_scan_findings: bool,
+    /// Output hardening applied to every answer of this model (`{ policy = "top-k", k = 1 }`; default `full`).
+    #[serde(default)]
+    pub output: OutputPolicy,
+    /// Keyed watermarking of a small fraction of answers (DAWN-style); off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<WatermarkConfig>,
+    /// Model-extraction detection per API key (PRADA); on by default with action `alert`.
+    #[serde(default)]
+    pub extraction: ExtractionConfig,
+    /// Reference data (CSV with the model's feature columns by name): enables live drift monitoring and the
+    /// detector's out-of-distribution signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<PathBuf>,
+    /// Live drift windows (needs `reference`; defaults apply when `reference` is set and this is absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<WindowConfig>,
+}
+
+impl ModelConfig {
+    /// A model with every optional setting at its default.
+    pub fn new(name: &str, path: PathBuf, schema: PathBuf) -> ModelConfig {
+        ModelConfig {
+            name: name.to_string(),
+            version: default_version(),
+            path,
+            schema,
+            classes: Vec::new(),
+            allow_scan_findings: false,
+            output: OutputPolicy::Full,
+            watermark: None,
+            extraction: ExtractionConfig::default(),
+            reference: None,
+            drift: None,
+        }
+    }
+
+    /// Checks of the theft and drift settings; the error names the model and the field.
+    fn check_guards(&self) -> std::result::Result<(), String> {
+        let bad = |field: &str, what: String| Err(format!("model {:?}: {field} {what}", self.name));
+        match &self.output {
+            OutputPolicy::TopK { k } if *k == 0 => {
+                return bad("output.k", "must be at least 1".into())
+            }
+            OutputPolicy::Round { decimals }
+                if *decimals > aegis_ml::output_policy::MAX_ROUND_DECIMALS =>
+            {
+                return bad(
+                    "output.decimals",
+                    format!(
+                        "must be at most {} (got {decimals})",
+                        aegis_ml::output_policy::MAX_ROUND_DECIMALS
+                    ),
+                )
+            }
+            OutputPolicy::ReverseSigmoid { beta, gamma } => {
+                if !(beta.is_finite() && *beta > 0.0) {
+                    return bad(
+                        "output.beta",
+                        format!("must be a finite number > 0 (got {beta})"),
+                    );
+                }
+                if !(gamma.is_finite() && *gamma > 0.0) {
+                    return bad(
+                        "output.gamma",
+                        format!("must be a finite number > 0 (got {gamma})"),
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(w) = &self.watermark {
+            if !(w.fraction.is_finite() && w.fraction > 0.0 && w.fraction <= 0.5) {
+                return bad(
+                    "watermark.fraction",
+                    format!("must be in (0, 0.5] (got {})", w.fraction),
+                );
+            }
+        }
+        let e = &self.extraction;
+        if e.throttle_secs == 0 || e.throttle_secs > 86_400 {
+            return bad(
+                "extraction.throttle_secs",
+                format!("must be 1–86400 seconds (got {})", e.throttle_secs),
+            );
+        }
+        if let Some(d) = e.delta {
+            if !(d.is_finite() && d > 0.0 && d < 1.0) {
+                return bad("extraction.delta", format!("must be in (0, 1) (got {d})"));
+            }
+        }
+        if let Some(w) = e.window {
+            if !(3..=5000).contains(&w) {
+                return bad(
+                    "extraction.window",
+                    format!("must be 3–5000 (Shapiro–Wilk's range) (got {w})"),
+                );
+            }
+        }
+        if let Some(m) = e.min_distances {
+            if m < 3 || m > e.window.unwrap_or(5000) {
+                return bad(
+                    "extraction.min_distances",
+                    format!("must be at least 3 and at most the window (got {m})"),
+                );
+            }
+        }
+        if let Some(r) = e.max_representatives {
+            if !(1..=100_000).contains(&r) {
+                return bad(
+                    "extraction.max_representatives",
+                    format!("must be 1–100000 (got {r})"),
+                );
+            }
+        }
+        if let Some(m) = e.low_margin {
+            if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
+                return bad(
+                    "extraction.low_margin",
+                    format!("must be in [0, 1] (got {m})"),
+                );
+            }
+        }
+        if let Some(scale) = &e.scale {
+            if scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return bad("extraction.scale", "values must be finite and > 0".into());
+            }
+        }
+        if let Err(err) = e.prada().validate() {
+            return bad("extraction", err.to_string());
+        }
+        if let Some(d) = &self.drift {
+            if self.reference.is_none() {
+                return bad(
+                    "drift",
+                    "needs `reference` (the data the live windows are compared with)".into(),
+                );
+            }
+            if !(10..=1_000_000).contains(&d.size) {
+                return bad(
+                    "drift.size",
+                    format!("must be 10–1000000 rows (got {})", d.size),
+                );
+            }
+            if !(d.alpha.is_finite() && d.alpha > 0.0 && d.alpha < 1.0) {
+                return bad(
+                    "drift.alpha",
+                    format!("must be in (0, 1) (got {})", d.alpha),
+                );
+            }
+            if !(d.psi_threshold.is_finite() && d.psi_threshold > 0.0) {
+                return bad(
+                    "drift.psi_threshold",
+                    format!("must be a finite number > 0 (got {})", d.psi_threshold),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `[model.watermark]`: which key marks answers, and how many.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatermarkConfig {
+    /// File holding the secret key (at least 16 bytes; owner-only permissions, or the gateway refuses it).
+    pub key_file: PathBuf,
+    /// Share of answers marked, in (0, 0.5] (DAWN uses a few percent).
+    #[serde(default = "default_watermark_fraction")]
+    pub fraction: f64,
+}
+
+fn default_watermark_fraction() -> f64 {
+    0.02
+}
+
+/// What the gateway does once a key raised the extraction alarm on a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractionAction {
+    /// Audit, count and log the alarm; keep answering.
+    #[default]
+    Alert,
+    /// Answer the key at most once per `throttle_secs` on this model (429 with Retry-After otherwise).
+    Throttle,
+    /// Refuse the key on this model (403) until an admin clears it.
+    Block,
+}
+
+impl ExtractionAction {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExtractionAction::Alert => "alert",
+            ExtractionAction::Throttle => "throttle",
+            ExtractionAction::Block => "block",
+        }
+    }
+}
+
+/// `[model.extraction]`: the PRADA detector's settings (unset fields take `PradaConfig`'s defaults) and the
+/// action on alarm.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtractionConfig {
+    /// Run the detector for this model (default true).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `alert` (default), `throttle` or `block`.
+    #[serde(default)]
+    pub action: ExtractionAction,
+    /// With `throttle`: one answer per this many seconds.
+    #[serde(default = "default_throttle_secs")]
+    pub throttle_secs: u64,
+    /// PRADA's δ: alarm when the Shapiro–Wilk W falls below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<f64>,
+    /// Distances needed before the first test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_distances: Option<usize>,
+    /// Most recent distances tested (≤ 5000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// Representative queries kept per class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_representatives: Option<usize>,
+    /// Top-two margin below which a query counts as near the decision boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_margin: Option<f64>,
+    /// Per-feature divisors before distances (default: the reference data's standard deviations, or the
+    /// schema's ranges without reference data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Vec<f64>>,
+    /// Run the test once every this many new distances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_every: Option<usize>,
+    /// Most predicted classes tracked per key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_classes: Option<usize>,
+}
+
+impl Default for ExtractionConfig {
+    fn default() -> Self {
+        ExtractionConfig {
+            enabled: true,
+            action: ExtractionAction::Alert,
+            throttle_secs: default_throttle_secs(),
+            delta: None,
+            min_distances: None,
+            window: None,
+            max_representatives: None,
+            low_margin: None,
+            scale: None,
+            test_every: None,
+            max_classes: None,
+        }
+    }
+}
+
+impl ExtractionConfig {
+    /// The detector settings: `PradaConfig`'s defaults with the configured fields over them.
+    // The struct update keeps the defaults of fields PradaConfig may gain later.
+    #[allow(clippy::needless_update)]
+    pub fn prada(&self) -> PradaConfig {
+        let d = PradaConfig::default();
+        PradaConfig {
+            delta: self.delta.unwrap_or(d.delta),
+            min_distances: self.min_distances.unwrap_or(d.min_distances),
+            window: self.window.unwrap_or(d.window),
+            max_representatives: self.max_representatives.unwrap_or(d.max_representatives),
+            low_margin: self.low_margin.unwrap_or(d.low_margin),
+            scale: self.scale.clone().unwrap_or_default(),
+            test_every: self.test_every.unwrap_or(d.test_every),
+            max_classes: self.max_classes.unwrap_or(d.max_classes),
+            ..d
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_throttle_secs() -> u64 {
+    10
 }
 
 fn default_version() -> String {
@@ -230,6 +517,12 @@ impl Config {
         for m in &mut self.models {
             fix(&mut m.path);
             fix(&mut m.schema);
+            if let Some(r) = &mut m.reference {
+                fix(r);
+            }
+            if let Some(w) = &mut m.watermark {
+                fix(&mut w.key_file);
+            }
         }
         if let Some(p) = &mut self.server.tls_cert {
             fix(p);
@@ -247,6 +540,7 @@ impl Config {
             if !names.insert(m.name.clone()) {
                 return Err(format!("model name {:?} is used twice", m.name));
             }
+            m.check_guards()?;
         }
         for u in &self.upstreams {
             check_name(&u.name)?;

@@ -96,6 +96,24 @@ const SCHEMA: &[&str] = &[
         id BIGINT PRIMARY KEY,
         seq BIGINT NOT NULL,
         hash TEXT NOT NULL)",
+    // One PRADA detector state per (API key, local model); `version` is compared and bumped on every write
+    // (optimistic concurrency), so replicas sharing the database extend one state.
+    "CREATE TABLE IF NOT EXISTS extraction_state (
+        key_id TEXT NOT NULL,
+        model TEXT NOT NULL,
+        state TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        alarmed BIGINT NOT NULL DEFAULT 0,
+        alarm_ts BIGINT NOT NULL DEFAULT 0,
+        next_allowed_ms BIGINT NOT NULL DEFAULT 0,
+        updated BIGINT NOT NULL,
+        PRIMARY KEY (key_id, model))",
+    // The last closed drift window of each local model.
+    "CREATE TABLE IF NOT EXISTS drift_reports (
+        model TEXT PRIMARY KEY,
+        ts BIGINT NOT NULL,
+        report TEXT NOT NULL,
+        alert BIGINT NOT NULL)",
 ];
 
 /// A connection pool plus the backend it talks to.

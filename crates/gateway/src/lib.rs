@@ -10,7 +10,8 @@
 //! [`keys`] and [`limits`] (API keys, rate limits, budgets), [`audit_log`] (the chain and its verifier),
 //! [`metrics`] (Prometheus text), [`models`] (local models and input validation), [`upstream`] (the proxy),
 //! [`tls`] and [`listener`] (certificates, accept loop, header timeouts), [`server`] and [`admin`] (the routes),
-//! [`serve`] (start and stop), [`offline`] (the CLI's direct database access).
+//! [`serve`] (start and stop), [`offline`] (the CLI's direct database access), [`guard`] and [`extraction`]
+//! (output hardening, model-extraction detection per key, live drift monitoring of local models).
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -19,6 +20,8 @@ pub mod audit_trail;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod extraction;
+pub mod guard;
 pub mod http_error;
 pub mod identity;
 pub mod keys;

@@ -135,6 +135,8 @@ struct Gauge(AtomicU64);
 #[derive(Debug)]
 struct GaugeFamily {
     help: String,
+    /// `gauge` or `counter`.
+    kind: &'static str,
     series: Family<Gauge>,
 }
 
@@ -245,15 +247,40 @@ impl Metrics {
     /// names the family. Calls with an invalid metric or label name, a repeated label name, or a name that
     /// clashes with a built-in family are ignored, as are new families beyond [`MAX_GAUGE_FAMILIES`].
     pub fn set_gauge(&self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        if let Some(cell) = self.custom_cell(name, help, "gauge", labels) {
+            cell.0.store(value.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    /// Add `delta` to a counter of a family other modules define (alarms, drift windows…); same rules as
+    /// [`Metrics::set_gauge`] (a name already used by a gauge family keeps that family's type).
+    pub fn add_counter(&self, name: &str, help: &str, labels: &[(&str, &str)], delta: f64) {
+        if let Some(cell) = self.custom_cell(name, help, "counter", labels) {
+            let _ = cell
+                .0
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some((f64::from_bits(bits) + delta).to_bits())
+                });
+        }
+    }
+
+    /// The cell of one label set of a custom family, creating the family (of type `kind`) on first use.
+    fn custom_cell(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        labels: &[(&str, &str)],
+    ) -> Option<Arc<Gauge>> {
         if !valid_metric_name(name) || reserved(name) {
-            return;
+            return None;
         }
         let mut sorted: Vec<(&str, &str)> = labels.to_vec();
         sorted.sort_by(|a, b| a.0.cmp(b.0));
         if sorted.iter().any(|(n, _)| !valid_label_name(n))
             || sorted.windows(2).any(|w| w[0].0 == w[1].0)
         {
-            return;
+            return None;
         }
         let family = {
             let existing = self
@@ -267,11 +294,12 @@ impl Metrics {
                 None => {
                     let mut map = self.gauges.write().unwrap_or_else(PoisonError::into_inner);
                     if !map.contains_key(name) && map.len() >= MAX_GAUGE_FAMILIES {
-                        return;
+                        return None;
                     }
                     Arc::clone(map.entry(name.to_string()).or_insert_with(|| {
                         Arc::new(GaugeFamily {
                             help: help.to_string(),
+                            kind,
                             series: Family::new(),
                         })
                     }))
@@ -288,11 +316,7 @@ impl Metrics {
                 .flat_map(|(n, _)| [n.to_string(), OTHER.to_string()])
                 .collect()
         };
-        family
-            .series
-            .cell(key, overflow)
-            .0
-            .store(value.to_bits(), Ordering::Relaxed);
+        Some(family.series.cell(key, overflow))
     }
 
     /// Set the number of audit events waiting to be written.
@@ -400,7 +424,7 @@ impl Metrics {
             .map(|(k, v)| (k.clone(), Arc::clone(v)))
             .collect();
         for (name, family) in gauges {
-            header(&mut out, &name, &family.help, "gauge");
+            header(&mut out, &name, &family.help, family.kind);
             for (key, cell) in family.series.snapshot() {
                 let labels: Vec<(&str, &str)> = key
                     .chunks(2)
@@ -942,5 +966,23 @@ mod tests {
             .map(|s| s.value)
             .sum();
         assert_eq!(counts, 8000.0);
+    }
+
+    #[test]
+    fn custom_counters_add_up_and_are_typed_counter() {
+        let m = Metrics::new();
+        m.add_counter("x_alarms_total", "Alarms.", &[("model", "a")], 1.0);
+        m.add_counter("x_alarms_total", "Alarms.", &[("model", "a")], 1.0);
+        m.add_counter("x_alarms_total", "Alarms.", &[("model", "b")], 0.0);
+        m.set_gauge("x_level", "Level.", &[], 3.5);
+        let text = m.render();
+        assert!(text.contains("# TYPE x_alarms_total counter"), "{text}");
+        assert!(text.contains("x_alarms_total{model=\"a\"} 2\n"), "{text}");
+        assert!(text.contains("x_alarms_total{model=\"b\"} 0\n"), "{text}");
+        assert!(text.contains("# TYPE x_level gauge"), "{text}");
+        // Built-in names stay refused.
+        m.add_counter("aegis_requests_total", "no", &[], 1.0);
+        assert_eq!(text.matches("# TYPE aegis_requests_total").count(), 1);
+        assert_eq!(m.render().matches("# TYPE aegis_requests_total").count(), 1);
     }
 }

@@ -242,12 +242,8 @@ impl LocalModels {
         write_if_different(&path, DEMO_ONNX)?;
         write_if_different(&schema, DEMO_SCHEMA.as_bytes())?;
         let config = ModelConfig {
-            name: DEMO_NAME.into(),
-            version: "1".into(),
-            path,
-            schema,
             classes: vec!["legit".into(), "fraud".into()],
-            allow_scan_findings: false,
+            ..ModelConfig::new(DEMO_NAME, path, schema)
         };
         Ok(Self::load(&[config]))
     }
@@ -1615,14 +1611,11 @@ max = 1.0
         let (models, events) = LocalModels::with_demo(dir).unwrap();
         assert_eq!(models.len(), 1);
         assert_eq!(events[0].decision, "loaded", "{events:?}");
-        ModelConfig {
-            name: "copy".into(),
-            version: "1".into(),
-            path: dir.join("demo/demo-fraud.onnx"),
-            schema: dir.join("demo/demo-fraud.schema.toml"),
-            classes: vec![],
-            allow_scan_findings: false,
-        }
+        ModelConfig::new(
+            "copy",
+            dir.join("demo/demo-fraud.onnx"),
+            dir.join("demo/demo-fraud.schema.toml"),
+        )
     }
 
     #[tokio::test]

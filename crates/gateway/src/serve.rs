@@ -156,6 +156,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .await;
     }
     let upstreams = Upstreams::new(&config.upstreams)?;
+    let guards = crate::guard::Guards::build(&config.models, &models).await?;
 
     let (tls_config, tls_fingerprint, tls_cert) = if config.server.plaintext {
         (None, None, None)
@@ -215,6 +216,7 @@ pub async fn start(config: Config) -> Result<Running> {
         models,
         upstreams,
         tls_on,
+        guards,
     )?);
     // Key changes made elsewhere (another replica, the CLI) reach this gateway's key cache within 50 ms.
     let key_watcher = state

@@ -23,6 +23,8 @@ use crate::audit_log::{self, AuditLog};
 use crate::audit_trail::AuditCtx;
 use crate::config::Config;
 use crate::db::Db;
+use crate::extraction::{self, Gate};
+use crate::guard::{self, Guards, ModelGuard};
 use crate::http_error::{ApiError, ErrorCode};
 use crate::identity::SessionKey;
 use crate::keys::{self, ApiKey, KeyRejection, RouteClass};
@@ -62,6 +64,10 @@ pub struct AppState {
     pub leases: limits::RateLeases,
     /// API keys recently read, cleared whenever a key changes anywhere (see [`keys::KeyCache`]).
     pub key_cache: Arc<keys::KeyCache>,
+    /// Output hardening, extraction-detector settings and drift windows of the local models.
+    pub guards: Guards,
+    /// Extraction-detector states this process wrote last (see [`extraction`]).
+    pub extraction_cache: extraction::StateCache,
     ids: RequestIds,
 }
 
@@ -79,6 +85,7 @@ impl AppState {
         models: LocalModels,
         upstreams: Upstreams,
         tls: bool,
+        guards: Guards,
     ) -> crate::Result<AppState> {
         Ok(AppState {
             db,
@@ -91,6 +98,8 @@ impl AppState {
             tls,
             leases: limits::RateLeases::new(),
             key_cache: Arc::new(keys::KeyCache::new()),
+            guards,
+            extraction_cache: extraction::StateCache::new(),
             ids: RequestIds::new()?,
         })
     }
@@ -461,7 +470,7 @@ async fn predict(
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/v1/models/{name}/predict", &name);
-    admit(
+    let key = admit(
         &state,
         &headers,
         &name,
@@ -473,20 +482,120 @@ async fn predict(
     let model = state.models.get(&name).ok_or_else(|| {
         ApiError::not_found(format!("no local model `{name}`")).audited(ctx.clone())
     })?;
+    let guard = state.guards.get(&name);
+    let version = gate_local(&state, guard.as_deref(), &key, &name, &ctx).await?;
     let body = read_body(&state, request.into_body(), &ctx).await?;
     ctx.input_digest = audit_log::input_digest(&body);
     let x = models::parse_predict(&model, &body)
         .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
     let n = x.len() / model.schema.features.len().max(1);
-    let started = Instant::now();
-    let proba = model
-        .predict(x, n)
-        .await
-        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
-    let waited = started.elapsed();
+    let (proba, waited) =
+        infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
     ctx.detail = format!("{n} rows");
     let response = Json(models::predict_response(&model, &proba, n)).into_response();
     Ok(finish(response, ctx, waited))
+}
+
+/// Enforce the extraction detector's action on a key already alarmed on a local model: throttle (429 with
+/// Retry-After) or block (403). Returns the detector state's version for [`infer_local`].
+async fn gate_local(
+    state: &AppState,
+    guard: Option<&ModelGuard>,
+    key: &ApiKey,
+    model: &str,
+    ctx: &AuditCtx,
+) -> Result<i64, ApiError> {
+    let Some(settings) = guard.and_then(|g| g.extraction.as_ref()) else {
+        return Ok(0);
+    };
+    let now_ms = util::now_ms();
+    let gate = extraction::gate(
+        &state.db,
+        &state.extraction_cache,
+        settings,
+        &key.id,
+        model,
+        now_ms,
+    )
+    .await
+    .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+    match gate {
+        Gate::Allow { version } => Ok(version),
+        Gate::Throttled { retry_after_secs } => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "extraction_throttle",
+            format!(
+                "key {} is throttled on model `{model}`: its queries raised the model-extraction alarm; one \
+                 answer per {} s",
+                key.id, settings.throttle_secs
+            ),
+        )
+        .retry_after(retry_after_secs)
+        .audited(ctx.clone())),
+        Gate::Blocked => Err(ApiError::forbidden(
+            "extraction_block",
+            format!(
+                "key {} is blocked on model `{model}`: its queries raised the model-extraction alarm \
+                 (PRADA); an administrator can clear it",
+                key.id
+            ),
+        )
+        .audited(ctx.clone())),
+    }
+}
+
+/// Run a local model on validated rows; feed the extraction detector and the drift window with the full
+/// probabilities, and return what the client may see (watermark, then output policy) and the time spent
+/// waiting for the model.
+#[allow(clippy::too_many_arguments)]
+async fn infer_local(
+    state: &AppState,
+    model: &models::LocalModel,
+    guard: Option<&ModelGuard>,
+    key: &ApiKey,
+    version: i64,
+    x: Vec<f32>,
+    n: usize,
+    ctx: &AuditCtx,
+) -> Result<(Vec<f32>, Duration), ApiError> {
+    let Some(guard) = guard else {
+        let started = Instant::now();
+        let proba = model
+            .predict(x, n)
+            .await
+            .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+        return Ok((proba, started.elapsed()));
+    };
+    let started = Instant::now();
+    let proba = model
+        .predict(x.clone(), n)
+        .await
+        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+    let waited = started.elapsed();
+    let (nf, k) = (model.n_features(), model.n_classes());
+    if let Some(settings) = &guard.extraction {
+        // A detector failure is logged, not turned into a refusal: the answer itself is fine.
+        if let Err(e) = extraction::observe(
+            state, guard, settings, &key.id, &key.owner, version, &x, nf, &proba,
+        )
+        .await
+        {
+            crate::log::emit(
+                crate::log::Level::Error,
+                "extraction_detector_failed",
+                &[
+                    ("request_id", current_request_id().into()),
+                    ("model", model.name.as_str().into()),
+                    ("cause", e.to_string().into()),
+                ],
+            );
+        }
+    }
+    let reports = guard.push_drift(&x, nf, &proba, k);
+    if !reports.is_empty() {
+        guard::record_drift(state, &model.name, reports).await;
+    }
+    Ok((guard.harden(&x, nf, &proba, k), waited))
 }
 
 async fn v2_metadata(
@@ -519,7 +628,13 @@ async fn v2_infer(
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/v2/models/{name}/infer", &name);
     let exists = state.models.get(&name).is_some() || state.upstreams.for_v2_model(&name).is_some();
-    admit(&state, &headers, &name, RouteClass::Infer, exists, &mut ctx).await?;
+    let key = admit(&state, &headers, &name, RouteClass::Infer, exists, &mut ctx).await?;
+    // Local models only: proxied V2 models keep their hot path.
+    let guard = match state.models.get(&name) {
+        Some(_) => state.guards.get(&name),
+        None => None,
+    };
+    let version = gate_local(&state, guard.as_deref(), &key, &name, &ctx).await?;
     if declared_too_large(&state, &headers) {
         return Err(too_large(&state, &ctx));
     }
@@ -528,12 +643,8 @@ async fn v2_infer(
     if let Some(model) = state.models.get(&name) {
         let (x, n, id) = models::parse_v2(&model, &body)
             .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
-        let started = Instant::now();
-        let proba = model
-            .predict(x, n)
-            .await
-            .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
-        let waited = started.elapsed();
+        let (proba, waited) =
+            infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
         ctx.detail = format!("{n} rows");
         let response = Json(models::v2_response(&model, &proba, n, id)).into_response();
         return Ok(finish(response, ctx, waited));

@@ -57,6 +57,9 @@ pub(crate) fn render(
     if let (Some(robustness), None) = (report.metrics.get("robustness"), options.min_severity) {
         crate::robustness_text::render(robustness, out)?;
     }
+    if let (Some(privacy), None) = (report.metrics.get("privacy"), options.min_severity) {
+        crate::privacy_text::render(privacy, out)?;
+    }
     for finding in &shown {
         render_finding(finding, options, &paint, out)?;
     }

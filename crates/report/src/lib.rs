@@ -5,6 +5,7 @@
 
 mod html;
 mod human;
+mod privacy_text;
 mod robustness_text;
 mod sarif;
 

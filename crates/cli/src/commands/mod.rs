@@ -2,10 +2,13 @@
 
 mod assess;
 mod audit;
+mod drift;
+mod extraction;
 mod frames;
 mod gateway;
 mod harden;
 mod inputs;
+mod privacy;
 mod rules;
 mod scan;
 mod schema;
@@ -23,6 +26,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Rules(args) => rules::run(&cli.global, args),
         Command::Assess(AssessCommand::Robustness(args)) => assess::run(&cli.global, args),
+        Command::Assess(AssessCommand::Privacy(args)) => privacy::run(&cli.global, args),
+        Command::Assess(AssessCommand::Extraction(args)) => extraction::run(&cli.global, args),
         Command::Harden(args) => harden::run(&cli.global, args),
         Command::Audit(args) => audit::run(&cli.global, args),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&cli.global, args),
@@ -32,6 +37,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(command) => gateway::key(&cli.global, command),
         Command::Model(command) => gateway::model(&cli.global, command),
         Command::AuditLog(command) => gateway::audit_log(&cli.global, command),
+        Command::Drift(args) => drift::run(&cli.global, args),
     }
 }
 

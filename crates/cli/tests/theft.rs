@@ -1,0 +1,160 @@
+//! `aegis assess privacy` and `aegis assess extraction` end to end: the real binary on the gateway's demo model
+//! and its reference rows (JSON parsed back, exit codes, bad flags named).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::aegis;
+use serde_json::Value;
+
+fn assets() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/assets")
+}
+
+/// Split the demo reference rows into two CSVs (first half, second half).
+fn halves(dir: &Path) -> (PathBuf, PathBuf) {
+    let text = std::fs::read_to_string(assets().join("demo-fraud.reference.csv")).unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let rows: Vec<&str> = lines.collect();
+    let (a, b) = rows.split_at(rows.len() / 2);
+    let write = |name: &str, rows: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("{header}\n{}\n", rows.join("\n"))).unwrap();
+        path
+    };
+    (write("a.csv", a), write("b.csv", b))
+}
+
+fn json(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn privacy_reports_every_policy_and_attack() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = halves(dir.path());
+    let model = assets().join("demo-fraud.onnx");
+    let out = aegis(
+        &[
+            "--format",
+            "json",
+            "assess",
+            "privacy",
+            model.to_str().unwrap(),
+            "--members",
+            a.to_str().unwrap(),
+            "--non-members",
+            b.to_str().unwrap(),
+            "--label",
+            "label",
+            "--policies",
+            "label,top-k:1",
+        ],
+        dir.path(),
+    );
+    let code = out.status.code().unwrap();
+    assert!(
+        code == 0 || code == 1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let policies: Vec<&str> = report["metrics"]["privacy"]["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(policies.len(), 3, "{policies:?}");
+    assert_eq!(policies[0], "full");
+    // The demo model never saw either half: membership is a coin flip.
+    let auc = report["metrics"]["privacy"]["policies"][0]["loss"]["auc"]
+        .as_f64()
+        .unwrap();
+    assert!((auc - 0.5).abs() < 0.1, "loss AUC {auc}");
+}
+
+#[test]
+fn privacy_names_a_bad_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = halves(dir.path());
+    let model = assets().join("demo-fraud.onnx");
+    let out = aegis(
+        &[
+            "assess",
+            "privacy",
+            model.to_str().unwrap(),
+            "--members",
+            a.to_str().unwrap(),
+            "--non-members",
+            b.to_str().unwrap(),
+            "--label",
+            "label",
+            "--policies",
+            "bogus",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+}
+
+#[test]
+fn extraction_reports_fidelity_curves_and_prada() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = halves(dir.path());
+    let model = assets().join("demo-fraud.onnx");
+    let out = aegis(
+        &[
+            "--format",
+            "json",
+            "assess",
+            "extraction",
+            model.to_str().unwrap(),
+            "--data",
+            a.to_str().unwrap(),
+            "--label",
+            "label",
+            "--budgets",
+            "50,200",
+            "--strategies",
+            "pool,jacobian",
+            "--policies",
+            "label",
+        ],
+        dir.path(),
+    );
+    let code = out.status.code().unwrap();
+    assert!(
+        code == 0 || code == 1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = json(&out);
+    let text = report["metrics"]["extraction"].to_string();
+    assert!(text.contains("jacobian") && text.contains("pool"), "{text}");
+    let bad = aegis(
+        &[
+            "assess",
+            "extraction",
+            model.to_str().unwrap(),
+            "--data",
+            a.to_str().unwrap(),
+            "--label",
+            "label",
+            "--budgets",
+            "0",
+        ],
+        dir.path(),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--budgets"));
+}
