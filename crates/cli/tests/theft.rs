@@ -37,29 +37,31 @@ fn json(out: &std::process::Output) -> Value {
     })
 }
 
+/// `aegis [PREFIX] assess privacy` on the demo model with the two halves and the given policies.
+fn privacy(dir: &Path, prefix: &[&str], policies: &str) -> std::process::Output {
+    let (a, b) = halves(dir);
+    let model = assets().join("demo-fraud.onnx");
+    let mut args: Vec<&str> = prefix.to_vec();
+    args.extend([
+        "assess",
+        "privacy",
+        model.to_str().unwrap(),
+        "--members",
+        a.to_str().unwrap(),
+        "--non-members",
+        b.to_str().unwrap(),
+        "--label",
+        "label",
+        "--policies",
+        policies,
+    ]);
+    aegis(&args, dir)
+}
+
 #[test]
 fn privacy_reports_every_policy_and_attack() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = halves(dir.path());
-    let model = assets().join("demo-fraud.onnx");
-    let out = aegis(
-        &[
-            "--format",
-            "json",
-            "assess",
-            "privacy",
-            model.to_str().unwrap(),
-            "--members",
-            a.to_str().unwrap(),
-            "--non-members",
-            b.to_str().unwrap(),
-            "--label",
-            "label",
-            "--policies",
-            "label,top-k:1",
-        ],
-        dir.path(),
-    );
+    let out = privacy(dir.path(), &["--format", "json"], "label,top-k:1");
     let code = out.status.code().unwrap();
     assert!(
         code == 0 || code == 1,
@@ -85,24 +87,7 @@ fn privacy_reports_every_policy_and_attack() {
 #[test]
 fn privacy_names_a_bad_policy() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = halves(dir.path());
-    let model = assets().join("demo-fraud.onnx");
-    let out = aegis(
-        &[
-            "assess",
-            "privacy",
-            model.to_str().unwrap(),
-            "--members",
-            a.to_str().unwrap(),
-            "--non-members",
-            b.to_str().unwrap(),
-            "--label",
-            "label",
-            "--policies",
-            "bogus",
-        ],
-        dir.path(),
-    );
+    let out = privacy(dir.path(), &[], "bogus");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
