@@ -27,15 +27,35 @@ end=$(date +%s.%N)
   python3 - "$JSON" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))["metrics"]["extraction"]
-print("```")
-print(json.dumps({k: v for k, v in r.items() if k not in ("curves",)}, indent=1)[:6000])
-print("```")
+print(f"Victim: {r['n_features']} features, {r['n_classes']} classes, accuracy {r.get('victim_accuracy') or float('nan'):.3f} on "
+      f"{r['holdout_rows']} held-out rows; attacker pool {r['attacker_rows']} rows; surrogate {r['surrogate']}.")
 print()
-print("| strategy | policy | budget | fidelity |")
-print("|---|---|---:|---:|")
-for c in r.get("curves", []):
-    for p in c.get("points", []):
-        print(f"| {c.get('strategy')} | {c.get('policy')} | {p.get('queries', p.get('budget'))} | {p.get('fidelity'):.3f} |")
+budgets = r["budgets"]
+print("Surrogate fidelity (agreement with the victim on held-out rows) by query budget:")
+print()
+print("| strategy | policy | " + " | ".join(str(b) for b in budgets) + " |")
+print("|---|---|" + "---:|" * len(budgets))
+for c in r["curves"]:
+    by = {p["budget"]: p["fidelity"] for p in c["points"]}
+    cells = [f"{by[b]:.3f}" if b in by else "–" for b in budgets]
+    print(f"| {c['strategy']} | {c['policy']} | " + " | ".join(cells) + " |")
+short = [f"{c['strategy']} stops at {c['points'][-1]['queries']} queries" for c in r["curves"]
+         if c["policy"] == "full" and c["points"] and c["points"][-1]["queries"] < c["points"][-1]["budget"]]
+if short:
+    print()
+    print("(" + "; ".join(short) + ": the attacker's share of the pool; its last column is that many queries.)")
+print()
+b = r["benign"]
+print(f"PRADA (δ {b['delta']}, and δ {b.get('calibrated_delta') or float('nan'):.3f} calibrated for ≤ 5 % benign false alarms):")
+print()
+print("| stream | queries | queries to alarm (δ) | queries to alarm (calibrated) | min W | low-margin share | out-of-range share |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for p in r["prada"]:
+    q = lambda v: "none" if v is None else str(v)
+    print(f"| {p['strategy']} | {p['queries']} | {q(p['queries_to_alarm'])} | {q(p['queries_to_alarm_calibrated'])} | "
+          f"{p['min_w']:.3f} | {p['low_margin_share']:.3f} | {p['out_of_distribution_share']:.3f} |")
+print(f"| benign ({b['streams']} × {b['stream_length']}) | | {b['alarms']} alarms ({100*b['false_alarm_rate']:.0f} %) | "
+      f"{b['calibrated_alarms']} alarms ({100*b['calibrated_false_alarm_rate']:.0f} %) | {min(b['min_w']):.3f} | | |")
 PY
 } > "$OUT"
 cat "$OUT"

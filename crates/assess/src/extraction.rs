@@ -41,7 +41,7 @@ use aegis_ml::output_policy::OutputPolicy;
 use aegis_ml::rng::Rng;
 use aegis_ml::train::{train, NoHooks, TrainConfig};
 use aegis_ml::{argmax_rows, input_gradient, predict_proba_batched, Loss, Model};
-use aegis_monitor::prada::{PradaConfig, PradaState};
+use aegis_monitor::prada::{DistanceSpace, PradaConfig, PradaState};
 use serde::Serialize;
 
 use crate::Error;
@@ -184,8 +184,10 @@ pub struct ExtractionConfig {
     pub soft_labels: bool,
     /// Pool rows held out for measuring fidelity; `None`: min(1000, 30 % of the pool).
     pub holdout: Option<usize>,
-    /// PRADA settings; an empty `scale` is filled with the pool's per-feature standard deviations.
+    /// PRADA settings; with an empty `scale`, distances are measured in `prada_distance` fitted on the pool.
     pub prada: PradaConfig,
+    /// The space PRADA measures distances in, fitted on the pool (the gateway fits it on its reference data).
+    pub prada_distance: DistanceSpace,
     /// Benign streams (independent random orders of the held-out rows) for the false-alarm rate; as many
     /// again calibrate δ. Benign streams are as long as the held-out set: a longer natural stream is tested more
     /// often and alarms more (the pool strategy's stream is one).
@@ -217,6 +219,7 @@ impl Default for ExtractionConfig {
             soft_labels: true,
             holdout: None,
             prada: PradaConfig::default(),
+            prada_distance: DistanceSpace::default(),
             benign_streams: 50,
             target_false_alarm_rate: 0.05,
             seed: 0,
@@ -759,26 +762,6 @@ fn systematic_labels(row: &[f32], m: usize, u: f32) -> Vec<u32> {
     out
 }
 
-/// Per-feature standard deviation of row-major `x` (1 where it is 0).
-fn feature_std(x: &[f32], d: usize) -> Vec<f64> {
-    let n = x.len() / d.max(1);
-    (0..d)
-        .map(|j| {
-            let mean = (0..n).map(|i| x[i * d + j] as f64).sum::<f64>() / n.max(1) as f64;
-            let var = (0..n)
-                .map(|i| (x[i * d + j] as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n.max(1) as f64;
-            let sd = var.sqrt();
-            if sd > 1e-12 && sd.is_finite() {
-                sd
-            } else {
-                1.0
-            }
-        })
-        .collect()
-}
-
 /// Feed a stream of raw queries with the victim's full answers to a fresh PRADA state; returns the state and
 /// every test the detector ran as `(query count, W)`. The state evolves the same whatever δ is (δ only sets
 /// the alarm flag), so the trace answers "when would it have alarmed" for any δ.
@@ -907,8 +890,12 @@ pub fn assess_extraction(
             / holdout as f64
     });
     let mut prada_cfg = config.prada.clone();
-    if prada_cfg.scale.is_empty() {
-        prada_cfg.scale = feature_std(&pool.features, d);
+    if prada_cfg.scale.is_empty() && prada_cfg.feature_map.is_none() {
+        let pool64: Vec<f64> = pool.features.iter().map(|v| f64::from(*v)).collect();
+        config
+            .prada_distance
+            .fit_into(&mut prada_cfg, &pool64, d)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
     }
     prada_cfg
         .validate()

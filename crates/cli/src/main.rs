@@ -10,6 +10,7 @@ mod args;
 mod commands;
 mod output;
 mod progress;
+mod prompt;
 
 use std::process::ExitCode;
 

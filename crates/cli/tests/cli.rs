@@ -286,11 +286,18 @@ fn rules_command_documents_each_rule() {
         "AEG-SCH-",
         "AEG-DRIFT-",
         "AEG-PRIV-",
-        "AEG-EXT-"
+        "AEG-EXT-",
+        "AEG-VAULT-"
     ]
     .iter()
     .any(|p| id.starts_with(p))));
-    for id in ["AEG-ROB-001", "AEG-SCAN-101", "AEG-AUD-040", "AEG-SCH-001"] {
+    for id in [
+        "AEG-ROB-001",
+        "AEG-SCAN-101",
+        "AEG-AUD-040",
+        "AEG-SCH-001",
+        "AEG-VAULT-001",
+    ] {
         assert!(ids.contains(&id), "{id} missing from the catalogue");
     }
     let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();

@@ -15,6 +15,7 @@ mod location;
 mod report;
 mod rule;
 mod severity;
+pub mod special;
 mod table;
 
 pub use data_schema::{

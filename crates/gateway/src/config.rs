@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use aegis_ml::output_policy::OutputPolicy;
-use aegis_monitor::prada::PradaConfig;
+use aegis_monitor::prada::{DistanceSpace, PradaConfig};
 use aegis_monitor::window::WindowConfig;
 use serde::{Deserialize, Serialize};
 
@@ -173,6 +173,19 @@ pub struct ModelConfig {
     /// Live drift windows (needs `reference`; defaults apply when `reference` is set and this is absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<WindowConfig>,
+    /// age identity file (owner-only) that decrypts `path`, an age-encrypted model, in memory only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<PathBuf>,
+    /// Trusted Ed25519 public keys (PEM): the model is served only with a valid signature by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_keys: Vec<PathBuf>,
+    /// The model's signature (`aegis vault sign` of the plaintext model file; default: the model path without
+    /// `.age`, plus `.sig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<PathBuf>,
+    /// Serve even when the signature is missing or fails (the override and its reason are audited).
+    #[serde(default)]
+    pub allow_unverified: bool,
 }
 
 impl ModelConfig {
@@ -190,12 +203,28 @@ impl ModelConfig {
             extraction: ExtractionConfig::default(),
             reference: None,
             drift: None,
+            identity: None,
+            trusted_keys: Vec::new(),
+            signature: None,
+            allow_unverified: false,
         }
     }
 
     /// Checks of the theft and drift settings; the error names the model and the field.
     fn check_guards(&self) -> std::result::Result<(), String> {
         let bad = |field: &str, what: String| Err(format!("model {:?}: {field} {what}", self.name));
+        if self.signature.is_some() && self.trusted_keys.is_empty() {
+            return bad(
+                "signature",
+                "needs trusted_keys: a signature checked against no key proves nothing".into(),
+            );
+        }
+        if self.allow_unverified && self.trusted_keys.is_empty() {
+            return bad(
+                "allow_unverified",
+                "only makes sense with trusted_keys (without them nothing is verified)".into(),
+            );
+        }
         match &self.output {
             OutputPolicy::TopK { k } if *k == 0 => {
                 return bad("output.k", "must be at least 1".into())
@@ -385,8 +414,11 @@ pub struct ExtractionConfig {
     /// Top-two margin below which a query counts as near the decision boundary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low_margin: Option<f64>,
-    /// Per-feature divisors before distances (default: the reference data's standard deviations, or the
-    /// schema's ranges without reference data).
+    /// With reference data: `normal-scores` (default) or `std`; see [`DistanceSpace`].
+    #[serde(default)]
+    pub distance: DistanceSpace,
+    /// Explicit per-feature divisors before distances (overrides `distance`; without reference data and
+    /// without `scale`, the schema's ranges).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Vec<f64>>,
     /// Run the test once every this many new distances.
@@ -408,6 +440,7 @@ impl Default for ExtractionConfig {
             window: None,
             max_representatives: None,
             low_margin: None,
+            distance: DistanceSpace::default(),
             scale: None,
             test_every: None,
             max_classes: None,
@@ -522,6 +555,14 @@ impl Config {
             }
             if let Some(w) = &mut m.watermark {
                 fix(&mut w.key_file);
+            }
+            for p in m
+                .identity
+                .iter_mut()
+                .chain(m.signature.iter_mut())
+                .chain(m.trusted_keys.iter_mut())
+            {
+                fix(p);
             }
         }
         if let Some(p) = &mut self.server.tls_cert {

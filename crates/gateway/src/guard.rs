@@ -40,7 +40,7 @@ const MAX_KEY_BYTES: u64 = 4096;
 /// The extraction detector's settings for one model.
 #[derive(Debug, Clone)]
 pub struct ExtractionSettings {
-    /// PRADA's parameters (scale filled in from the reference data or the schema).
+    /// PRADA's parameters (distance space fitted on the reference data, else the schema's ranges as scale).
     pub prada: PradaConfig,
     /// What happens once a key raised the alarm.
     pub action: ExtractionAction,
@@ -82,7 +82,7 @@ impl ModelGuard {
             .map(|f| f.name.clone())
             .collect();
         let mut profile = None;
-        let mut stds = None;
+        let mut reference = None;
         if let Some(path) = &config.reference {
             let (rows, n) = read_reference(path, &features).map_err(|r| bad("reference", r))?;
             let x: Vec<f32> = rows.iter().map(|v| *v as f32).collect();
@@ -90,7 +90,7 @@ impl ModelGuard {
             let predictions = aegis_ml::argmax_rows(&proba, k.max(1));
             let built = ReferenceProfile::build(features.clone(), &rows, n, &predictions, k)
                 .map_err(|e| bad("reference", e.to_string()))?;
-            stds = Some(column_stds(&rows, n, nf));
+            reference = Some(rows);
             profile = Some(built);
         }
         let drift = match (&profile, &config.drift) {
@@ -101,19 +101,13 @@ impl ModelGuard {
         let extraction = if config.extraction.enabled {
             let mut prada = config.extraction.prada();
             if prada.scale.is_empty() {
-                prada.scale = match &stds {
-                    Some(s) => s.clone(),
-                    None => model
-                        .schema
-                        .features
-                        .iter()
-                        .map(|f| f64::from(f.range()))
-                        .collect(),
-                };
-                for s in &mut prada.scale {
-                    if !(s.is_finite() && *s > 0.0) {
-                        *s = 1.0;
-                    }
+                match &reference {
+                    Some(rows) => config
+                        .extraction
+                        .distance
+                        .fit_into(&mut prada, rows, nf)
+                        .map_err(|e| bad("reference", e.to_string()))?,
+                    None => prada.scale = schema_ranges(model),
                 }
             } else if prada.scale.len() != nf {
                 return Err(bad(
@@ -338,15 +332,22 @@ pub fn read_reference(
     Ok((rows, n))
 }
 
-/// Standard deviation of each column of `n` rows of width `nf`.
-fn column_stds(rows: &[f64], n: usize, nf: usize) -> Vec<f64> {
-    (0..nf)
-        .map(|j| {
-            let values = rows.iter().skip(j).step_by(nf.max(1)).take(n);
-            let mean = values.clone().sum::<f64>() / n.max(1) as f64;
-            let var = values.map(|v| (v - mean).powi(2)).sum::<f64>() / n.max(1) as f64;
-            var.sqrt()
-        })
+fn positive_or_one(s: f64) -> f64 {
+    if s.is_finite() && s > 0.0 {
+        s
+    } else {
+        1.0
+    }
+}
+
+/// Per-feature divisors from the schema's ranges (1 where a range is empty or unbounded): the detector's
+/// distance scale when the model has no reference data.
+fn schema_ranges(model: &LocalModel) -> Vec<f64> {
+    model
+        .schema
+        .features
+        .iter()
+        .map(|f| positive_or_one(f64::from(f.range())))
         .collect()
 }
 
@@ -527,11 +528,5 @@ mod tests {
         assert!(!format!("{w:?}").contains("0123456789"));
         std::fs::write(&p, "short").unwrap();
         assert!(read_watermark(&config).is_err());
-    }
-
-    #[test]
-    fn column_stds_are_population_stds() {
-        let s = column_stds(&[1.0, 10.0, 3.0, 10.0], 2, 2);
-        assert_eq!(s, vec![1.0, 0.0]);
     }
 }

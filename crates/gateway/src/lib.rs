@@ -31,6 +31,7 @@ pub mod log;
 pub mod metrics;
 pub mod models;
 pub mod offline;
+pub mod provenance;
 pub mod serve;
 pub mod server;
 pub mod tls;

@@ -28,6 +28,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::ModelConfig;
 use crate::error::{Error, Result};
+use crate::provenance::Provenance;
 
 /// Most rows one request may carry.
 pub const MAX_ROWS: usize = 10_000;
@@ -67,7 +68,7 @@ pub struct ScanSummary {
 pub struct ModelEvent {
     /// The model's configured name.
     pub model: String,
-    /// `loaded`, `loaded-despite-findings` or `refused`.
+    /// `loaded`, `loaded-despite-findings`, `loaded-unverified` or `refused`.
     pub decision: String,
     /// Details for the operator: digest and shape, the findings, or why it was refused.
     pub detail: String,
@@ -97,6 +98,8 @@ pub struct LocalModel {
     pub digest: String,
     /// What the scan found.
     pub scan: ScanSummary,
+    /// Decrypted in memory, signed by whom, or served unverified.
+    pub provenance: Provenance,
     model: Arc<dyn aegis_ml::Model>,
 }
 
@@ -109,6 +112,7 @@ impl fmt::Debug for LocalModel {
             .field("classes", &self.classes)
             .field("digest", &self.digest)
             .field("scan", &self.scan)
+            .field("provenance", &self.provenance)
             .field("model", &self.model.describe())
             .finish()
     }
@@ -133,6 +137,8 @@ pub struct ModelInfo {
     pub digest: String,
     /// What the scan found.
     pub scan: ScanSummary,
+    /// Decrypted in memory, signed by whom, or served unverified.
+    pub provenance: Provenance,
 }
 
 impl LocalModel {
@@ -162,6 +168,7 @@ impl LocalModel {
                 .collect(),
             digest: self.digest.clone(),
             scan: self.scan.clone(),
+            provenance: self.provenance.clone(),
         }
     }
 
@@ -294,7 +301,8 @@ fn write_if_different(path: &Path, bytes: &[u8]) -> Result<()> {
 fn load_one(config: &ModelConfig) -> std::result::Result<(LocalModel, ModelEvent), String> {
     crate::config::check_name(&config.name)?;
     let schema = read_schema(&config.schema)?;
-    let bytes = read_model_bytes(&config.path)?;
+    let (bytes, provenance) =
+        crate::provenance::read_model(config, aegis_ml::onnx::MAX_MODEL_BYTES)?;
     let digest = crate::util::sha256_hex(&bytes);
 
     // Scan the very bytes that will be loaded: nothing can change between the scan and the load.
@@ -338,12 +346,26 @@ fn load_one(config: &ModelConfig) -> std::result::Result<(LocalModel, ModelEvent
         return Err("class names must be distinct".into());
     }
 
-    let shape = format!(
+    let mut shape = format!(
         "sha256 {digest}, {} features, {k} classes, {}",
         schema.features.len(),
         model.describe()
     );
-    let event = if scan.overridden {
+    let origin = provenance.describe();
+    if !origin.is_empty() {
+        shape.push_str(&format!("; {origin}"));
+    }
+    let event = if let Some(why) = &provenance.unverified {
+        ModelEvent::new(
+            &config.name,
+            "loaded-unverified",
+            format!(
+                "served without a valid signature because allow_unverified = true ({shape}): {why}; scan: {} \
+                 finding(s)",
+                scan.findings
+            ),
+        )
+    } else if scan.overridden {
         ModelEvent::new(
             &config.name,
             "loaded-despite-findings",
@@ -375,6 +397,7 @@ fn load_one(config: &ModelConfig) -> std::result::Result<(LocalModel, ModelEvent
         classes,
         digest,
         scan,
+        provenance,
         model: Arc::from(model),
     };
     Ok((model, event))
@@ -394,20 +417,6 @@ fn summarize(findings: &[aegis_core::Finding]) -> ScanSummary {
             .map(|f| format!("{} {}: {}", f.rule, f.severity.as_str(), f.title))
             .collect(),
     }
-}
-
-/// Read a model file, refusing one larger than aegis-ml accepts before reading it.
-fn read_model_bytes(path: &Path) -> std::result::Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    if meta.len() > aegis_ml::onnx::MAX_MODEL_BYTES {
-        return Err(format!(
-            "{} is {} bytes, larger than the {}-byte limit",
-            path.display(),
-            meta.len(),
-            aegis_ml::onnx::MAX_MODEL_BYTES
-        ));
-    }
-    std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))
 }
 
 /// Load ONNX bytes like [`aegis_ml::load_onnx`] does from a file: candle when it can run every operator,
@@ -1310,6 +1319,7 @@ max = 1.0
             classes: vec!["legit".into(), "fraud".into()],
             digest: "00".into(),
             scan: ScanSummary::default(),
+            provenance: Provenance::default(),
             model: Arc::new(Summing(3)),
         }
     }

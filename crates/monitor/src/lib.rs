@@ -19,6 +19,7 @@ pub mod correction;
 pub mod divergence;
 pub mod drift;
 mod error;
+pub mod feature_map;
 pub mod ks;
 pub mod prada;
 pub mod shapiro;

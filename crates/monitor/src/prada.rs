@@ -14,7 +14,8 @@
 //!
 //! # Algorithm (per client and model, Algorithm 1 of the paper)
 //! For a query `x` with predicted class `c = argmax(probabilities)`:
-//! 1. scale `x` per feature (`config.scale`, e.g. the reference standard deviations);
+//! 1. map `x` per feature: `config.feature_map` fitted on reference data (robust or normal scores; see
+//!    [`crate::feature_map`] for why tabular data needs one) or divide by `config.scale`;
 //! 2. if class `c` has no representatives yet, `x` becomes its first one (no distance);
 //! 3. otherwise `d_min` = min L2 distance from `x` to the representatives `G_c`; `d_min` joins the distance set
 //!    `D` (the `window` most recent are kept); if `d_min > T_c`, `x` joins `G_c`, `d_min` joins the class's own
@@ -51,9 +52,11 @@
 //! for the database row size you accept.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::feature_map::{population_std, sorted_columns, FeatureMap, NormalScores, RobustScores};
 use crate::shapiro::{shapiro_wilk, MAX_N, MIN_N};
 use crate::Error;
 
@@ -65,6 +68,60 @@ const MAX_DISTANCE: f64 = 1e100;
 
 /// Seed of the reservoir RNG when a state has none (xorshift cannot start from 0).
 const DEFAULT_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// The space in which the extraction detector measures distances between queries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistanceSpace {
+    /// Each feature mapped to normal scores of the reference data
+    /// ([`NormalScores`](crate::feature_map::NormalScores): the fewest false alarms on heavy-tailed data).
+    NormalScores,
+    /// Median and IQR scaling with softly clipped tails ([`RobustScores`](crate::feature_map::RobustScores)).
+    #[default]
+    Robust,
+    /// Each feature divided by the reference data's standard deviation (keeps an attacker's fixed steps fixed,
+    /// but heavy-tailed features raise false alarms).
+    Std,
+}
+
+impl DistanceSpace {
+    /// Fit this space on reference `rows` (row-major, `n_features` each) into `config`: a feature map, or for
+    /// [`DistanceSpace::Std`] the population standard deviations as `scale` (1 where a feature is constant).
+    pub fn fit_into(
+        self,
+        config: &mut PradaConfig,
+        rows: &[f64],
+        n_features: usize,
+    ) -> Result<(), Error> {
+        let map = match self {
+            DistanceSpace::NormalScores => FeatureMap::Normal(NormalScores::fit(rows, n_features)?),
+            DistanceSpace::Robust => FeatureMap::Robust(RobustScores::fit(rows, n_features)?),
+            DistanceSpace::Std => {
+                config.scale = column_stds(rows, n_features)?;
+                config.feature_map = None;
+                return Ok(());
+            }
+        };
+        config.feature_map = Some(Arc::new(map));
+        config.scale.clear();
+        Ok(())
+    }
+}
+
+/// Population standard deviation of each feature's finite values (1 where it is 0).
+fn column_stds(rows: &[f64], n_features: usize) -> Result<Vec<f64>, Error> {
+    Ok(sorted_columns(rows, n_features)?
+        .iter()
+        .map(|col| {
+            let std = population_std(col);
+            if std.is_finite() && std > 0.0 {
+                std
+            } else {
+                1.0
+            }
+        })
+        .collect())
+}
 
 /// Detector settings (per model).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +143,10 @@ pub struct PradaConfig {
     pub test_every: usize,
     /// At most this many distinct predicted classes are tracked; queries of further classes only count.
     pub max_classes: usize,
+    /// Map features before distances (instead of `scale`); fitted by the caller on reference data, never read
+    /// from a configuration file.
+    #[serde(skip)]
+    pub feature_map: Option<Arc<FeatureMap>>,
 }
 
 impl Default for PradaConfig {
@@ -99,6 +160,7 @@ impl Default for PradaConfig {
             low_margin: 0.1,
             test_every: 1,
             max_classes: 1000,
+            feature_map: None,
         }
     }
 }
@@ -138,6 +200,9 @@ impl PradaConfig {
                 "low_margin must be in [0, 1], got {}",
                 self.low_margin
             ));
+        }
+        if self.feature_map.is_some() && !self.scale.is_empty() {
+            return bad("give either a scale or a feature map, not both".into());
         }
         if let Some((i, s)) = self
             .scale
@@ -402,8 +467,15 @@ impl PradaState {
         s
     }
 
-    /// `x` divided by the scale, or None when it cannot be measured against this state.
+    /// `x` through the feature map or divided by the scale, or None when it cannot be measured against this
+    /// state.
     fn scaled(&self, config: &PradaConfig, x: &[f64]) -> Option<Vec<f64>> {
+        if let Some(map) = &config.feature_map {
+            if self.features.is_some_and(|f| f != x.len()) {
+                return None;
+            }
+            return map.apply(x);
+        }
         if x.is_empty()
             || (!config.scale.is_empty() && config.scale.len() != x.len())
             || self.features.is_some_and(|f| f != x.len())

@@ -201,7 +201,7 @@ fn poly(c: &[f64], x: f64) -> f64 {
 
 /// Normal quantile, AS 111 (Beasley & Springer 1977), as used by AS R94. Absolute error ≲ 5e-6 over (1e-5, 1−1e-5);
 /// plenty for Royston's weights, whose fits were made with it. Returns 0 outside (0, 1).
-fn ppnd(p: f64) -> f64 {
+pub(crate) fn ppnd(p: f64) -> f64 {
     const A: [f64; 4] = [
         2.50662823884,
         -18.61500062529,

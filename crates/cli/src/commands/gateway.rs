@@ -247,7 +247,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if !from_stdin && !stdin.is_terminal() {
         bail!("standard input is not a terminal: pass the password with --password-stdin");
     }
-    let echo_off = !from_stdin && set_echo(false);
+    let echo_off = !from_stdin && crate::prompt::set_echo(false);
     if !from_stdin {
         eprint!("password (12+ characters): ");
         let _ = std::io::stderr().flush();
@@ -255,7 +255,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
     if echo_off {
-        set_echo(true);
+        crate::prompt::set_echo(true);
         eprintln!();
     }
     read.context("read the password")?;
@@ -264,16 +264,6 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
         bail!("no password given");
     }
     Ok(password)
-}
-
-/// Turn terminal echo on or off with `stty` (no unsafe code); false when it could not.
-fn set_echo(on: bool) -> bool {
-    std::process::Command::new("stty")
-        .arg(if on { "echo" } else { "-echo" })
-        .stdin(std::process::Stdio::inherit())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
 }
 
 /// `aegis key …`.
@@ -425,8 +415,9 @@ pub fn model(global: &GlobalArgs, command: ModelCommand) -> anyhow::Result<ExitC
     if global.format == OutputFormat::Human {
         let mut text = String::new();
         for m in &list {
+            let origin = m.provenance.describe();
             text.push_str(&format!(
-                "{:<20} v{:<6} {} features → {} classes  scan: {} finding(s){}\n",
+                "{:<20} v{:<6} {} features → {} classes  scan: {} finding(s){}{}\n",
                 m.name,
                 m.version,
                 m.n_features,
@@ -436,6 +427,11 @@ pub fn model(global: &GlobalArgs, command: ModelCommand) -> anyhow::Result<ExitC
                     " (served by override)"
                 } else {
                     ""
+                },
+                if origin.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {origin}")
                 }
             ));
         }

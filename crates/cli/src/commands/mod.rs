@@ -12,6 +12,7 @@ mod privacy;
 mod rules;
 mod scan;
 mod schema;
+mod vault;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(command) => gateway::model(&cli.global, command),
         Command::AuditLog(command) => gateway::audit_log(&cli.global, command),
         Command::Drift(args) => drift::run(&cli.global, args),
+        Command::Vault(command) => vault::run(&cli.global, command),
     }
 }
 

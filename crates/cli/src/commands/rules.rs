@@ -45,6 +45,7 @@ pub fn catalogue() -> Vec<&'static RuleDoc> {
     all.extend(aegis_audit::run::rules());
     all.extend(aegis_data::schema_rules());
     all.extend(aegis_monitor::drift::rules());
+    all.extend(aegis_vault::trust::RULES.iter());
     all
 }
 

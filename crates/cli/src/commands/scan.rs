@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use aegis_core::Report;
 use aegis_scan::{Policy, Scanner};
+use aegis_vault::trust::TrustPolicy;
 use anyhow::Context;
 
 use crate::args::{GlobalArgs, ScanArgs};
@@ -20,6 +21,7 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
         std::fs::metadata(path).with_context(|| format!("cannot scan {}", path.display()))?;
     }
     let scanner = build_scanner(&args)?;
+    let trust = trust_policy(&args)?;
     if let Some(jobs) = args.jobs {
         // Ignore the error when a global pool already exists (tests run several scans in one process).
         let _ = rayon_pool(jobs);
@@ -31,6 +33,11 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let outcome = scanner.scan_paths(&args.paths, &bar);
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report.findings = outcome.findings;
+    if trust.is_configured() {
+        for path in &args.paths {
+            report.findings.extend(trust.check(path, None));
+        }
+    }
     report.sort_findings();
     report
         .metrics
@@ -48,7 +55,19 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
             .metrics
             .insert("allowed_by_policy".into(), policy_extra.into());
     }
-    output::emit(global, &report, &aegis_scan::rules::all())
+    let mut rules = aegis_scan::rules::all();
+    rules.extend(aegis_vault::trust::RULES.iter());
+    output::emit(global, &report, &rules)
+}
+
+/// The signature requirement of `--trusted-key` and `--trust-policy` (empty: no requirement).
+fn trust_policy(args: &ScanArgs) -> anyhow::Result<TrustPolicy> {
+    let mut policy = match &args.trust_policy {
+        Some(path) => TrustPolicy::load(path).context("loading the trust policy")?,
+        None => TrustPolicy::default(),
+    };
+    policy.trusted_keys.extend(args.trusted_key.iter().cloned());
+    Ok(policy)
 }
 
 fn build_scanner(args: &ScanArgs) -> anyhow::Result<Scanner> {

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod demo_data;
+
 use std::time::Duration;
 
 use aegis_gateway::config::Config;
