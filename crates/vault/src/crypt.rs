@@ -2,8 +2,9 @@
 //! (one or several), an scrypt passphrase, and optional ASCII armor, all interoperable with the `age` CLI.
 //!
 //! Everything streams through fixed buffers (1 MiB around files; age's STREAM chunk is 64 KiB), so a
-//! multi-gigabyte model needs constant memory. File outputs are written to a temporary file beside the target
-//! (owner-only), synced, and renamed over the target only once the whole input has been processed and, when
+//! multi-gigabyte model needs constant memory; file reads and writes run on a second core ([`crate::pipe`]).
+//! File outputs are written to a temporary file beside the target (owner-only), synced when they replace an
+//! existing file, and renamed over the target only once the whole input has been processed and, when
 //! decrypting, authenticated: a wrong key, a tampered or a truncated file never leaves partial plaintext, and an
 //! existing output is untouched. Trees are staged in a temporary directory renamed into place at the end.
 //! Rotation pipes decryption into encryption in memory, so plaintext never reaches the disk.
@@ -25,6 +26,7 @@ use age::DecryptError;
 use zeroize::Zeroizing;
 
 use crate::keys::{self, Identities};
+use crate::pipe::pipelined;
 use crate::Error;
 
 /// Size of the buffers around files and of each read/write, in bytes.
@@ -536,8 +538,8 @@ pub fn encrypt_file(
     encrypt_file_with(to, &opts, input, output)
 }
 
-/// Encrypt the file `input` to `output`: written to an owner-only temporary file beside `output`, synced, and
-/// renamed into place once complete. Refuses `output == input`, and an existing output unless
+/// Encrypt the file `input` to `output`: written to an owner-only temporary file beside `output` (file IO on a
+/// second core) and renamed into place once complete. Refuses `output == input`, and an existing output unless
 /// `opts.overwrite`.
 pub fn encrypt_file_with(
     to: &EncryptTo,
@@ -547,7 +549,15 @@ pub fn encrypt_file_with(
 ) -> Result<u64, Error> {
     check_paths(input, output, opts.overwrite)?;
     let src = File::open(input).map_err(|e| Error::io(input, e))?;
-    encrypt_reader_to_file(to, opts, src, input, output)
+    let encryptor = encryptor(to)?;
+    write_atomically(output, opts.overwrite, |w| {
+        pipelined(
+            src,
+            w,
+            |r, cw| encrypt_inner(encryptor, opts.armor, r, cw, input, output),
+            |e| Error::io(output, e),
+        )
+    })
 }
 
 /// Encrypt everything `reader` yields (named `source` in errors, e.g. standard input) to `output`, atomically
@@ -602,7 +612,14 @@ pub fn decrypt_file_with(
 ) -> Result<u64, Error> {
     check_paths(input, output, opts.overwrite)?;
     let src = File::open(input).map_err(|e| Error::io(input, e))?;
-    decrypt_reader_to_file(with, opts, src, input, output)
+    write_atomically(output, opts.overwrite, |w| {
+        pipelined(
+            src,
+            w,
+            |r, cw| decrypt_inner(with, r, cw, input, output, None),
+            |e| Error::io(output, e),
+        )
+    })
 }
 
 /// Decrypt the age stream `reader` (named `source` in errors, e.g. standard input) to `output`, atomically as
@@ -773,8 +790,15 @@ fn temp_beside(target: &Path) -> Result<tempfile::NamedTempFile, Error> {
         .map_err(|e| Error::io(target, e))
 }
 
+/// Rename the finished temporary file to `output`. When that replaces an existing file (rotation, overwrite),
+/// the new contents are synced to disk first and the directory after, so a crash can never leave the old data
+/// gone and the new data not yet written; a brand-new output is left to the page cache, as `age` does (a crash
+/// then loses only the output, never the input).
 fn persist(tmp: tempfile::NamedTempFile, output: &Path, overwrite: bool) -> Result<(), Error> {
-    tmp.as_file().sync_all().map_err(|e| Error::io(output, e))?;
+    let replaces = std::fs::symlink_metadata(output).is_ok();
+    if replaces {
+        tmp.as_file().sync_all().map_err(|e| Error::io(output, e))?;
+    }
     let result = if overwrite {
         tmp.persist(output)
     } else {
@@ -790,7 +814,9 @@ fn persist(tmp: tempfile::NamedTempFile, output: &Path, overwrite: bool) -> Resu
             Error::io(output, e.error)
         }
     })?;
-    sync_dir(parent_dir(output));
+    if replaces {
+        sync_dir(parent_dir(output));
+    }
     Ok(())
 }
 

@@ -20,6 +20,7 @@ pub mod crypt;
 mod error;
 pub mod keys;
 pub mod manifest;
+mod pipe;
 pub mod secret_file;
 pub mod signature;
 pub mod signing_key;

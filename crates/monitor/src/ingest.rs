@@ -1,0 +1,415 @@
+//! Streaming ingestion of a REFERENCE / CURRENT pair of CSV files into per-column accumulators for
+//! [`crate::drift::compare`]: one pass over each file, in constant memory beyond the accumulators.
+//!
+//! Each file is read in chunks of whole rows ([`aegis_data::CsvChunks`]); the rows of a chunk are split into
+//! blocks that are parsed in parallel (rayon) into partial accumulators, folded in block order so the result
+//! does not depend on thread timing. Memory is bounded by the accumulators (exact numeric values up to
+//! `exact_limit` per column, then a KLL sketch; at most `max_categories` counted values per categorical column)
+//! plus one chunk. Column kinds come from the data schema or are inferred from the reference's first chunk:
+//! numeric when every present cell parses as a number, categorical otherwise.
+//!
+//! This module is why `aegis-monitor` depends on `aegis-data` (a layer-1 crate): the drift command's reading
+//! belongs beside the statistics it feeds, not in the binary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use aegis_core::{ColumnKind, ColumnSpec};
+use aegis_data::{Chunk, ChunkOptions, CsvChunks, Field, ReadOptions};
+use rayon::prelude::*;
+
+use crate::drift::{ColumnAccumulator, ColumnSet, DriftKind};
+use crate::Error;
+
+/// How to read the pair and which columns to compare.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// Field delimiter (default: sniffed from the header).
+    pub delimiter: Option<u8>,
+    /// Columns left out (ids).
+    pub drop: Vec<String>,
+    /// The label column, left out of the feature comparison.
+    pub label: Option<String>,
+    /// Cell values that mean "missing" (default: [`ReadOptions::DEFAULT_MISSING`]).
+    pub missing: Option<Vec<String>>,
+    /// A data schema (`aegis schema infer`) fixing each column's kind; inferred otherwise.
+    pub schema: Option<PathBuf>,
+    /// Exact numeric values kept per column before switching to a KLL sketch.
+    pub exact_limit: usize,
+    /// Distinct values counted per categorical column.
+    pub max_categories: usize,
+}
+
+/// Read both files (same columns by name, in any order) into accumulators: (reference, current).
+pub fn read_pair(
+    ref_path: &Path,
+    cur_path: &Path,
+    opts: &IngestOptions,
+) -> Result<(ColumnSet, ColumnSet), Error> {
+    let chunk_opts = ChunkOptions {
+        delimiter: opts.delimiter,
+        ..ChunkOptions::default()
+    };
+    let mut reference = CsvChunks::open(ref_path, &chunk_opts)?;
+    let mut current = CsvChunks::open(cur_path, &chunk_opts)?;
+    let first = reference.next_chunk()?.ok_or_else(|| no_rows(ref_path))?;
+    let plan = plan(opts, (ref_path, cur_path), &reference, &current, &first)?;
+    let kinds: Vec<(String, DriftKind)> = plan
+        .columns
+        .iter()
+        .map(|(_, name, p)| (name.clone(), kind_of(p)))
+        .collect();
+
+    let mut ref_set = ColumnSet::new(ref_path, &kinds, opts.exact_limit, opts.max_categories);
+    // Rows per byte from the first chunk, to size the numeric columns once (5% slack).
+    let bytes_per_row = (first.byte_len() as f64 / first.len().max(1) as f64).max(1.0);
+    // Never more than the file could hold: a number takes at least 2 bytes (a digit and a delimiter).
+    let numeric_columns = kinds
+        .iter()
+        .filter(|(_, k)| *k == DriftKind::Numeric)
+        .count()
+        .max(1) as u64;
+    let estimate = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|m| {
+                let guess = (m.len() as f64 / bytes_per_row * 1.05) as u64;
+                guess.min(m.len() / (2 * numeric_columns)) as usize
+            })
+            .unwrap_or(0)
+    };
+    ref_set.reserve(estimate(ref_path));
+    absorb_chunk(&mut ref_set, &first, &plan)?;
+    drop(first);
+    while let Some(chunk) = reference.next_chunk()? {
+        absorb_chunk(&mut ref_set, &chunk, &plan)?;
+    }
+    // The current file's columns, in the reference's order, found by name.
+    let cur_plan = Plan {
+        columns: plan
+            .columns
+            .iter()
+            .map(|(_, name, p)| {
+                let idx = current
+                    .header()
+                    .iter()
+                    .position(|h| h == name)
+                    .unwrap_or(usize::MAX);
+                (idx, name.clone(), p.clone())
+            })
+            .collect(),
+        missing: plan.missing.clone(),
+    };
+    let mut cur_set = ColumnSet::new(cur_path, &kinds, opts.exact_limit, opts.max_categories);
+    cur_set.reserve(estimate(cur_path));
+    while let Some(chunk) = current.next_chunk()? {
+        absorb_chunk(&mut cur_set, &chunk, &cur_plan)?;
+    }
+    if cur_set.rows == 0 {
+        return Err(no_rows(cur_path));
+    }
+    Ok((ref_set, cur_set))
+}
+
+fn no_rows(path: &Path) -> Error {
+    Error::Invalid(format!(
+        "{} has a header row but no data rows",
+        path.display()
+    ))
+}
+
+/// How a column's cells are read.
+#[derive(Debug, Clone)]
+enum Parser {
+    Number,
+    /// Timestamps (as seconds) and booleans go through the schema's own cell parser.
+    Spec(ColumnSpec),
+    Category,
+    Text,
+}
+
+struct Plan {
+    /// (file column index, name, parser) of each compared column, in reference order.
+    columns: Vec<(usize, String, Parser)>,
+    missing: HashSet<String>,
+}
+
+fn kind_of(p: &Parser) -> DriftKind {
+    match p {
+        Parser::Number => DriftKind::Numeric,
+        Parser::Spec(spec) if spec.kind == ColumnKind::Timestamp => DriftKind::Numeric,
+        Parser::Spec(_) | Parser::Category => DriftKind::Categorical,
+        Parser::Text => DriftKind::Text,
+    }
+}
+
+/// Check both headers, decide each column's parser from the schema or the reference's first chunk.
+fn plan(
+    opts: &IngestOptions,
+    (ref_path, cur_path): (&Path, &Path),
+    reference: &CsvChunks,
+    current: &CsvChunks,
+    first: &Chunk,
+) -> Result<Plan, Error> {
+    let rh = reference.header();
+    let ch = current.header();
+    let mut excluded: Vec<&str> = opts.drop.iter().map(String::as_str).collect();
+    if let Some(l) = &opts.label {
+        excluded.push(l);
+    }
+    for name in &excluded {
+        if !rh.iter().any(|h| h == name) && !ch.iter().any(|h| h == name) {
+            return Err(Error::Invalid(format!(
+                "column {name:?} (--drop/--label) is in neither {} nor {}",
+                ref_path.display(),
+                cur_path.display()
+            )));
+        }
+    }
+    let keep = |h: &&String| !excluded.contains(&h.as_str());
+    let only_ref: Vec<&String> = rh.iter().filter(keep).filter(|h| !ch.contains(h)).collect();
+    let only_cur: Vec<&String> = ch.iter().filter(keep).filter(|h| !rh.contains(h)).collect();
+    if !only_ref.is_empty() || !only_cur.is_empty() {
+        let mut why = Vec::new();
+        if !only_ref.is_empty() {
+            why.push(format!(
+                "only in {}: {}",
+                ref_path.display(),
+                list(&only_ref)
+            ));
+        }
+        if !only_cur.is_empty() {
+            why.push(format!(
+                "only in {}: {}",
+                cur_path.display(),
+                list(&only_cur)
+            ));
+        }
+        return Err(Error::Mismatch {
+            reference: ref_path.to_path_buf(),
+            current: cur_path.to_path_buf(),
+            reason: format!(
+                "the headers differ ({}); use --drop for columns to leave out",
+                why.join("; ")
+            ),
+        });
+    }
+    let missing: HashSet<String> = match &opts.missing {
+        Some(m) => m.iter().map(|s| s.trim().to_owned()).collect(),
+        None => ReadOptions::DEFAULT_MISSING
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+    };
+    let specs: BTreeMap<String, ColumnSpec> = match &opts.schema {
+        Some(path) => aegis_data::load_data_schema(path)?
+            .columns
+            .into_iter()
+            .map(|c| (c.name.clone(), c))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let mut columns = Vec::new();
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    let mut numeric = vec![true; rh.len()];
+    let mut present = vec![0usize; rh.len()];
+    for i in 0..first.len() {
+        first.fields(i, &mut fields)?;
+        for (j, f) in fields.iter().enumerate() {
+            if !numeric[j] {
+                continue;
+            }
+            let text = f.text();
+            if missing.contains(text.as_ref()) {
+                continue;
+            }
+            present[j] += 1;
+            if f.number().is_none() {
+                numeric[j] = false;
+            }
+        }
+    }
+    for (j, name) in rh.iter().enumerate() {
+        if excluded.contains(&name.as_str()) {
+            continue;
+        }
+        let parser = match specs.get(name) {
+            Some(spec) => match spec.kind {
+                ColumnKind::Numeric => Parser::Number,
+                ColumnKind::Timestamp | ColumnKind::Boolean => Parser::Spec(spec.clone()),
+                ColumnKind::Categorical => Parser::Category,
+                ColumnKind::Text => Parser::Text,
+            },
+            None if numeric[j] && present[j] > 0 => Parser::Number,
+            None => Parser::Category,
+        };
+        columns.push((j, name.clone(), parser));
+    }
+    if columns.is_empty() {
+        return Err(Error::Invalid(
+            "no columns to compare after --drop/--label".into(),
+        ));
+    }
+    Ok(Plan { columns, missing })
+}
+
+fn list(names: &[&String]) -> String {
+    names
+        .iter()
+        .take(12)
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parse one chunk in parallel blocks into partial accumulators and fold them into `set` in block order.
+fn absorb_chunk(set: &mut ColumnSet, chunk: &Chunk, plan: &Plan) -> Result<(), Error> {
+    let n = chunk.len();
+    let blocks = (rayon::current_num_threads() * 2).clamp(1, 64);
+    let per = n.div_ceil(blocks).max(1);
+    let template: Vec<ColumnAccumulator> =
+        set.columns.iter().map(|(_, a)| a.empty_like()).collect();
+    let partials: Vec<Result<Vec<ColumnAccumulator>, aegis_data::Error>> = (0..n.div_ceil(per))
+        .into_par_iter()
+        .map(|b| {
+            let mut accs: Vec<ColumnAccumulator> =
+                template.iter().map(|a| a.empty_like()).collect();
+            let mut fields: Vec<Field<'_>> = Vec::new();
+            for i in b * per..((b + 1) * per).min(n) {
+                chunk.fields(i, &mut fields)?;
+                for (acc, (idx, _, parser)) in accs.iter_mut().zip(&plan.columns) {
+                    match fields.get(*idx) {
+                        Some(f) => feed(acc, parser, f, &plan.missing),
+                        None => acc.push_missing(),
+                    }
+                }
+            }
+            Ok(accs)
+        })
+        .collect();
+    for partial in partials {
+        for ((_, acc), p) in set.columns.iter_mut().zip(partial?) {
+            acc.absorb(p);
+        }
+    }
+    set.rows += n as u64;
+    Ok(())
+}
+
+fn feed(acc: &mut ColumnAccumulator, parser: &Parser, f: &Field<'_>, missing: &HashSet<String>) {
+    match (acc, parser) {
+        (ColumnAccumulator::Numeric(a), Parser::Number) => match f.number() {
+            Some(v) if v.is_nan() => a.push_missing(),
+            Some(v) => a.push(v),
+            None => {
+                if missing.contains(f.text().as_ref()) {
+                    a.push_missing();
+                } else {
+                    a.push_invalid();
+                }
+            }
+        },
+        (acc, Parser::Spec(spec)) => {
+            let text = f.text();
+            if missing.contains(text.as_ref()) {
+                acc.push_missing();
+                return;
+            }
+            match (acc, spec.parse_cell(Some(text.as_ref()))) {
+                (ColumnAccumulator::Numeric(a), Ok(aegis_core::CellValue::Timestamp(t))) => {
+                    a.push(t as f64)
+                }
+                (ColumnAccumulator::Numeric(a), Ok(aegis_core::CellValue::Number(v))) => a.push(v),
+                (ColumnAccumulator::Numeric(a), _) => a.push_invalid(),
+                (ColumnAccumulator::Categorical(a), Ok(v)) => match v.canonical() {
+                    Some(c) => a.push(&c),
+                    None => a.push_missing(),
+                },
+                (ColumnAccumulator::Categorical(a), Err(_)) => a.push(text.as_ref()),
+                (acc, _) => acc.push_text(text.as_ref()),
+            }
+        }
+        (acc, _) => {
+            let text = f.text();
+            if missing.contains(text.as_ref()) {
+                acc.push_missing();
+            } else {
+                acc.push_text(text.as_ref());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(reference: &str, current: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, c) = (dir.path().join("ref.csv"), dir.path().join("cur.csv"));
+        std::fs::write(&r, reference).unwrap();
+        std::fs::write(&c, current).unwrap();
+        (dir, r, c)
+    }
+
+    fn options() -> IngestOptions {
+        IngestOptions {
+            exact_limit: 1000,
+            max_categories: 100,
+            ..IngestOptions::default()
+        }
+    }
+
+    #[test]
+    fn kinds_are_inferred_and_columns_matched_by_name() {
+        let (_d, r, c) = pair(
+            "x,colour,y\n1,red,0\n2.5,blue,1\nNA,red,0\n",
+            "colour,x,y\ngreen,3,1\nred,4,0\n",
+        );
+        let opts = IngestOptions {
+            label: Some("y".into()),
+            ..options()
+        };
+        let (rs, cs) = read_pair(&r, &c, &opts).unwrap();
+        assert_eq!((rs.rows, cs.rows), (3, 2));
+        let kinds: Vec<(&str, DriftKind)> = rs
+            .columns
+            .iter()
+            .map(|(n, a)| (n.as_str(), a.kind()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("x", DriftKind::Numeric),
+                ("colour", DriftKind::Categorical)
+            ]
+        );
+        // The current file's columns follow the reference's order whatever its own.
+        let names: Vec<&str> = cs.columns.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["x", "colour"]);
+    }
+
+    #[test]
+    fn mismatched_headers_and_empty_files_are_named() {
+        let (_d, r, c) = pair("a,b\n1,2\n", "a,c\n1,2\n");
+        let e = read_pair(&r, &c, &options()).unwrap_err().to_string();
+        assert!(
+            e.contains("only in") && e.contains("\"b\"") && e.contains("\"c\""),
+            "{e}"
+        );
+        let (_d, r, c) = pair("a,b\n1,2\n", "a,b\n");
+        let e = read_pair(&r, &c, &options()).unwrap_err().to_string();
+        assert!(e.contains("cur.csv") && e.contains("no data rows"), "{e}");
+        let (_d, r, c) = pair("a\n1\n", "a\n2\n");
+        let opts = IngestOptions {
+            drop: vec!["a".into()],
+            ..options()
+        };
+        assert!(read_pair(&r, &c, &opts).is_err());
+        let opts = IngestOptions {
+            drop: vec!["zzz".into()],
+            ..options()
+        };
+        let e = read_pair(&r, &c, &opts).unwrap_err().to_string();
+        assert!(e.contains("zzz"), "{e}");
+    }
+}
