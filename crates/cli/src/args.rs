@@ -906,7 +906,11 @@ pub struct RecipientArgs {
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
     /// Encrypt with a passphrase (scrypt), asked twice on the terminal.
-    #[arg(short = 'p', long, conflicts_with_all = ["recipients", "recipients_files"])]
+    #[arg(
+        short = 'p',
+        long,
+        conflicts_with_all = ["recipients", "recipients_files", "passphrase_file"]
+    )]
     pub passphrase: bool,
     /// Read the passphrase from the first line of FILE (owner-only permissions), for automation.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["recipients", "recipients_files"])]

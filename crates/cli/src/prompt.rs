@@ -45,14 +45,17 @@ fn read_tty(prompt: &str) -> anyhow::Result<Zeroizing<String>> {
     let Some(mut tty) = tty else {
         bail!("no terminal to ask for a passphrase: use --passphrase-file FILE (owner-only permissions)");
     };
-    write!(tty, "{prompt}").and_then(|()| tty.flush())?;
-    let echo_off = set_echo(false);
-    let mut line = Zeroizing::new(String::new());
-    let read = BufReader::new(&tty).read_line(&mut line);
-    if echo_off {
-        set_echo(true);
-        let _ = writeln!(tty);
+    if !set_echo(false) {
+        bail!(
+            "cannot turn off the terminal's echo (stty failed), so the passphrase would be shown: use \
+             --passphrase-file FILE (owner-only permissions)"
+        );
     }
+    write!(tty, "{prompt}").and_then(|()| tty.flush())?;
+    let mut line = Zeroizing::new(String::with_capacity(1024));
+    let read = BufReader::new(&tty).read_line(&mut line);
+    set_echo(true);
+    let _ = writeln!(tty);
     read.context("reading the passphrase from the terminal")?;
     let trimmed = Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
     Ok(trimmed)

@@ -404,6 +404,10 @@ fn sign_verify_and_scan_with_a_trust_policy() {
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["findings"][0]["rule"], "AEG-VAULT-002");
+    // A key that cannot be read is a failure of the tool (exit 2), not a finding about the model.
+    let out = aegis(&["vault", "verify", "model", "--key", "missing.pub"], d);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("missing.pub"), "{}", stderr(&out));
     // A trust policy file works the same as --key.
     std::fs::write(d.join("trust.toml"), "trusted_keys = [\"other.key.pub\"]\n").unwrap();
     let out = aegis(

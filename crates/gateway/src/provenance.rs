@@ -29,6 +29,9 @@ pub struct Provenance {
     /// Why the model is served unverified (`allow_unverified = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unverified: Option<String>,
+    /// Whether `trusted_keys` asked for a signature check (without one an encrypted model's origin is not
+    /// known: anyone can encrypt a file to the gateway's public recipient).
+    pub signature_checked: bool,
 }
 
 impl Provenance {
@@ -41,6 +44,10 @@ impl Provenance {
         match (&self.signed_by, &self.unverified) {
             (Some(hint), _) => parts.push(format!("signature verified (key {})", short(hint))),
             (None, Some(why)) => parts.push(format!("UNVERIFIED ({why})")),
+            (None, None) if self.encrypted => parts.push(
+                "origin not verified (no trusted_keys: anyone can encrypt to a public recipient)"
+                    .into(),
+            ),
             (None, None) => {}
         }
         parts.join(", ")
@@ -75,6 +82,7 @@ pub fn read_model(
     if config.trusted_keys.is_empty() {
         return Ok((bytes, provenance));
     }
+    provenance.signature_checked = true;
     match verify(config, &bytes) {
         Ok(hint) => provenance.signed_by = Some(hint),
         Err(why) if config.allow_unverified => provenance.unverified = Some(why),
@@ -93,12 +101,29 @@ pub fn signature_path(config: &ModelConfig) -> PathBuf {
     if let Some(s) = &config.signature {
         return s.clone();
     }
-    let plain = if is_age_file(&config.path) {
+    signature::default_signature_path(&plain_path(config))
+}
+
+/// The model file's plaintext name: the path without `.age`.
+fn plain_path(config: &ModelConfig) -> PathBuf {
+    if is_age_file(&config.path) {
         config.path.with_extension("")
     } else {
         config.path.clone()
-    };
-    signature::default_signature_path(&plain)
+    }
+}
+
+/// A text file of at most `max` bytes (read through a bound, not checked then read).
+fn read_bounded(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(max + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > max {
+        return Err(std::io::Error::other(format!("larger than {max} bytes")));
+    }
+    Ok(text)
 }
 
 /// Verify the signature over `bytes`; the hint of the key that signed, or why not.
@@ -109,7 +134,7 @@ fn verify(config: &ModelConfig, bytes: &[u8]) -> Result<String, String> {
         .iter()
         .map(|k| signing_key::read_verifying_key(k).map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let text = std::fs::read_to_string(&sig)
+    let text = read_bounded(&sig, signature::MAX_BUNDLE_BYTES)
         .map_err(|e| format!("no readable signature at {}: {e}", sig.display()))?;
     let (manifest, hint) =
         signature::verify_bundle_signer(&text, &sig, &keys).map_err(|e| e.to_string())?;
@@ -120,6 +145,18 @@ fn verify(config: &ModelConfig, bytes: &[u8]) -> Result<String, String> {
             manifest.resources.len()
         ));
     };
+    // The signature must be for this model, not for another file signed by the same key.
+    let name = plain_path(config)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if manifest.model_name != name {
+        return Err(format!(
+            "{} signs a model named {:?}, not {name:?}",
+            sig.display(),
+            manifest.model_name
+        ));
+    }
     let digest = sha256(bytes);
     if resource.digest != digest {
         return Err(format!(
@@ -142,13 +179,16 @@ fn is_age_file(path: &Path) -> bool {
 }
 
 fn read_plain(path: &Path, max_bytes: u64) -> Result<Vec<u8>, String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("read {}: {e}", path.display()))?;
-    if meta.len() > max_bytes {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(max_bytes + 1).read_to_end(&mut bytes))
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    if bytes.len() as u64 > max_bytes {
         return Err(format!(
-            "{} is {} bytes, larger than the {max_bytes}-byte limit",
-            path.display(),
-            meta.len()
+            "{} is larger than the {max_bytes}-byte limit",
+            path.display()
         ));
     }
-    std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))
+    Ok(bytes)
 }

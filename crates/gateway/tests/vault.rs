@@ -180,6 +180,40 @@ fn missing_or_untrusted_signatures_and_wrong_keys_are_refused() {
     assert!(!event.detail.contains(line));
 }
 
+#[test]
+fn a_signature_for_another_model_is_refused_and_unsigned_encryption_is_flagged() {
+    let f = Fixture::new();
+    // The same key signed another file: its signature does not vouch for this model, even with equal bytes.
+    std::fs::copy(f.path("fraud.onnx"), f.path("other.onnx")).unwrap();
+    signature::sign_path(
+        &f.path("other.onnx"),
+        &f.path("release.key"),
+        &f.path("other.onnx.sig"),
+        &HashOptions::default(),
+    )
+    .unwrap();
+    let (served, event) = load(f.model("fraud.onnx", |m| {
+        m.trusted_keys = vec![f.path("release.key.pub")];
+        m.signature = Some(f.path("other.onnx.sig"));
+    }));
+    assert!(!served, "{event:?}");
+    assert!(
+        event.detail.contains("signs a model named \"other.onnx\""),
+        "{}",
+        event.detail
+    );
+    // Encrypted but no trusted_keys: served, and the event says its origin was not verified.
+    let (served, event) = load(f.model("fraud.onnx.age", |m| {
+        m.identity = Some(f.path("gateway.agekey"))
+    }));
+    assert!(served && event.decision == "loaded", "{event:?}");
+    assert!(
+        event.detail.contains("origin not verified"),
+        "{}",
+        event.detail
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn an_identity_readable_by_others_is_refused() {

@@ -689,11 +689,20 @@ pub fn rotate_file(
     armor: bool,
     path: &Path,
 ) -> Result<u64, Error> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    // Rotation replaces `path` itself: through a symbolic link it would replace the link and leave the real
+    // file readable by the old keys, and a file with other hard links would keep its old contents under them.
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
     if !meta.is_file() {
         return Err(Error::Invalid(format!(
-            "{}: not a regular file",
+            "{}: not a regular file (symbolic links are refused: rotate the file they point to)",
             path.display()
+        )));
+    }
+    if hard_links(&meta) > 1 {
+        return Err(Error::Invalid(format!(
+            "{}: has {} hard links; the others would keep the old encryption",
+            path.display(),
+            hard_links(&meta)
         )));
     }
     let src = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -710,6 +719,17 @@ pub fn rotate_file(
     };
     persist(tmp, path, true)?;
     Ok(n)
+}
+
+#[cfg(unix)]
+fn hard_links(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    meta.nlink()
+}
+
+#[cfg(not(unix))]
+fn hard_links(_meta: &std::fs::Metadata) -> u64 {
+    1
 }
 
 #[cfg(unix)]

@@ -200,11 +200,9 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<String>, Error> {
         }
         match parse_recipient(line) {
             Ok(r) => recipients.push(r.to_string()),
-            Err(Error::Recipient { recipient, reason }) => {
-                return Err(key_error(format!(
-                    "line {}: invalid recipient {recipient:?}: {reason}",
-                    index + 1
-                )))
+            // The line is not repeated: a secret file given to -R by mistake must not be printed.
+            Err(Error::Recipient { reason, .. }) => {
+                return Err(key_error(format!("line {}: {reason}", index + 1)))
             }
             Err(e) => return Err(e),
         }

@@ -27,6 +27,9 @@ use crate::Error;
 pub const MAX_FILES: usize = 1_000_000;
 /// Deepest directory nesting walked below the model root.
 pub const MAX_DEPTH: usize = 64;
+/// Most directories walked (with symbolic links allowed, two links to `.` would otherwise branch at every
+/// level up to [`MAX_DEPTH`]).
+pub const MAX_DIRECTORIES: usize = 100_000;
 /// Paths at the model root ignored by default (as OpenSSF model-signing ignores them).
 pub const DEFAULT_IGNORES: &[&str] = &[".git", ".gitattributes", ".github", ".gitignore"];
 /// Read buffer per hashing task.
@@ -283,6 +286,7 @@ fn walk(
 ) -> Result<Vec<(Vec<String>, PathBuf)>, Error> {
     let mut files = Vec::new();
     let mut stack: Vec<(PathBuf, Vec<String>)> = vec![(root.to_path_buf(), Vec::new())];
+    let mut directories = 0usize;
     while let Some((dir, prefix)) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?;
         for entry in entries {
@@ -313,6 +317,13 @@ fn walk(
                     .file_type();
             }
             if file_type.is_dir() {
+                directories += 1;
+                if directories > MAX_DIRECTORIES {
+                    return Err(Error::Invalid(format!(
+                        "{}: more than {MAX_DIRECTORIES} directories (a symbolic link loop?)",
+                        root.display()
+                    )));
+                }
                 if components.len() > MAX_DEPTH {
                     return Err(Error::Invalid(format!(
                         "{}: more than {MAX_DEPTH} nested directories (a symbolic link loop?)",
@@ -483,6 +494,12 @@ mod tests {
         std::os::unix::fs::symlink(d.path(), d.path().join("a/loop")).unwrap();
         let e = build(d.path(), &opts, &none).unwrap_err().to_string();
         assert!(e.contains("nested directories"), "{e}");
+        // Two links back to the root branch at every level: stopped by the directory count long before
+        // 2^64 visits.
+        std::os::unix::fs::symlink(d.path(), d.path().join("a/loop2")).unwrap();
+        let e = build(d.path(), &opts, &none).unwrap_err().to_string();
+        assert!(e.contains("directories (a symbolic link loop?)"), "{e}");
+        fs::remove_file(d.path().join("a/loop2")).unwrap();
         fs::remove_file(d.path().join("a/loop")).unwrap();
         // A FIFO would block a reader forever: refused, never opened.
         let fifo = d.path().join("a/pipe");

@@ -118,29 +118,31 @@ impl TrustPolicy {
         !self.trusted_keys.is_empty()
     }
 
-    /// The findings for one scan target: none when it verifies, else one per kind of problem.
-    pub fn check(&self, target: &Path, signature: Option<&Path>) -> Vec<Finding> {
+    /// The findings for one scan target: none when it verifies, else one per kind of problem. A failure of the
+    /// tool rather than of the model (a trusted key or a file that cannot be read) is an `Err`, not a finding.
+    pub fn check(&self, target: &Path, signature: Option<&Path>) -> Result<Vec<Finding>, Error> {
         let sig = signature.map_or_else(
             || signature::default_signature_path(target),
             Path::to_path_buf,
         );
         let location = Location::file(target.display().to_string());
         if !sig.exists() {
-            return vec![Finding::new(
+            return Ok(vec![Finding::new(
                 &UNSIGNED,
                 location,
                 format!("no signature at {}", sig.display()),
             )
-            .with_evidence(json!({ "signature": sig.display().to_string() }))];
+            .with_evidence(json!({ "signature": sig.display().to_string() }))]);
         }
         let opts = HashOptions {
             signature_file: Some(sig.clone()),
             ..HashOptions::default()
         };
         match signature::verify_path(target, &sig, &self.trusted_keys, &opts) {
-            Ok(v) => verification_findings(target, &sig, &v),
-            Err(e) => vec![Finding::new(&BAD_SIGNATURE, location, e.to_string())
-                .with_evidence(json!({ "signature": sig.display().to_string() }))],
+            Ok(v) => Ok(verification_findings(target, &sig, &v)),
+            Err(e @ (Error::Io { .. } | Error::Key { .. })) => Err(e),
+            Err(e) => Ok(vec![Finding::new(&BAD_SIGNATURE, location, e.to_string())
+                .with_evidence(json!({ "signature": sig.display().to_string() }))]),
         }
     }
 }
@@ -217,7 +219,7 @@ mod tests {
         let policy = TrustPolicy {
             trusted_keys: vec![dir.path().join("k.pub")],
         };
-        let findings = policy.check(&f, None);
+        let findings = policy.check(&f, None).unwrap();
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0].rule.as_str(), "AEG-VAULT-001");
     }

@@ -612,6 +612,17 @@ fn rotation_re_encrypts_in_place() {
     assert!(temp_files(dir.path()).is_empty());
     assert!(crypt::decrypt_to_memory(&old_with, &ct, 1 << 20).is_err());
     assert!(crypt::decrypt_to_memory(&new_with, &ct, 1 << 20).unwrap()[..] == data[..]);
+    // Through a symbolic link or with a second hard link, rotation is refused and nothing changes.
+    let after = std::fs::read(&ct).unwrap();
+    let link = dir.path().join("link.age");
+    std::os::unix::fs::symlink(&ct, &link).unwrap();
+    let e = crypt::rotate_file(&new_with, &to(&[&old_r]), false, &link).unwrap_err();
+    assert!(e.to_string().contains("symbolic links"), "{e}");
+    let hard = dir.path().join("hard.age");
+    std::fs::hard_link(&ct, &hard).unwrap();
+    let e = crypt::rotate_file(&new_with, &to(&[&old_r]), false, &ct).unwrap_err();
+    assert!(e.to_string().contains("hard links"), "{e}");
+    assert_eq!(std::fs::read(&ct).unwrap(), after);
 }
 
 /// Throughput of a 1 GiB file (run with `--ignored --nocapture`); prints MB/s, asserts nothing about time.

@@ -35,7 +35,10 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     report.findings = outcome.findings;
     if trust.is_configured() {
         for path in &args.paths {
-            report.findings.extend(trust.check(path, None));
+            let findings = trust
+                .check(path, None)
+                .with_context(|| format!("checking the signature of {}", path.display()))?;
+            report.findings.extend(findings);
         }
     }
     report.sort_findings();

@@ -66,8 +66,8 @@ fn keygen(global: &GlobalArgs, args: &VaultKeygenArgs) -> anyhow::Result<ExitCod
             }
         }
         None => {
-            // Like age-keygen: the identity goes to standard output; refuse a terminal only for scripts' sake
-            // is not needed, the user asked for it.
+            // Like age-keygen without -o: the new identity goes to standard output (for a pipe or a
+            // redirection); `-o FILE` writes it owner-only instead.
             let (secret, recipient) = keys::generate_identity();
             say(global, &format!("Public key: {recipient}"));
             println!("# public key: {recipient}\n{}", secret.as_str());
@@ -316,7 +316,9 @@ fn verify(global: &GlobalArgs, args: &VaultVerifyArgs) -> anyhow::Result<ExitCod
     policy.trusted_keys.extend(args.key.iter().cloned());
     let started = Instant::now();
     let mut report = Report::new("vault verify", vec![args.path.display().to_string()]);
-    report.findings = policy.check(&args.path, args.signature.as_deref());
+    report.findings = policy
+        .check(&args.path, args.signature.as_deref())
+        .with_context(|| format!("verifying {}", args.path.display()))?;
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report.sort_findings();
     report
