@@ -681,7 +681,8 @@ impl Write for SecretBuf {
 }
 
 /// Re-encrypt the age file `path` in place to `to`: decryption is piped into encryption in memory (plaintext
-/// never reaches the disk) through a temporary file renamed over `path` at the end, keeping its permissions;
+/// never reaches the disk) through a temporary file renamed over `path` at the end, keeping its permissions and
+/// its armor (`armor` asks for armor even on a binary file);
 /// the original stays intact on any error. Returns the plaintext bytes.
 pub fn rotate_file(
     with: &DecryptWith,
@@ -705,7 +706,9 @@ pub fn rotate_file(
             hard_links(&meta)
         )));
     }
-    let src = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut src = File::open(path).map_err(|e| Error::io(path, e))?;
+    // An armored file stays armored (text-only channels and tools expect it).
+    let armor = armor || is_armored(&mut src).map_err(|e| Error::io(path, e))?;
     let mut tmp = temp_beside(path)?;
     tmp.as_file()
         .set_permissions(meta.permissions())
@@ -719,6 +722,21 @@ pub fn rotate_file(
     };
     persist(tmp, path, true)?;
     Ok(n)
+}
+
+/// Whether the file starts with age's armor line (the read position is restored to the start).
+fn is_armored(file: &mut File) -> io::Result<bool> {
+    use std::io::Seek;
+    let mut head = [0u8; ARMOR_INTRO.len()];
+    let mut n = 0;
+    while n < head.len() {
+        match file.read(&mut head[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    file.rewind()?;
+    Ok(head[..n] == *ARMOR_INTRO)
 }
 
 #[cfg(unix)]

@@ -66,6 +66,9 @@ pub struct Manifest {
     pub resources: Vec<Resource>,
     /// Paths (relative to the model root, POSIX) that were ignored, sorted.
     pub ignore_paths: Vec<String>,
+    /// Whether symbolic links were followed when hashing (recorded in the signature and honoured on
+    /// verification).
+    pub allow_symlinks: bool,
 }
 
 /// How a model is hashed.
@@ -154,6 +157,7 @@ pub fn build(
                 size,
             }],
             ignore_paths: ignores.iter().map(|c| c.join("/")).collect(),
+            allow_symlinks: opts.allow_symlinks,
         });
     }
     if !meta.is_dir() {
@@ -184,6 +188,7 @@ pub fn build(
         model_name,
         resources,
         ignore_paths: ignores.iter().map(|c| c.join("/")).collect(),
+        allow_symlinks: opts.allow_symlinks,
     })
 }
 
@@ -529,6 +534,7 @@ mod tests {
             model_name: "m".into(),
             resources: vec![r("a", b"1"), r("b", b"2"), r("c", b"3")],
             ignore_paths: vec![],
+            allow_symlinks: false,
         };
         let mut actual = signed.clone();
         assert!(compare(&signed, &actual).is_empty());

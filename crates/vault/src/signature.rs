@@ -212,6 +212,8 @@ struct SerializationIn {
     hash_type: Option<String>,
     #[serde(default)]
     ignore_paths: Vec<String>,
+    #[serde(default)]
+    allow_symlinks: bool,
 }
 
 /// The DSSE v1 pre-authentication encoding of a payload: what is actually signed.
@@ -228,7 +230,8 @@ fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
 }
 
 /// The in-toto statement of a manifest, as bytes (the DSSE payload).
-fn statement_bytes(manifest: &Manifest, allow_symlinks: bool) -> Result<Vec<u8>, Error> {
+fn statement_bytes(manifest: &Manifest) -> Result<Vec<u8>, Error> {
+    let allow_symlinks = manifest.allow_symlinks;
     let statement = StatementOut {
         type_: STATEMENT_TYPE,
         subject: [SubjectOut {
@@ -260,14 +263,10 @@ fn statement_bytes(manifest: &Manifest, allow_symlinks: bool) -> Result<Vec<u8>,
         .map_err(|e| Error::Invalid(format!("cannot serialise the manifest statement: {e}")))
 }
 
-/// Sign a manifest: the Sigstore bundle JSON text (one line, no trailing newline). The statement records
-/// `allow_symlinks: false`; [`sign_path`] records the option it hashed with.
+/// Sign a manifest: the Sigstore bundle JSON text (one line, no trailing newline). The statement records the
+/// manifest's `allow_symlinks`.
 pub fn sign(manifest: &Manifest, key: &SigningKey) -> Result<String, Error> {
-    sign_with(manifest, false, key)
-}
-
-fn sign_with(manifest: &Manifest, allow_symlinks: bool, key: &SigningKey) -> Result<String, Error> {
-    let payload = statement_bytes(manifest, allow_symlinks)?;
+    let payload = statement_bytes(manifest)?;
     let signature = key.sign(&pae(PAYLOAD_TYPE, &payload));
     let pem = signing_key::public_pem(&key.verifying_key())?;
     let bundle = BundleOut {
@@ -307,7 +306,7 @@ pub fn sign_path(
         ..opts.clone()
     };
     let manifest = manifest::build(path, &opts, &|_| {})?;
-    let bundle = sign_with(&manifest, opts.allow_symlinks, &key)?;
+    let bundle = sign(&manifest, &key)?;
     write_atomic(signature, bundle.as_bytes())?;
     Ok(manifest)
 }
@@ -647,6 +646,7 @@ fn parse_statement(payload: &[u8], path: &Path) -> Result<Manifest, Error> {
         model_name: subject.name.clone(),
         resources,
         ignore_paths: ser.ignore_paths.clone(),
+        allow_symlinks: ser.allow_symlinks,
     })
 }
 
@@ -697,7 +697,8 @@ pub fn verify_path(
     );
     let hash_opts = HashOptions {
         ignore,
-        allow_symlinks: opts.allow_symlinks,
+        // The signer's choice holds: a model signed with its symbolic links followed is verified the same way.
+        allow_symlinks: opts.allow_symlinks || signed.allow_symlinks,
         signature_file: Some(signature.to_path_buf()),
     };
     let actual = manifest::build(path, &hash_opts, &|_| {})?;
@@ -734,6 +735,7 @@ mod tests {
                 size: 3,
             }],
             ignore_paths: vec![".git".into()],
+            allow_symlinks: false,
         }
     }
 

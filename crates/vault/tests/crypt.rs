@@ -612,6 +612,14 @@ fn rotation_re_encrypts_in_place() {
     assert!(temp_files(dir.path()).is_empty());
     assert!(crypt::decrypt_to_memory(&old_with, &ct, 1 << 20).is_err());
     assert!(crypt::decrypt_to_memory(&new_with, &ct, 1 << 20).unwrap()[..] == data[..]);
+    // An armored file stays armored.
+    let asc = dir.path().join("m.asc");
+    crypt::encrypt_file(&to(&[&old_r]), true, &pt, &asc).unwrap();
+    crypt::rotate_file(&old_with, &to(&[&new_r]), false, &asc).unwrap();
+    assert!(std::fs::read(&asc)
+        .unwrap()
+        .starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
+    assert!(crypt::decrypt_to_memory(&new_with, &asc, 1 << 20).unwrap()[..] == data[..]);
     // Through a symbolic link or with a second hard link, rotation is refused and nothing changes.
     let after = std::fs::read(&ct).unwrap();
     let link = dir.path().join("link.age");

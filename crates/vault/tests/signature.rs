@@ -656,3 +656,37 @@ fn hashing_throughput() {
         bytes as f64 / secs / (1024.0 * 1024.0)
     );
 }
+
+/// A model signed with its symbolic links followed records `allow_symlinks: true`, and verification honours it
+/// without the verifier having to know; a model signed without links still refuses one added later.
+#[cfg(unix)]
+#[test]
+fn the_signed_symlink_choice_is_honoured_on_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model_dir(dir.path());
+    fs::write(dir.path().join("outside.bin"), b"shared weights").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.bin"), m.join("shared.bin")).unwrap();
+    let (sk, pk) = keys(dir.path(), "k");
+    let sig = dir.path().join("model.sig");
+    let with_links = HashOptions {
+        allow_symlinks: true,
+        ..HashOptions::default()
+    };
+    signature::sign_path(&m, &sk, &sig, &with_links).unwrap();
+    let bundle = fs::read_to_string(&sig).unwrap();
+    assert_eq!(
+        payload_of(&bundle)["predicate"]["serialization"]["allow_symlinks"],
+        true
+    );
+    let v = verify_path(&m, &sig, std::slice::from_ref(&pk), &HashOptions::default()).unwrap();
+    assert!(v.is_ok(), "{:?}", v.diff);
+    // The linked file is covered: changing its target is a modification.
+    fs::write(dir.path().join("outside.bin"), b"other weights").unwrap();
+    let v = verify_path(&m, &sig, std::slice::from_ref(&pk), &HashOptions::default()).unwrap();
+    assert_eq!(v.diff.modified, ["shared.bin"]);
+    // Signed without links: the link is refused at signing, and one added after signing fails verification.
+    fs::remove_file(m.join("shared.bin")).unwrap();
+    signature::sign_path(&m, &sk, &sig, &HashOptions::default()).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("outside.bin"), m.join("late.bin")).unwrap();
+    assert!(verify_path(&m, &sig, &[pk], &HashOptions::default()).is_err());
+}
