@@ -482,41 +482,27 @@ pub async fn list_alarms(db: &Db) -> Result<Vec<Alarm>> {
     .await
     .map_err(Error::db("list extraction alarms"))?;
     let mut out = Vec::with_capacity(rows.len());
+    let failed = |e| Error::db("list extraction alarms")(e);
     for row in rows {
-        let key_id: String = row
-            .try_get("key_id")
-            .map_err(Error::db("list extraction alarms"))?;
-        let model: String = row
-            .try_get("model")
-            .map_err(Error::db("list extraction alarms"))?;
-        let text: String = row
-            .try_get("state")
-            .map_err(Error::db("list extraction alarms"))?;
-        let alarm_ts: i64 = row
-            .try_get("alarm_ts")
-            .map_err(Error::db("list extraction alarms"))?;
-        let updated: i64 = row
-            .try_get("updated")
-            .map_err(Error::db("list extraction alarms"))?;
-        let s: PradaState = serde_json::from_str(&text).unwrap_or_default();
-        let rate = |k: u64| {
-            if s.queries > 0 {
-                k as f64 / s.queries as f64
-            } else {
-                0.0
-            }
-        };
+        let key_id: String = row.try_get("key_id").map_err(&failed)?;
+        let model: String = row.try_get("model").map_err(&failed)?;
+        let text: String = row.try_get("state").map_err(&failed)?;
+        let alarm_ts: i64 = row.try_get("alarm_ts").map_err(&failed)?;
+        let updated: i64 = row.try_get("updated").map_err(&failed)?;
+        let c = serde_json::from_str::<PradaState>(&text)
+            .unwrap_or_default()
+            .coverage();
         out.push(Alarm {
             key_id,
             model,
-            queries: s.queries,
-            alarm_at: s.alarm_at,
+            queries: c.queries,
+            alarm_at: c.alarm_at,
             alarm_ts,
             updated,
-            low_margin_rate: rate(s.low_margin),
-            out_of_distribution_rate: rate(s.out_of_distribution),
-            w: s.last_w,
-            min_w: s.min_w,
+            low_margin_rate: c.low_margin_share,
+            out_of_distribution_rate: c.out_of_distribution_share,
+            w: c.w,
+            min_w: c.min_w,
         });
     }
     Ok(out)

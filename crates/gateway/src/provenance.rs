@@ -29,9 +29,6 @@ pub struct Provenance {
     /// Why the model is served unverified (`allow_unverified = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unverified: Option<String>,
-    /// Whether `trusted_keys` asked for a signature check (without one an encrypted model's origin is not
-    /// known: anyone can encrypt a file to the gateway's public recipient).
-    pub signature_checked: bool,
 }
 
 impl Provenance {
@@ -82,7 +79,6 @@ pub fn read_model(
     if config.trusted_keys.is_empty() {
         return Ok((bytes, provenance));
     }
-    provenance.signature_checked = true;
     match verify(config, &bytes) {
         Ok(hint) => provenance.signed_by = Some(hint),
         Err(why) if config.allow_unverified => provenance.unverified = Some(why),
