@@ -2,7 +2,8 @@
 //! (one or several), an scrypt passphrase, and optional ASCII armor, all interoperable with the `age` CLI.
 //!
 //! Everything streams through fixed buffers (1 MiB around files; age's STREAM chunk is 64 KiB), so a
-//! multi-gigabyte model needs constant memory; file reads and writes run on a second core ([`crate::pipe`]).
+//! multi-gigabyte model needs constant memory; file reads and writes run on a second core ([`crate::pipe`]) and
+//! the payload is sealed in parallel batches of chunks (`crate::stream`).
 //! File outputs are written to a temporary file beside the target (owner-only), synced when they replace an
 //! existing file, and renamed over the target only once the whole input has been processed and, when
 //! decrypting, authenticated: a wrong key, a tampered or a truncated file never leaves partial plaintext, and an
@@ -27,6 +28,7 @@ use zeroize::Zeroizing;
 
 use crate::keys::{self, Identities};
 use crate::pipe::pipelined;
+use crate::stream::{self, PayloadWriter, Sealed};
 use crate::Error;
 
 /// Size of the buffers around files and of each read/write, in bytes.
@@ -111,7 +113,7 @@ pub fn encrypt_stream<R: Read, W: Write>(
     input: R,
     output: W,
 ) -> Result<u64, Error> {
-    encrypt_inner(encryptor(to)?, armor, input, output, stdio(), stdio())
+    encrypt_inner(sealed_for(to)?, armor, input, output, stdio(), stdio())
 }
 
 /// Largest scrypt work factor (`log2 N`) accepted by [`encrypt_stream_scrypt`].
@@ -138,10 +140,9 @@ pub fn encrypt_stream_scrypt<R: Read, W: Write>(
     let mut recipient =
         age::scrypt::Recipient::new(SecretString::from(passphrase.as_str().to_string()));
     recipient.set_work_factor(log_n);
-    let encryptor =
-        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
-            .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))?;
-    encrypt_inner(encryptor, armor, input, output, stdio(), stdio())
+    let sealed = stream::seal(&[&recipient])
+        .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))?;
+    encrypt_inner(sealed, armor, input, output, stdio(), stdio())
 }
 
 /// Decrypt an age file (binary or ASCII-armored, detected) from `input` to `output`; returns the plaintext
@@ -158,7 +159,7 @@ pub fn decrypt_stream<R: Read, W: Write>(
     Ok(n)
 }
 
-fn encryptor(to: &EncryptTo) -> Result<age::Encryptor, Error> {
+fn sealed_for(to: &EncryptTo) -> Result<Sealed, Error> {
     match to {
         EncryptTo::Recipients(list) => {
             if list.is_empty() {
@@ -170,24 +171,26 @@ fn encryptor(to: &EncryptTo) -> Result<age::Encryptor, Error> {
                 .iter()
                 .map(|r| keys::parse_recipient(r))
                 .collect::<Result<Vec<_>, _>>()?;
-            age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+            let dyns: Vec<&dyn age::Recipient> =
+                parsed.iter().map(|r| r as &dyn age::Recipient).collect();
+            stream::seal(&dyns)
                 .map_err(|e| Error::Invalid(format!("cannot encrypt to these recipients: {e}")))
         }
         EncryptTo::Passphrase(p) => {
             if p.is_empty() {
                 return Err(Error::Invalid("empty passphrase".into()));
             }
-            Ok(age::Encryptor::with_user_passphrase(SecretString::from(
-                p.as_str().to_string(),
-            )))
+            let recipient = age::scrypt::Recipient::new(SecretString::from(p.as_str().to_string()));
+            stream::seal(&[&recipient])
+                .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))
         }
     }
 }
 
-type AgeWriter<W> = age::stream::StreamWriter<ArmoredWriter<W>>;
+type AgeWriter<W> = PayloadWriter<ArmoredWriter<W>>;
 
 fn start_encrypt<W: Write>(
-    encryptor: age::Encryptor,
+    sealed: Sealed,
     armor: bool,
     output: W,
     out_path: &Path,
@@ -198,7 +201,7 @@ fn start_encrypt<W: Write>(
         Format::Binary
     };
     ArmoredWriter::wrap_output(output, format)
-        .and_then(|a| encryptor.wrap_output(a))
+        .and_then(|a| PayloadWriter::start(&sealed, a))
         .map_err(|e| Error::io(out_path, e))
 }
 
@@ -211,26 +214,24 @@ fn finish_encrypt<W: Write>(writer: AgeWriter<W>, out_path: &Path) -> Result<W, 
 }
 
 fn encrypt_inner<R: Read, W: Write>(
-    encryptor: age::Encryptor,
+    sealed: Sealed,
     armor: bool,
     mut input: R,
     output: W,
     in_path: &Path,
     out_path: &Path,
 ) -> Result<u64, Error> {
-    let mut writer = start_encrypt(encryptor, armor, output, out_path)?;
-    let mut buf = Zeroizing::new(vec![0u8; BUFFER_BYTES]);
+    let mut writer = start_encrypt(sealed, armor, output, out_path)?;
     let mut total = 0u64;
     loop {
-        let n = match input.read(&mut buf) {
+        // Read straight into the writer's batch: no intermediate buffer holds the plaintext.
+        let n = match input.read(writer.room()) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Error::io(in_path, e)),
         };
-        writer
-            .write_all(&buf[..n])
-            .map_err(|e| Error::io(out_path, e))?;
+        writer.filled(n).map_err(|e| Error::io(out_path, e))?;
         total += n as u64;
     }
     finish_encrypt(writer, out_path)?;
@@ -549,12 +550,12 @@ pub fn encrypt_file_with(
 ) -> Result<u64, Error> {
     check_paths(input, output, opts.overwrite)?;
     let src = File::open(input).map_err(|e| Error::io(input, e))?;
-    let encryptor = encryptor(to)?;
+    let sealed = sealed_for(to)?;
     write_atomically(output, opts.overwrite, |w| {
         pipelined(
             src,
             w,
-            |r, cw| encrypt_inner(encryptor, opts.armor, r, cw, input, output),
+            |r, cw| encrypt_inner(sealed, opts.armor, r, cw, input, output),
             |e| Error::io(output, e),
         )
     })
@@ -570,7 +571,7 @@ pub fn encrypt_reader_to_file<R: Read>(
     output: &Path,
 ) -> Result<u64, Error> {
     write_atomically(output, opts.overwrite, |w| {
-        encrypt_inner(encryptor(to)?, opts.armor, reader, w, source, output)
+        encrypt_inner(sealed_for(to)?, opts.armor, reader, w, source, output)
     })
 }
 
@@ -715,7 +716,7 @@ pub fn rotate_file(
         .map_err(|e| Error::io(path, e))?;
     let n = {
         let writer = BufWriter::with_capacity(BUFFER_BYTES, tmp.as_file_mut());
-        let mut enc = start_encrypt(encryptor(to)?, armor, writer, path)?;
+        let mut enc = start_encrypt(sealed_for(to)?, armor, writer, path)?;
         let n = decrypt_inner(with, src, &mut enc, path, path, None)?;
         finish_encrypt(enc, path)?;
         n
@@ -881,7 +882,7 @@ pub fn encrypt_tree(
 ) -> Result<TreeSummary, Error> {
     let files = collect_files(input_dir)?;
     // Check the recipients before any work.
-    encryptor(to)?;
+    sealed_for(to)?;
     let staging = prepare_tree_output(input_dir, output_dir)?;
     let mut summary = TreeSummary::default();
     for rel in &files {
@@ -893,7 +894,8 @@ pub fn encrypt_tree(
         let dst = create_owner_only(&dst_path)?;
         let mut writer = BufWriter::with_capacity(BUFFER_BYTES, &dst);
         let shown = output_dir.join(&name);
-        summary.bytes += encrypt_inner(encryptor(to)?, armor, src, &mut writer, &src_path, &shown)?;
+        summary.bytes +=
+            encrypt_inner(sealed_for(to)?, armor, src, &mut writer, &src_path, &shown)?;
         writer.flush().map_err(|e| Error::io(&shown, e))?;
         drop(writer);
         dst.sync_all().map_err(|e| Error::io(&shown, e))?;
