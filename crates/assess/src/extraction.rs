@@ -299,6 +299,9 @@ pub struct BenignOutcome {
     pub alarm_at: Vec<u64>,
     /// The lowest Shapiro–Wilk W of each stream (the alarm threshold δ is compared with it).
     pub min_w: Vec<f64>,
+    /// Where distances between queries were measured (fitted on the pool); `None` when the caller gave
+    /// per-feature scales of its own.
+    pub distance: Option<DistanceSpace>,
     /// The configured δ.
     pub delta: f64,
     /// δ calibrated on a separate set of benign streams for a false-alarm rate of at most
@@ -890,7 +893,8 @@ pub fn assess_extraction(
             / holdout as f64
     });
     let mut prada_cfg = config.prada.clone();
-    if prada_cfg.scale.is_empty() && prada_cfg.feature_map.is_none() {
+    let fitted = prada_cfg.scale.is_empty() && prada_cfg.feature_map.is_none();
+    if fitted {
         let pool64: Vec<f64> = pool.features.iter().map(|v| f64::from(*v)).collect();
         config
             .prada_distance
@@ -1019,6 +1023,7 @@ pub fn assess_extraction(
         false_alarm_rate: alarm_at_list.len() as f64 / streams as f64,
         alarm_at: alarm_at_list,
         min_w,
+        distance: fitted.then_some(config.prada_distance),
         delta: prada_cfg.delta,
         calibrated_delta,
         calibrated_alarms,
@@ -1260,9 +1265,13 @@ pub fn render_human(report: &ExtractionReport) -> String {
     let cal = b
         .calibrated_delta
         .map_or_else(|| "-".into(), |d| format!("{d:.3}"));
+    let space = b.distance.map_or_else(
+        || "given scales".to_string(),
+        |d| format!("{} space", d.name()),
+    );
     let _ = writeln!(
         s,
-        "\nPRADA (queries to alarm at δ = {} and at δ = {cal}, calibrated for ≤ {:.0}% benign false alarms)",
+        "\nPRADA, distances in the {space} (queries to alarm at δ = {} and at δ = {cal}, calibrated for ≤ {:.0}% benign false alarms)",
         b.delta,
         report.target_false_alarm_rate * 100.0
     );
@@ -1462,6 +1471,7 @@ mod tests {
                 false_alarm_rate: 0.05,
                 alarm_at: vec![300],
                 min_w: vec![0.97; 20],
+                distance: Some(DistanceSpace::Robust),
                 delta: 0.9,
                 calibrated_delta: Some(0.96),
                 calibrated_alarms: 1,

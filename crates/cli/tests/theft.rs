@@ -143,3 +143,53 @@ fn extraction_reports_fidelity_curves_and_prada() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--budgets"));
 }
+
+/// `aegis assess extraction --prada-distance SPACE`: the space is used (it changes the detector's statistics)
+/// and reported; an unknown space is refused naming the flag.
+#[test]
+fn extraction_prada_distance_space_is_used_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = halves(dir.path());
+    let model = assets().join("demo-fraud.onnx");
+    let run = |space: &str| {
+        aegis(
+            &[
+                "--format",
+                "json",
+                "assess",
+                "extraction",
+                model.to_str().unwrap(),
+                "--data",
+                a.to_str().unwrap(),
+                "--label",
+                "label",
+                "--budgets",
+                "100",
+                "--strategies",
+                "jacobian",
+                "--policies",
+                "label",
+                "--prada-distance",
+                space,
+            ],
+            dir.path(),
+        )
+    };
+    let mut min_w = Vec::new();
+    for space in ["std", "normal-scores"] {
+        let out = run(space);
+        let code = out.status.code().unwrap();
+        assert!(
+            code == 0 || code == 1,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let benign = &json(&out)["metrics"]["extraction"]["benign"];
+        assert_eq!(benign["distance"], space, "{benign}");
+        min_w.push(benign["min_w"].clone());
+    }
+    assert_ne!(min_w[0], min_w[1], "the distance space changed nothing");
+    let bad = run("cosine");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--prada-distance"));
+}

@@ -438,3 +438,151 @@ fn help_shows_examples_and_age_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no recipients"), "{}", stderr(&out));
 }
+
+/// Run `aegis ARGS` in `dir` inside a pseudo-terminal (util-linux `script`), typing `typed` at it: the
+/// passphrase prompts read `/dev/tty`, as a person at a terminal would answer them.
+fn aegis_at_terminal(args: &str, typed: &str, dir: &Path) -> std::process::Output {
+    let command = format!("'{}' {args}", env!("CARGO_BIN_EXE_aegis"));
+    let mut child = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the binary in a pseudo-terminal");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn passphrase_typed_at_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("weights.bin"), b"model weights").unwrap();
+
+    // Asked twice; the answers must match, else nothing is written.
+    let out = aegis_at_terminal(
+        "vault encrypt -p -o w.age weights.bin",
+        "first try\nsecond try\n",
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("do not match"),
+        "{out:?}"
+    );
+    assert!(!d.join("w.age").exists());
+
+    let out = aegis_at_terminal(
+        "vault encrypt -p -o w.age weights.bin",
+        "correct horse\ncorrect horse\n",
+        d,
+    );
+    ok(&out);
+    let screen = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        screen.contains("passphrase:") && screen.contains("confirm:"),
+        "{screen}"
+    );
+
+    // The wrong passphrase is refused and leaves no plaintext; the right one decrypts.
+    let out = aegis_at_terminal("vault decrypt -o back.bin w.age", "battery staple\n", d);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrong passphrase"));
+    assert!(!d.join("back.bin").exists());
+    ok(&aegis_at_terminal(
+        "vault decrypt -o back.bin w.age",
+        "correct horse\n",
+        d,
+    ));
+    assert_eq!(std::fs::read(d.join("back.bin")).unwrap(), b"model weights");
+
+    // Without a terminal (a new session, as under cron), `-p` points to --passphrase-file instead of hanging.
+    let out = Command::new("setsid")
+        .args(["-w", env!("CARGO_BIN_EXE_aegis")])
+        .args(["vault", "encrypt", "-p", "-o", "x.age", "weights.bin"])
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--passphrase-file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("x.age").exists());
+}
+
+#[test]
+fn model_list_shows_an_encrypted_signed_model_and_refuses_an_untrusted_signer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let assets = Path::new(env!("CARGO_MANIFEST_DIR")).join("../gateway/assets");
+    std::fs::copy(assets.join("demo-fraud.onnx"), d.join("fraud.onnx")).unwrap();
+    let schema = assets.join("demo-fraud.schema.toml");
+    let recipient = keygen(d, "gateway.agekey");
+    ok(&aegis(
+        &["vault", "keygen", "--sign", "-o", "release.key"],
+        d,
+    ));
+    ok(&aegis(&["vault", "keygen", "--sign", "-o", "other.key"], d));
+    ok(&aegis(
+        &["vault", "sign", "fraud.onnx", "--key", "release.key"],
+        d,
+    ));
+    ok(&aegis(
+        &[
+            "vault",
+            "encrypt",
+            "-r",
+            &recipient,
+            "-o",
+            "fraud.onnx.age",
+            "fraud.onnx",
+        ],
+        d,
+    ));
+    // Only the encrypted model and its signature stay on disk.
+    std::fs::remove_file(d.join("fraud.onnx")).unwrap();
+    let config = |trusted: &str, extra: &str| {
+        std::fs::write(
+            d.join("models.toml"),
+            format!(
+                "[[model]]\nname = \"fraud\"\npath = \"fraud.onnx.age\"\nschema = {schema:?}\n\
+                 identity = \"gateway.agekey\"\ntrusted_keys = [\"{trusted}\"]\n{extra}"
+            ),
+        )
+        .unwrap();
+        aegis(&["model", "list", "--config", "models.toml"], d)
+    };
+
+    let out = config("release.key.pub", "");
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("fraud") && text.contains("decrypted in memory"),
+        "{text}"
+    );
+    assert!(text.contains("signature verified (key "), "{text}");
+
+    // Signed, but not by a trusted key: refused, with the reason.
+    let out = config("other.key.pub", "");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("REFUSED"), "{text}");
+    assert!(!text.contains("signature verified"), "{text}");
+
+    // The explicit override serves it, marked unverified.
+    let out = config("other.key.pub", "allow_unverified = true\n");
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("UNVERIFIED ("), "{text}");
+}

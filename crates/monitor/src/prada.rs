@@ -85,6 +85,15 @@ pub enum DistanceSpace {
 }
 
 impl DistanceSpace {
+    /// The name used in configuration files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            DistanceSpace::NormalScores => "normal-scores",
+            DistanceSpace::Robust => "robust",
+            DistanceSpace::Std => "std",
+        }
+    }
+
     /// Fit this space on reference `rows` (row-major, `n_features` each) into `config`: a feature map, or for
     /// [`DistanceSpace::Std`] the population standard deviations as `scale` (1 where a feature is constant).
     pub fn fit_into(

@@ -314,6 +314,39 @@ mod tests {
     }
 
     #[test]
+    fn random_lengths_and_write_splits_match_the_age_crate() {
+        let (_, r) = recipient();
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = |bound: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % bound as u64) as usize
+        };
+        for _ in 0..12 {
+            let plain = pattern(next(3 * BATCH));
+            let (reference, file_key) = age_reference(&r, &plain);
+            let head_len = reference.len() - payload_len(plain.len());
+            let nonce = &reference[head_len - NONCE_BYTES..head_len];
+            let key = age_core::primitives::hkdf(nonce, PAYLOAD_KEY_LABEL, &file_key);
+            let mut ours = reference[..head_len].to_vec();
+            let mut w = PayloadWriter::new(&key, &mut ours);
+            let mut rest = &plain[..];
+            while !rest.is_empty() {
+                let n = (1 + next(2 * CHUNK)).min(rest.len());
+                w.write_all(&rest[..n]).unwrap();
+                rest = &rest[n..];
+            }
+            w.finish().unwrap();
+            assert!(
+                ours == reference,
+                "payload differs at {} bytes",
+                plain.len()
+            );
+        }
+    }
+
+    #[test]
     fn sealed_files_decrypt_with_the_age_crate_and_tampering_fails() {
         let (id, r) = recipient();
         for &len in &[0, 1, CHUNK, BATCH + 1] {
