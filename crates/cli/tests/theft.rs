@@ -92,54 +92,52 @@ fn privacy_names_a_bad_policy() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
 }
 
-#[test]
-fn extraction_reports_fidelity_curves_and_prada() {
-    let dir = tempfile::tempdir().unwrap();
-    let (a, _) = halves(dir.path());
+/// `aegis --format json assess extraction` of the demo model on `data` (the label column `label`), with `extra`
+/// flags.
+fn extraction(dir: &Path, data: &Path, extra: &[&str]) -> std::process::Output {
     let model = assets().join("demo-fraud.onnx");
-    let out = aegis(
-        &[
-            "--format",
-            "json",
-            "assess",
-            "extraction",
-            model.to_str().unwrap(),
-            "--data",
-            a.to_str().unwrap(),
-            "--label",
-            "label",
-            "--budgets",
-            "50,200",
-            "--strategies",
-            "pool,jacobian",
-            "--policies",
-            "label",
-        ],
-        dir.path(),
-    );
+    let mut args = vec![
+        "--format",
+        "json",
+        "assess",
+        "extraction",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--label",
+        "label",
+    ];
+    args.extend_from_slice(extra);
+    aegis(&args, dir)
+}
+
+/// The exit code of a finished assessment (0 clean, 1 findings) and its JSON report.
+fn assessed(out: &std::process::Output) -> Value {
     let code = out.status.code().unwrap();
     assert!(
         code == 0 || code == 1,
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let report = json(&out);
+    json(out)
+}
+
+#[test]
+fn extraction_reports_fidelity_curves_and_prada() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = halves(dir.path());
+    let flags = [
+        "--budgets",
+        "50,200",
+        "--strategies",
+        "pool,jacobian",
+        "--policies",
+        "label",
+    ];
+    let report = assessed(&extraction(dir.path(), &a, &flags));
     let text = report["metrics"]["extraction"].to_string();
     assert!(text.contains("jacobian") && text.contains("pool"), "{text}");
-    let bad = aegis(
-        &[
-            "assess",
-            "extraction",
-            model.to_str().unwrap(),
-            "--data",
-            a.to_str().unwrap(),
-            "--label",
-            "label",
-            "--budgets",
-            "0",
-        ],
-        dir.path(),
-    );
+    let bad = extraction(dir.path(), &a, &["--budgets", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--budgets"));
 }
@@ -150,41 +148,22 @@ fn extraction_reports_fidelity_curves_and_prada() {
 fn extraction_prada_distance_space_is_used_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let (a, _) = halves(dir.path());
-    let model = assets().join("demo-fraud.onnx");
     let run = |space: &str| {
-        aegis(
-            &[
-                "--format",
-                "json",
-                "assess",
-                "extraction",
-                model.to_str().unwrap(),
-                "--data",
-                a.to_str().unwrap(),
-                "--label",
-                "label",
-                "--budgets",
-                "100",
-                "--strategies",
-                "jacobian",
-                "--policies",
-                "label",
-                "--prada-distance",
-                space,
-            ],
-            dir.path(),
-        )
+        let flags = [
+            "--budgets",
+            "100",
+            "--strategies",
+            "jacobian",
+            "--policies",
+            "label",
+        ];
+        let mut all = flags.to_vec();
+        all.extend(["--prada-distance", space]);
+        extraction(dir.path(), &a, &all)
     };
     let mut min_w = Vec::new();
     for space in ["std", "normal-scores"] {
-        let out = run(space);
-        let code = out.status.code().unwrap();
-        assert!(
-            code == 0 || code == 1,
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let benign = &json(&out)["metrics"]["extraction"]["benign"];
+        let benign = assessed(&run(space))["metrics"]["extraction"]["benign"].clone();
         assert_eq!(benign["distance"], space, "{benign}");
         min_w.push(benign["min_w"].clone());
     }
