@@ -201,7 +201,7 @@ fn start_encrypt<W: Write>(
         Format::Binary
     };
     ArmoredWriter::wrap_output(output, format)
-        .and_then(|a| PayloadWriter::start(&sealed, a))
+        .and_then(|a| PayloadWriter::start(sealed, a))
         .map_err(|e| Error::io(out_path, e))
 }
 

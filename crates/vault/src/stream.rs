@@ -38,13 +38,14 @@ const PAYLOAD_KEY_LABEL: &[u8] = b"payload";
 pub(crate) struct Sealed {
     /// Header, MAC line and payload nonce, ready to be written.
     pub(crate) head: Vec<u8>,
-    key: Zeroizing<[u8; 32]>,
+    /// Boxed so that moves copy a pointer, not the key.
+    key: Box<Zeroizing<[u8; 32]>>,
 }
 
 /// A recipient that lends the file key to [`seal`] while the real recipient wraps it.
 struct KeyTap<'a> {
     inner: &'a dyn Recipient,
-    key: &'a RefCell<Option<Zeroizing<[u8; FILE_KEY_BYTES]>>>,
+    key: &'a RefCell<Option<Box<Zeroizing<[u8; FILE_KEY_BYTES]>>>>,
 }
 
 impl Recipient for KeyTap<'_> {
@@ -54,7 +55,7 @@ impl Recipient for KeyTap<'_> {
     ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
         self.key
             .borrow_mut()
-            .get_or_insert_with(|| Zeroizing::new(*file_key.expose_secret()));
+            .get_or_insert_with(|| Box::new(Zeroizing::new(*file_key.expose_secret())));
         self.inner.wrap_file_key(file_key)
     }
 }
@@ -88,11 +89,11 @@ pub(crate) fn seal(recipients: &[&dyn Recipient]) -> Result<Sealed, age::Encrypt
         .checked_sub(NONCE_BYTES)
         .map(|at| &head[at..])
         .ok_or(age::EncryptError::MissingRecipients)?;
-    let key = Zeroizing::new(age_core::primitives::hkdf(
+    let key = Box::new(Zeroizing::new(age_core::primitives::hkdf(
         nonce,
         PAYLOAD_KEY_LABEL,
         file_key.as_slice(),
-    ));
+    )));
     Ok(Sealed { head, key })
 }
 
@@ -110,6 +111,8 @@ pub(crate) struct PayloadWriter<W: Write> {
     /// Plaintext bytes held: up to one batch plus one byte, so a full batch is sealed only once more data
     /// shows it is not the last one (age's last chunk is flagged, and only an empty payload has an empty one).
     held: usize,
+    /// Set by any error: the batch may be half sealed in place, so nothing more may be sealed or written.
+    failed: bool,
     inner: W,
 }
 
@@ -117,8 +120,9 @@ pub(crate) struct PayloadWriter<W: Write> {
 const SLOT: usize = CHUNK + TAG;
 
 impl<W: Write> PayloadWriter<W> {
-    /// Write `sealed.head` to `inner`, and return a writer for the payload after it.
-    pub(crate) fn start(sealed: &Sealed, mut inner: W) -> io::Result<Self> {
+    /// Write `sealed.head` to `inner`, and return a writer for the payload after it. `sealed` is consumed: its
+    /// payload key never seals two outputs.
+    pub(crate) fn start(sealed: Sealed, mut inner: W) -> io::Result<Self> {
         inner.write_all(&sealed.head)?;
         Ok(Self::new(&sealed.key, inner))
     }
@@ -129,6 +133,7 @@ impl<W: Write> PayloadWriter<W> {
             counter: 0,
             slots: Zeroizing::new(vec![0; (BATCH_CHUNKS + 1) * SLOT]),
             held: 0,
+            failed: false,
             inner,
         }
     }
@@ -145,6 +150,14 @@ impl<W: Write> PayloadWriter<W> {
     /// `n` bytes (at most `room().len()`) were written into [`PayloadWriter::room`]; seals and writes a batch
     /// once it is full and followed by more data.
     pub(crate) fn filled(&mut self, n: usize) -> io::Result<()> {
+        self.usable()?;
+        if n > self.room().len() {
+            self.failed = true;
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a reader reported more bytes than it was given room for",
+            ));
+        }
         self.held += n;
         if self.held == BATCH + 1 {
             self.seal(BATCH, false)?;
@@ -154,14 +167,24 @@ impl<W: Write> PayloadWriter<W> {
         Ok(())
     }
 
+    fn usable(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other("the encryption already failed"));
+        }
+        Ok(())
+    }
+
     /// Seal what is held as the last chunk(s) and return the inner writer (not flushed).
     pub(crate) fn finish(mut self) -> io::Result<W> {
+        self.usable()?;
         self.seal(self.held, true)?;
         Ok(self.inner)
     }
 
     /// Seal the first `len` plaintext bytes held, in place (the final chunk flagged when `last`), and write them.
     fn seal(&mut self, len: usize, last: bool) -> io::Result<()> {
+        // Whatever happens below, these slots are not plaintext any more: no second attempt.
+        self.failed = true;
         // An empty payload is a single empty chunk.
         let chunks = len.div_ceil(CHUNK).max(1);
         let tail = len - (chunks - 1) * CHUNK;
@@ -175,9 +198,14 @@ impl<W: Write> PayloadWriter<W> {
                 let is_last = last && i + 1 == chunks;
                 seal_chunk(aead, base + i as u64, is_last, &mut slot[..size + TAG])
             })?;
-        self.counter = base + chunks as u64;
+        // age's counter has 88 bits; 2^64 chunks (a zettabyte) is far beyond any file, but never wrap.
+        self.counter = base
+            .checked_add(chunks as u64)
+            .ok_or_else(|| io::Error::other("age STREAM chunk counter exhausted"))?;
         self.inner
-            .write_all(&self.slots[..(chunks - 1) * SLOT + tail + TAG])
+            .write_all(&self.slots[..(chunks - 1) * SLOT + tail + TAG])?;
+        self.failed = false;
+        Ok(())
     }
 }
 
@@ -206,6 +234,7 @@ fn chunk_nonce(counter: u64, last: bool) -> Nonce {
 
 impl<W: Write> Write for PayloadWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.usable()?;
         let room = self.room();
         let n = room.len().min(buf.len());
         room[..n].copy_from_slice(&buf[..n]);
@@ -251,7 +280,7 @@ mod tests {
         let mut w = enc.wrap_output(&mut file).unwrap();
         w.write_all(plain).unwrap();
         w.finish().unwrap();
-        let k = **key.borrow().as_ref().unwrap();
+        let k = ***key.borrow().as_ref().unwrap();
         (file, k)
     }
 
@@ -352,13 +381,14 @@ mod tests {
         for &len in &[0, 1, CHUNK, BATCH + 1] {
             let plain = pattern(len);
             let sealed = seal(&[&r]).unwrap();
+            let head_len = sealed.head.len();
             let mut file = Vec::new();
-            let mut w = PayloadWriter::start(&sealed, &mut file).unwrap();
+            let mut w = PayloadWriter::start(sealed, &mut file).unwrap();
             w.write_all(&plain).unwrap();
             w.finish().unwrap();
             assert_eq!(decrypt(&id, &file), plain, "{len} bytes");
             // Flip one payload byte: the crate must refuse the file.
-            let at = sealed.head.len() + len / 2;
+            let at = head_len + len / 2;
             file[at] ^= 1;
             let d = age::Decryptor::new(&file[..]).unwrap();
             let mut rd = d
@@ -374,7 +404,7 @@ mod tests {
         let (other, _) = recipient();
         let sealed = seal(&[&r]).unwrap();
         let mut file = Vec::new();
-        PayloadWriter::start(&sealed, &mut file)
+        PayloadWriter::start(sealed, &mut file)
             .unwrap()
             .finish()
             .unwrap();
@@ -388,6 +418,40 @@ mod tests {
         ));
         let pass = age::scrypt::Recipient::new("pass".to_string().into());
         assert!(seal(&[&r, &pass]).is_err());
+    }
+
+    /// A writer that fails once, to check that a failed batch is never sealed or written again.
+    struct FailOnce(bool, Vec<u8>);
+    impl Write for FailOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if std::mem::take(&mut self.0) {
+                return Err(io::Error::other("disk full"));
+            }
+            self.1.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn after_an_error_nothing_more_is_sealed_or_written() {
+        let key = [7u8; 32];
+        let mut w = PayloadWriter::new(&key, FailOnce(true, Vec::new()));
+        let plain = pattern(BATCH + 1);
+        assert!(w.write_all(&plain).is_err());
+        assert!(w.write(b"more").is_err());
+        assert!(w.finish().is_err());
+        // A reader claiming more bytes than its room is refused, not trusted.
+        let mut w = PayloadWriter::new(&key, Vec::new());
+        let room = w.room().len();
+        assert!(w.filled(room + 1).is_err());
+        assert!(w.finish().is_err());
+        // Control: the same writes succeed on a healthy writer.
+        let mut w = PayloadWriter::new(&key, FailOnce(false, Vec::new()));
+        w.write_all(&plain).unwrap();
+        assert_eq!(w.finish().unwrap().1.len(), payload_len(plain.len()));
     }
 
     #[test]
