@@ -186,6 +186,10 @@ pub struct ModelConfig {
     /// Serve even when the signature is missing or fails (the override and its reason are audited).
     #[serde(default)]
     pub allow_unverified: bool,
+    /// The SHA-256 (hex) the model's plaintext must have, checked after decryption and before the signature:
+    /// pins one release, so an older file signed under the same name (a rollback) is refused. No override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 impl ModelConfig {
@@ -207,6 +211,7 @@ impl ModelConfig {
             trusted_keys: Vec::new(),
             signature: None,
             allow_unverified: false,
+            sha256: None,
         }
     }
 
@@ -218,6 +223,14 @@ impl ModelConfig {
                 "signature",
                 "needs trusted_keys: a signature checked against no key proves nothing".into(),
             );
+        }
+        if let Some(pin) = &self.sha256 {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return bad(
+                    "sha256",
+                    format!("{pin:?} is not a SHA-256 digest (64 hexadecimal digits, as `sha256sum` prints)"),
+                );
+            }
         }
         if self.allow_unverified && self.trusted_keys.is_empty() {
             return bad(

@@ -29,6 +29,9 @@ pub struct Provenance {
     /// Why the model is served unverified (`allow_unverified = true`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unverified: Option<String>,
+    /// The plaintext matched the configured `sha256` pin.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
 }
 
 impl Provenance {
@@ -46,6 +49,9 @@ impl Provenance {
                     .into(),
             ),
             (None, None) => {}
+        }
+        if self.pinned {
+            parts.push("SHA-256 pinned".into());
         }
         parts.join(", ")
     }
@@ -76,6 +82,16 @@ pub fn read_model(
         }
         None => Zeroizing::new(read_plain(&config.path, max_bytes)?),
     };
+    if let Some(pin) = &config.sha256 {
+        let digest = hex::encode(sha256(&bytes));
+        if !digest.eq_ignore_ascii_case(pin) {
+            return Err(format!(
+                "the model's SHA-256 is {digest}, not the pinned sha256 = \"{pin}\" (another release, or a \
+                 rollback to an older one); the model is not served"
+            ));
+        }
+        provenance.pinned = true;
+    }
     if config.trusted_keys.is_empty() {
         return Ok((bytes, provenance));
     }

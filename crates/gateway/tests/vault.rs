@@ -259,5 +259,61 @@ fn config_paths_resolve_and_nonsense_is_refused() {
     assert!(e.contains("\"fraud\"") && e.contains("trusted_keys"), "{e}");
     let e = load("allow_unverified = true\n").unwrap_err();
     assert!(e.contains("allow_unverified"), "{e}");
+    let e = load("sha256 = \"abc\"\n").unwrap_err();
+    assert!(e.contains("sha256") && e.contains("64 hexadecimal"), "{e}");
+    let pin = "ab".repeat(32);
+    let c = load(&format!("sha256 = \"{pin}\"\n")).unwrap();
+    assert_eq!(c.models[0].sha256.as_deref(), Some(pin.as_str()));
     assert!(Path::new(&path).exists());
+}
+
+#[test]
+fn a_pinned_digest_refuses_another_release_even_when_signed() {
+    let f = Fixture::new();
+    let digest = |p: &Path| {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    };
+    let release_1 = digest(&f.path("fraud.onnx"));
+    // Pinned to this release: served, decrypted in memory, signature verified, pin reported.
+    let (served, event) = load(f.model("fraud.onnx.age", |m| {
+        m.identity = Some(f.path("gateway.agekey"));
+        m.trusted_keys = vec![f.path("release.key.pub")];
+        m.sha256 = Some(release_1.to_uppercase());
+    }));
+    assert!(served, "{event:?}");
+    assert!(
+        event.detail.contains("signature verified") && event.detail.contains("SHA-256 pinned"),
+        "{}",
+        event.detail
+    );
+    // Another release, validly signed by the same trusted key under the same name, but not the pinned one (a
+    // rollback, or an unplanned upgrade): refused before anything else, and allow_unverified (an override for
+    // signatures) does not lift the pin.
+    let v2 = f.path("v2");
+    std::fs::create_dir(&v2).unwrap();
+    let mut bytes = std::fs::read(f.path("fraud.onnx")).unwrap();
+    bytes.extend_from_slice(b"\0");
+    std::fs::write(v2.join("fraud.onnx"), &bytes).unwrap();
+    signature::sign_path(
+        &v2.join("fraud.onnx"),
+        &f.path("release.key"),
+        &v2.join("fraud.onnx.sig"),
+        &HashOptions::default(),
+    )
+    .unwrap();
+    let release_2 = digest(&v2.join("fraud.onnx"));
+    for allow_unverified in [false, true] {
+        let (served, event) = load(f.model("v2/fraud.onnx", |m| {
+            m.trusted_keys = vec![f.path("release.key.pub")];
+            m.sha256 = Some(release_1.clone());
+            m.allow_unverified = allow_unverified;
+        }));
+        assert!(!served, "{event:?}");
+        assert!(
+            event.detail.contains(&release_2) && event.detail.contains("pinned"),
+            "{}",
+            event.detail
+        );
+    }
 }
