@@ -38,6 +38,14 @@ fn keygen(dir: &Path, name: &str) -> String {
         .to_string()
 }
 
+/// `aegis vault encrypt -r RECIPIENT -o OUTPUT INPUT` in `dir`.
+fn encrypt_to(recipient: &str, input: &str, output: &str, dir: &Path) -> std::process::Output {
+    aegis(
+        &["vault", "encrypt", "-r", recipient, "-o", output, input],
+        dir,
+    )
+}
+
 #[test]
 fn files_round_trip_and_failures_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -47,18 +55,7 @@ fn files_round_trip_and_failures_leave_nothing() {
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(d.join("model.onnx"), &data).unwrap();
 
-    ok(&aegis(
-        &[
-            "vault",
-            "encrypt",
-            "-r",
-            &recipient,
-            "-o",
-            "model.onnx.age",
-            "model.onnx",
-        ],
-        d,
-    ));
+    ok(&encrypt_to(&recipient, "model.onnx", "model.onnx.age", d));
     ok(&aegis(
         &[
             "vault",
@@ -538,18 +535,7 @@ fn model_list_shows_an_encrypted_signed_model_and_refuses_an_untrusted_signer() 
         &["vault", "sign", "fraud.onnx", "--key", "release.key"],
         d,
     ));
-    ok(&aegis(
-        &[
-            "vault",
-            "encrypt",
-            "-r",
-            &recipient,
-            "-o",
-            "fraud.onnx.age",
-            "fraud.onnx",
-        ],
-        d,
-    ));
+    ok(&encrypt_to(&recipient, "fraud.onnx", "fraud.onnx.age", d));
     // Only the encrypted model and its signature stay on disk.
     std::fs::remove_file(d.join("fraud.onnx")).unwrap();
     let config = |trusted: &str, extra: &str| {
