@@ -606,8 +606,8 @@ pub struct ExtractionArgs {
     /// Where PRADA measures distances, fitted on the pool as the gateway fits it on its reference data:
     /// `robust` (median/IQR, soft tails; the gateway's default), `normal-scores` (fewest false alarms on
     /// heavy-tailed features, weakest on fixed-step attacks) or `std` (features divided by standard deviations).
-    #[arg(long, default_value = "robust", value_parser = ["robust", "normal-scores", "std"])]
-    pub prada_distance: String,
+    #[arg(long, default_value = "robust")]
+    pub prada_distance: aegis_monitor::prada::DistanceSpace,
     /// Endpoint protocol for an http:// MODEL: `json` or `kserve:MODEL_NAME`.
     #[arg(long, default_value = "json")]
     pub protocol: String,

@@ -501,6 +501,29 @@ fn passphrase_typed_at_a_terminal() {
     ));
     assert_eq!(std::fs::read(d.join("back.bin")).unwrap(), b"model weights");
 
+    // A typed passphrase and a passphrase file at once: refused before anything runs.
+    std::fs::write(d.join("pass.txt"), "x\n").unwrap();
+    let out = aegis(
+        &[
+            "vault",
+            "encrypt",
+            "-p",
+            "--passphrase-file",
+            "pass.txt",
+            "-o",
+            "y.age",
+            "weights.bin",
+        ],
+        d,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot be used with"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("y.age").exists());
+
     // Without a terminal (a new session, as under cron), `-p` points to --passphrase-file instead of hanging.
     let out = Command::new("setsid")
         .args(["-w", env!("CARGO_BIN_EXE_aegis")])

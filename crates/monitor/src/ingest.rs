@@ -111,10 +111,9 @@ pub fn read_pair(
 }
 
 fn no_rows(path: &Path) -> Error {
-    Error::Invalid(format!(
-        "{} has a header row but no data rows",
-        path.display()
-    ))
+    Error::Data(aegis_data::Error::NoRows {
+        path: path.to_path_buf(),
+    })
 }
 
 /// How a column's cells are read.

@@ -84,8 +84,32 @@ pub enum DistanceSpace {
     Std,
 }
 
+impl std::str::FromStr for DistanceSpace {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DistanceSpace::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = DistanceSpace::ALL.iter().map(|d| d.name()).collect();
+                format!(
+                    "unknown distance space {s:?} (expected one of: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 impl DistanceSpace {
-    /// The name used in configuration files and on the command line.
+    /// Every space, in the order documented.
+    pub const ALL: [DistanceSpace; 3] = [
+        DistanceSpace::Robust,
+        DistanceSpace::NormalScores,
+        DistanceSpace::Std,
+    ];
+
+    /// The name used in configuration files and on the command line (serde's spelling).
     pub fn name(self) -> &'static str {
         match self {
             DistanceSpace::NormalScores => "normal-scores",
@@ -616,6 +640,19 @@ fn l2(a: &[f64], b: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distance_space_names_parse_back_and_match_serde() {
+        for d in DistanceSpace::ALL {
+            assert_eq!(d.name().parse::<DistanceSpace>(), Ok(d));
+            assert_eq!(
+                serde_json::to_string(&d).unwrap(),
+                format!("{:?}", d.name())
+            );
+        }
+        let e = "cosine".parse::<DistanceSpace>().unwrap_err();
+        assert!(e.contains("cosine") && e.contains("normal-scores"), "{e}");
+    }
 
     /// xorshift64* test RNG with Box–Muller normals.
     struct Rng(u64);

@@ -129,19 +129,12 @@ pub fn encrypt_stream_scrypt<R: Read, W: Write>(
     input: R,
     output: W,
 ) -> Result<u64, Error> {
-    if passphrase.is_empty() {
-        return Err(Error::Invalid("empty passphrase".into()));
-    }
     if !(1..=MAX_SCRYPT_LOG_N).contains(&log_n) {
         return Err(Error::Invalid(format!(
             "scrypt work factor {log_n} out of range 1..={MAX_SCRYPT_LOG_N}"
         )));
     }
-    let mut recipient =
-        age::scrypt::Recipient::new(SecretString::from(passphrase.as_str().to_string()));
-    recipient.set_work_factor(log_n);
-    let sealed = stream::seal(&[&recipient])
-        .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))?;
+    let sealed = seal_passphrase(passphrase, Some(log_n))?;
     encrypt_inner(sealed, armor, input, output, stdio(), stdio())
 }
 
@@ -176,15 +169,22 @@ fn sealed_for(to: &EncryptTo) -> Result<Sealed, Error> {
             stream::seal(&dyns)
                 .map_err(|e| Error::Invalid(format!("cannot encrypt to these recipients: {e}")))
         }
-        EncryptTo::Passphrase(p) => {
-            if p.is_empty() {
-                return Err(Error::Invalid("empty passphrase".into()));
-            }
-            let recipient = age::scrypt::Recipient::new(SecretString::from(p.as_str().to_string()));
-            stream::seal(&[&recipient])
-                .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))
-        }
+        EncryptTo::Passphrase(p) => seal_passphrase(p, None),
     }
+}
+
+/// A header for a passphrase, at scrypt work factor `2^log_n` or the one the `age` crate calibrates.
+fn seal_passphrase(passphrase: &Zeroizing<String>, log_n: Option<u8>) -> Result<Sealed, Error> {
+    if passphrase.is_empty() {
+        return Err(Error::Invalid("empty passphrase".into()));
+    }
+    let mut recipient =
+        age::scrypt::Recipient::new(SecretString::from(passphrase.as_str().to_string()));
+    if let Some(log_n) = log_n {
+        recipient.set_work_factor(log_n);
+    }
+    stream::seal(&[&recipient])
+        .map_err(|e| Error::Invalid(format!("cannot encrypt with this passphrase: {e}")))
 }
 
 type AgeWriter<W> = PayloadWriter<ArmoredWriter<W>>;
@@ -881,8 +881,8 @@ pub fn encrypt_tree(
     output_dir: &Path,
 ) -> Result<TreeSummary, Error> {
     let files = collect_files(input_dir)?;
-    // Check the recipients before any work.
-    sealed_for(to)?;
+    // Check the recipients before any work; the header made for that serves the first file.
+    let mut first = Some(sealed_for(to)?);
     let staging = prepare_tree_output(input_dir, output_dir)?;
     let mut summary = TreeSummary::default();
     for rel in &files {
@@ -894,8 +894,11 @@ pub fn encrypt_tree(
         let dst = create_owner_only(&dst_path)?;
         let mut writer = BufWriter::with_capacity(BUFFER_BYTES, &dst);
         let shown = output_dir.join(&name);
-        summary.bytes +=
-            encrypt_inner(sealed_for(to)?, armor, src, &mut writer, &src_path, &shown)?;
+        let sealed = match first.take() {
+            Some(sealed) => sealed,
+            None => sealed_for(to)?,
+        };
+        summary.bytes += encrypt_inner(sealed, armor, src, &mut writer, &src_path, &shown)?;
         writer.flush().map_err(|e| Error::io(&shown, e))?;
         drop(writer);
         dst.sync_all().map_err(|e| Error::io(&shown, e))?;

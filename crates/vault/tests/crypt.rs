@@ -563,6 +563,20 @@ fn trees_round_trip_and_refuse_symlinks() {
     assert_eq!(s.files, 4);
     assert_eq!(tree_digests(&src), tree_digests(&back));
 
+    // A passphrase tree: every file gets its own header and payload key (the first reuses the one made to
+    // check the passphrase), and all decrypt.
+    let pass = EncryptTo::Passphrase(Zeroizing::new("tree pass".to_string()));
+    let (pct, pback) = (dir.path().join("p.enc"), dir.path().join("p.back"));
+    crypt::encrypt_tree(&pass, false, &src, &pct).unwrap();
+    let heads: std::collections::HashSet<Vec<u8>> = ["config.json.age", "empty.age"]
+        .iter()
+        .map(|f| std::fs::read(pct.join(f)).unwrap()[..100].to_vec())
+        .collect();
+    assert_eq!(heads.len(), 2, "two files share a header");
+    let pwith = DecryptWith::Passphrase(Zeroizing::new("tree pass".to_string()));
+    crypt::decrypt_tree(&pwith, &pct, &pback).unwrap();
+    assert_eq!(tree_digests(&src), tree_digests(&pback));
+
     // Refusals: existing non-empty output, output inside input, a stray file, a symlink.
     let e = crypt::encrypt_tree(&enc, false, &src, &back)
         .unwrap_err()

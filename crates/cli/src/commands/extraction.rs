@@ -6,7 +6,6 @@ use std::time::Instant;
 use aegis_assess::extraction::{self, ExtractionConfig, Strategy};
 use aegis_core::Report;
 use aegis_ml::output_policy::OutputPolicy;
-use aegis_monitor::prada::DistanceSpace;
 use anyhow::{bail, Context};
 
 use super::inputs;
@@ -73,11 +72,7 @@ fn config(args: &ExtractionArgs) -> anyhow::Result<ExtractionConfig> {
         strategies,
         policies,
         seed: args.data.seed,
-        prada_distance: match args.prada_distance.as_str() {
-            "std" => DistanceSpace::Std,
-            "normal-scores" => DistanceSpace::NormalScores,
-            _ => DistanceSpace::Robust,
-        },
+        prada_distance: args.prada_distance,
         ..Default::default()
     };
     config.prada.delta = args.delta;

@@ -247,7 +247,13 @@ fn read_password(from_stdin: bool) -> anyhow::Result<String> {
     if !from_stdin && !stdin.is_terminal() {
         bail!("standard input is not a terminal: pass the password with --password-stdin");
     }
-    let echo_off = !from_stdin && crate::prompt::set_echo(false);
+    if !from_stdin && !crate::prompt::set_echo(false) {
+        bail!(
+            "cannot turn off the terminal's echo (stty failed), so the password would be shown: use \
+             --password-stdin"
+        );
+    }
+    let echo_off = !from_stdin;
     if !from_stdin {
         eprint!("password (12+ characters): ");
         let _ = std::io::stderr().flush();
