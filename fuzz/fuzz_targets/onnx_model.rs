@@ -1,6 +1,6 @@
-//! Fuzz model loading for assessment: ONNX bytes prepared for candle (operator checks, max-pool rewrite,
-//! probing) and for tract. Errors are fine; a panic that escapes, an overflow or an unbounded allocation is a
-//! bug.
+//! Fuzz model loading for assessment: ONNX bytes decoded once by the bounded decoder, then prepared for the
+//! gradient evaluator (operator checks, probing) and for tract, and compared on probe rows. Errors are fine; a
+//! panic that escapes, an overflow or an unbounded allocation is a bug.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -11,5 +11,5 @@ fuzz_target!(|data: &[u8]| {
         let d = model.n_features().min(1 << 12);
         let _ = model.predict_proba(&vec![0.5; d], 1);
     }
-    let _ = aegis_ml::tract::TractModel::from_bytes(data, path);
+    let _ = aegis_ml::load_onnx_bytes(data, path);
 });

@@ -32,7 +32,7 @@ use std::collections::{HashMap, HashSet};
 use aegis_core::{
     format_number, ColumnData, Finding, Frame, Location, RuleDoc, Severity, MISSING_CODE,
 };
-use aegis_ml::rng::Rng;
+use aegis_stats::rng::Rng;
 use rayon::prelude::*;
 use serde_json::json;
 

@@ -8,8 +8,8 @@
 //! distance; both must agree (p < 0.001 *and* TVD > 0.02) before a shift is reported, so that huge datasets do
 //! not turn negligible differences into findings.
 
-use aegis_core::special::chi2_sf;
 use aegis_core::{Finding, Frame, Location, RuleDoc, Severity};
+use aegis_stats::special::chi2_sf;
 use serde_json::{json, Value};
 
 use crate::{CheckOutput, Error};

@@ -268,8 +268,8 @@ fn adaptive_radius(enc: &Encoded, reps: &[u32], cap: f32, seed: u64) -> (f32, Op
     if reps.len() < 50 || dims == 0 {
         return (cap, None);
     }
-    let mut rng = aegis_ml::rng::Rng::new(seed ^ 0x7e11);
-    let pick = |rng: &mut aegis_ml::rng::Rng, k: usize| -> Vec<u32> {
+    let mut rng = aegis_stats::rng::Rng::new(seed ^ 0x7e11);
+    let pick = |rng: &mut aegis_stats::rng::Rng, k: usize| -> Vec<u32> {
         if reps.len() <= k {
             return reps.to_vec();
         }
@@ -337,7 +337,7 @@ fn near_pairs(
     let results: Vec<NearBatch> = (0..NEAR_TABLES)
         .into_par_iter()
         .map(|t| {
-            let mut rng = aegis_ml::rng::Rng::new(seed ^ (t as u64).wrapping_mul(0x9e37_79b9));
+            let mut rng = aegis_stats::rng::Rng::new(seed ^ (t as u64).wrapping_mul(0x9e37_79b9));
             let offsets: Vec<f32> = (0..d).map(|_| rng.uniform() * width).collect();
             let sweep = numeric[t % numeric.len()];
             let key = |row: &[f32]| -> u64 {
@@ -1094,7 +1094,7 @@ pub fn check(
 mod tests {
     use super::*;
     use aegis_core::{Column, ColumnData, Labels};
-    use aegis_ml::rng::Rng;
+    use aegis_stats::rng::Rng;
 
     /// A labelled table: 4 Gaussian columns, one 3-level category (values rounded to 2 decimals, as CSVs are).
     fn table(n: usize, seed: u64) -> (Vec<Vec<f64>>, Vec<u32>, Vec<u32>) {

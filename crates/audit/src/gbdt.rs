@@ -12,7 +12,7 @@
 //! more use softmax (one tree per class per round). A held-out tenth of the training rows stops boosting once
 //! its log-loss no longer improves. Training rows are capped (a uniform sample) so big tables stay bounded.
 
-use aegis_ml::rng::Rng;
+use aegis_stats::rng::Rng;
 use rayon::prelude::*;
 
 use crate::encode::{EncKind, Encoded};

@@ -29,7 +29,7 @@
 //! the cut-off lands on 0.5.
 
 use aegis_core::{Finding, Frame, Location, RuleDoc, Severity};
-use aegis_ml::rng::Rng;
+use aegis_stats::rng::Rng;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 

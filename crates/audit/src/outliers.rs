@@ -19,7 +19,7 @@
 //! table flags (almost) nothing, and `--expected-rate` or `--top` are there for users who know better.
 
 use aegis_core::{Finding, Frame, Location, RuleDoc, Severity};
-use aegis_ml::rng::Rng;
+use aegis_stats::rng::Rng;
 use rayon::prelude::*;
 use serde_json::{json, Value};
 

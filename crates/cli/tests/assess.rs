@@ -98,6 +98,84 @@ fn robustness_report_is_json_with_a_falling_curve_and_findings() {
     assert_eq!(report.metrics["robustness"]["discarded"], 0);
 }
 
+/// A graph with an operator off the gradient-checked list (`Exp` on the logits) is assessed as a black box:
+/// the report's model line names the operator and the white-box attack is skipped; the same model without it
+/// is white-box.
+#[test]
+fn a_graph_with_an_unlisted_operator_is_reported_as_black_box() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = write_csv(&dir.path().join("train.csv"), 200, 1);
+    let m = NativeModel::new(Arch::Mlp(vec![8]), D, 2, 1).unwrap();
+    train(
+        &m,
+        &x,
+        &y,
+        &TrainConfig {
+            epochs: 5,
+            ..Default::default()
+        },
+        &mut NoHooks,
+    )
+    .unwrap();
+    write_csv(&dir.path().join("test.csv"), 30, 3);
+    let mut proto = aegis_ml::export::native_to_onnx(&m).unwrap();
+    let white = dir.path().join("model.onnx");
+    aegis_ml::export::write_model(&proto, &white).unwrap();
+    let args = [
+        "--drop",
+        "id",
+        "--eps",
+        "0.05",
+        "--attacks",
+        "fgsm,square",
+        "--format",
+        "json",
+    ];
+    let report = |out: std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.code().is_some_and(|c| c < 2),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+        report.metrics["robustness"].clone()
+    };
+    let r = report(assess(&args, dir.path()));
+    assert!(
+        !r["model"].as_str().unwrap().contains("black-box"),
+        "{}",
+        r["model"]
+    );
+    assert!(
+        r["skipped"].as_array().unwrap().is_empty(),
+        "{}",
+        r["skipped"]
+    );
+
+    let g = proto.graph.as_mut().unwrap();
+    g.node.push(aegis_formats::onnx::proto::NodeProto {
+        op_type: "Exp".into(),
+        name: "exp".into(),
+        input: vec!["logits".into()],
+        output: vec!["exp_logits".into()],
+        ..Default::default()
+    });
+    g.output[0].name = "exp_logits".into();
+    aegis_ml::export::write_model(&proto, &white).unwrap();
+    let r = report(assess(&args, dir.path()));
+    let model = r["model"].as_str().unwrap();
+    assert!(
+        model.contains("black-box") && model.contains("Exp"),
+        "{model}"
+    );
+    let skipped = r["skipped"].to_string();
+    assert!(
+        skipped.contains("fgsm") && skipped.contains("no gradients"),
+        "{skipped}"
+    );
+    assert_eq!(r["attacks"], serde_json::json!(["square"]));
+}
+
 #[test]
 fn human_output_shows_the_table_and_errors_name_the_problem() {
     let dir = tempfile::tempdir().unwrap();

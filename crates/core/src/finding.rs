@@ -108,7 +108,8 @@ impl Finding {
     }
 
     /// Attach structured evidence.
-    pub fn with_evidence(mut self, evidence: Value) -> Self {
+    pub fn with_evidence(mut self, mut evidence: Value) -> Self {
+        crate::tidy_numbers(&mut evidence);
         self.evidence = evidence;
         self
     }
@@ -119,7 +120,9 @@ impl Finding {
             self.evidence = Value::Object(Default::default());
         }
         if let Value::Object(map) = &mut self.evidence {
-            map.insert(key.to_owned(), value.into());
+            let mut value = value.into();
+            crate::tidy_numbers(&mut value);
+            map.insert(key.to_owned(), value);
         }
         self
     }

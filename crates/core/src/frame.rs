@@ -136,6 +136,39 @@ pub fn format_number(x: f64) -> String {
     }
 }
 
+/// Formats a number that may be an `f32` widened to `f64` as people write it: `0.1f32 as f64` prints `0.1`,
+/// not `0.10000000149011612`, and `0.0125f32` prints `0.0125`. A value no `f32` holds exactly keeps its
+/// shortest `f64` text, so nothing is rounded that was not an `f32` to begin with.
+pub fn format_short(x: f64) -> String {
+    let narrow = x as f32;
+    if x.is_finite() && f64::from(narrow) == x && !(x.fract() == 0.0 && x.abs() < 1e15) {
+        format!("{narrow}")
+    } else {
+        format_number(x)
+    }
+}
+
+/// Every number in a JSON value that is exactly an `f32` becomes the `f64` of its shortest decimal text
+/// ([`format_short`]), so renderers and the JSON itself show `0.1`, not `0.10000000149011612`.
+pub fn tidy_numbers(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(x) = n.as_f64() {
+                if let Some(t) = format_short(x)
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                {
+                    *n = t;
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(tidy_numbers),
+        serde_json::Value::Object(map) => map.values_mut().for_each(tidy_numbers),
+        _ => {}
+    }
+}
+
 /// One named column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column {
@@ -203,6 +236,24 @@ impl Frame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn widened_f32_values_print_as_written() {
+        assert_eq!(format_short(0.1f32 as f64), "0.1");
+        assert_eq!(format_short(0.0125f32 as f64), "0.0125");
+        assert_eq!(format_short(3.0), "3");
+        // A genuine f64 that no f32 holds keeps its digits.
+        assert_eq!(format_short(0.1), "0.1");
+        assert_eq!(format_short(0.123456789012), "0.123456789012");
+        let mut v = serde_json::json!({"eps": 0.1f32, "list": [0.05f32, 7], "s": "x"});
+        assert_eq!(
+            v["eps"].to_string(),
+            "0.10000000149011612",
+            "serde_json widens f32"
+        );
+        tidy_numbers(&mut v);
+        assert_eq!(v.to_string(), r#"{"eps":0.1,"list":[0.05,7],"s":"x"}"#);
+    }
 
     #[test]
     fn missing_cells_are_reported_per_type() {

@@ -15,7 +15,6 @@ mod location;
 mod report;
 mod rule;
 mod severity;
-pub mod special;
 mod table;
 
 pub use data_schema::{
@@ -24,7 +23,10 @@ pub use data_schema::{
     DATA_SCHEMA_VERSION,
 };
 pub use finding::{Finding, Reference, ReferenceKind};
-pub use frame::{format_number, Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};
+pub use frame::{
+    format_number, format_short, tidy_numbers, Column, ColumnData, ColumnKind, Frame, Labels,
+    MISSING_CODE,
+};
 pub use location::Location;
 pub use report::{Artefact, Report};
 pub use rule::{RuleDoc, RuleId};

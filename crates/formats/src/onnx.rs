@@ -1,8 +1,11 @@
 //! ONNX `ModelProto` files, read as data, and the protobuf sniffing shared with TensorFlow `SavedModel`.
 //!
-//! The message types in [`proto`] declare the subset of `onnx.proto` the scanner needs, with the field numbers
-//! of the specification; prost skips every field not declared (typed tensor payloads such as `float_data`
-//! are deliberately left out so a large model costs no second copy of its weights). Decoding happens in
+//! The message types in [`proto`] declare the subset of `onnx.proto` that the scanner and the model backends
+//! (`aegis-ml`) need, with the field numbers of the specification; prost skips every field not declared. This
+//! is the project's one ONNX decoder: `scan` inventories what it returns, `ml` evaluates it, and the gateway
+//! loads models through `ml`. Typed tensor payloads (`float_data`, `int64_data`, ...) are decoded too; real
+//! exporters keep large weights in `raw_data`, a zero-copy slice of the input, so they cost no second copy.
+//! Decoding happens in
 //! memory, bounded by [`Limits::max_protobuf`] for the input and by a schema-aware pre-pass
 //! ([`count_items`]) for the number of messages and strings prost would allocate; prost's own recursion limit
 //! bounds nesting. [`inventory`] then walks every graph, including subgraphs in `If`/`Loop`/`Scan`
@@ -111,6 +114,99 @@ pub mod proto {
         /// Free text.
         #[prost(string, tag = "10")]
         pub doc_string: String,
+        /// Inputs of the graph (in older files, initializers are listed here too).
+        #[prost(message, repeated, tag = "11")]
+        pub input: Vec<ValueInfoProto>,
+        /// Outputs of the graph.
+        #[prost(message, repeated, tag = "12")]
+        pub output: Vec<ValueInfoProto>,
+        /// Types of intermediate values.
+        #[prost(message, repeated, tag = "13")]
+        pub value_info: Vec<ValueInfoProto>,
+    }
+
+    /// A named, typed value (graph input, output or intermediate).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ValueInfoProto {
+        /// Name.
+        #[prost(string, tag = "1")]
+        pub name: String,
+        /// Type.
+        #[prost(message, optional, tag = "2")]
+        pub r#type: Option<TypeProto>,
+        /// Free text.
+        #[prost(string, tag = "3")]
+        pub doc_string: String,
+    }
+
+    /// The type of a value. Only tensor types are decoded; sequences and maps (scikit-learn's `ZipMap`
+    /// output) leave [`TypeProto::value`] empty.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TypeProto {
+        /// Tensor type.
+        #[prost(oneof = "type_proto::Value", tags = "1")]
+        pub value: Option<type_proto::Value>,
+        /// Denotation.
+        #[prost(string, tag = "6")]
+        pub denotation: String,
+    }
+
+    /// Nested types of [`TypeProto`].
+    pub mod type_proto {
+        /// A tensor type: element type and shape.
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Tensor {
+            /// Element type ([`super::tensor_proto::DataType`]).
+            #[prost(int32, tag = "1")]
+            pub elem_type: i32,
+            /// Shape, when known.
+            #[prost(message, optional, tag = "2")]
+            pub shape: Option<super::TensorShapeProto>,
+        }
+
+        /// The kinds of type decoded.
+        #[derive(Clone, PartialEq, prost::Oneof)]
+        pub enum Value {
+            /// A tensor.
+            #[prost(message, tag = "1")]
+            TensorType(Tensor),
+        }
+    }
+
+    /// A tensor shape: one entry per dimension.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TensorShapeProto {
+        /// Dimensions.
+        #[prost(message, repeated, tag = "1")]
+        pub dim: Vec<tensor_shape_proto::Dimension>,
+    }
+
+    /// Nested types of [`TensorShapeProto`].
+    pub mod tensor_shape_proto {
+        /// One dimension: a fixed size, a symbolic name, or unknown.
+        #[derive(Clone, PartialEq, prost::Message)]
+        pub struct Dimension {
+            /// Size or name.
+            #[prost(oneof = "dimension::Value", tags = "1, 2")]
+            pub value: Option<dimension::Value>,
+            /// Denotation.
+            #[prost(string, tag = "3")]
+            pub denotation: String,
+        }
+
+        /// The value of a [`Dimension`].
+        pub mod dimension {
+            /// A fixed size or a symbolic name.
+            #[derive(Clone, PartialEq, prost::Oneof)]
+            pub enum Value {
+                /// Fixed size.
+                #[prost(int64, tag = "1")]
+                DimValue(i64),
+                /// Symbolic name (`batch`, `N`).
+                #[prost(string, tag = "2")]
+                DimParam(String),
+            }
+        }
     }
 
     /// One operator invocation.
@@ -167,10 +263,10 @@ pub mod proto {
         #[prost(message, optional, tag = "22")]
         pub sparse_tensor: Option<SparseTensorProto>,
         /// Float list.
-        #[prost(float, repeated, tag = "7")]
+        #[prost(float, repeated, packed = "false", tag = "7")]
         pub floats: Vec<f32>,
         /// Integer list.
-        #[prost(int64, repeated, tag = "8")]
+        #[prost(int64, repeated, packed = "false", tag = "8")]
         pub ints: Vec<i64>,
         /// Bytes list.
         #[prost(bytes = "vec", repeated, tag = "9")]
@@ -186,9 +282,27 @@ pub mod proto {
         pub sparse_tensors: Vec<SparseTensorProto>,
     }
 
-    /// A tensor. Typed payload fields (`float_data`, `int64_data`, ...) are not declared and are skipped.
+    /// A tensor: its payload is either `raw_data` (little-endian) or one of the typed lists.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TensorProto {
+        /// Float payload (`FLOAT`, `COMPLEX64`).
+        #[prost(float, repeated, tag = "4")]
+        pub float_data: Vec<f32>,
+        /// 32-bit-or-smaller integer payload (`INT32`, `INT16`, `INT8`, `UINT16`, `UINT8`, `BOOL`, `FLOAT16`).
+        #[prost(int32, repeated, tag = "5")]
+        pub int32_data: Vec<i32>,
+        /// String payload.
+        #[prost(bytes = "vec", repeated, tag = "6")]
+        pub string_data: Vec<Vec<u8>>,
+        /// `INT64` payload.
+        #[prost(int64, repeated, tag = "7")]
+        pub int64_data: Vec<i64>,
+        /// `DOUBLE` payload.
+        #[prost(double, repeated, tag = "10")]
+        pub double_data: Vec<f64>,
+        /// `UINT32` and `UINT64` payload.
+        #[prost(uint64, repeated, tag = "11")]
+        pub uint64_data: Vec<u64>,
         /// Shape.
         #[prost(int64, repeated, tag = "1")]
         pub dims: Vec<i64>,
@@ -210,6 +324,58 @@ pub mod proto {
         /// 0 = in this file, 1 = external.
         #[prost(int32, tag = "14")]
         pub data_location: i32,
+    }
+
+    /// Nested types of [`TensorProto`].
+    pub mod tensor_proto {
+        /// Element types (`TensorProto.DataType`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+        #[repr(i32)]
+        #[allow(missing_docs)]
+        pub enum DataType {
+            Undefined = 0,
+            Float = 1,
+            Uint8 = 2,
+            Int8 = 3,
+            Uint16 = 4,
+            Int16 = 5,
+            Int32 = 6,
+            Int64 = 7,
+            String = 8,
+            Bool = 9,
+            Float16 = 10,
+            Double = 11,
+            Uint32 = 12,
+            Uint64 = 13,
+            Complex64 = 14,
+            Complex128 = 15,
+            Bfloat16 = 16,
+        }
+    }
+
+    /// Nested types of [`AttributeProto`].
+    pub mod attribute_proto {
+        /// Attribute types (`AttributeProto.AttributeType`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+        #[repr(i32)]
+        #[allow(missing_docs)]
+        pub enum AttributeType {
+            Undefined = 0,
+            Float = 1,
+            Int = 2,
+            String = 3,
+            Tensor = 4,
+            Graph = 5,
+            Floats = 6,
+            Ints = 7,
+            Strings = 8,
+            Tensors = 9,
+            Graphs = 10,
+            SparseTensor = 11,
+            SparseTensors = 12,
+            TypeProto = 13,
+            TypeProtos = 14,
+        }
     }
 
     /// A sparse tensor: values and indices are tensors of their own.
@@ -591,9 +757,13 @@ const M_SPARSE: usize = 5;
 const M_TRAINING: usize = 6;
 const M_FUNCTION: usize = 7;
 const M_LEAF: usize = 8;
+const M_VALUE: usize = 9;
+const M_TYPE: usize = 10;
+const M_TYPE_TENSOR: usize = 11;
+const M_SHAPE: usize = 12;
 
 /// The allocation schema of [`proto`].
-static ONNX_SCHEMA: [Schema; 9] = [
+static ONNX_SCHEMA: [Schema; 13] = [
     // ModelProto
     Schema {
         messages: &[
@@ -607,7 +777,14 @@ static ONNX_SCHEMA: [Schema; 9] = [
     },
     // GraphProto
     Schema {
-        messages: &[(1, M_NODE), (5, M_TENSOR), (15, M_SPARSE)],
+        messages: &[
+            (1, M_NODE),
+            (5, M_TENSOR),
+            (15, M_SPARSE),
+            (11, M_VALUE),
+            (12, M_VALUE),
+            (13, M_VALUE),
+        ],
         strings: &[],
     },
     // NodeProto
@@ -630,7 +807,7 @@ static ONNX_SCHEMA: [Schema; 9] = [
     // TensorProto
     Schema {
         messages: &[(13, M_LEAF)],
-        strings: &[],
+        strings: &[6],
     },
     // SparseTensorProto
     Schema {
@@ -650,6 +827,26 @@ static ONNX_SCHEMA: [Schema; 9] = [
     // leaf messages (no allocating children)
     Schema {
         messages: &[],
+        strings: &[],
+    },
+    // ValueInfoProto
+    Schema {
+        messages: &[(2, M_TYPE)],
+        strings: &[],
+    },
+    // TypeProto (only the tensor type is decoded)
+    Schema {
+        messages: &[(1, M_TYPE_TENSOR)],
+        strings: &[],
+    },
+    // TypeProto.Tensor
+    Schema {
+        messages: &[(2, M_SHAPE)],
+        strings: &[],
+    },
+    // TensorShapeProto: each dimension is a message
+    Schema {
+        messages: &[(1, M_LEAF)],
         strings: &[],
     },
 ];

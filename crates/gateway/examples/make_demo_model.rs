@@ -194,8 +194,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         b2[o] = (b[o] as f64 - shift) as f32;
     }
-    graph.initializer[w_index].raw_data = bytes(&w2);
-    graph.initializer[b_index].raw_data = bytes(&b2);
+    graph.initializer[w_index].raw_data = bytes(&w2).into();
+    graph.initializer[b_index].raw_data = bytes(&b2).into();
 
     let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
     std::fs::create_dir_all(&assets)?;

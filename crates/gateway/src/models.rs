@@ -419,36 +419,9 @@ fn summarize(findings: &[aegis_core::Finding]) -> ScanSummary {
     }
 }
 
-/// Load ONNX bytes like [`aegis_ml::load_onnx`] does from a file: candle when it can run every operator,
-/// tract otherwise. A panic in either backend becomes an error.
+/// Load ONNX bytes with [`aegis_ml::load_onnx_bytes`] (the same engine choice as every command).
 fn load_model(bytes: &[u8], path: &Path) -> std::result::Result<Box<dyn aegis_ml::Model>, String> {
-    let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || -> std::result::Result<Box<dyn aegis_ml::Model>, aegis_ml::Error> {
-            match aegis_ml::onnx::OnnxModel::from_bytes(bytes, path) {
-                Ok(m) => Ok(Box::new(m)),
-                Err(aegis_ml::Error::Load {
-                    reason: candle_reason,
-                    ..
-                }) => match aegis_ml::tract::TractModel::from_bytes(bytes, path) {
-                    Ok(m) => Ok(Box::new(m)),
-                    Err(aegis_ml::Error::Load { reason, .. }) => Err(aegis_ml::Error::Load {
-                        path: path.to_path_buf(),
-                        reason: format!("{candle_reason}; tract: {reason}"),
-                    }),
-                    Err(e) => Err(e),
-                },
-                Err(e) => Err(e),
-            }
-        },
-    ));
-    match attempt {
-        Ok(Ok(model)) => Ok(model),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "cannot load model {}: the ONNX backend failed on this graph",
-            path.display()
-        )),
-    }
+    aegis_ml::load_onnx_bytes(bytes, path).map_err(|e| e.to_string())
 }
 
 /// Read and check a schema file.

@@ -6,13 +6,13 @@
 
 use std::path::Path;
 
-use candle_core::Tensor;
-use candle_onnx::onnx::{
+use aegis_formats::onnx::proto::{
     attribute_proto::AttributeType, tensor_proto::DataType,
     tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension, type_proto,
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
     TensorShapeProto, TypeProto, ValueInfoProto,
 };
+use candle_core::Tensor;
 use prost::Message;
 
 use crate::native::{Arch, NativeModel};
@@ -81,7 +81,11 @@ pub(crate) fn f32_tensor(name: &str, t: &Tensor) -> Result<TensorProto, Error> {
         name: name.to_string(),
         dims: t.dims().iter().map(|&d| d as i64).collect(),
         data_type: DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        raw_data: values
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into(),
         ..Default::default()
     })
 }

@@ -1,119 +1,35 @@
-//! A user's ONNX network as a differentiable [`Model`], evaluated by candle-onnx.
+//! A user's ONNX network as a differentiable [`Model`], evaluated by our own graph evaluator ([`crate::graph`]).
 //!
-//! candle-onnx evaluates the graph with candle ops, so autograd reaches both the input (exact gradients for
-//! attacks) and the weights (fine-tuning in `aegis harden`). To make that true we prepare the graph once at
+//! The evaluator runs the graph with candle ops, so autograd reaches both the input (exact gradients for
+//! attacks) and the weights (fine-tuning in `aegis harden`). To make that true the graph is prepared once at
 //! load time:
 //! - float initializers become [`Var`]s passed in as inputs, so the same graph can be trained and saved back;
 //! - a final `Softmax` is cut off so attacks see logits (as PyTorch would); a graph that ends in probabilities
-//!   without a `Softmax` node is detected by probing and its logits taken as `log p`;
-//! - `MaxPool` nodes are rewritten into `Reshape → Transpose → Reshape → ReduceMax`, whose backward is
-//!   correct, because candle 0.11's own max-pool backward is 1/k² too small (see [`crate::ops`]). A max-pool
-//!   that cannot be rewritten (overlapping windows, padding) makes the model black-box: never wrong gradients.
+//!   without a `Softmax` node is detected by probing and its logits taken as `log p`.
 //!
-//! Graphs with operators candle-onnx does not implement (scikit-learn's `ai.onnx.ml` domain, tree ensembles)
-//! are refused here with the operator named.
+//! Only the operators of [`crate::graph::DIFFERENTIABLE_OPS`] are accepted, each gradient-checked against
+//! finite differences; any other operator (scikit-learn's `ai.onnx.ml` domain, tree ensembles, control flow)
+//! is refused here with the operator named, and [`crate::load_onnx`] serves such a graph as a black box.
+//!
+//! The file is decoded once, by the bounded decoder of `aegis-formats`.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, Var};
-use candle_onnx::onnx::{
-    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto,
-    NodeProto, ValueInfoProto,
+use aegis_formats::onnx::proto::{
+    tensor_proto::DataType, tensor_shape_proto::dimension::Value as Dim, type_proto, GraphProto,
+    ModelProto, NodeProto, TensorProto, ValueInfoProto,
 };
-use prost::Message;
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::check_shape;
-use crate::export::{i64_tensor, int, ints, node};
+use crate::graph::{self, Context, Value};
 use crate::train::Trainable;
 use crate::{Differentiable, Error, Model};
 
 /// Largest ONNX file we read (protobuf caps messages at 2 GiB anyway).
 pub const MAX_MODEL_BYTES: u64 = 2 << 30;
-
-/// Operators candle-onnx 0.11 evaluates.
-const SUPPORTED: &[&str] = &[
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Exp",
-    "Equal",
-    "Not",
-    "MatMul",
-    "Reshape",
-    "LogSoftmax",
-    "Softmax",
-    "Transpose",
-    "Dropout",
-    "MaxPool",
-    "AveragePool",
-    "BatchNormalization",
-    "Squeeze",
-    "ConstantOfShape",
-    "Unsqueeze",
-    "Clip",
-    "Gather",
-    "GatherElements",
-    "Shape",
-    "Size",
-    "Sqrt",
-    "Range",
-    "Greater",
-    "Less",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "Log",
-    "Min",
-    "Where",
-    "Conv",
-    "Concat",
-    "Abs",
-    "Cos",
-    "Sin",
-    "Neg",
-    "Erf",
-    "Tanh",
-    "Sigmoid",
-    "Gelu",
-    "Relu",
-    "PRelu",
-    "Ceil",
-    "Floor",
-    "Constant",
-    "Cast",
-    "CumSum",
-    "Flatten",
-    "Identity",
-    "If",
-    "Pad",
-    "Slice",
-    "ReduceMax",
-    "ReduceMean",
-    "ReduceMin",
-    "Split",
-    "Expand",
-    "Tile",
-    "ReduceSum",
-    "ArgMin",
-    "ArgMax",
-    "LeakyRelu",
-    "Gemm",
-    "LSTM",
-    "RNN",
-    "Xor",
-    "And",
-    "Or",
-    "Sign",
-    "Selu",
-    "OneHot",
-    "HardSwish",
-    "Resize",
-    "Trilu",
-    "ScatterND",
-];
 
 /// What the graph's output means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,14 +40,17 @@ pub enum OutputKind {
     Probabilities,
 }
 
-/// An ONNX model evaluated by candle.
+/// An ONNX model evaluated by [`crate::graph`].
 pub struct OnnxModel {
     path: PathBuf,
-    /// The graph as loaded (for saving with updated weights).
+    /// The model as loaded (for saving with updated weights).
     original: ModelProto,
-    /// The prepared graph: no float initializers, softmax cut, max-pools rewritten.
-    graph: ModelProto,
+    /// The nodes to evaluate (a final softmax cut).
+    nodes: Vec<NodeProto>,
+    /// Stored tensors that are not trainable weights (shapes, axes, integer constants).
+    constants: HashMap<String, Value>,
     weights: Vec<(String, Var)>,
+    opset: i64,
     input_name: String,
     input_dims: Vec<usize>,
     input_dtype: DType,
@@ -139,7 +58,6 @@ pub struct OnnxModel {
     output: OutputKind,
     n_features: usize,
     n_classes: usize,
-    not_differentiable: Option<String>,
 }
 
 impl fmt::Debug for OnnxModel {
@@ -165,9 +83,10 @@ impl OnnxModel {
         Self::from_proto(decode_model(bytes, path)?, path)
     }
 
-    /// Prepare an ONNX model proto.
+    /// Prepare a decoded ONNX model.
     pub fn from_proto(original: ModelProto, path: &Path) -> Result<Self, Error> {
-        let graph = checked_graph(&original, path)?;
+        let answer = crate::select::answer_graph(&original, path)?;
+        let graph = checked_graph(&answer, path)?;
         check_operators(&graph.node, path)?;
         let input = sole_input(graph, path)?;
         let (input_dims, input_dtype) = input_shape(input, path)?;
@@ -180,44 +99,60 @@ impl OnnxModel {
             .name
             .clone();
 
-        let mut prepared = original.clone();
-        let g = prepared.graph.get_or_insert_with(Default::default);
+        // Exponents and clip bounds are read as plain numbers by the evaluator: keep them constant.
+        let fixed: std::collections::HashSet<&str> = graph
+            .node
+            .iter()
+            .filter(|n| matches!(n.op_type.as_str(), "Pow" | "Clip"))
+            .flat_map(|n| n.input.iter().skip(1).map(String::as_str))
+            .collect();
         let mut weights = Vec::new();
-        g.initializer.retain(|t| {
-            if t.data_type == DataType::Float as i32 {
-                if let Ok(tensor) = candle_onnx::eval::get_tensor(t, &t.name) {
-                    if let Ok(var) = Var::from_tensor(&tensor) {
-                        weights.push((t.name.clone(), var));
-                        return false;
-                    }
+        let mut constants = HashMap::new();
+        for t in &graph.initializer {
+            if t.name == input_name {
+                continue;
+            }
+            let value = graph::tensor_value(t, input_dtype).map_err(|why| load_err(path, why))?;
+            match value {
+                Value::Float(tensor)
+                    if t.data_type == DataType::Float as i32
+                        && !fixed.contains(t.name.as_str()) =>
+                {
+                    let var = Var::from_tensor(&tensor.to_dtype(DType::F32)?)?;
+                    weights.push((t.name.clone(), var));
+                }
+                other => {
+                    constants.insert(t.name.clone(), other);
                 }
             }
-            true
-        });
+        }
         // Cut a final softmax: attacks want logits.
+        let mut nodes = graph.node.clone();
         let mut output_name = declared_output.clone();
         let mut output = OutputKind::Logits;
         let mut softmax_cut = false;
-        if let Some(last) = g
-            .node
+        if let Some(pos) = nodes
             .iter()
-            .find(|n| n.output.first() == Some(&declared_output))
+            .position(|n| n.output.first() == Some(&declared_output))
         {
-            if last.op_type == "Softmax" && !last.input.is_empty() {
+            let last = &nodes[pos];
+            let feeds_others = nodes
+                .iter()
+                .any(|n| n.input.iter().any(|i| i == &declared_output));
+            if last.op_type == "Softmax" && !last.input.is_empty() && !feeds_others {
                 output_name = last.input[0].clone();
+                nodes.remove(pos);
                 softmax_cut = true;
             }
         }
-        g.output = vec![ValueInfoProto {
-            name: output_name.clone(),
-            ..Default::default()
-        }];
-
+        let opset = default_opset(&original);
         let mut model = OnnxModel {
             path: path.to_path_buf(),
             original,
-            graph: prepared,
+            nodes,
+            constants,
             weights,
+            opset,
             input_name,
             input_dims,
             input_dtype,
@@ -225,12 +160,11 @@ impl OnnxModel {
             output,
             n_features,
             n_classes: 0,
-            not_differentiable: None,
         };
-        rewrite_gemms(model.graph.graph.get_or_insert_with(Default::default));
-        model.rewrite_max_pools()?;
         let probe = probe_rows(n_features);
-        let out = model.run_raw(&model.to_input(&probe, 4)?, false)?;
+        let out = model
+            .run_raw(&model.to_input(&probe, 4)?, false)
+            .map_err(|e| load_err(path, e.to_string()))?;
         let dims = out.dims().to_vec();
         if dims.first() != Some(&4) || dims.iter().skip(1).product::<usize>() < 2 {
             return Err(load_err(
@@ -264,11 +198,6 @@ impl OnnxModel {
         self.output
     }
 
-    /// Why gradients are not available, when they are not.
-    pub fn not_differentiable(&self) -> Option<&str> {
-        self.not_differentiable.as_deref()
-    }
-
     /// Input dimensions after the batch dimension.
     pub fn input_dims(&self) -> &[usize] {
         &self.input_dims
@@ -280,28 +209,45 @@ impl OnnxModel {
         Ok(Tensor::from_slice(x, shape, &Device::Cpu)?.to_dtype(self.input_dtype)?)
     }
 
-    /// Evaluate the prepared graph on an input tensor of shape `(n, input_dims…)`.
+    /// Evaluate the graph on an input tensor of shape `(n, input_dims…)`.
     /// `track`: whether the weights take part in autograd (training) or not (prediction, attacks).
+    /// A panic inside candle (an op given shapes it does not expect) becomes an error, so a hostile model
+    /// file cannot take the process down.
     fn run_raw(&self, x: &Tensor, track: bool) -> Result<Tensor, Error> {
-        let mut inputs: HashMap<String, Tensor> = HashMap::with_capacity(self.weights.len() + 1);
-        inputs.insert(self.input_name.clone(), x.clone());
+        let mut values: HashMap<String, Value> = self.constants.clone();
+        values.insert(self.input_name.clone(), Value::Float(x.clone()));
         for (name, var) in &self.weights {
             let w = if track {
                 var.as_tensor().clone()
             } else {
                 var.as_tensor().detach()
             };
-            inputs.insert(name.clone(), w);
+            values.insert(name.clone(), Value::Float(w));
         }
-        let mut out = guarded_eval(&self.graph, inputs)
-            .map_err(|e| Error::Eval(format!("{}: {e}", self.path.display())))?;
-        out.remove(&self.output_name).ok_or_else(|| {
-            Error::Eval(format!(
+        let cx = Context {
+            dtype: self.input_dtype,
+            opset: self.opset,
+        };
+        let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            graph::run(&self.nodes, &mut values, cx)
+        }))
+        .unwrap_or_else(|_| {
+            Err("the evaluator failed on this graph (invalid shapes or attributes)".into())
+        });
+        evaluated.map_err(|e| Error::Eval(format!("{}: {e}", self.path.display())))?;
+        match values.remove(&self.output_name) {
+            Some(Value::Float(t)) => Ok(t),
+            Some(Value::Int(_)) => Err(Error::Eval(format!(
+                "{}: output {} is an integer tensor",
+                self.path.display(),
+                self.output_name
+            ))),
+            None => Err(Error::Eval(format!(
                 "{}: output {} was not produced",
                 self.path.display(),
                 self.output_name
-            ))
-        })
+            ))),
+        }
     }
 
     /// Logits of shape `(n, k)` for an input of shape `(n, n_features)`.
@@ -317,82 +263,15 @@ impl OnnxModel {
             OutputKind::Probabilities => Ok(out.clamp(1e-12, 1.0)?.log()?),
         }
     }
-
-    /// Rewrite each `MaxPool` into ops with a correct backward; mark the model black-box if one cannot be.
-    fn rewrite_max_pools(&mut self) -> Result<(), Error> {
-        let pools: Vec<NodeProto> = self
-            .graph
-            .graph
-            .as_ref()
-            .map(|g| {
-                g.node
-                    .iter()
-                    .filter(|n| n.op_type == "MaxPool")
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        if pools.is_empty() {
-            return Ok(());
-        }
-        // Learn each pool's input shape from one probe evaluation.
-        let mut probe = self.graph.clone();
-        let pg = probe.graph.get_or_insert_with(Default::default);
-        for p in &pools {
-            pg.output.push(ValueInfoProto {
-                name: p.input[0].clone(),
-                ..Default::default()
-            });
-        }
-        let mut inputs: HashMap<String, Tensor> = HashMap::new();
-        inputs.insert(
-            self.input_name.clone(),
-            self.to_input(&probe_rows(self.n_features)[..self.n_features], 1)?,
-        );
-        for (name, var) in &self.weights {
-            inputs.insert(name.clone(), var.as_tensor().clone());
-        }
-        let values = guarded_eval(&probe, inputs)
-            .map_err(|e| load_err(&self.path, format!("evaluation failed: {e}")))?;
-        let g = self.graph.graph.get_or_insert_with(Default::default);
-        let mut rewritten = Vec::with_capacity(g.node.len());
-        for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-            if n.op_type != "MaxPool" {
-                rewritten.push(n);
-                continue;
-            }
-            let dims = values
-                .get(&n.input[0])
-                .map(|t| t.dims().to_vec())
-                .unwrap_or_default();
-            match pool_as_reshape(&n, &dims, i) {
-                Ok((nodes, inits)) => {
-                    rewritten.extend(nodes);
-                    g.initializer.extend(inits);
-                }
-                Err(why) => {
-                    self.not_differentiable = Some(format!("MaxPool {:?}: {why}", n.name));
-                    rewritten.push(n);
-                }
-            }
-        }
-        g.node = rewritten;
-        Ok(())
-    }
 }
 
-/// Evaluate a graph; a panic inside the evaluator (an op given shapes it does not expect) becomes an error, so
-/// a hostile model file cannot take the process down.
-fn guarded_eval(
-    graph: &ModelProto,
-    inputs: HashMap<String, Tensor>,
-) -> Result<HashMap<String, Tensor>, String> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        candle_onnx::simple_eval(graph, inputs)
-    })) {
-        Ok(result) => result.map_err(|e| e.to_string()),
-        Err(_) => Err("the evaluator failed on this graph (invalid shapes or attributes)".into()),
-    }
+/// The version of the default (`ai.onnx`) operator set the model imports; 13 when it names none.
+fn default_opset(proto: &ModelProto) -> i64 {
+    proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(13, |o| o.version)
 }
 
 /// Read an ONNX file, refusing one larger than [`MAX_MODEL_BYTES`] before reading it.
@@ -412,15 +291,21 @@ pub(crate) fn read_model_file(path: &Path) -> Result<Vec<u8>, Error> {
 }
 
 /// Decode ONNX bytes as data.
+/// Decode ONNX bytes as data, with the bounded decoder of `aegis-formats` (the one the scanner uses).
 pub(crate) fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto, Error> {
-    ModelProto::decode(bytes).map_err(|e| load_err(path, format!("not an ONNX model: {e}")))
+    let limits = aegis_formats::Limits {
+        max_protobuf: MAX_MODEL_BYTES,
+        ..aegis_formats::Limits::default()
+    };
+    aegis_formats::onnx::decode_model(prost::bytes::Bytes::copy_from_slice(bytes), &limits)
+        .map_err(|e| load_err(path, format!("not an ONNX model: {e}")))
 }
 
 /// The model's graph, after the structural checks both backends rely on ([`validate_tensors`]).
 pub(crate) fn checked_graph<'a>(
     proto: &'a ModelProto,
     path: &Path,
-) -> Result<&'a candle_onnx::onnx::GraphProto, Error> {
+) -> Result<&'a GraphProto, Error> {
     let graph = proto
         .graph
         .as_ref()
@@ -431,7 +316,7 @@ pub(crate) fn checked_graph<'a>(
 
 /// The one graph input that is not an initializer.
 pub(crate) fn sole_input<'a>(
-    graph: &'a candle_onnx::onnx::GraphProto,
+    graph: &'a GraphProto,
     path: &Path,
 ) -> Result<&'a ValueInfoProto, Error> {
     let init_names: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
@@ -466,12 +351,12 @@ pub(crate) fn load_err(path: &Path, reason: String) -> Error {
 /// elements as its dimensions say, in a type we know, stored inline; every attribute must have a known type.
 /// Both evaluators trust this (tract unwraps attribute types, copies tensor data by its dimensions), so it is
 /// checked before either sees the graph. Subgraphs are followed to a bounded depth.
-pub(crate) fn validate_tensors(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+pub(crate) fn validate_tensors(graph: &GraphProto) -> Result<(), String> {
     validate_graph(graph, 0)
 }
 
-fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result<(), String> {
-    use candle_onnx::onnx::attribute_proto::AttributeType;
+fn validate_graph(graph: &GraphProto, depth: usize) -> Result<(), String> {
+    use aegis_formats::onnx::proto::attribute_proto::AttributeType;
     if depth > 8 {
         return Err("subgraphs nested more than 8 deep".into());
     }
@@ -508,7 +393,7 @@ fn validate_graph(graph: &candle_onnx::onnx::GraphProto, depth: usize) -> Result
 
 /// Every value a node reads, and every graph output, must be a graph input, an initializer or the output of
 /// an earlier node (ONNX requires topological order; tract indexes a map by these names without checking).
-fn validate_names(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+fn validate_names(graph: &GraphProto) -> Result<(), String> {
     let mut known: std::collections::HashSet<&str> =
         graph.input.iter().map(|i| i.name.as_str()).collect();
     known.extend(graph.initializer.iter().map(|t| t.name.as_str()));
@@ -523,7 +408,14 @@ fn validate_names(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
                 n.name
             ));
         }
-        known.extend(n.output.iter().map(|o| o.as_str()));
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            if !known.insert(o.as_str()) {
+                return Err(format!(
+                    "node {:?} writes {o:?}, which is already defined (ONNX values are assigned once)",
+                    n.name
+                ));
+            }
+        }
     }
     if let Some(missing) = graph
         .output
@@ -538,7 +430,7 @@ fn validate_names(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
 /// Largest element count of one stored tensor (2^31: protobuf limits a message to 2 GiB anyway).
 const MAX_TENSOR_ELEMENTS: u64 = 1 << 31;
 
-fn validate_tensor(t: &candle_onnx::onnx::TensorProto) -> Result<(), String> {
+fn validate_tensor(t: &TensorProto) -> Result<(), String> {
     let name = &t.name;
     if t.data_location != 0 || !t.external_data.is_empty() {
         return Err(format!(
@@ -620,7 +512,7 @@ fn min_inputs(op: &str) -> usize {
     match op {
         "Constant" => 0,
         "BatchNormalization" => 5,
-        "Slice" | "Where" | "ScatterND" | "Range" | "OneHot" | "LSTM" | "RNN" => 3,
+        "Where" | "ScatterND" | "Range" | "OneHot" | "LSTM" | "RNN" => 3,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "MatMul" | "Reshape" | "Gather"
         | "GatherElements" | "Greater" | "Less" | "LessOrEqual" | "GreaterOrEqual" | "Conv"
         | "PRelu" | "CumSum" | "Expand" | "Tile" | "Gemm" | "Xor" | "And" | "Or" => 2,
@@ -633,20 +525,13 @@ fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             return Err(load_err(
                 path,
-                format!("operator {} from domain {} (e.g. a scikit-learn export) cannot be evaluated by the differentiable backend", n.op_type, n.domain),
-            ));
-        }
-        let given = n.input.iter().filter(|i| !i.is_empty()).count();
-        // candle-onnx's own Gemm reads a third input; only the plain Gemm we rewrite may omit it.
-        if n.op_type == "Gemm" && given < 3 && !gemm_is_plain(n) {
-            return Err(load_err(
-                path,
                 format!(
-                    "Gemm node {:?} without a bias needs alpha = beta = 1 and transA = 0",
-                    n.name
+                    "operator {} of domain {} (e.g. a scikit-learn export) is not on the gradient-checked list",
+                    n.op_type, n.domain
                 ),
             ));
         }
+        let given = n.input.iter().filter(|i| !i.is_empty()).count();
         if given < min_inputs(&n.op_type) || n.output.is_empty() {
             return Err(load_err(
                 path,
@@ -658,11 +543,11 @@ fn check_operators(nodes: &[NodeProto], path: &Path) -> Result<(), Error> {
                 ),
             ));
         }
-        if !SUPPORTED.contains(&n.op_type.as_str()) {
+        if !graph::is_differentiable_op(&n.op_type) {
             return Err(load_err(
                 path,
                 format!(
-                    "operator {} (node {:?}) is not supported by the differentiable backend",
+                    "operator {} (node {:?}) is not on the gradient-checked list",
                     n.op_type, n.name
                 ),
             ));
@@ -745,169 +630,6 @@ pub(crate) fn looks_like_probabilities(values: &[f32], k: usize) -> bool {
     })
 }
 
-/// Plain `Gemm` nodes (alpha = beta = 1, no transposed A) as `[Transpose →] MatMul → Add`. candle-onnx's
-/// `Gemm` multiplies A and C by full tensors of alpha and beta even when they are 1 (two extra element-wise
-/// passes forward and backward, and f32 constants that break double-precision graphs); the rewrite computes
-/// the same values with less work.
-/// A `Gemm` that is just `A · B(ᵀ) + C`: alpha = beta = 1 and A not transposed.
-fn gemm_is_plain(n: &NodeProto) -> bool {
-    let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-    let scale_is_one = |name: &str| attr(name).is_none_or(|a| a.f == 1.0);
-    n.op_type == "Gemm"
-        && scale_is_one("alpha")
-        && scale_is_one("beta")
-        && attr("transA").is_none_or(|a| a.i == 0)
-}
-
-fn rewrite_gemms(g: &mut candle_onnx::onnx::GraphProto) {
-    let mut out = Vec::with_capacity(g.node.len());
-    for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
-        let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-        let trans_b = attr("transB").is_some_and(|a| a.i != 0);
-        let plain = gemm_is_plain(&n) && n.input.len() >= 2 && n.output.len() == 1;
-        if !plain {
-            out.push(n);
-            continue;
-        }
-        let p = format!("aegis_gemm{i}");
-        let mut b = n.input[1].clone();
-        if trans_b {
-            let bt = format!("{p}_bt");
-            out.push(node(
-                "Transpose",
-                &bt,
-                &[&b],
-                &[&bt],
-                vec![ints("perm", &[1, 0])],
-            ));
-            b = bt;
-        }
-        let has_c = n.input.get(2).is_some_and(|c| !c.is_empty());
-        let mm = if has_c {
-            format!("{p}_mm")
-        } else {
-            n.output[0].clone()
-        };
-        out.push(node(
-            "MatMul",
-            &format!("{p}_matmul"),
-            &[&n.input[0], &b],
-            &[&mm],
-            vec![],
-        ));
-        if has_c {
-            out.push(node(
-                "Add",
-                &format!("{p}_add"),
-                &[&mm, &n.input[2]],
-                &[&n.output[0]],
-                vec![],
-            ));
-        }
-    }
-    g.node = out;
-}
-
-/// `MaxPool` with window = stride, no padding, as `[Slice →] Reshape → Transpose → Reshape → ReduceMax`.
-fn pool_as_reshape(
-    n: &NodeProto,
-    dims: &[usize],
-    idx: usize,
-) -> Result<(Vec<NodeProto>, Vec<candle_onnx::onnx::TensorProto>), String> {
-    let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-    let kernel = attr("kernel_shape")
-        .map(|a| a.ints.clone())
-        .unwrap_or_default();
-    let strides = attr("strides")
-        .map(|a| a.ints.clone())
-        .unwrap_or_else(|| vec![1; kernel.len()]);
-    let pads = attr("pads").map(|a| a.ints.clone()).unwrap_or_default();
-    let ceil = attr("ceil_mode").map(|a| a.i).unwrap_or(0);
-    let dilated = attr("dilations").is_some_and(|a| a.ints.iter().any(|&v| v != 1));
-    let [kh, kw] = kernel[..] else {
-        return Err(format!("kernel {kernel:?} is not 2-D"));
-    };
-    if strides != kernel
-        || pads.iter().any(|&p| p != 0)
-        || ceil != 0
-        || dilated
-        || attr("auto_pad").is_some_and(|a| !a.s.is_empty() && a.s != b"NOTSET")
-    {
-        return Err("overlapping windows, padding or dilation cannot be rewritten".into());
-    }
-    let [_, _, h, w] = dims[..] else {
-        return Err(format!("input shape {dims:?} is not 4-D"));
-    };
-    let (kh, kw) = (kh as usize, kw as usize);
-    let (oh, ow) = (h / kh, w / kw);
-    if kh == 0 || kw == 0 || oh == 0 || ow == 0 {
-        return Err("window larger than the input".into());
-    }
-    let p = format!("aegis_pool{idx}");
-    let mut nodes = Vec::new();
-    let mut inits = Vec::new();
-    let mut src = n.input[0].clone();
-    if oh * kh != h || ow * kw != w {
-        inits.push(i64_tensor(&format!("{p}_starts"), &[0, 0]));
-        inits.push(i64_tensor(
-            &format!("{p}_ends"),
-            &[(oh * kh) as i64, (ow * kw) as i64],
-        ));
-        inits.push(i64_tensor(&format!("{p}_axes"), &[2, 3]));
-        let out = format!("{p}_sliced");
-        nodes.push(node(
-            "Slice",
-            &out,
-            &[
-                &src,
-                &format!("{p}_starts"),
-                &format!("{p}_ends"),
-                &format!("{p}_axes"),
-            ],
-            &[&out],
-            vec![],
-        ));
-        src = out;
-    }
-    inits.push(i64_tensor(
-        &format!("{p}_split"),
-        &[0, 0, oh as i64, kh as i64, ow as i64, kw as i64],
-    ));
-    inits.push(i64_tensor(
-        &format!("{p}_windows"),
-        &[0, 0, oh as i64, ow as i64, (kh * kw) as i64],
-    ));
-    nodes.push(node(
-        "Reshape",
-        &format!("{p}_a"),
-        &[&src, &format!("{p}_split")],
-        &[&format!("{p}_a")],
-        vec![],
-    ));
-    nodes.push(node(
-        "Transpose",
-        &format!("{p}_b"),
-        &[&format!("{p}_a")],
-        &[&format!("{p}_b")],
-        vec![ints("perm", &[0, 1, 2, 4, 3, 5])],
-    ));
-    nodes.push(node(
-        "Reshape",
-        &format!("{p}_c"),
-        &[&format!("{p}_b"), &format!("{p}_windows")],
-        &[&format!("{p}_c")],
-        vec![],
-    ));
-    nodes.push(node(
-        "ReduceMax",
-        &format!("{p}_max"),
-        &[&format!("{p}_c")],
-        &[&n.output[0]],
-        vec![ints("axes", &[4]), int("keepdims", 0)],
-    ));
-    Ok((nodes, inits))
-}
-
 impl Model for OnnxModel {
     fn n_features(&self) -> usize {
         self.n_features
@@ -922,8 +644,6 @@ impl Model for OnnxModel {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let mut shape = vec![n];
-        shape.extend(&self.input_dims);
         let out = self
             .run_raw(&self.to_input(x, n)?, false)?
             .reshape((n, self.n_classes))?
@@ -935,26 +655,16 @@ impl Model for OnnxModel {
     }
 
     fn describe(&self) -> String {
-        format!("onnx (candle) {}", self.path.display())
+        format!("onnx (gradient-checked evaluator) {}", self.path.display())
     }
 
     fn as_differentiable(&self) -> Option<&dyn Differentiable> {
-        if self.not_differentiable.is_some() {
-            None
-        } else {
-            Some(self)
-        }
+        Some(self)
     }
 }
 
 impl Differentiable for OnnxModel {
     fn logits(&self, x: &Tensor) -> Result<Tensor, Error> {
-        if let Some(why) = &self.not_differentiable {
-            return Err(Error::Eval(format!(
-                "{}: no gradients: {why}",
-                self.path.display()
-            )));
-        }
         self.forward(x, false)
     }
 }
@@ -968,7 +678,7 @@ impl Trainable for OnnxModel {
         self.weights.iter().map(|(_, v)| v.clone()).collect()
     }
 
-    /// The original graph (with its Softmax and MaxPool nodes) with the current weights.
+    /// The original graph (with its Softmax) with the current weights.
     fn save_onnx(&self, path: &Path) -> Result<(), Error> {
         let mut proto = self.original.clone();
         let current: HashMap<&str, &Var> =

@@ -1,5 +1,5 @@
-//! ONNX graphs candle cannot evaluate (scikit-learn exports with `ai.onnx.ml` tree ensembles), run by tract
-//! as black-box models.
+//! The forward engine: every ONNX model the project accepts is run by tract, including scikit-learn exports
+//! with `ai.onnx.ml` operators. Gradients, where a graph allows them, come from [`crate::onnx`].
 //!
 //! tract optimises the graph once for a symbolic batch size; each `predict_proba` is one plan run. The model
 //! has no gradients, so assessments fall back to the black-box attacks. Of a graph's outputs the first float
@@ -9,7 +9,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use candle_onnx::onnx::{tensor_proto::DataType, type_proto};
+use aegis_formats::onnx::proto::{GraphProto, ModelProto};
+use prost::Message;
 use tract_onnx::prelude::*;
 
 use crate::error::check_shape;
@@ -49,8 +50,14 @@ impl TractModel {
 
     /// Load and optimise an ONNX model from its bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
-        let proto = onnx::decode_model(bytes, path)?;
-        let graph = onnx::checked_graph(&proto, path)?;
+        Self::from_proto(&onnx::decode_model(bytes, path)?, path)
+    }
+
+    /// Load and optimise a model decoded by `aegis-formats`. tract is handed that model re-encoded, so it
+    /// sees exactly the fields our decoder read and checked, never the file's own bytes.
+    pub fn from_proto(proto: &ModelProto, path: &Path) -> Result<Self, Error> {
+        let proto = &crate::select::answer_graph(proto, path)?;
+        let graph = onnx::checked_graph(proto, path)?;
         validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
         let input = onnx::sole_input(graph, path)?;
         let n_features = match onnx::input_shape(input, path)? {
@@ -67,13 +74,13 @@ impl TractModel {
         };
         let output = graph
             .output
-            .iter()
-            .find(|o| matches!(o.r#type.as_ref().and_then(|t| t.value.as_ref()), Some(type_proto::Value::TensorType(t)) if t.elem_type == DataType::Float as i32))
+            .first()
             .map(|o| o.name.clone())
-            .ok_or_else(|| load_err(path, "no float tensor output (export scikit-learn models with zipmap=False)"))?;
+            .ok_or_else(|| load_err(path, "the graph has no output"))?;
 
         // tract's graph analysis runs on untrusted input: a panic in it becomes a load error.
-        std::panic::catch_unwind(|| Self::build(bytes, path, n_features, output)).unwrap_or_else(
+        let bytes = proto.encode_to_vec();
+        std::panic::catch_unwind(|| Self::build(&bytes, path, n_features, output)).unwrap_or_else(
             |_| {
                 Err(load_err(
                     path,
@@ -161,7 +168,7 @@ impl TractModel {
 /// bounds or loop forever. Before tract sees one, every tree must be well formed: per tree, node ids are
 /// exactly 0..n, every branch's children are nodes of the same tree with larger ids (so every walk ends at a
 /// leaf), leaves name nodes of their tree, and class (or target) ids are below the number of classes.
-fn validate_tree_ensembles(graph: &candle_onnx::onnx::GraphProto) -> Result<(), String> {
+fn validate_tree_ensembles(graph: &GraphProto) -> Result<(), String> {
     use std::collections::HashMap;
     for n in graph
         .node

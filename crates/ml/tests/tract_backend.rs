@@ -1,6 +1,6 @@
 //! A scikit-learn random forest exported to ONNX (`ai.onnx.ml` TreeEnsembleClassifier) runs through tract as
-//! a black-box model and reproduces scikit-learn's probabilities; the candle backend refuses it by name and
-//! the loader falls back. Fixture: `testdata/ml/make_sklearn_fixture.py`.
+//! a black-box model and reproduces scikit-learn's probabilities; the gradient evaluator refuses it by name
+//! and the loader names the model black-box. Fixture: `testdata/ml/make_sklearn_fixture.py`.
 
 use std::path::{Path, PathBuf};
 
@@ -41,15 +41,25 @@ fn forest_probabilities_match_scikit_learn() {
 }
 
 #[test]
-fn the_loader_uses_candle_when_it_can_and_tract_when_it_must() {
+fn the_loader_gives_gradients_when_it_can_and_names_a_black_box_when_it_cannot() {
     let err = OnnxModel::load(&dir().join("sk_forest.onnx"))
         .unwrap_err()
         .to_string();
     assert!(err.contains("ai.onnx.ml"), "{err}");
     let forest = aegis_ml::load_onnx(&dir().join("sk_forest.onnx")).unwrap();
-    assert!(forest.describe().contains("tract") && forest.as_differentiable().is_none());
+    assert!(
+        forest.describe().contains("black-box")
+            && forest.describe().contains("TreeEnsembleClassifier"),
+        "{}",
+        forest.describe()
+    );
+    assert!(forest.as_differentiable().is_none());
     let mlp = aegis_ml::load_onnx(&dir().join("torch_mlp.onnx")).unwrap();
-    assert!(mlp.describe().contains("candle") && mlp.as_differentiable().is_some());
+    assert!(
+        mlp.describe().contains("gradient-checked") && mlp.as_differentiable().is_some(),
+        "{}",
+        mlp.describe()
+    );
     let Err(err) = aegis_ml::load_onnx(&dir().join("make_sklearn_fixture.py")) else {
         panic!("a Python file loaded as a model")
     };
@@ -77,16 +87,14 @@ fn malformed_graphs_found_by_fuzzing_are_refused() {
         assert!(err.contains(why) && err.contains(file), "{err}");
         assert!(OnnxModel::from_bytes(&bytes, &path).is_err());
     }
-    // candle-onnx's Gemm reads a bias input that the specification makes optional.
+    // A scaled Gemm without its optional bias (which candle-onnx once indexed) is evaluated by both engines
+    // alike, or refused by both with a reason.
     let path = dir().join("fuzz/gemm-no-bias-scaled.onnx");
-    let err = OnnxModel::from_bytes(&std::fs::read(&path).unwrap(), &path)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("inputs") || err.contains("without a bias"),
-        "{err}"
-    );
-    // candle-onnx indexes a Conv node's second input without checking it exists.
+    match aegis_ml::load_onnx(&path) {
+        Ok(m) => assert!(m.predict_proba(&vec![0.5; m.n_features()], 1).is_ok()),
+        Err(e) => assert!(e.to_string().contains("gemm-no-bias-scaled"), "{e}"),
+    }
+    // A Conv node without its weight input is refused before any engine indexes it.
     let path = dir().join("fuzz/conv-one-input.onnx");
     let err = OnnxModel::from_bytes(&std::fs::read(&path).unwrap(), &path)
         .unwrap_err()
@@ -100,7 +108,7 @@ fn malformed_graphs_found_by_fuzzing_are_refused() {
 /// trees with out-of-range classes, cycles or foreign children must be refused before tract runs them.
 #[test]
 fn malformed_tree_ensembles_are_refused_before_tract_runs_them() {
-    use candle_onnx::onnx::ModelProto;
+    use aegis_formats::onnx::proto::ModelProto;
     use prost::Message;
     let path = dir().join("fuzz/tree-class-out-of-range.onnx");
     let err = TractModel::from_bytes(&std::fs::read(&path).unwrap(), &path)

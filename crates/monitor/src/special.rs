@@ -10,7 +10,7 @@
 
 #![allow(clippy::needless_range_loop)]
 
-pub use aegis_core::special::{chi2_sf, erfc, gamma_p, gamma_q, ln_gamma, normal_cdf, normal_sf};
+pub use aegis_stats::special::{chi2_sf, erfc, gamma_p, gamma_q, ln_gamma, normal_cdf, normal_sf};
 
 use std::f64::consts::{LN_2, PI};
 

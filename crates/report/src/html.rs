@@ -184,7 +184,9 @@ fn finding_row(h: &mut String, f: &Finding, rules: &[&RuleDoc]) {
         esc(&f.message)
     );
     if !f.evidence.is_null() {
-        let pretty = serde_json::to_string_pretty(&f.evidence).unwrap_or_default();
+        let mut evidence = f.evidence.clone();
+        aegis_core::tidy_numbers(&mut evidence);
+        let pretty = serde_json::to_string_pretty(&evidence).unwrap_or_default();
         let _ = write!(
             h,
             "<details><summary>evidence</summary><pre>{}</pre></details>",
@@ -255,7 +257,11 @@ fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => String::new(),
-        other => serde_json::to_string(other).unwrap_or_default(),
+        other => {
+            let mut tidy = other.clone();
+            aegis_core::tidy_numbers(&mut tidy);
+            serde_json::to_string(&tidy).unwrap_or_default()
+        }
     }
 }
 
@@ -277,12 +283,8 @@ fn pct(v: f64) -> String {
 fn short(v: f64) -> String {
     if !v.is_finite() {
         "–".to_owned()
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else if v.abs() < f32::MAX as f64 {
-        format!("{}", v as f32)
     } else {
-        format!("{v}")
+        aegis_core::format_short(v)
     }
 }
 

@@ -90,7 +90,9 @@ fn render_finding(
     }
     if options.verbose {
         if !finding.evidence.is_null() {
-            writeln!(out, "  evidence {}", finding.evidence)?;
+            let mut evidence = finding.evidence.clone();
+            aegis_core::tidy_numbers(&mut evidence);
+            writeln!(out, "  evidence {evidence}")?;
         }
         if let Some(fix) = &finding.remediation {
             writeln!(out, "  fix  {fix}")?;

@@ -13,6 +13,7 @@ fn f(v: &Value) -> f64 {
 fn s(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => aegis_core::format_short(f(v)),
         other => other.to_string(),
     }
 }
@@ -134,15 +135,15 @@ mod tests {
     #[test]
     fn table_shows_each_eps_in_both_units_and_the_examples() {
         let r = serde_json::json!({
-            "model": "onnx (candle) m.onnx", "rows": 10, "clean_accuracy": 0.9, "attacks": ["fgsm", "pgd"],
+            "model": "onnx (gradient-checked) m.onnx", "rows": 10, "clean_accuracy": 0.9, "attacks": ["fgsm", "pgd"],
             "skipped": [["square", "no budget"]],
-            "curve": [{"eps": 0.1, "robust_accuracy": 0.5, "broken_by": [["fgsm", 3], ["pgd", 1]],
+            "curve": [{"eps": 0.1f32, "robust_accuracy": 0.5, "broken_by": [["fgsm", 3], ["pgd", 1]],
                        "eps_raw": [0.1, 0.1], "eps_range_fraction": [0.05, 0.2]}],
             "vulnerable_features": [{"feature": "amount", "changed_in": 1.0, "mean_relative_change": 0.9}],
             "classes": [{"class": "legit", "rows": 5, "clean_accuracy": 1.0, "robust_accuracy": [0.6]},
                         {"class": "fraud", "rows": 5, "clean_accuracy": 0.8, "robust_accuracy": [0.4]}],
-            "examples": [{"row": 3, "eps": 0.1, "attack": "fgsm", "label": "fraud", "predicted": "legit",
-                          "changes": [["amount", 10.0, 10.1]]}]
+            "examples": [{"row": 3, "eps": 0.1f32, "attack": "fgsm", "label": "fraud", "predicted": "legit",
+                          "changes": [["amount", 99.9f32, 100.4f32]]}]
         });
         let mut out = Vec::new();
         render(&r, &mut out).unwrap();
@@ -156,9 +157,12 @@ mod tests {
             "fgsm 3, pgd 1",
             "amount",
             "fraud",
-            "row 3 (fraud → legit)",
+            "row 3 (fraud → legit) at eps 0.1 by fgsm",
+            "99.9 → 100.4",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+        // f32 values widened by serde_json print as written, never with f64 digits.
+        assert!(!text.contains("0.1000000014"), "{text}");
     }
 }

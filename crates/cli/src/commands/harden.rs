@@ -27,13 +27,13 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     let (d, k) = (data.table.n_features(), data.table.class_names.len().max(2));
     let model: Box<dyn Trainable> = match (&args.model, &args.arch) {
         (Some(path), _) => {
-            let m = OnnxModel::load(path)?;
-            if let Some(why) = m.not_differentiable() {
-                bail!(
-                    "{} cannot be fine-tuned: {why}; train a native network with --arch instead",
+            let m = OnnxModel::load(path).with_context(|| {
+                format!(
+                    "{} cannot be fine-tuned (only graphs of gradient-checked operators can); \
+                     train a native network with --arch instead",
                     path.display()
-                );
-            }
+                )
+            })?;
             Box::new(m)
         }
         (None, Some(arch)) => {
