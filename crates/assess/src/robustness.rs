@@ -55,6 +55,17 @@ impl AttackKind {
     ];
 }
 
+/// The attacks to run when the user names none: the strongest set that fits the model. With gradients, PGD,
+/// the AutoAttack ensemble (APGD-CE, APGD-T) and Square (which catches gradient masking); without, Square
+/// (scores) and HopSkipJump (labels only).
+pub fn strongest_attacks(differentiable: bool) -> Vec<AttackKind> {
+    if differentiable {
+        vec![AttackKind::Pgd, AttackKind::AutoAttack, AttackKind::Square]
+    } else {
+        vec![AttackKind::Square, AttackKind::Hsj]
+    }
+}
+
 impl fmt::Display for AttackKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

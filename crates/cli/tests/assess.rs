@@ -174,6 +174,116 @@ fn a_graph_with_an_unlisted_operator_is_reported_as_black_box() {
         "{skipped}"
     );
     assert_eq!(r["attacks"], serde_json::json!(["square"]));
+
+    // Without --attacks: the strongest set that fits each model.
+    let auto = [
+        "--drop",
+        "id",
+        "--eps",
+        "0.05",
+        "--queries",
+        "40",
+        "--format",
+        "json",
+    ];
+    let r = report(assess(&auto, dir.path()));
+    assert_eq!(
+        r["attacks"],
+        serde_json::json!(["square", "hsj"]),
+        "black box"
+    );
+    assert_eq!(r["default_attacks"], true);
+    assert_eq!(r["bounds_inferred"], true);
+    let original = aegis_ml::export::native_to_onnx(&m).unwrap();
+    aegis_ml::export::write_model(&original, &white).unwrap();
+    let r = report(assess(&auto, dir.path()));
+    assert_eq!(
+        r["attacks"],
+        serde_json::json!(["pgd", "autoattack", "square"]),
+        "white box"
+    );
+}
+
+/// One schema file: `aegis schema infer` writes it, `aegis assess --schema` reads it (with its attacker-facing
+/// keys), and the gateway loads the model against it (`aegis model list` loads exactly as `aegis serve` does).
+#[test]
+fn the_inferred_schema_serves_assess_and_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    trained_onnx(d);
+    // The model's inputs are f0..f5: a training file without the id column.
+    let text = std::fs::read_to_string(d.join("train.csv")).unwrap();
+    let no_id: Vec<String> = text
+        .lines()
+        .map(|l| l.split_once(',').map_or(l, |(_, rest)| rest).to_string())
+        .collect();
+    std::fs::write(d.join("features.csv"), no_id.join("\n") + "\n").unwrap();
+    std::fs::write(d.join("test.csv"), no_id[..41].join("\n") + "\n").unwrap();
+    let out = aegis(&["schema", "infer", "features.csv", "--label", "label"], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inferred = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        inferred.contains("[[column]]") && inferred.contains("version"),
+        "{inferred}"
+    );
+    // A reviewer marks f0 immutable in the same file.
+    let reviewed = inferred.replacen("name = \"f0\"\n", "name = \"f0\"\nimmutable = true\n", 1);
+    assert_ne!(reviewed, inferred, "{inferred}");
+    std::fs::write(d.join("schema.toml"), &reviewed).unwrap();
+
+    let out = assess(
+        &[
+            "--schema",
+            "schema.toml",
+            "--eps",
+            "0.1",
+            "--attacks",
+            "pgd",
+            "--format",
+            "json",
+        ],
+        d,
+    );
+    assert!(
+        out.status.code().is_some_and(|c| c < 2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.metrics["schema"], "given");
+    let r = &report.metrics["robustness"];
+    // The immutable feature is never among those the attack changed.
+    let changed = r["vulnerable_features"].to_string();
+    assert!(!changed.contains("\"f0\""), "{changed}");
+
+    std::fs::write(
+        d.join("models.toml"),
+        "[[model]]\nname = \"scorer\"\npath = \"model.onnx\"\nschema = \"schema.toml\"\n",
+    )
+    .unwrap();
+    let out = aegis(&["model", "list", "--config", "models.toml"], d);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{listed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        listed.contains("scorer") && !listed.contains("REFUSED"),
+        "{listed}"
+    );
+
+    // A column the model does not take (the id) makes the gateway refuse with the counts named.
+    let out = aegis(&["schema", "infer", "train.csv", "--label", "label"], d);
+    std::fs::write(d.join("schema.toml"), &out.stdout).unwrap();
+    let out = aegis(&["model", "list", "--config", "models.toml"], d);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REFUSED"));
 }
 
 #[test]

@@ -107,6 +107,18 @@ pub struct ColumnSpec {
     /// Latest accepted time, seconds since the Unix epoch (timestamp columns).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<i64>,
+    /// An attacker cannot change this column (`aegis assess` and `aegis harden` keep it fixed): a date of
+    /// birth, an account's age, the applicant's country. Numeric and boolean columns.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub immutable: bool,
+    /// This column's own perturbation budget in raw units for assessment and hardening (overrides the global
+    /// eps). Numeric columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// The one-hot group of this 0/1 column: in every valid row exactly one column of a group is 1, and an
+    /// attack may only move the 1 within the group. Numeric and boolean columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_hot: Option<String>,
 }
 
 /// One cell parsed per its column's kind.
@@ -252,6 +264,9 @@ impl ColumnSpec {
             max_length: None,
             earliest: None,
             latest: None,
+            immutable: false,
+            eps: None,
+            one_hot: None,
         }
     }
 
@@ -467,6 +482,18 @@ impl DataSchema {
                     format!("{key} applies to {kinds} columns, not to a {kind} column"),
                 ))
             };
+            let model_input = matches!(kind, ColumnKind::Numeric | ColumnKind::Boolean);
+            if !model_input && (spec.immutable || spec.eps.is_some() || spec.one_hot.is_some()) {
+                return only_for("immutable, eps and one_hot", "numeric and boolean");
+            }
+            if let Some(eps) = spec.eps {
+                if !eps.is_finite() || eps < 0.0 {
+                    return err(format!("eps = {eps} is not a finite number >= 0"));
+                }
+            }
+            if spec.one_hot.as_deref().is_some_and(str::is_empty) {
+                return err("one_hot names no group".into());
+            }
             if kind != ColumnKind::Numeric {
                 if spec.min.is_some() || spec.max.is_some() {
                     return only_for("min/max", "numeric");

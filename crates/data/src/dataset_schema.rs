@@ -394,6 +394,10 @@ const HEADER: &str = "\
 #   unique                true: no value may appear twice (an id column)
 #   max_length            longest text, in characters (text columns)
 #   earliest, latest      bounds for timestamp columns, seconds since 1970-01-01T00:00:00Z (UTC)
+# For model assessment, hardening and the gateway (the same file; numeric and boolean columns are the inputs):
+#   immutable             true: an attacker cannot change this column (date of birth, account age)
+#   eps                   this column's own perturbation budget, in its units
+#   one_hot               group name: 0/1 columns of one group hold exactly one 1 per row
 
 ";
 

@@ -18,7 +18,9 @@ mod schema;
 
 pub use self::csv::{read_csv, CsvOptions};
 pub use self::error::Error;
-pub use self::schema::{align_schema, infer_schema, load_schema, save_schema};
+pub use self::schema::{
+    align_schema, feature_schema, infer_schema, load_schema, save_schema, without_columns,
+};
 
 mod dataset_schema;
 pub use self::dataset_schema::{

@@ -154,12 +154,112 @@ fn infer_feature(name: &str, values: impl Iterator<Item = f32>) -> FeatureSpec {
 /// column that is not a binary feature of the schema.
 pub fn load_schema(path: &Path) -> Result<Schema, Error> {
     let text = read_schema_text(path)?;
-    let schema: Schema = toml::from_str(&text).map_err(|source| Error::SchemaParse {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let schema = if is_dataset_schema(&text) {
+        feature_schema(&crate::parse_data_schema(&text, path)?, path)?
+    } else {
+        toml::from_str(&text).map_err(|source| Error::SchemaParse {
+            path: path.to_path_buf(),
+            source,
+        })?
+    };
     validate(path, &schema)?;
     Ok(schema)
+}
+
+/// Whether schema text is the dataset schema `aegis schema infer` writes (`version`, `[[column]]`) rather
+/// than the older feature-only form (`[[feature]]`).
+fn is_dataset_schema(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text)
+        .is_ok_and(|t| t.contains_key("version") || t.contains_key("column"))
+}
+
+/// The model-input view of a dataset schema: one feature per numeric or boolean column (categorical, text
+/// and timestamp columns are not model inputs and are left out), with the attacker-facing keys
+/// (`immutable`, `eps`, `one_hot`) carried over. A 0/1 integer column is binary, as [`infer_schema`] decides.
+///
+/// # Errors
+///
+/// [`Error::InvalidFeature`] for a numeric column without both `min` and `max` (attacks need bounds).
+pub fn feature_schema(schema: &aegis_core::DataSchema, path: &Path) -> Result<Schema, Error> {
+    use aegis_core::ColumnKind;
+    let mut features = Vec::new();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for c in &schema.columns {
+        let (kind, min, max) = match c.kind {
+            ColumnKind::Boolean => (FeatureKind::Binary, 0.0, 1.0),
+            ColumnKind::Numeric => {
+                let (Some(min), Some(max)) = (c.min, c.max) else {
+                    return Err(Error::InvalidFeature {
+                        path: path.to_path_buf(),
+                        feature: c.name.clone(),
+                        reason:
+                            "a model input needs both min and max (add them, or run `aegis schema \
+                                 infer` on trusted data)"
+                                .into(),
+                    });
+                };
+                let kind = if c.integer && min >= 0.0 && max <= 1.0 {
+                    FeatureKind::Binary
+                } else if c.integer {
+                    FeatureKind::Integer
+                } else {
+                    FeatureKind::Continuous
+                };
+                (kind, min, max)
+            }
+            _ => continue,
+        };
+        features.push(FeatureSpec {
+            name: c.name.clone(),
+            kind,
+            min: min as f32,
+            max: max as f32,
+            immutable: c.immutable,
+            eps: c.eps.map(|e| e as f32),
+        });
+        if let Some(group) = &c.one_hot {
+            match groups.iter_mut().find(|(g, _)| g == group) {
+                Some((_, cols)) => cols.push(c.name.clone()),
+                None => groups.push((group.clone(), vec![c.name.clone()])),
+            }
+        }
+    }
+    let immutable = |cols: &[String]| {
+        cols.iter().all(|c| {
+            features
+                .iter()
+                .any(|f: &FeatureSpec| &f.name == c && f.immutable)
+        })
+    };
+    let one_hot = groups
+        .into_iter()
+        .map(|(name, columns)| OneHotGroup {
+            immutable: immutable(&columns),
+            name,
+            columns,
+        })
+        .collect();
+    Ok(Schema { features, one_hot })
+}
+
+/// The schema without the named columns (`--drop`): a dataset schema describes every column of a file,
+/// the model sees fewer.
+pub fn without_columns(schema: &Schema, drop: &[String]) -> Schema {
+    let keep = |name: &String| !drop.contains(name);
+    Schema {
+        features: schema
+            .features
+            .iter()
+            .filter(|f| keep(&f.name))
+            .cloned()
+            .collect(),
+        one_hot: schema
+            .one_hot
+            .iter()
+            .filter(|g| g.columns.iter().all(keep))
+            .cloned()
+            .collect(),
+    }
 }
 
 /// Writes a schema as TOML, with a comment explaining the keys a reviewer may edit.
@@ -303,6 +403,100 @@ pub fn align_schema(schema: &Schema, table: &Table) -> Result<Schema, Error> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_dataset_schema_reads_as_model_inputs_with_its_attacker_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.toml");
+        std::fs::write(
+            &path,
+            r#"version = 1
+[label]
+name = "y"
+classes = ["0", "1"]
+[[column]]
+name = "amount"
+kind = "numeric"
+min = 0.5
+max = 900.25
+immutable = false
+eps = 5.0
+[[column]]
+name = "age"
+kind = "numeric"
+min = 18.0
+max = 99.0
+integer = true
+immutable = true
+[[column]]
+name = "country_fr"
+kind = "numeric"
+min = 0.0
+max = 1.0
+integer = true
+one_hot = "country"
+[[column]]
+name = "country_de"
+kind = "boolean"
+one_hot = "country"
+[[column]]
+name = "note"
+kind = "text"
+"#,
+        )
+        .unwrap();
+        let s = load_schema(&path).unwrap();
+        let names: Vec<&str> = s.features.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["amount", "age", "country_fr", "country_de"],
+            "text is not an input"
+        );
+        let kinds: Vec<FeatureKind> = s.features.iter().map(|f| f.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                FeatureKind::Continuous,
+                FeatureKind::Integer,
+                FeatureKind::Binary,
+                FeatureKind::Binary
+            ]
+        );
+        assert_eq!(
+            (s.features[0].min, s.features[0].max, s.features[0].eps),
+            (0.5, 900.25, Some(5.0))
+        );
+        assert!(s.features[1].immutable && !s.features[0].immutable);
+        assert_eq!(s.one_hot.len(), 1);
+        assert_eq!(s.one_hot[0].columns, ["country_fr", "country_de"]);
+        // A numeric input without bounds is refused, naming the column and what to do.
+        std::fs::write(
+            &path,
+            "version = 1\n[[column]]\nname = \"x\"\nkind = \"numeric\"\n",
+        )
+        .unwrap();
+        let err = load_schema(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("\"x\"") && err.contains("min and max"),
+            "{err}"
+        );
+        // An attacker key on a column that is not a model input is refused too.
+        std::fs::write(
+            &path,
+            "version = 1\n[[column]]\nname = \"t\"\nkind = \"text\"\nimmutable = true\n",
+        )
+        .unwrap();
+        let err = load_schema(&path).unwrap_err().to_string();
+        assert!(err.contains("immutable"), "{err}");
+        // The older [[feature]] form still loads.
+        std::fs::write(
+            &path,
+            "[[feature]]\nname = \"x\"\nkind = \"continuous\"\nmin = 0.0\nmax = 1.0\n",
+        )
+        .unwrap();
+        assert_eq!(load_schema(&path).unwrap().features.len(), 1);
+    }
+
     use super::*;
 
     fn table(columns: &[&str], rows: &[&[f32]]) -> Table {

@@ -36,6 +36,26 @@ pub(crate) fn render(r: &Value, out: &mut dyn Write) -> io::Result<()> {
     for skipped in list(&r["skipped"]) {
         writeln!(out, "skipped   {}: {}", s(&skipped[0]), s(&skipped[1]))?;
     }
+    if r["default_attacks"] == Value::Bool(true) {
+        writeln!(
+            out,
+            "attacks   the strongest set for this model (choose others with --attacks)"
+        )?;
+    }
+    if r["bounds_inferred"] == Value::Bool(true) {
+        writeln!(
+            out,
+            "bounds    inferred from the data (observed min and max; give --schema for real limits)"
+        )?;
+        let fixed: Vec<String> = list(&r["fixed_features"]).iter().map(s).collect();
+        if !fixed.is_empty() {
+            writeln!(
+                out,
+                "fixed     {} (one observed value: an attacker cannot move them under inferred bounds)",
+                fixed.join(", ")
+            )?;
+        }
+    }
     writeln!(
         out,
         "\n  eps        raw radius        % of range     robust accuracy   broken first by"
@@ -162,6 +182,20 @@ mod tests {
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
+        assert!(!text.contains("bounds    inferred"), "{text}");
+        let mut inferred = r.clone();
+        inferred["bounds_inferred"] = true.into();
+        inferred["fixed_features"] = serde_json::json!(["country"]);
+        inferred["default_attacks"] = true.into();
+        let mut out = Vec::new();
+        render(&inferred, &mut out).unwrap();
+        let shown = String::from_utf8(out).unwrap();
+        assert!(
+            shown.contains("bounds    inferred from the data")
+                && shown.contains("fixed     country")
+                && shown.contains("the strongest set"),
+            "{shown}"
+        );
         // f32 values widened by serde_json print as written, never with f64 digits.
         assert!(!text.contains("0.1000000014"), "{text}");
     }

@@ -15,9 +15,12 @@ use crate::{output, progress};
 
 pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let config = config(&args)?;
+    let mut config = config(&args)?;
     let data = inputs::load_data(&args.data)?;
     let model = inputs::load_model(&args.model, &data, &args.protocol, &args.header)?;
+    if config.attacks.is_empty() {
+        config.attacks = robustness::strongest_attacks(model.as_differentiable().is_some());
+    }
     let norm = match args.norm {
         NormArg::Linf => Norm::Linf,
         NormArg::L2 => Norm::L2,
@@ -75,9 +78,23 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
         })
         .into(),
     );
-    report
-        .metrics
-        .insert("robustness".into(), serde_json::to_value(&result)?);
+    let mut robustness = serde_json::to_value(&result)?;
+    if let Some(r) = robustness.as_object_mut() {
+        r.insert("default_attacks".into(), args.attacks.is_empty().into());
+        if data.schema_inferred {
+            // Bounds inferred from the data: a feature seen with one value cannot move at all.
+            let fixed: Vec<&str> = data
+                .schema
+                .features
+                .iter()
+                .filter(|f| f.range() == 0.0)
+                .map(|f| f.name.as_str())
+                .collect();
+            r.insert("bounds_inferred".into(), true.into());
+            r.insert("fixed_features".into(), fixed.into());
+        }
+    }
+    report.metrics.insert("robustness".into(), robustness);
     output::emit(global, &report, &aegis_assess::rules::all())
 }
 
