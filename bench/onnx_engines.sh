@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bench/onnx_engines
-cargo run --release -q -p aegis-ml --example onnx_engines | tee bench/onnx_engines/results.md
+cargo build --release -q -p aegis-cli -p aegis-ml --bins --examples
+target/release/examples/onnx_engines | tee bench/onnx_engines/results.md
