@@ -684,9 +684,10 @@ pub struct HardenArgs {
     /// TRADES robustness weight.
     #[arg(long, default_value_t = 6.0)]
     pub beta: f32,
-    /// Maximum epochs.
-    #[arg(long, default_value_t = 30)]
-    pub epochs: usize,
+    /// Maximum epochs. Default: about 3,000 optimiser steps (at least 100 epochs), so small tables train long
+    /// enough to reach their plateau.
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Mini-batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -702,9 +703,10 @@ pub struct HardenArgs {
     /// Fraction of rows held out for validation.
     #[arg(long, default_value_t = 0.2)]
     pub val_split: f64,
-    /// Stop after this many epochs without better robust validation accuracy.
-    #[arg(long, default_value_t = 5)]
-    pub patience: usize,
+    /// Stop after this many epochs without better robust validation accuracy. Default: about 600
+    /// optimiser steps (at least 30 epochs).
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Where to write the hardened ONNX model.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,

@@ -84,6 +84,27 @@ impl Default for HardenConfig {
     }
 }
 
+/// Optimiser steps the default schedule allows at most, and the steps without a better robust validation
+/// accuracy after which it stops (see [`default_schedule`]).
+pub const DEFAULT_MAX_STEPS: usize = 3000;
+/// See [`DEFAULT_MAX_STEPS`].
+pub const DEFAULT_PATIENCE_STEPS: usize = 600;
+
+/// The default `(epochs, patience)` for `n_train` training rows in batches of `batch_size`.
+///
+/// A schedule counted in epochs stops far too early on a small table: 100 training rows make two optimiser
+/// steps an epoch, and adversarial training often sits at the majority-class accuracy for a few hundred
+/// steps before robust accuracy rises (`bench/harden_schedule.sh`: 30 epochs with a patience of 5 left the
+/// wine and breast-cancer tables at their majority class). So the schedule is counted in optimiser steps:
+/// up to [`DEFAULT_MAX_STEPS`] (at least 100 epochs, at most 2,000), stopping after [`DEFAULT_PATIENCE_STEPS`]
+/// without progress (at least 30 epochs).
+pub fn default_schedule(n_train: usize, batch_size: usize) -> (usize, usize) {
+    let per_epoch = n_train.div_ceil(batch_size.max(1)).max(1);
+    let epochs = DEFAULT_MAX_STEPS.div_ceil(per_epoch).clamp(100, 2000);
+    let patience = DEFAULT_PATIENCE_STEPS.div_ceil(per_epoch).clamp(30, epochs);
+    (epochs, patience)
+}
+
 /// One epoch's record.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct EpochRecord {
@@ -408,6 +429,15 @@ pub fn findings(report: &HardenReport, model: &str) -> Vec<aegis_core::Finding> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_schedule_counts_optimiser_steps() {
+        // 100 rows in batches of 64: two steps an epoch, so 1,500 epochs and a patience of 300.
+        assert_eq!(default_schedule(100, 64), (1500, 300));
+        // A large table still gets at least 100 epochs and a patience of 30.
+        assert_eq!(default_schedule(100_000, 64), (100, 30));
+        assert_eq!(default_schedule(0, 0), (2000, 600));
+    }
 
     #[test]
     fn validation_split_is_seeded_disjoint_and_complete() {

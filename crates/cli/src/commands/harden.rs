@@ -63,6 +63,13 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         );
     }
 
+    let (default_epochs, default_patience) =
+        aegis_harden::default_schedule(train_y.len(), args.batch_size);
+    let epochs = args.epochs.unwrap_or(default_epochs);
+    let patience = args.patience.unwrap_or(default_patience);
+    if epochs == 0 || patience == 0 {
+        bail!("--epochs and --patience must be at least 1");
+    }
     let cfg = HardenConfig {
         eps: args.eps,
         method: match args.method {
@@ -72,16 +79,16 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         train_steps: args.steps,
         eval_steps: args.eval_steps,
         train: TrainConfig {
-            epochs: args.epochs,
+            epochs,
             batch_size: args.batch_size,
             lr: args.lr,
             weight_decay: 0.0,
             seed: args.data.seed,
         },
-        patience: args.patience,
+        patience,
     };
     let bar = progress::StageProgress::new(global.quiet, "hardening");
-    bar.set(0, args.epochs, String::new());
+    bar.set(0, epochs, String::new());
     let quiet = global.quiet;
     let report_epoch = &mut |e: &aegis_harden::EpochRecord| {
         let line = format!(
@@ -93,7 +100,7 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
         );
         bar.set(
             e.epoch,
-            args.epochs,
+            epochs,
             format!("robust {:.1}%", e.robust_accuracy * 100.0),
         );
         bar.println(&line);
