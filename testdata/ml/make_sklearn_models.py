@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.compose import ColumnTransformer
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import Normalizer, OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 from skl2onnx import to_onnx
 
@@ -36,12 +36,13 @@ x = x.astype(np.float32)
 x[:, 4] = np.abs(np.round(x[:, 4])) % 3
 x[:, 5] = np.abs(np.round(x[:, 5])) % 4
 xb, yb = x, (y > 0).astype(int)
-rows = x[::37][:10]
+rows = np.vstack([x[::37][:10], np.zeros((1, x.shape[1]), dtype=np.float32)])
 
 cases = {
     "logreg": (LogisticRegression(max_iter=1000), x, y),
     "logreg_binary": (LogisticRegression(max_iter=1000), xb, yb),
     "linear_svc": (LinearSVC(), x, y),
+    "linear_svc_binary": (LinearSVC(), xb, yb),
     "random_forest": (RandomForestClassifier(n_estimators=6, max_depth=4, random_state=0), x, y),
     "extra_trees": (ExtraTreesClassifier(n_estimators=6, max_depth=4, random_state=0), x, y),
     "gradient_boosting": (GradientBoostingClassifier(n_estimators=8, max_depth=2, random_state=0), x, y),
@@ -52,7 +53,15 @@ cases = {
         ColumnTransformer([("num", StandardScaler(), [0, 1, 2, 3]),
                            ("cat", OneHotEncoder(handle_unknown="ignore"), [4, 5])]),
         LogisticRegression(max_iter=1000)), x, y),
+    # handle_unknown="error" exports zeros=0.
+    "pipeline_onehot_strict": (make_pipeline(
+        ColumnTransformer([("num", StandardScaler(), [0, 1, 2, 3]), ("cat", OneHotEncoder(), [4, 5])]),
+        LogisticRegression(max_iter=1000)), x, y),
+    "pipeline_normalizer": (make_pipeline(Normalizer(), LogisticRegression(max_iter=1000)), x, y),
 }
+# Older exporters' opsets: axes as attributes, Clip bounds as attributes.
+opset12 = {"logreg_opset12": (LogisticRegression(max_iter=1000), x, y),
+           "pipeline_normalizer_opset10": (make_pipeline(Normalizer(), LogisticRegression(max_iter=1000)), x, y)}
 expected = {"x": rows.flatten().tolist(), "n": len(rows), "d": x.shape[1], "models": {}, "failed": {}}
 
 
@@ -62,15 +71,16 @@ def record(name, model, onx):
     expected["models"][name] = {"proba": proba, "label": [int(v) for v in model.predict(rows)]}
 
 
-for name, (model, xs, ys) in cases.items():
+for name, (model, xs, ys) in list(cases.items()) + list(opset12.items()):
     model.fit(xs, ys)
+    opset = {"": 12 if name.endswith("opset12") else 10 if name.endswith("opset10") else 17, "ai.onnx.ml": 3}
     for zipmap in (False, True):
         key = name if not zipmap else name + "_zipmap"
         options = {id(model): {"zipmap": zipmap}} if hasattr(model, "predict_proba") else None
         if options is None and zipmap:
             continue
         try:
-            onx = to_onnx(model, xs[:1], options=options, target_opset={"": 17, "ai.onnx.ml": 3})
+            onx = to_onnx(model, xs[:1], options=options, target_opset=opset)
             record(key, model, onx)
         except Exception as e:  # the converter's own failure is reported, not hidden
             expected["failed"][key] = f"skl2onnx: {str(e).splitlines()[0][:200]}"

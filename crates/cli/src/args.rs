@@ -684,7 +684,7 @@ pub struct HardenArgs {
     /// TRADES robustness weight.
     #[arg(long, default_value_t = 6.0)]
     pub beta: f32,
-    /// Maximum epochs. Default: about 3,000 optimiser steps (at least 100 epochs), so small tables train long
+    /// Maximum epochs. Default: about 3,000 optimiser steps (30 to 2,000 epochs), so small tables train long
     /// enough to reach their plateau.
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -704,7 +704,7 @@ pub struct HardenArgs {
     #[arg(long, default_value_t = 0.2)]
     pub val_split: f64,
     /// Stop after this many epochs without better robust validation accuracy. Default: about 600
-    /// optimiser steps (at least 30 epochs).
+    /// optimiser steps (at least 5 epochs).
     #[arg(long)]
     pub patience: Option<usize>,
     /// Where to write the hardened ONNX model.

@@ -19,7 +19,7 @@ mod schema;
 pub use self::csv::{read_csv, CsvOptions};
 pub use self::error::Error;
 pub use self::schema::{
-    align_schema, feature_schema, infer_schema, load_schema, save_schema, without_columns,
+    align_schema, feature_schema, infer_schema, load_model_schema, load_schema, save_schema,
 };
 
 mod dataset_schema;

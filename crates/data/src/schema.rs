@@ -153,15 +153,28 @@ fn infer_feature(name: &str, values: impl Iterator<Item = f32>) -> FeatureSpec {
 /// non-finite eps; [`Error::InvalidOneHot`] for a group with fewer than two columns, a repeated column, or a
 /// column that is not a binary feature of the schema.
 pub fn load_schema(path: &Path) -> Result<Schema, Error> {
+    load_model_schema(path, &[])
+}
+
+/// [`load_schema`] for a model that does not take the `drop`ped columns (`--drop`): they are left out before
+/// anything else is checked, so a column that cannot be a model input does not stop a model without it.
+///
+/// # Errors
+///
+/// As [`load_schema`].
+pub fn load_model_schema(path: &Path, drop: &[String]) -> Result<Schema, Error> {
     let text = read_schema_text(path)?;
     let schema = if is_dataset_schema(&text) {
-        feature_schema(&crate::parse_data_schema(&text, path)?, path)?
+        let mut data = crate::parse_data_schema(&text, path)?;
+        data.columns.retain(|c| !drop.contains(&c.name));
+        feature_schema(&data, path)?
     } else {
         toml::from_str(&text).map_err(|source| Error::SchemaParse {
             path: path.to_path_buf(),
             source,
         })?
     };
+    let schema = without_columns(&schema, drop);
     validate(path, &schema)?;
     Ok(schema)
 }
@@ -244,7 +257,7 @@ pub fn feature_schema(schema: &aegis_core::DataSchema, path: &Path) -> Result<Sc
 
 /// The schema without the named columns (`--drop`): a dataset schema describes every column of a file,
 /// the model sees fewer.
-pub fn without_columns(schema: &Schema, drop: &[String]) -> Schema {
+fn without_columns(schema: &Schema, drop: &[String]) -> Schema {
     let keep = |name: &String| !drop.contains(name);
     Schema {
         features: schema
@@ -480,6 +493,9 @@ kind = "text"
             err.contains("\"x\"") && err.contains("min and max"),
             "{err}"
         );
+        // Unless the model does not take that column (--drop).
+        let kept = load_model_schema(&path, &["x".to_string()]);
+        assert!(matches!(kept, Err(Error::SchemaEmpty { .. })), "{kept:?}");
         // An attacker key on a column that is not a model input is refused too.
         std::fs::write(
             &path,

@@ -96,12 +96,12 @@ pub const DEFAULT_PATIENCE_STEPS: usize = 600;
 /// steps an epoch, and adversarial training often sits at the majority-class accuracy for a few hundred
 /// steps before robust accuracy rises (`bench/harden_schedule.sh`: 30 epochs with a patience of 5 left the
 /// wine and breast-cancer tables at their majority class). So the schedule is counted in optimiser steps:
-/// up to [`DEFAULT_MAX_STEPS`] (at least 100 epochs, at most 2,000), stopping after [`DEFAULT_PATIENCE_STEPS`]
-/// without progress (at least 30 epochs).
+/// up to [`DEFAULT_MAX_STEPS`] (at least 30 epochs, at most 2,000), stopping after [`DEFAULT_PATIENCE_STEPS`]
+/// without progress (at least 5 epochs) — the old 30/5 is the floor for large tables.
 pub fn default_schedule(n_train: usize, batch_size: usize) -> (usize, usize) {
     let per_epoch = n_train.div_ceil(batch_size.max(1)).max(1);
-    let epochs = DEFAULT_MAX_STEPS.div_ceil(per_epoch).clamp(100, 2000);
-    let patience = DEFAULT_PATIENCE_STEPS.div_ceil(per_epoch).clamp(30, epochs);
+    let epochs = DEFAULT_MAX_STEPS.div_ceil(per_epoch).clamp(30, 2000);
+    let patience = DEFAULT_PATIENCE_STEPS.div_ceil(per_epoch).clamp(5, epochs);
     (epochs, patience)
 }
 
@@ -434,8 +434,10 @@ mod tests {
     fn the_default_schedule_counts_optimiser_steps() {
         // 100 rows in batches of 64: two steps an epoch, so 1,500 epochs and a patience of 300.
         assert_eq!(default_schedule(100, 64), (1500, 300));
-        // A large table still gets at least 100 epochs and a patience of 30.
-        assert_eq!(default_schedule(100_000, 64), (100, 30));
+        // A table of 1,000 rows: 16 steps an epoch, so 188 epochs and a patience of 38.
+        assert_eq!(default_schedule(1000, 64), (188, 38));
+        // A large table keeps the old floor of 30 epochs and a patience of 5.
+        assert_eq!(default_schedule(100_000, 64), (30, 5));
         assert_eq!(default_schedule(0, 0), (2000, 600));
     }
 

@@ -139,7 +139,14 @@ fn disagreement(forward: &TractModel, gradients: &OnnxModel) -> Result<Option<St
     let d = forward.n_features();
     let rows = probe_rows(d);
     let n = rows.len() / d;
-    let a = forward.predict_proba(&rows, n)?;
+    let a = match forward.predict_proba(&rows, n) {
+        Ok(a) => a,
+        Err(e) => {
+            return Ok(Some(format!(
+                "the forward engine failed on the probe rows: {e}"
+            )))
+        }
+    };
     let b = match gradients.predict_proba(&rows, n) {
         Ok(b) => b,
         Err(e) => return Ok(Some(format!("the gradient evaluator failed: {e}"))),

@@ -12,7 +12,7 @@ use aegis_formats::onnx::proto::{
     tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto,
 };
 
-use crate::export::{i64_tensor, int, node};
+use crate::export::{i64_tensor, int, ints, node};
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
     n.attribute.iter().find(|a| a.name == name)
@@ -38,8 +38,11 @@ fn f32_init(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     }
 }
 
-/// Rewrite every supported `ai.onnx.ml` node of `g` into standard operators.
-pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
+/// Rewrite every supported `ai.onnx.ml` node of `g` into standard operators of the default-domain `opset`
+/// the model imports (axes are inputs from opset 13 on, attributes before).
+/// Returns the operators it rewrote.
+pub(crate) fn rewrite(g: &mut GraphProto, opset: i64) -> Result<Vec<String>, String> {
+    let mut rewritten = Vec::new();
     let mut nodes = Vec::with_capacity(g.node.len());
     for (i, n) in std::mem::take(&mut g.node).into_iter().enumerate() {
         if n.domain != "ai.onnx.ml" {
@@ -47,6 +50,9 @@ pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
             continue;
         }
         let p = format!("aegis_ml{i}");
+        if n.op_type != "TreeEnsembleClassifier" {
+            rewritten.push(n.op_type.clone());
+        }
         let out = |k: usize| n.output.get(k).cloned().unwrap_or_default();
         let x = n.input.first().cloned().unwrap_or_default();
         match n.op_type.as_str() {
@@ -66,17 +72,21 @@ pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
                 ));
             }
             "ArrayFeatureExtractor" => {
-                // Selects along the last axis; scikit-learn's inputs are (rows, features).
+                // Selects along the last axis with the indices flattened (a scalar index still keeps the
+                // column dimension, as onnxruntime does); scikit-learn's inputs are (rows, features).
                 let idx = n.input.get(1).cloned().unwrap_or_default();
+                let (flat, shape) = (format!("{p}_idx"), format!("{p}_flat"));
+                g.initializer.push(i64_tensor(&shape, &[-1]));
+                nodes.push(node("Reshape", &flat, &[&idx, &shape], &[&flat], vec![]));
                 nodes.push(node(
                     "Gather",
                     &p,
-                    &[&x, &idx],
+                    &[&x, &flat],
                     &[&out(0)],
                     vec![int("axis", -1)],
                 ));
             }
-            "Normalizer" => normalizer(&n, &p, &x, &out(0), &mut nodes, g)?,
+            "Normalizer" => normalizer(&n, &p, &x, &out(0), opset, &mut nodes, g)?,
             "LinearClassifier" => linear_classifier(&n, &p, &x, &mut nodes, g)?,
             "OneHotEncoder" => {
                 let cats = attr(&n, "cats_int64s")
@@ -85,9 +95,11 @@ pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
                 if cats.is_empty() {
                     return Err("OneHotEncoder with string categories is not supported".into());
                 }
+                // `zeros = 0` (scikit-learn's handle_unknown="error") makes onnxruntime fail on a category it
+                // does not know; here such a value encodes as all zeros. Only values outside the categories
+                // differ, and the gateway's schema check refuses those before the model runs.
                 let (c, ax, eq) = (format!("{p}_cats"), format!("{p}_axis"), format!("{p}_eq"));
                 g.initializer.push(i64_tensor(&c, &cats));
-                g.initializer.push(i64_tensor(&ax, &[-1]));
                 let as_int = format!("{p}_int");
                 let expanded = format!("{p}_x");
                 nodes.push(node(
@@ -97,11 +109,15 @@ pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
                     &[&as_int],
                     vec![int("to", DataType::Int64 as i64)],
                 ));
-                nodes.push(node(
+                nodes.push(with_axes(
                     "Unsqueeze",
                     &expanded,
-                    &[&as_int, &ax],
-                    &[&expanded],
+                    &as_int,
+                    &ax,
+                    &[-1],
+                    opset,
+                    &expanded,
+                    g,
                     vec![],
                 ));
                 nodes.push(node("Equal", &eq, &[&expanded, &c], &[&eq], vec![]));
@@ -118,52 +134,98 @@ pub(crate) fn rewrite(g: &mut GraphProto) -> Result<(), String> {
         }
     }
     g.node = nodes;
-    Ok(())
+    Ok(rewritten)
 }
 
-/// `Normalizer`: rows divided by their L1 norm, L2 norm or largest value.
+/// A node that takes `axes`: as an input (an initializer named `axes_name`) from opset 13 on, as an
+/// attribute before.
+#[allow(clippy::too_many_arguments)]
+fn with_axes(
+    op: &str,
+    name: &str,
+    x: &str,
+    axes_name: &str,
+    axes: &[i64],
+    opset: i64,
+    out: &str,
+    g: &mut GraphProto,
+    mut attributes: Vec<AttributeProto>,
+) -> NodeProto {
+    if opset >= 13 {
+        g.initializer.push(i64_tensor(axes_name, axes));
+        node(op, name, &[x, axes_name], &[out], attributes)
+    } else {
+        attributes.push(ints("axes", axes));
+        node(op, name, &[x], &[out], attributes)
+    }
+}
+
+/// `Normalizer`: rows divided by their L1 or L2 norm (a row whose norm is 0 stays as it is, as in
+/// onnxruntime). `MAX` is refused.
 fn normalizer(
     n: &NodeProto,
     p: &str,
     x: &str,
     out: &str,
+    opset: i64,
     nodes: &mut Vec<NodeProto>,
     g: &mut GraphProto,
 ) -> Result<(), String> {
     let axes = format!("{p}_axes");
-    g.initializer.push(i64_tensor(&axes, &[1]));
     let norm = format!("{p}_norm");
+    let keep = || vec![int("keepdims", 1)];
     match text(n, "norm", "MAX").as_str() {
         "L1" => {
             let abs = format!("{p}_abs");
             nodes.push(node("Abs", &abs, &[x], &[&abs], vec![]));
-            nodes.push(node(
+            nodes.push(with_axes(
                 "ReduceSum",
                 &norm,
-                &[&abs, &axes],
-                &[&norm],
-                vec![int("keepdims", 1)],
+                &abs,
+                &axes,
+                &[1],
+                opset,
+                &norm,
+                g,
+                keep(),
             ));
         }
         "L2" => {
-            let sq = format!("{p}_sq");
-            let sum = format!("{p}_sum");
+            let (sq, sum) = (format!("{p}_sq"), format!("{p}_sum"));
             nodes.push(node("Mul", &sq, &[x, x], &[&sq], vec![]));
-            nodes.push(node(
+            nodes.push(with_axes(
                 "ReduceSum",
                 &sum,
-                &[&sq, &axes],
-                &[&sum],
-                vec![int("keepdims", 1)],
+                &sq,
+                &axes,
+                &[1],
+                opset,
+                &sum,
+                g,
+                keep(),
             ));
             nodes.push(node("Sqrt", &norm, &[&sum], &[&norm], vec![]));
         }
         other => return Err(format!("Normalizer with norm {other:?} is not supported")),
     }
+    // A zero norm divides by a tiny number instead: the row (all zeros) stays all zeros.
+    let (safe, floor) = (format!("{p}_safe"), format!("{p}_floor"));
+    if opset >= 11 {
+        g.initializer.push(f32_init(&floor, &[], &[1e-30]));
+        nodes.push(node("Clip", &safe, &[&norm, &floor], &[&safe], vec![]));
+    } else {
+        let min = AttributeProto {
+            name: "min".into(),
+            r#type: aegis_formats::onnx::proto::attribute_proto::AttributeType::Float as i32,
+            f: 1e-30,
+            ..Default::default()
+        };
+        nodes.push(node("Clip", &safe, &[&norm], &[&safe], vec![min]));
+    }
     nodes.push(node(
         "Div",
         &format!("{p}_div"),
-        &[x, &norm],
+        &[x, &safe],
         &[out],
         vec![],
     ));
@@ -171,7 +233,8 @@ fn normalizer(
 }
 
 /// `LinearClassifier`: scores `X·Wᵀ + b`, then the post-transform. With one row of coefficients and two
-/// classes the scores are `[-s, s]` (onnxruntime's reading of the binary case), before the transform.
+/// classes the scores are `[-s, s]` before the transform (the ONNX reference implementation's reading of the
+/// binary case).
 fn linear_classifier(
     n: &NodeProto,
     p: &str,
@@ -185,7 +248,18 @@ fn linear_classifier(
         .map(|a| a.ints.len())
         .or_else(|| attr(n, "classlabels_strings").map(|a| a.strings.len()))
         .unwrap_or(0);
-    let rows = intercepts.len().max(1);
+    // `intercepts` is optional: without it, one row of coefficients per class (one for two classes when
+    // the coefficients fit only one row).
+    let rows = if !intercepts.is_empty() {
+        intercepts.len()
+    } else if labels > 2 && coefficients.len().is_multiple_of(labels) {
+        labels
+    } else {
+        return Err(format!(
+            "LinearClassifier without intercepts for {labels} classes: the number of coefficient rows is \
+             ambiguous"
+        ));
+    };
     if coefficients.is_empty() || !coefficients.len().is_multiple_of(rows) {
         return Err(format!(
             "LinearClassifier has {} coefficients for {rows} intercepts",

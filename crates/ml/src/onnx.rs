@@ -58,6 +58,8 @@ pub struct OnnxModel {
     output: OutputKind,
     n_features: usize,
     n_classes: usize,
+    /// `ai.onnx.ml` operators rewritten for evaluation (their weights live in attributes).
+    rewritten: Vec<String>,
 }
 
 impl fmt::Debug for OnnxModel {
@@ -85,7 +87,7 @@ impl OnnxModel {
 
     /// Prepare a decoded ONNX model.
     pub fn from_proto(original: ModelProto, path: &Path) -> Result<Self, Error> {
-        let answer = crate::select::answer_graph(&original, path)?;
+        let (answer, rewritten) = crate::select::answer_graph(&original, path)?;
         let graph = checked_graph(&answer, path)?;
         check_operators(&graph.node, path)?;
         let input = sole_input(graph, path)?;
@@ -160,6 +162,7 @@ impl OnnxModel {
             output,
             n_features,
             n_classes: 0,
+            rewritten,
         };
         let probe = probe_rows(n_features);
         let out = model
@@ -201,6 +204,15 @@ impl OnnxModel {
     /// Input dimensions after the batch dimension.
     pub fn input_dims(&self) -> &[usize] {
         &self.input_dims
+    }
+
+    /// Why the model's weights cannot be fine-tuned and saved back, when they cannot: a graph whose
+    /// `ai.onnx.ml` operators were rewritten for evaluation keeps its weights in their attributes, which
+    /// [`Trainable::save_onnx`] does not write.
+    pub fn not_fine_tunable(&self) -> Option<String> {
+        self.rewritten.first().map(|op| {
+            format!("its {op} operator keeps the weights where fine-tuning cannot write them")
+        })
     }
 
     fn to_input(&self, x: &[f32], n: usize) -> Result<Tensor, Error> {
@@ -266,7 +278,7 @@ impl OnnxModel {
 }
 
 /// The version of the default (`ai.onnx`) operator set the model imports; 13 when it names none.
-fn default_opset(proto: &ModelProto) -> i64 {
+pub(crate) fn default_opset(proto: &ModelProto) -> i64 {
     proto
         .opset_import
         .iter()

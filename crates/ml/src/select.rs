@@ -18,9 +18,12 @@ use aegis_formats::onnx::proto::{
 use crate::onnx::load_err;
 use crate::Error;
 
-/// The model reduced to its probability (or score) output.
+/// The model reduced to its probability (or score) output, and the `ai.onnx.ml` operators rewritten in it.
 /// The whole file is checked first (`onnx::checked_graph`), so pruning never hides a malformed node.
-pub(crate) fn answer_graph(proto: &ModelProto, path: &Path) -> Result<ModelProto, Error> {
+pub(crate) fn answer_graph(
+    proto: &ModelProto,
+    path: &Path,
+) -> Result<(ModelProto, Vec<String>), Error> {
     let graph = crate::onnx::checked_graph(proto, path)?;
     let output = answer_output(graph).ok_or_else(|| {
         load_err(
@@ -32,8 +35,9 @@ pub(crate) fn answer_graph(proto: &ModelProto, path: &Path) -> Result<ModelProto
     let g = reduced.graph.get_or_insert_with(Default::default);
     g.node = needed_nodes(&g.node, &output.name);
     g.output = vec![output];
-    crate::ml_ops::rewrite(g).map_err(|why| load_err(path, why))?;
-    Ok(reduced)
+    let opset = crate::onnx::default_opset(proto);
+    let rewritten = crate::ml_ops::rewrite(g, opset).map_err(|why| load_err(path, why))?;
+    Ok((reduced, rewritten))
 }
 
 fn is_float_tensor(v: &ValueInfoProto) -> bool {

@@ -56,7 +56,7 @@ impl TractModel {
     /// Load and optimise a model decoded by `aegis-formats`. tract is handed that model re-encoded, so it
     /// sees exactly the fields our decoder read and checked, never the file's own bytes.
     pub fn from_proto(proto: &ModelProto, path: &Path) -> Result<Self, Error> {
-        let proto = &crate::select::answer_graph(proto, path)?;
+        let proto = &crate::select::answer_graph(proto, path)?.0;
         let graph = onnx::checked_graph(proto, path)?;
         validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
         let input = onnx::sole_input(graph, path)?;

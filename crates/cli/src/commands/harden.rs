@@ -27,13 +27,23 @@ pub fn run(global: &GlobalArgs, args: HardenArgs) -> anyhow::Result<ExitCode> {
     let (d, k) = (data.table.n_features(), data.table.class_names.len().max(2));
     let model: Box<dyn Trainable> = match (&args.model, &args.arch) {
         (Some(path), _) => {
-            let m = OnnxModel::load(path).with_context(|| {
-                format!(
-                    "{} cannot be fine-tuned (only graphs of gradient-checked operators can); \
-                     train a native network with --arch instead",
+            // The same checks as every command (the forward engine and the gradient evaluator must agree).
+            let checked = aegis_ml::load_onnx(path)?;
+            if checked.as_differentiable().is_none() {
+                bail!(
+                    "{} cannot be fine-tuned: it gives no checked gradients ({}); train a native network \
+                     with --arch instead",
+                    path.display(),
+                    checked.describe()
+                );
+            }
+            let m = OnnxModel::load(path)?;
+            if let Some(why) = m.not_fine_tunable() {
+                bail!(
+                    "{} cannot be fine-tuned: {why}; train a native network with --arch instead",
                     path.display()
-                )
-            })?;
+                );
+            }
             Box::new(m)
         }
         (None, Some(arch)) => {

@@ -34,7 +34,7 @@ pub fn load_data(args: &DataArgs) -> anyhow::Result<Data> {
         .with_context(|| format!("{} has no label column", args.data.display()))?;
     let (schema, schema_inferred) = match &args.schema {
         Some(path) => {
-            let schema = aegis_data::without_columns(&aegis_data::load_schema(path)?, &args.drop);
+            let schema = aegis_data::load_model_schema(path, &args.drop)?;
             let aligned = aegis_data::align_schema(&schema, &table).with_context(|| {
                 format!(
                     "schema {} does not match {}",
