@@ -284,6 +284,24 @@ impl CsvChunks {
         if header_row.starts_with(&[0xEF, 0xBB, 0xBF]) {
             header_row.drain(..3);
         }
+        // A binary file would otherwise become column names full of raw bytes, echoed in every error.
+        let not_text = match std::str::from_utf8(&header_row) {
+            Err(_) => Some("is not UTF-8 text"),
+            Ok(text)
+                if text
+                    .chars()
+                    .any(|c| c.is_control() && !matches!(c, '\t' | '\r' | '\n')) =>
+            {
+                Some("holds control characters")
+            }
+            Ok(_) => None,
+        };
+        if let Some(reason) = not_text {
+            return Err(Error::NotText {
+                path: path.to_path_buf(),
+                reason,
+            });
+        }
         if opts.delimiter.is_none() {
             reader.delimiter = sniff(&header_row);
         }

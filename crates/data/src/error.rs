@@ -46,6 +46,18 @@ pub enum Error {
         source: ::csv::Error,
     },
 
+    /// The header row is not text: a binary file (a model, an archive) given where a table was expected.
+    #[error(
+        "{} is not a CSV file: its header row {reason} (a binary file?); give a CSV or Parquet table",
+        .path.display()
+    )]
+    NotText {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with the header row.
+        reason: &'static str,
+    },
+
     /// The file has no header row.
     #[error("{} is empty: a header row naming the columns is required", .path.display())]
     Empty {

@@ -411,4 +411,30 @@ mod tests {
         let e = read_pair(&r, &c, &opts).unwrap_err().to_string();
         assert!(e.contains("zzz"), "{e}");
     }
+
+    #[test]
+    fn a_binary_file_is_named_not_echoed() {
+        // An ELF header where a CSV was expected: one short line naming the file, no raw bytes.
+        let mut elf = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x03\0>\0".to_vec();
+        elf.extend(std::iter::repeat_n(0xffu8, 4000));
+        let d = tempfile::tempdir().unwrap();
+        let (r, c) = (d.path().join("ref.csv"), d.path().join("model.bin"));
+        std::fs::write(&r, "a,b\n1,2\n").unwrap();
+        std::fs::write(&c, &elf).unwrap();
+        let e = read_pair(&r, &c, &options()).unwrap_err().to_string();
+        assert!(
+            e.contains("model.bin") && e.contains("not a CSV file"),
+            "{e}"
+        );
+        assert!(e.len() < 300, "{e}");
+        // A text file with a NUL in the header: the same.
+        std::fs::write(&c, "a,\0b\n1,2\n").unwrap();
+        let e = read_pair(&r, &c, &options()).unwrap_err().to_string();
+        assert!(e.contains("control characters"), "{e}");
+        // Tabs are text (a tab-separated file): no error from the header check.
+        std::fs::write(&c, "a\tb\n1\t2\n").unwrap();
+        if let Err(e) = read_pair(&r, &c, &options()) {
+            assert!(!e.to_string().contains("not a CSV file"), "{e}");
+        }
+    }
 }
