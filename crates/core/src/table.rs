@@ -133,6 +133,16 @@ pub struct Schema {
 }
 
 impl Schema {
+    /// Features whose valid range is a single value (`min == max`): under bounds inferred from data, a
+    /// feature seen with one value, which no attack can move.
+    pub fn fixed_features(&self) -> Vec<&str> {
+        self.features
+            .iter()
+            .filter(|f| f.range() == 0.0)
+            .map(|f| f.name.as_str())
+            .collect()
+    }
+
     /// Index of a feature by name.
     pub fn index(&self, name: &str) -> Option<usize> {
         self.features.iter().position(|f| f.name == name)
@@ -190,6 +200,14 @@ mod tests {
 
     fn schema() -> Schema {
         toml_like()
+    }
+
+    #[test]
+    fn only_single_value_features_are_fixed() {
+        let mut s = schema();
+        assert!(s.fixed_features().is_empty());
+        s.features[1].max = s.features[1].min;
+        assert_eq!(s.fixed_features(), ["amount"]);
     }
 
     fn toml_like() -> Schema {

@@ -235,6 +235,13 @@ pub mod proto {
         pub doc_string: String,
     }
 
+    impl NodeProto {
+        /// The attribute named `name`, if the node has one.
+        pub fn attr(&self, name: &str) -> Option<&AttributeProto> {
+            self.attribute.iter().find(|a| a.name == name)
+        }
+    }
+
     /// A named attribute of a node.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct AttributeProto {

@@ -71,6 +71,17 @@ pub(crate) fn i64_tensor(name: &str, values: &[i64]) -> TensorProto {
     }
 }
 
+/// A float constant of the given dimensions (rewritten graphs' weights, shapes' companions).
+pub(crate) fn f32_values(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    TensorProto {
+        name: name.to_string(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: DataType::Float as i32,
+        float_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
 /// A float tensor holding a candle tensor's values.
 pub(crate) fn f32_tensor(name: &str, t: &Tensor) -> Result<TensorProto, Error> {
     let values = t

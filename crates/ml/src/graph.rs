@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 
-use aegis_formats::onnx::proto::{tensor_proto::DataType, AttributeProto, NodeProto, TensorProto};
+use aegis_formats::onnx::proto::{tensor_proto::DataType, NodeProto, TensorProto};
 use candle_core::{DType, Device, Tensor};
 
 /// Operators the evaluator implements, each gradient-checked against central finite differences in f64.
@@ -254,20 +254,16 @@ pub(crate) fn run(nodes: &[NodeProto], values: &mut HashMap<String, Value>, cx: 
 // Attributes and inputs
 // ---------------------------------------------------------------------------------------------------------
 
-fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    n.attribute.iter().find(|a| a.name == name)
-}
-
 fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
-    attr(n, name).map_or(default, |a| a.i)
+    n.attr(name).map_or(default, |a| a.i)
 }
 
 fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
-    attr(n, name).map_or(default, |a| a.f)
+    n.attr(name).map_or(default, |a| a.f)
 }
 
 fn attr_ints(n: &NodeProto, name: &str) -> Option<Vec<i64>> {
-    attr(n, name).map(|a| a.ints.clone())
+    n.attr(name).map(|a| a.ints.clone())
 }
 
 fn input(inputs: &[Option<Value>], i: usize) -> R<&Value> {
@@ -529,7 +525,7 @@ fn eval_node(n: &NodeProto, inputs: &[Option<Value>], cx: Context) -> R<Value> {
 }
 
 fn constant(n: &NodeProto, cx: Context) -> R<Value> {
-    if let Some(t) = attr(n, "value").and_then(|a| a.t.as_ref()) {
+    if let Some(t) = n.attr("value").and_then(|a| a.t.as_ref()) {
         return tensor_value(t, cx.dtype);
     }
     let float = |v: Vec<f64>, dims: Vec<usize>| {
@@ -538,19 +534,19 @@ fn constant(n: &NodeProto, cx: Context) -> R<Value> {
             .map(Value::Float)
             .map_err(ce)
     };
-    if let Some(a) = attr(n, "value_float") {
+    if let Some(a) = n.attr("value_float") {
         return float(vec![a.f as f64], vec![]);
     }
-    if let Some(a) = attr(n, "value_floats") {
+    if let Some(a) = n.attr("value_floats") {
         return float(
             a.floats.iter().map(|&v| v as f64).collect(),
             vec![a.floats.len()],
         );
     }
-    if let Some(a) = attr(n, "value_int") {
+    if let Some(a) = n.attr("value_int") {
         return Ints::new(vec![], vec![a.i]).map(Value::Int);
     }
-    if let Some(a) = attr(n, "value_ints") {
+    if let Some(a) = n.attr("value_ints") {
         return Ints::new(vec![a.ints.len()], a.ints.clone()).map(Value::Int);
     }
     Err("no supported value attribute (sparse and string constants are not)".into())
@@ -677,8 +673,8 @@ fn clip(n: &NodeProto, t: &Tensor, inputs: &[Option<Value>], cx: Context) -> R<V
         (scalar(opt_input(inputs, 1))?, scalar(opt_input(inputs, 2))?)
     } else {
         (
-            attr(n, "min").map(|a| a.f as f64),
-            attr(n, "max").map(|a| a.f as f64),
+            n.attr("min").map(|a| a.f as f64),
+            n.attr("max").map(|a| a.f as f64),
         )
     };
     let mut out = t.clone();
@@ -762,7 +758,7 @@ fn spatial_pads(
     if input.contains(&0) || kernel.contains(&0) {
         return Err(format!("empty input {input:?} or kernel {kernel:?}"));
     }
-    let auto = attr(n, "auto_pad").map(|a| a.s.clone()).unwrap_or_default();
+    let auto = n.attr("auto_pad").map(|a| a.s.clone()).unwrap_or_default();
     match auto.as_slice() {
         b"" | b"NOTSET" => {
             let pads = attr_ints(n, "pads").unwrap_or_else(|| vec![0; 2 * k]);

@@ -8,34 +8,18 @@
 //! (`tests/sklearn_models.rs`). A rewritten linear model is made of gradient-checked operators, so it gets
 //! exact gradients too. An attribute combination not listed here is refused with the reason, never guessed.
 
-use aegis_formats::onnx::proto::{
-    tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto,
-};
+use aegis_formats::onnx::proto::{tensor_proto::DataType, AttributeProto, GraphProto, NodeProto};
 
-use crate::export::{i64_tensor, int, ints, node};
-
-fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
-    n.attribute.iter().find(|a| a.name == name)
-}
+use crate::export::{f32_values, i64_tensor, int, ints, node};
 
 fn floats(n: &NodeProto, name: &str) -> Vec<f32> {
-    attr(n, name).map(|a| a.floats.clone()).unwrap_or_default()
+    n.attr(name).map(|a| a.floats.clone()).unwrap_or_default()
 }
 
 fn text(n: &NodeProto, name: &str, default: &str) -> String {
-    attr(n, name).map_or(default.to_string(), |a| {
+    n.attr(name).map_or(default.to_string(), |a| {
         String::from_utf8_lossy(&a.s).into_owned()
     })
-}
-
-fn f32_init(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
-    TensorProto {
-        name: name.to_string(),
-        dims: dims.iter().map(|&d| d as i64).collect(),
-        data_type: DataType::Float as i32,
-        float_data: values.to_vec(),
-        ..Default::default()
-    }
 }
 
 /// Rewrite every supported `ai.onnx.ml` node of `g` into standard operators of the default-domain `opset`
@@ -59,8 +43,9 @@ pub(crate) fn rewrite(g: &mut GraphProto, opset: i64) -> Result<Vec<String>, Str
             "Scaler" => {
                 let (offset, scale) = (floats(&n, "offset"), floats(&n, "scale"));
                 let (off, sc) = (format!("{p}_offset"), format!("{p}_scale"));
-                g.initializer.push(f32_init(&off, &[offset.len()], &offset));
-                g.initializer.push(f32_init(&sc, &[scale.len()], &scale));
+                g.initializer
+                    .push(f32_values(&off, &[offset.len()], &offset));
+                g.initializer.push(f32_values(&sc, &[scale.len()], &scale));
                 let centred = format!("{p}_centred");
                 nodes.push(node("Sub", &centred, &[&x, &off], &[&centred], vec![]));
                 nodes.push(node(
@@ -89,7 +74,8 @@ pub(crate) fn rewrite(g: &mut GraphProto, opset: i64) -> Result<Vec<String>, Str
             "Normalizer" => normalizer(&n, &p, &x, &out(0), opset, &mut nodes, g)?,
             "LinearClassifier" => linear_classifier(&n, &p, &x, &mut nodes, g)?,
             "OneHotEncoder" => {
-                let cats = attr(&n, "cats_int64s")
+                let cats = n
+                    .attr("cats_int64s")
                     .map(|a| a.ints.clone())
                     .unwrap_or_default();
                 if cats.is_empty() {
@@ -211,7 +197,7 @@ fn normalizer(
     // A zero norm divides by a tiny number instead: the row (all zeros) stays all zeros.
     let (safe, floor) = (format!("{p}_safe"), format!("{p}_floor"));
     if opset >= 11 {
-        g.initializer.push(f32_init(&floor, &[], &[1e-30]));
+        g.initializer.push(f32_values(&floor, &[], &[1e-30]));
         nodes.push(node("Clip", &safe, &[&norm, &floor], &[&safe], vec![]));
     } else {
         let min = AttributeProto {
@@ -244,9 +230,10 @@ fn linear_classifier(
 ) -> Result<(), String> {
     let coefficients = floats(n, "coefficients");
     let intercepts = floats(n, "intercepts");
-    let labels = attr(n, "classlabels_ints")
+    let labels = n
+        .attr("classlabels_ints")
         .map(|a| a.ints.len())
-        .or_else(|| attr(n, "classlabels_strings").map(|a| a.strings.len()))
+        .or_else(|| n.attr("classlabels_strings").map(|a| a.strings.len()))
         .unwrap_or(0);
     // `intercepts` is optional: without it, one row of coefficients per class (one for two classes when
     // the coefficients fit only one row).
@@ -276,10 +263,10 @@ fn linear_classifier(
     let features = coefficients.len() / rows;
     let (w, b) = (format!("{p}_w"), format!("{p}_b"));
     g.initializer
-        .push(f32_init(&w, &[rows, features], &coefficients));
+        .push(f32_values(&w, &[rows, features], &coefficients));
     let mut bias = intercepts.clone();
     bias.resize(rows, 0.0);
-    g.initializer.push(f32_init(&b, &[rows], &bias));
+    g.initializer.push(f32_values(&b, &[rows], &bias));
     let raw = format!("{p}_raw");
     nodes.push(node(
         "Gemm",
@@ -291,7 +278,7 @@ fn linear_classifier(
     let mut scores = raw;
     if rows == 1 && labels == 2 {
         let sign = format!("{p}_sign");
-        g.initializer.push(f32_init(&sign, &[1, 2], &[-1.0, 1.0]));
+        g.initializer.push(f32_values(&sign, &[1, 2], &[-1.0, 1.0]));
         let both = format!("{p}_both");
         nodes.push(node("Mul", &both, &[&scores, &sign], &[&both], vec![]));
         scores = both;
@@ -321,9 +308,10 @@ fn linear_classifier(
 /// value; tract wants one per class label. The score lands in the first column (tract then lays the two
 /// classes out as `[1 - p, p]`), so the base value does too.
 fn binary_base_values(mut n: NodeProto) -> NodeProto {
-    let labels = attr(&n, "classlabels_int64s")
+    let labels = n
+        .attr("classlabels_int64s")
         .map(|a| a.ints.len())
-        .or_else(|| attr(&n, "classlabels_strings").map(|a| a.strings.len()))
+        .or_else(|| n.attr("classlabels_strings").map(|a| a.strings.len()))
         .unwrap_or(0);
     if labels == 2 {
         if let Some(a) = n.attribute.iter_mut().find(|a| a.name == "base_values") {

@@ -626,7 +626,7 @@ pub(crate) fn input_shape(
 }
 
 /// Four probe rows: zeros, ones, halves and a fixed pseudo-random row in [0, 1).
-fn probe_rows(d: usize) -> Vec<f32> {
+pub(crate) fn probe_rows(d: usize) -> Vec<f32> {
     let mut v = vec![0.0; d];
     v.extend(std::iter::repeat_n(1.0, d));
     v.extend(std::iter::repeat_n(0.5, d));

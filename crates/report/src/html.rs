@@ -321,6 +321,28 @@ fn robustness(h: &mut String, r: &Value) {
         facts.push(format!("{} model queries", esc(&plain(q))));
     }
     let _ = writeln!(h, "<p>{}.</p>", facts.join("; "));
+    if r.get("default_attacks") == Some(&Value::Bool(true)) {
+        let _ = writeln!(
+            h,
+            "<p>Attacks: the strongest set for this model (others with <code>--attacks</code>).</p>"
+        );
+    }
+    if r.get("bounds_inferred") == Some(&Value::Bool(true)) {
+        let fixed: Vec<String> = arr(r, "fixed_features").iter().map(plain).collect();
+        let fixed = if fixed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " Fixed (one observed value, so no attack can move them): {}.",
+                esc(&fixed.join(", "))
+            )
+        };
+        let _ = writeln!(
+            h,
+            "<p>Bounds inferred from the data (observed minimum and maximum); give \
+             <code>--schema</code> for the real limits.{fixed}</p>"
+        );
+    }
 
     let points: Vec<(f64, f64)> = curve
         .iter()
@@ -1228,6 +1250,22 @@ mod tests {
         // The robustness object is a section, not a row of the metrics table; `rows` is a row.
         assert!(!text.contains("<th>robustness</th>"));
         assert!(text.contains("<tr><th>rows</th><td><code>200</code></td></tr>"));
+        assert!(!text.contains("Bounds inferred"));
+        assert_balanced(&text);
+
+        // Inferred bounds and the default attack set are said in words, with the fixed features.
+        let mut metric = robustness_metric();
+        metric["bounds_inferred"] = true.into();
+        metric["default_attacks"] = true.into();
+        metric["fixed_features"] = json!(["country"]);
+        report.metrics.insert("robustness".into(), metric);
+        let text = html(&report);
+        assert!(text.contains("Bounds inferred from the data"), "{text}");
+        assert!(
+            text.contains("no attack can move them): country."),
+            "{text}"
+        );
+        assert!(text.contains("the strongest set for this model"), "{text}");
         assert_balanced(&text);
     }
 

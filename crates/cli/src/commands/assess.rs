@@ -82,16 +82,8 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
     if let Some(r) = robustness.as_object_mut() {
         r.insert("default_attacks".into(), args.attacks.is_empty().into());
         if data.schema_inferred {
-            // Bounds inferred from the data: a feature seen with one value cannot move at all.
-            let fixed: Vec<&str> = data
-                .schema
-                .features
-                .iter()
-                .filter(|f| f.range() == 0.0)
-                .map(|f| f.name.as_str())
-                .collect();
             r.insert("bounds_inferred".into(), true.into());
-            r.insert("fixed_features".into(), fixed.into());
+            r.insert("fixed_features".into(), data.schema.fixed_features().into());
         }
     }
     report.metrics.insert("robustness".into(), robustness);
