@@ -501,9 +501,13 @@ the epoch with the best robust accuracy are kept (early stopping after --patienc
 /// Where the data comes from and what the model is.
 #[derive(Debug, Args)]
 pub struct DataArgs {
-    /// CSV file with a header row; every column but the label (and --drop) is a model input, in order.
-    #[arg(long, value_name = "CSV")]
+    /// CSV or Parquet file with a header row; every column but the label (and --drop) is a model input,
+    /// in order, and must be a number (or true/false) in every row.
+    #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
+    /// CSV field delimiter (default: sniffed from the header among , ; tab |).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
     /// The label column (class index or class name).
     #[arg(long, value_name = "COLUMN")]
     pub label: String,
@@ -632,6 +636,9 @@ pub struct PrivacyArgs {
     /// CSV of rows from the same population that the model never saw (same columns).
     #[arg(long, value_name = "CSV")]
     pub non_members: PathBuf,
+    /// CSV field delimiter of both files (default: sniffed from each header among , ; tab |).
+    #[arg(long, value_name = "CHAR")]
+    pub delimiter: Option<char>,
     /// The label column (class index or class name).
     #[arg(long, value_name = "COLUMN")]
     pub label: String,

@@ -8,7 +8,7 @@
 
 #![forbid(unsafe_code)]
 
-mod data_schema;
+mod civil;
 mod finding;
 mod frame;
 mod location;
@@ -17,11 +17,7 @@ mod rule;
 mod severity;
 mod table;
 
-pub use data_schema::{
-    civil_from_days, days_from_civil, format_timestamp, parse_bool, parse_number, parse_timestamp,
-    CellValue, ColumnSpec, DataSchema, LabelSpec, RowBounds, SchemaProblem, ValueViolation,
-    DATA_SCHEMA_VERSION,
-};
+pub use civil::{civil_from_days, days_from_civil, format_timestamp};
 pub use finding::{Finding, Reference, ReferenceKind};
 pub use frame::{
     format_number, format_short, tidy_numbers, Column, ColumnData, ColumnKind, Frame, Labels,

@@ -24,11 +24,13 @@ use std::hash::BuildHasher;
 use std::path::Path;
 
 use aegis_core::{
-    format_timestamp, CellValue, ColumnData, ColumnKind, ColumnSpec, DataSchema, Finding, Frame,
-    LabelSpec, Location, RowBounds, RuleDoc, Severity, ValueViolation, DATA_SCHEMA_VERSION,
+    format_timestamp, ColumnData, ColumnKind, Finding, Frame, Location, RuleDoc, Severity,
 };
 
 use crate::error::Error;
+use crate::spec::{
+    CellValue, ColumnSpec, DataSchema, LabelSpec, RowBounds, ValueViolation, DATA_SCHEMA_VERSION,
+};
 
 /// At most this many offending rows are listed per finding; the evidence carries the total.
 pub const MAX_LISTED_ROWS: usize = 50;

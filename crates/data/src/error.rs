@@ -36,14 +36,15 @@ pub enum Error {
         limit: u64,
     },
 
-    /// The CSV text itself is malformed (for example, not UTF-8).
-    #[error("{} is not valid CSV: {source}", .path.display())]
-    Csv {
+    /// A cell is not UTF-8 text.
+    #[error("{} line {line}, column {}: the cell is not UTF-8 text; save the file as UTF-8", .path.display(), quoted(.column))]
+    NotUtf8 {
         /// The file.
         path: PathBuf,
-        /// The parser's error, with its position.
-        #[source]
-        source: ::csv::Error,
+        /// 1-based line number where the row starts.
+        line: u64,
+        /// The column.
+        column: String,
     },
 
     /// The header row is not text: a binary file (a model, an archive) given where a table was expected.
@@ -114,19 +115,18 @@ pub enum Error {
         found: usize,
     },
 
-    /// A feature cell is empty, `NaN`, infinite, too large for `f32`, or not a number at all.
-    #[error("{} line {line}, column {}: {} is not a {}number", .path.display(), quoted(.column), quoted(.value), if *.finite_only { "finite " } else { "" })]
-    NotANumber {
+    /// A column cannot be model input: it is not numeric or boolean, or one of its cells is missing or
+    /// outside the `f32` range.
+    #[error("{}, column {}: {detail} in data row {row}; a model takes a number in every row: encode the column as numbers, fill the missing cells, or leave the column out (--drop)", .path.display(), quoted(.column))]
+    NotModelInput {
         /// The file.
         path: PathBuf,
-        /// 1-based line number where the row starts.
-        line: u64,
-        /// The feature column.
+        /// The column.
         column: String,
-        /// The cell's text.
-        value: String,
-        /// The cell parsed as a number but not a finite one (`NaN`, `inf`, `1e39`).
-        finite_only: bool,
+        /// 1-based data row of the first offending cell (the header is not counted).
+        row: usize,
+        /// What is wrong, with the cell's value.
+        detail: String,
     },
 
     /// A label cell is empty.

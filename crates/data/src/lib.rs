@@ -12,14 +12,20 @@
 
 #![forbid(unsafe_code)]
 
-mod csv;
+mod cell;
 mod error;
 mod schema;
+mod spec;
 
-pub use self::csv::{read_csv, CsvOptions};
+pub use self::cell::{parse_bool, parse_number, parse_timestamp};
 pub use self::error::Error;
 pub use self::schema::{
-    align_schema, feature_schema, infer_schema, load_model_schema, load_schema, save_schema,
+    align_schema, feature_schema, infer_schema, input_columns, load_model_schema, load_schema,
+    save_schema,
+};
+pub use self::spec::{
+    CellValue, ColumnSpec, DataSchema, LabelSpec, RowBounds, SchemaProblem, ValueViolation,
+    DATA_SCHEMA_VERSION,
 };
 
 mod dataset_schema;
@@ -37,7 +43,9 @@ pub use self::columns::{
 mod frame_csv;
 mod parquet;
 mod read;
+mod table;
 pub use self::read::{
     read_frame, read_frame_bytes, stream_records, ReadOptions, Record, RecordStream,
     MAX_CELL_BYTES, MAX_COLUMNS,
 };
+pub use self::table::{read_table, table_from_frame};

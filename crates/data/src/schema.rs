@@ -193,7 +193,7 @@ fn is_dataset_schema(text: &str) -> bool {
 /// # Errors
 ///
 /// [`Error::InvalidFeature`] for a numeric column without both `min` and `max` (attacks need bounds).
-pub fn feature_schema(schema: &aegis_core::DataSchema, path: &Path) -> Result<Schema, Error> {
+pub fn feature_schema(schema: &crate::DataSchema, path: &Path) -> Result<Schema, Error> {
     use aegis_core::ColumnKind;
     let mut features = Vec::new();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
@@ -253,6 +253,23 @@ pub fn feature_schema(schema: &aegis_core::DataSchema, path: &Path) -> Result<Sc
         })
         .collect();
     Ok(Schema { features, one_hot })
+}
+
+/// The per-value check of each model input, in order: one numeric [`crate::ColumnSpec`] per feature with
+/// its bounds, whole numbers required for integer and binary features. The gateway checks every request
+/// value with these, through the same [`crate::ColumnSpec::check_value`] logic that `aegis schema check`
+/// applies to every cell, whichever form the schema file was written in.
+pub fn input_columns(schema: &Schema) -> Vec<crate::ColumnSpec> {
+    schema
+        .features
+        .iter()
+        .map(|f| crate::ColumnSpec {
+            min: Some(f64::from(f.min)),
+            max: Some(f64::from(f.max)),
+            integer: f.kind != FeatureKind::Continuous,
+            ..crate::ColumnSpec::new(f.name.clone(), aegis_core::ColumnKind::Numeric)
+        })
+        .collect()
 }
 
 /// The schema without the named columns (`--drop`): a dataset schema describes every column of a file,

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use aegis_data::{align_schema, infer_schema, load_schema, read_csv, save_schema, CsvOptions};
+use aegis_data::{align_schema, infer_schema, load_schema, read_table, save_schema, ReadOptions};
 
 /// A small seeded dataset with an id to drop, integer, continuous, binary and one-hot columns, and string
 /// labels.
@@ -42,12 +42,12 @@ fn infer_save_load_roundtrip_and_every_row_checks() {
         .write_all(dataset().as_bytes())
         .unwrap();
 
-    let opts = CsvOptions {
+    let opts = ReadOptions {
         label: Some("outcome".into()),
         drop: vec!["id".into()],
-        ..CsvOptions::default()
+        ..ReadOptions::default()
     };
-    let table = read_csv(&csv_path, &opts).unwrap();
+    let table = read_table(&csv_path, &opts).unwrap();
     assert_eq!(table.n_rows(), 200);
     assert_eq!(
         table.columns,

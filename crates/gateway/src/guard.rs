@@ -268,34 +268,29 @@ fn read_watermark(config: &WatermarkConfig) -> std::result::Result<Watermark, St
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// Read a reference CSV: the columns named `features` (by header, any order), as `f64` row-major, and the row
-/// count. Bounded in bytes and rows; every value must be a finite number.
+/// Read a reference table (CSV or Parquet, through the one table reader and its dialect): the columns named
+/// `features` (by header, any order), as `f64` row-major, and the row count. Bounded in bytes and rows; every
+/// value must be a number (the reader's errors name the file, column and row).
 pub fn read_reference(
     path: &Path,
     features: &[String],
 ) -> std::result::Result<(Vec<f64>, usize), String> {
-    use std::io::Read;
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| format!("read {shown}: {e}"))?;
-    if meta.len() > MAX_REFERENCE_BYTES {
+    let opts = aegis_data::ReadOptions {
+        max_bytes: MAX_REFERENCE_BYTES,
+        max_rows: Some(MAX_REFERENCE_ROWS + 1),
+        ..aegis_data::ReadOptions::default()
+    };
+    let frame = aegis_data::read_frame(path, &opts).map_err(|e| e.to_string())?;
+    if frame.n_rows > MAX_REFERENCE_ROWS {
         return Err(format!(
-            "{shown} is {} bytes, larger than the {MAX_REFERENCE_BYTES}-byte limit",
-            meta.len()
+            "{shown} has more than {MAX_REFERENCE_ROWS} rows; sample it down"
         ));
     }
-    let file = std::fs::File::open(path).map_err(|e| format!("read {shown}: {e}"))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(file.take(MAX_REFERENCE_BYTES));
-    let header = reader
-        .headers()
-        .map_err(|e| format!("read the header of {shown}: {e}"))?
-        .clone();
     let mut columns = Vec::with_capacity(features.len());
     for f in features {
-        match header.iter().position(|h| h == f) {
-            Some(i) => columns.push(i),
+        match frame.column(f) {
+            Some(c) => columns.push(c.clone()),
             None => {
                 return Err(format!(
                     "{shown} has no column `{f}` (its header must name every model feature)"
@@ -303,33 +298,17 @@ pub fn read_reference(
             }
         }
     }
-    let mut rows = Vec::new();
-    let mut n = 0usize;
-    for record in reader.records() {
-        let record = record.map_err(|e| format!("read {shown}: {e}"))?;
-        if n == MAX_REFERENCE_ROWS {
-            return Err(format!(
-                "{shown} has more than {MAX_REFERENCE_ROWS} rows; sample it down"
-            ));
-        }
-        for (f, &c) in features.iter().zip(&columns) {
-            let text = record.get(c).unwrap_or("");
-            match text.parse::<f64>() {
-                Ok(v) if v.is_finite() => rows.push(v),
-                _ => {
-                    return Err(format!(
-                        "{shown} row {}: `{f}` is not a finite number",
-                        n + 1
-                    ))
-                }
-            }
-        }
-        n += 1;
-    }
+    let n = frame.n_rows;
+    let inputs = aegis_core::Frame {
+        columns,
+        labels: None,
+        ..frame
+    };
+    let table = aegis_data::table_from_frame(&inputs, path).map_err(|e| e.to_string())?;
     if n < 2 {
         return Err(format!("{shown} needs at least 2 data rows, has {n}"));
     }
-    Ok((rows, n))
+    Ok((table.features.iter().map(|&v| f64::from(v)).collect(), n))
 }
 
 fn positive_or_one(s: f64) -> f64 {
@@ -494,7 +473,13 @@ mod tests {
             .contains("no column `a`"));
         std::fs::write(&p, "a,b\n1,2\n0,x\n").unwrap();
         let e = read_reference(&p, &features).unwrap_err();
-        assert!(e.contains("row 2") && e.contains("`b`"), "{e}");
+        assert!(e.contains("data row 2") && e.contains("\"b\""), "{e}");
+        std::fs::write(&p, "a;b\n1;2\n0;3\n").unwrap();
+        assert_eq!(
+            read_reference(&p, &features).unwrap(),
+            (vec![1.0, 2.0, 0.0, 3.0], 2),
+            "the delimiter is sniffed as for every table"
+        );
         std::fs::write(&p, "a,b\n1,NaN\n0,1\n").unwrap();
         assert!(read_reference(&p, &features).is_err());
         let mut big = String::from("a,b\n");

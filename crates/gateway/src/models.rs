@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use aegis_core::{FeatureKind, FeatureSpec, Schema, Severity};
+use aegis_data::ColumnSpec;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
@@ -90,6 +91,8 @@ pub struct LocalModel {
     pub version: String,
     /// What a valid input row is, in model-input order.
     pub schema: Schema,
+    /// The per-value check of each input, aligned with `schema.features`.
+    pub inputs: Vec<ColumnSpec>,
     /// Class names, in output order.
     pub classes: Vec<String>,
     /// Lower-case hex SHA-256 of the ONNX file that was scanned and loaded.
@@ -391,6 +394,7 @@ fn load_one(config: &ModelConfig) -> std::result::Result<(LocalModel, ModelEvent
     let model = LocalModel {
         name: config.name.clone(),
         version: config.version.clone(),
+        inputs: aegis_data::input_columns(&schema),
         schema,
         classes,
         digest,
@@ -546,34 +550,26 @@ fn check_rows(field: &str, n: usize) -> std::result::Result<(), InputError> {
     Ok(())
 }
 
-/// A number checked against its feature: finite as f32, whole for integers, 0/1 for binary, within bounds.
-fn check_value(spec: &FeatureSpec, x: f64) -> std::result::Result<f32, String> {
+/// A number checked against its feature: finite as `f32` (what the model computes in), then the column's
+/// per-value check, the one `aegis schema check` applies to every cell (bounds, whole numbers for integer
+/// and binary features).
+fn check_value(column: &ColumnSpec, x: f64) -> std::result::Result<f32, String> {
     let v = x as f32;
     if !x.is_finite() || !v.is_finite() {
         return Err(format!("{} is not a finite 32-bit number", show(x)));
     }
-    match spec.kind {
-        FeatureKind::Integer if x.fract() != 0.0 => {
-            return Err(format!("expected a whole number, got {}", show(x)))
-        }
-        FeatureKind::Binary if x != 0.0 && x != 1.0 => {
-            return Err(format!("expected 0 or 1, got {}", show(x)))
-        }
-        _ => {}
-    }
-    if v < spec.min || v > spec.max {
-        return Err(format!(
-            "{} is outside [{}, {}]",
-            show(x),
-            spec.min,
-            spec.max
-        ));
-    }
+    column
+        .check_number(x)
+        .map_err(|violation| violation.to_string())?;
     Ok(v)
 }
 
 /// A JSON value for a feature: a number (or `true`/`false` for a binary feature), checked.
-fn json_value(spec: &FeatureSpec, v: &Value) -> std::result::Result<f32, String> {
+fn json_value(
+    spec: &FeatureSpec,
+    column: &ColumnSpec,
+    v: &Value,
+) -> std::result::Result<f32, String> {
     let x = match v {
         Value::Number(n) => n
             .as_f64()
@@ -581,7 +577,7 @@ fn json_value(spec: &FeatureSpec, v: &Value) -> std::result::Result<f32, String>
         Value::Bool(b) if spec.kind == FeatureKind::Binary => f64::from(u8::from(*b)),
         other => return Err(format!("expected a number, got {}", describe(other))),
     };
-    check_value(spec, x)
+    check_value(column, x)
 }
 
 /// One-hot groups of the schema: exactly one column of each is 1.
@@ -634,13 +630,12 @@ pub fn parse_predict(model: &LocalModel, body: &[u8]) -> std::result::Result<Vec
             "expected exactly one of `rows`, `instances` or `columns`",
         ));
     }
-    let schema = &model.schema;
     if let Some(rows) = top.get("rows") {
-        parse_rows(schema, rows)
+        parse_rows(model, rows)
     } else if let Some(instances) = top.get("instances") {
-        parse_instances(schema, instances)
+        parse_instances(model, instances)
     } else if let Some(columns) = top.get("columns") {
-        parse_columns(schema, columns)
+        parse_columns(model, columns)
     } else {
         Err(input_err(
             "body",
@@ -649,7 +644,8 @@ pub fn parse_predict(model: &LocalModel, body: &[u8]) -> std::result::Result<Vec
     }
 }
 
-fn parse_rows(schema: &Schema, rows: &Value) -> std::result::Result<Vec<f32>, InputError> {
+fn parse_rows(model: &LocalModel, rows: &Value) -> std::result::Result<Vec<f32>, InputError> {
+    let schema = &model.schema;
     let Value::Array(rows) = rows else {
         return Err(input_err(
             "rows",
@@ -676,12 +672,12 @@ fn parse_rows(schema: &Schema, rows: &Value) -> std::result::Result<Vec<f32>, In
                 format!("unknown feature; expected {}", feature_list(schema)),
             ));
         }
-        for spec in &schema.features {
+        for (spec, column) in schema.features.iter().zip(&model.inputs) {
             let field = || format!("rows[{i}].{}", spec.name);
             let v = row
                 .get(&spec.name)
                 .ok_or_else(|| input_err(field(), "missing"))?;
-            x.push(json_value(spec, v).map_err(|r| input_err(field(), r))?);
+            x.push(json_value(spec, column, v).map_err(|r| input_err(field(), r))?);
         }
         check_one_hot(schema, &x[i * d..], &format!("rows[{i}]"))?;
     }
@@ -689,9 +685,10 @@ fn parse_rows(schema: &Schema, rows: &Value) -> std::result::Result<Vec<f32>, In
 }
 
 fn parse_instances(
-    schema: &Schema,
+    model: &LocalModel,
     instances: &Value,
 ) -> std::result::Result<Vec<f32>, InputError> {
+    let schema = &model.schema;
     let Value::Array(rows) = instances else {
         return Err(input_err(
             "instances",
@@ -722,9 +719,9 @@ fn parse_instances(
                 ),
             ));
         }
-        for (spec, v) in schema.features.iter().zip(values) {
+        for ((spec, column), v) in schema.features.iter().zip(&model.inputs).zip(values) {
             x.push(
-                json_value(spec, v)
+                json_value(spec, column, v)
                     .map_err(|r| input_err(format!("instances[{i}].{}", spec.name), r))?,
             );
         }
@@ -733,7 +730,8 @@ fn parse_instances(
     Ok(x)
 }
 
-fn parse_columns(schema: &Schema, columns: &Value) -> std::result::Result<Vec<f32>, InputError> {
+fn parse_columns(model: &LocalModel, columns: &Value) -> std::result::Result<Vec<f32>, InputError> {
+    let schema = &model.schema;
     let Value::Object(columns) = columns else {
         return Err(input_err(
             "columns",
@@ -778,9 +776,9 @@ fn parse_columns(schema: &Schema, columns: &Value) -> std::result::Result<Vec<f3
     let d = schema.features.len();
     let mut x = Vec::with_capacity(n * d);
     for i in 0..n {
-        for (spec, col) in schema.features.iter().zip(&cols) {
+        for ((spec, column), col) in schema.features.iter().zip(&model.inputs).zip(&cols) {
             x.push(
-                json_value(spec, &col[i])
+                json_value(spec, column, &col[i])
                     .map_err(|r| input_err(format!("columns.{}[{i}]", spec.name), r))?,
             );
         }
@@ -896,7 +894,7 @@ pub fn parse_v2(
         for (k, &v) in input.data.iter().enumerate() {
             let (row, spec) = (k / d, &schema.features[k % d]);
             x.push(
-                check_value(spec, v)
+                check_value(&model.inputs[k % d], v)
                     .map_err(|r| input_err(format!("inputs[0].data[{row}].{}", spec.name), r))?,
             );
             if k % d == d - 1 {
@@ -955,10 +953,10 @@ pub fn parse_v2(
     check_rows("inputs[0].shape", n)?;
     let mut x = Vec::with_capacity(n * d);
     for row in 0..n {
-        for (j, spec) in schema.features.iter().enumerate() {
+        for (j, column) in model.inputs.iter().enumerate() {
             let i = by_feature[&j];
             x.push(
-                check_value(spec, parsed[i].data[row])
+                check_value(column, parsed[i].data[row])
                     .map_err(|r| input_err(format!("inputs[{i}].data[{row}]"), r))?,
             );
         }
@@ -1262,6 +1260,7 @@ max = 1.0
         LocalModel {
             name: "m".into(),
             version: "3".into(),
+            inputs: aegis_data::input_columns(&schema),
             schema,
             classes: vec!["legit".into(), "fraud".into()],
             digest: "00".into(),
@@ -1322,32 +1321,32 @@ max = 1.0
             (
                 r#"{"amount":-0.5,"hour":1,"foreign":0}]}"#,
                 "rows[1].amount",
-                "outside [0, 20000]",
+                "-0.5 is below the minimum 0",
             ),
             (
                 r#"{"amount":20000.5,"hour":1,"foreign":0}]}"#,
                 "rows[1].amount",
-                "outside",
+                "20000.5 is above the maximum 20000",
             ),
             (
                 r#"{"amount":1,"hour":2.5,"foreign":0}]}"#,
                 "rows[1].hour",
-                "whole number",
+                "2.5 is not a whole number",
             ),
             (
                 r#"{"amount":1,"hour":24,"foreign":0}]}"#,
                 "rows[1].hour",
-                "outside [0, 23]",
+                "24 is above the maximum 23",
             ),
             (
                 r#"{"amount":1,"hour":1,"foreign":2}]}"#,
                 "rows[1].foreign",
-                "0 or 1",
+                "2 is above the maximum 1",
             ),
             (
                 r#"{"amount":1,"hour":1,"foreign":0.5}]}"#,
                 "rows[1].foreign",
-                "0 or 1",
+                "0.5 is not a whole number",
             ),
             (
                 r#"{"amount":true,"hour":1,"foreign":0}]}"#,

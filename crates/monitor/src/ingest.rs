@@ -14,7 +14,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use aegis_core::{ColumnKind, ColumnSpec};
+use aegis_core::ColumnKind;
+use aegis_data::ColumnSpec;
 use aegis_data::{Chunk, ChunkOptions, CsvChunks, Field, ReadOptions};
 use rayon::prelude::*;
 
@@ -314,10 +315,10 @@ fn feed(acc: &mut ColumnAccumulator, parser: &Parser, f: &Field<'_>, missing: &H
                 return;
             }
             match (acc, spec.parse_cell(Some(text.as_ref()))) {
-                (ColumnAccumulator::Numeric(a), Ok(aegis_core::CellValue::Timestamp(t))) => {
+                (ColumnAccumulator::Numeric(a), Ok(aegis_data::CellValue::Timestamp(t))) => {
                     a.push(t as f64)
                 }
-                (ColumnAccumulator::Numeric(a), Ok(aegis_core::CellValue::Number(v))) => a.push(v),
+                (ColumnAccumulator::Numeric(a), Ok(aegis_data::CellValue::Number(v))) => a.push(v),
                 (ColumnAccumulator::Numeric(a), _) => a.push_invalid(),
                 (ColumnAccumulator::Categorical(a), Ok(v)) => match v.canonical() {
                     Some(c) => a.push(&c),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use aegis_core::Report;
-use aegis_data::CsvOptions;
+use aegis_data::ReadOptions;
 use aegis_monitor::correction::Correction;
 use aegis_monitor::drift::{self, DriftOptions};
 use aegis_monitor::ingest::{read_pair, IngestOptions};
@@ -44,11 +44,7 @@ pub fn run(global: &GlobalArgs, args: DriftArgs) -> anyhow::Result<ExitCode> {
             bail!("--share must be in (0, 1], got {s}");
         }
     }
-    let delimiter = match args.delimiter {
-        Some(c) if c.is_ascii() => Some(c as u8),
-        Some(c) => bail!("--delimiter must be one ASCII character, got {c:?}"),
-        None => None,
-    };
+    let delimiter = super::frames::delimiter(args.delimiter)?;
     let ingest = IngestOptions {
         delimiter,
         drop: args.drop.clone(),
@@ -68,7 +64,7 @@ pub fn run(global: &GlobalArgs, args: DriftArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     if let Some(model) = &args.model {
-        let (r, c) = predicted_counts(model, &args)?;
+        let (r, c) = predicted_counts(model, &args, delimiter)?;
         report.prediction = Some(drift::compare_predictions(
             &model.display().to_string(),
             &r,
@@ -144,17 +140,28 @@ fn write_quietly(global: &GlobalArgs, text: &str) -> anyhow::Result<()> {
 }
 
 /// Predicted-class counts of the model on both files (read as model tables, the label excluded).
-fn predicted_counts(model_path: &Path, args: &DriftArgs) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+///
+/// The files are read in the same dialect as the column comparison (`--delimiter`, `--missing`), through
+/// the one table reader.
+fn predicted_counts(
+    model_path: &Path,
+    args: &DriftArgs,
+    delimiter: Option<u8>,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
     let model = aegis_ml::load_onnx(model_path)?;
-    let opts = CsvOptions {
+    let mut opts = ReadOptions {
         label: args.label.clone(),
         drop: args.drop.clone(),
-        ..CsvOptions::default()
+        delimiter,
+        ..ReadOptions::default()
     };
+    if let Some(missing) = &args.missing {
+        opts.missing = missing.iter().map(|m| m.trim().to_owned()).collect();
+    }
     let k = model.n_classes().max(1);
     let mut out = Vec::new();
     for path in [&args.reference, &args.current] {
-        let table = aegis_data::read_csv(path, &opts)
+        let table = aegis_data::read_table(path, &opts)
             .with_context(|| format!("reading {} for {}", path.display(), model_path.display()))?;
         if table.n_features() != model.n_features() {
             bail!(

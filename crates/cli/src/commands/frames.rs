@@ -1,5 +1,6 @@
 //! Reading datasets for `aegis audit` and `aegis schema`: the shared `--delimiter`, `--no-header`,
-//! `--missing`, `--type` and `--drop` flags turned into the data crate's options.
+//! `--missing`, `--type` and `--drop` flags turned into the data crate's options (the model commands and
+//! `aegis drift` use [`delimiter`] too, so every command takes the same `--delimiter`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,15 +20,7 @@ pub fn read_options(args: &ReadArgs, label: Option<String>) -> anyhow::Result<Re
         max_rows: args.max_rows,
         ..ReadOptions::default()
     };
-    if let Some(d) = args.delimiter {
-        let Ok(b) = u8::try_from(d) else {
-            bail!("--delimiter must be a single ASCII character, got {d:?}");
-        };
-        if !d.is_ascii() || d == '"' || d == '\n' || d == '\r' {
-            bail!("--delimiter must be a single ASCII character other than a quote or newline, got {d:?}");
-        }
-        opts.delimiter = Some(b);
-    }
+    opts.delimiter = delimiter(args.delimiter)?;
     if let Some(m) = &args.missing {
         opts.missing = m.clone();
     }
@@ -40,6 +33,19 @@ pub fn read_options(args: &ReadArgs, label: Option<String>) -> anyhow::Result<Re
     }
     opts.types = types;
     Ok(opts)
+}
+
+/// `--delimiter` as a byte: one ASCII character that is not a quote or a line break.
+pub fn delimiter(flag: Option<char>) -> anyhow::Result<Option<u8>> {
+    let Some(d) = flag else {
+        return Ok(None);
+    };
+    match u8::try_from(d) {
+        Ok(b) if d.is_ascii() && !matches!(d, '"' | '\n' | '\r') => Ok(Some(b)),
+        _ => bail!(
+            "--delimiter must be a single ASCII character other than a quote or newline, got {d:?}"
+        ),
+    }
 }
 
 fn parse_kind(s: &str) -> anyhow::Result<ColumnKind> {

@@ -1,11 +1,11 @@
-//! Loading what the model commands share: the model (ONNX file or HTTP endpoint), the labelled CSV, and the
+//! Loading what the model commands share: the model (ONNX file or HTTP endpoint), the labelled table (CSV or Parquet), and the
 //! feature schema (given or inferred), checked against each other with errors that name both sides.
 
 use std::path::Path;
 
 use aegis_assess::{Constraints, EpsUnits, Norm};
 use aegis_core::{Schema, Table};
-use aegis_data::CsvOptions;
+use aegis_data::ReadOptions;
 use aegis_ml::http::{HttpModel, HttpModelConfig, Protocol};
 use aegis_ml::Model;
 use anyhow::{bail, Context};
@@ -22,12 +22,13 @@ pub struct Data {
 
 /// Read the CSV and the schema (or infer one).
 pub fn load_data(args: &DataArgs) -> anyhow::Result<Data> {
-    let opts = CsvOptions {
+    let opts = ReadOptions {
         label: Some(args.label.clone()),
         drop: args.drop.clone(),
-        ..Default::default()
+        delimiter: super::frames::delimiter(args.delimiter)?,
+        ..ReadOptions::default()
     };
-    let table = aegis_data::read_csv(&args.data, &opts)?;
+    let table = aegis_data::read_table(&args.data, &opts)?;
     let labels = table
         .labels
         .clone()

@@ -17,6 +17,7 @@ pub fn run(global: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitCode> {
     let config = config(&args)?;
     let members = inputs::load_data(&DataArgs {
         data: args.members.clone(),
+        delimiter: args.delimiter,
         label: args.label.clone(),
         drop: args.drop.clone(),
         schema: None,
@@ -24,12 +25,13 @@ pub fn run(global: &GlobalArgs, args: PrivacyArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
     })?;
     let model = inputs::load_model(&args.model, &members, &args.protocol, &args.header)?;
-    let non_members = aegis_data::read_csv(
+    let non_members = aegis_data::read_table(
         &args.non_members,
-        &aegis_data::CsvOptions {
+        &aegis_data::ReadOptions {
             label: Some(args.label.clone()),
             drop: args.drop.clone(),
-            ..Default::default()
+            delimiter: super::frames::delimiter(args.delimiter)?,
+            ..aegis_data::ReadOptions::default()
         },
     )?;
     let non_member_labels = align(&members.table, &non_members, &args)?;

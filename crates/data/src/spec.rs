@@ -3,21 +3,20 @@
 //! `aegis schema infer` writes one from a trusted dataset, a person reviews and tightens it, and
 //! `aegis schema check` compares later datasets with it; the gateway reuses the same [`ColumnSpec`]s to
 //! validate live requests one value at a time, so single-value checks ([`ColumnSpec::check_value`]) work on a
-//! cell's text alone, without a [`Frame`](crate::Frame).
+//! cell's text alone, without a [`Frame`](aegis_core::Frame).
 //!
-//! This module is data and pure functions only: the TOML file, the inference from a frame and the
-//! dataset-wide checks (missing rates, uniqueness, label set, row counts) live in `aegis-data`. Cells are parsed
-//! per the column's kind the way the readers do: numbers as finite `f64`, booleans as `true/false`,
-//! `yes/no`, `t/f`, `y/n`, `1/0` (any case), timestamps as integer seconds since the Unix epoch or ISO 8601
-//! dates and date-times (`2024-01-31`, `2024-01-31T12:00:00Z`, with a space instead of `T`, fractional
-//! seconds and `+HH:MM` offsets). A blank cell is a missing cell for every kind.
+//! This module holds the types and the per-value checks; the TOML file, the inference from a frame and the
+//! dataset-wide checks (missing rates, uniqueness, label set, row counts) are in `dataset_schema`. Cells are
+//! parsed by the same functions the readers use ([`crate::cell`]), so a value the reader took as a number is a
+//! number here too. A blank cell is a missing cell for every kind.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::frame::format_number;
-use crate::ColumnKind;
+use aegis_core::{format_number, format_timestamp, ColumnKind};
+
+use crate::cell::{parse_bool, parse_number, parse_timestamp};
 
 /// The schema format version this code reads and writes.
 pub const DATA_SCHEMA_VERSION: u32 = 1;
@@ -353,7 +352,27 @@ impl ColumnSpec {
     ///
     /// The first [`ValueViolation`] found.
     pub fn check_value(&self, cell: Option<&str>) -> Result<(), ValueViolation> {
-        let value = self.parse_cell(cell)?;
+        self.check_parsed(&self.parse_cell(cell)?)
+    }
+
+    /// [`ColumnSpec::check_value`] for a number that is already parsed (a JSON request value): the same
+    /// checks without a round trip through text.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ValueViolation`] found; [`ValueViolation::Type`] when the column is not numeric.
+    pub fn check_number(&self, x: f64) -> Result<(), ValueViolation> {
+        if self.kind != ColumnKind::Numeric || !x.is_finite() {
+            return Err(ValueViolation::Type {
+                expected: self.kind,
+            });
+        }
+        self.check_parsed(&CellValue::Number(x))
+    }
+
+    /// The checks after parsing, shared by [`ColumnSpec::check_value`] and [`ColumnSpec::check_number`].
+    fn check_parsed(&self, value: &CellValue<'_>) -> Result<(), ValueViolation> {
+        let value = *value;
         if value == CellValue::Missing {
             return if self.max_missing <= 0.0 {
                 Err(ValueViolation::Missing)
@@ -553,189 +572,10 @@ fn first_repeat(items: &[String]) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Parses a finite number (surrounding spaces allowed); `NaN` and infinities are not numbers here.
-pub fn parse_number(text: &str) -> Option<f64> {
-    text.trim().parse::<f64>().ok().filter(|x| x.is_finite())
-}
-
-/// Parses a boolean: `true/false`, `yes/no`, `t/f`, `y/n`, `1/0`, in any case.
-pub fn parse_bool(text: &str) -> Option<bool> {
-    let t = text.trim();
-    const TRUE: [&str; 5] = ["true", "yes", "t", "y", "1"];
-    const FALSE: [&str; 5] = ["false", "no", "f", "n", "0"];
-    if TRUE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
-        Some(true)
-    } else if FALSE.iter().any(|w| w.eq_ignore_ascii_case(t)) {
-        Some(false)
-    } else {
-        None
-    }
-}
-
-/// Days from 1970-01-01 to the given civil date (proleptic Gregorian; Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date `(year, month, day)` of a day count from 1970-01-01 (the inverse of [`days_from_civil`]).
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-/// Fixed-width unsigned digits at the start of `s`.
-fn digits(s: &str, n: usize) -> Option<(i64, &str)> {
-    let head = s.get(..n)?;
-    if !head.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((head.parse().ok()?, &s[n..]))
-}
-
-/// Parses a timestamp to seconds since the Unix epoch (UTC): an integer (epoch seconds), or an ISO 8601
-/// date `YYYY-MM-DD` optionally followed by `T` or a space, `HH:MM[:SS[.fff]]` and `Z`, `+HH:MM`, `-HHMM`.
-pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let s = text.trim();
-    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
-    if !body.is_empty() && body.len() <= 18 && body.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse().ok();
-    }
-    let (y, rest) = digits(s, 4)?;
-    let rest = rest.strip_prefix('-')?;
-    let (m, rest) = digits(rest, 2)?;
-    let rest = rest.strip_prefix('-')?;
-    let (d, rest) = digits(rest, 2)?;
-    let month_days = [
-        31,
-        if is_leap(y) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || d < 1 || d > *month_days.get((m - 1) as usize)? {
-        return None;
-    }
-    let mut secs = days_from_civil(y, m, d) * 86_400;
-    if rest.is_empty() {
-        return Some(secs);
-    }
-    let rest = rest.strip_prefix(['T', 't', ' '])?;
-    let (hh, rest) = digits(rest, 2)?;
-    let rest = rest.strip_prefix(':')?;
-    let (mm, mut rest) = digits(rest, 2)?;
-    let mut ss = 0;
-    if let Some(r) = rest.strip_prefix(':') {
-        let (v, r) = digits(r, 2)?;
-        ss = v;
-        rest = r;
-        if let Some(r) = rest.strip_prefix('.') {
-            let n = r.bytes().take_while(u8::is_ascii_digit).count();
-            if n == 0 || n > 9 {
-                return None;
-            }
-            rest = &r[n..];
-        }
-    }
-    if hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    secs += hh * 3600 + mm * 60 + ss;
-    let offset = match rest {
-        "" | "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let r = &rest[1..];
-            let (oh, r) = digits(r, 2)?;
-            let r = r.strip_prefix(':').unwrap_or(r);
-            let (om, r) = digits(r, 2)?;
-            if !r.is_empty() || oh > 23 || om > 59 {
-                return None;
-            }
-            sign * (oh * 3600 + om * 60)
-        }
-    };
-    Some(secs - offset)
-}
-
-/// Formats epoch seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
-pub fn format_timestamp(t: i64) -> String {
-    let days = t.div_euclid(86_400);
-    let secs = t.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_parse_and_format() {
-        assert_eq!(parse_timestamp("1970-01-01"), Some(0));
-        assert_eq!(parse_timestamp("1700000000"), Some(1_700_000_000));
-        assert_eq!(parse_timestamp("2024-02-29T12:30:00Z"), Some(1_709_209_800));
-        assert_eq!(parse_timestamp("2024-02-29 12:30"), Some(1_709_209_800));
-        assert_eq!(
-            parse_timestamp("2024-02-29T14:30:00.250+02:00"),
-            Some(1_709_209_800)
-        );
-        assert_eq!(parse_timestamp("2023-02-29"), None, "not a leap year");
-        assert_eq!(parse_timestamp("2024-13-01"), None);
-        assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(parse_timestamp("2024-01-01T25:00"), None);
-        assert_eq!(format_timestamp(1_709_209_800), "2024-02-29T12:30:00Z");
-        assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59Z");
-        for t in [-86_400 * 400 * 366, -1, 0, 951_782_400, 4_102_444_800] {
-            assert_eq!(parse_timestamp(&format_timestamp(t)), Some(t));
-        }
-        assert!(!format_timestamp(i64::MAX).is_empty());
-        assert!(!format_timestamp(i64::MIN).is_empty());
-    }
-
-    #[test]
-    fn numbers_and_booleans_parse_strictly() {
-        assert_eq!(parse_number(" 0.95 "), Some(0.95));
-        assert_eq!(parse_number("NaN"), None);
-        assert_eq!(parse_number("inf"), None);
-        assert_eq!(parse_number("12abc"), None);
-        assert_eq!(parse_bool("Yes"), Some(true));
-        assert_eq!(parse_bool("f"), Some(false));
-        assert_eq!(parse_bool("maybe"), None);
-    }
+    use aegis_core::ColumnKind;
 
     fn numeric() -> ColumnSpec {
         ColumnSpec {
@@ -744,6 +584,24 @@ mod tests {
             integer: true,
             ..ColumnSpec::new("age", ColumnKind::Numeric)
         }
+    }
+
+    #[test]
+    fn check_number_is_check_value_without_the_text() {
+        let spec = numeric();
+        for x in [0.0, 42.0, -1.0, 100.0, 100.5, 4.5, 1e300] {
+            assert_eq!(
+                spec.check_number(x),
+                spec.check_value(Some(&x.to_string())),
+                "{x}"
+            );
+        }
+        assert!(spec.check_number(f64::NAN).is_err());
+        let text = ColumnSpec::new("t", ColumnKind::Text);
+        assert!(matches!(
+            text.check_number(1.0),
+            Err(ValueViolation::Type { .. })
+        ));
     }
 
     #[test]
