@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             let _ = models::parse_v2(demo(), body);
         }
         _ => {
-            let _ = aegis_gateway::upstream::openai_model(body);
+            let _ = aegis_gateway::openai_model(body);
         }
     }
 });

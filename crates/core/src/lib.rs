@@ -15,6 +15,7 @@ mod location;
 mod report;
 mod rule;
 mod severity;
+mod stream;
 mod table;
 
 pub use civil::{civil_from_days, days_from_civil, format_timestamp};
@@ -27,4 +28,5 @@ pub use location::Location;
 pub use report::{Artefact, Report};
 pub use rule::{RuleDoc, RuleId};
 pub use severity::{ParseSeverityError, Severity};
+pub use stream::{ColumnSummary, StreamCell, SummaryKind};
 pub use table::{FeatureKind, FeatureSpec, OneHotGroup, Schema, Table};

@@ -21,7 +21,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::{MAX_CELL_BYTES, MAX_COLUMNS};
+use crate::options::{ReadOptions, MAX_CELL_BYTES, MAX_COLUMNS};
 
 /// A single row longer than this many bytes is refused.
 pub const MAX_ROW_BYTES: usize = 64 << 20;
@@ -179,7 +179,7 @@ impl Default for ChunkOptions {
         ChunkOptions {
             delimiter: None,
             header: true,
-            max_bytes: crate::ReadOptions::DEFAULT_MAX_BYTES,
+            max_bytes: ReadOptions::DEFAULT_MAX_BYTES,
             chunk_bytes: DEFAULT_CHUNK_BYTES,
         }
     }
@@ -187,7 +187,7 @@ impl Default for ChunkOptions {
 
 impl ChunkOptions {
     /// The CSV dialect and bounds of `opts`, with the default chunk size.
-    pub fn from_read(opts: &crate::ReadOptions) -> Self {
+    pub fn from_read(opts: &ReadOptions) -> Self {
         ChunkOptions {
             delimiter: opts.delimiter,
             header: opts.header,

@@ -59,6 +59,17 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// Two tables that must describe the same columns do not.
+    #[error("{} and {} do not match: {reason}", .reference.display(), .current.display())]
+    Mismatch {
+        /// The reference table.
+        reference: PathBuf,
+        /// The current table.
+        current: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+
     /// The file has no header row.
     #[error("{} is empty: a header row naming the columns is required", .path.display())]
     Empty {

@@ -15,7 +15,7 @@ use aegis_core::{Column, ColumnData, ColumnKind, Frame, Labels, MISSING_CODE};
 use crate::cell::{parse_bool, parse_number, parse_timestamp};
 use crate::columns::{Chunk, ChunkOptions, CsvChunks};
 use crate::error::Error;
-use crate::read::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES};
+use crate::options::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES};
 
 /// The largest integer label accepted as a class index .
 const MAX_CLASS_INDEX: u32 = 65_535;
@@ -661,7 +661,8 @@ impl Iterator for CsvRecords {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::{read_frame, read_frame_bytes, stream_records, MAX_COLUMNS};
+    use crate::options::MAX_COLUMNS;
+    use crate::read::{read_frame, read_frame_bytes, stream_records};
     use std::fs::File;
     use std::io::Write;
 

@@ -40,12 +40,13 @@ pub use self::columns::{
     split_row, Chunk, ChunkOptions, CsvChunks, Field, DEFAULT_CHUNK_BYTES, MAX_ROW_BYTES,
 };
 
+mod fold;
+pub use self::fold::{fold_pair, FoldOptions, Folded};
 mod frame_csv;
+mod options;
 mod parquet;
 mod read;
 mod table;
-pub use self::read::{
-    read_frame, read_frame_bytes, stream_records, ReadOptions, Record, RecordStream,
-    MAX_CELL_BYTES, MAX_COLUMNS,
-};
+pub use self::options::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES, MAX_COLUMNS};
+pub use self::read::{read_frame, read_frame_bytes, stream_records};
 pub use self::table::{read_table, table_from_frame};

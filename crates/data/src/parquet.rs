@@ -27,7 +27,7 @@ use aegis_core::{format_number, Column, ColumnKind, Frame, Labels};
 use crate::cell::format_timestamp;
 use crate::error::Error;
 use crate::frame_csv::{Builder, LabelBuilder, LabelError, Layout, MAX_CLASSES};
-use crate::read::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES, MAX_COLUMNS};
+use crate::options::{ReadOptions, Record, RecordStream, MAX_CELL_BYTES, MAX_COLUMNS};
 
 /// How the values of one Parquet column are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

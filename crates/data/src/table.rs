@@ -14,7 +14,8 @@ use aegis_core::{format_timestamp, ColumnData, Frame, Table, MISSING_CODE};
 
 use crate::cell::parse_number;
 use crate::error::Error;
-use crate::read::{read_frame, ReadOptions};
+use crate::options::ReadOptions;
+use crate::read::read_frame;
 
 /// Reads a table file (CSV or Parquet, as [`read_frame`]) and converts it to model input.
 ///

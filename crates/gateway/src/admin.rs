@@ -15,14 +15,15 @@ use serde::Deserialize;
 
 use crate::audit_log;
 use crate::audit_trail::AuditCtx;
+use crate::body::read_body;
 use crate::http_error::ApiError;
 use crate::identity::{self, LoginError, Principal, Role};
 use crate::keys::{self, NewKey};
-use crate::server::{read_body, Shared};
+use crate::state::{AppState, Shared};
 use crate::util;
 
 /// The admin routes (merged into the main router by [`crate::server::router`]).
-pub fn routes() -> Router<Shared> {
+pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/admin/bootstrap", post(bootstrap))
         .route("/admin/login", post(login))
@@ -44,12 +45,12 @@ pub fn routes() -> Router<Shared> {
 }
 
 /// The session on the request, if its role is one of `roles`; 401 without a valid session, 403 otherwise.
-pub async fn require_session(
-    state: &crate::server::AppState,
+pub(crate) async fn require_session(
+    state: &AppState,
     headers: &HeaderMap,
     roles: &[Role],
 ) -> Result<Principal, ApiError> {
-    let mut ctx = AuditCtx::admin(&crate::server::current_route());
+    let mut ctx = AuditCtx::admin(&crate::context::current_route());
     ctx.kind = "auth".into();
     // The scheme is case-insensitive (RFC 9110 §11.1).
     let token = headers
@@ -93,7 +94,7 @@ const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
 const STAFF: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
 
 async fn json_body<T: DeserializeOwned>(
-    state: &crate::server::AppState,
+    state: &AppState,
     request: Request,
     ctx: &AuditCtx,
 ) -> Result<T, ApiError> {
@@ -110,15 +111,14 @@ fn done(mut response: Response, mut ctx: AuditCtx, decision: &str, detail: Strin
     response
 }
 
+/// The response for a failed admin operation (statuses by error type, see `From<Error> for ApiError`);
+/// refusals the caller caused are audited.
 fn admin_error(e: crate::Error, ctx: &AuditCtx) -> ApiError {
-    match e {
-        crate::Error::Invalid(reason) => {
-            ApiError::bad_request("invalid", reason).audited(ctx.clone())
-        }
-        crate::Error::NotFound(what) => {
-            ApiError::not_found(format!("{what} not found")).audited(ctx.clone())
-        }
-        other => ApiError::internal(&other),
+    let error = ApiError::from(e);
+    if error.is_client_error() {
+        error.audited(ctx.clone())
+    } else {
+        error
     }
 }
 
@@ -147,10 +147,10 @@ async fn bootstrap(State(state): State<Shared>, request: Request) -> Result<Resp
     )
     .await
     .map_err(|e| match e {
-        crate::Error::Invalid(reason) => {
+        crate::Error::Denied(reason) => {
             ApiError::forbidden("bootstrap", reason).audited(ctx.clone())
         }
-        other => ApiError::internal(&other),
+        other => admin_error(other, &ctx),
     })?;
     let response = (StatusCode::CREATED, Json(enrollment)).into_response();
     Ok(done(
@@ -601,7 +601,7 @@ async fn verify_audit(
 // ----------------------------------------------------------------------------------------------- OpenAPI
 
 /// `GET /openapi.json`: the OpenAPI 3.1 description of every route.
-pub async fn openapi() -> Response {
+pub(crate) async fn openapi() -> Response {
     Json(openapi_document()).into_response()
 }
 

@@ -27,8 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::db::Db;
 use crate::error::{Error, Result};
 
-/// `prev_hash` of the first record.
-pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub use crate::db::GENESIS_HASH;
 
 /// Events the in-memory queue holds before [`AuditLog::record`] waits for the writer.
 pub const QUEUE_CAPACITY: usize = 16_384;

@@ -7,7 +7,7 @@ use crate::audit_log::AuditEvent;
 
 /// The audit facts a handler knows about its request: an [`AuditEvent`] whose status and latency the envelope
 /// fills in.
-pub type AuditCtx = AuditEvent;
+pub(crate) type AuditCtx = AuditEvent;
 
 impl AuditEvent {
     /// The context of an inference request on `route` for `model`.

@@ -16,6 +16,9 @@ use sqlx::{Executor, Row};
 
 use crate::error::{Error, Result};
 
+/// `prev_hash` of the first audit record (the audit chain's genesis; the schema seeds the chain head with it).
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// Which database engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -208,7 +211,7 @@ impl Db {
         sqlx::query(
             "INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, $1) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(crate::audit_log::GENESIS_HASH)
+        .bind(GENESIS_HASH)
         .execute(&self.pool)
         .await
         .map_err(Error::db("create the audit head"))?;

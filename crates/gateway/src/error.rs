@@ -1,7 +1,9 @@
 //! The gateway's library error: every variant names the operation and, where there is one, the file.
 //!
 //! These errors are for operators (CLI output, server logs). What an HTTP client sees is an
-//! [`crate::http_error::ApiError`]: a status, a short reason and a request id, never this text.
+//! [`crate::http_error::ApiError`], chosen by variant: the caller's own mistakes ([`Error::Invalid`],
+//! [`Error::NotFound`], [`Error::Denied`]) are told to the caller with their text; every other variant is an
+//! internal failure, a 500 whose text only the server log sees.
 
 use std::path::PathBuf;
 
@@ -49,12 +51,21 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// An administrative request is invalid (unknown user, weak password, bad role…).
+    /// What the caller asked for is invalid (a weak password, a bad role, a malformed name): the caller can
+    /// fix it, and is told this text (HTTP 400).
     #[error("{0}")]
     Invalid(String),
-    /// Not found (user, key).
+    /// Not found (user, key): HTTP 404.
     #[error("{0} not found")]
     NotFound(String),
+    /// The caller may not do this, whatever they send (a wrong or expired bootstrap code, bootstrap already
+    /// done): HTTP 403 with this text.
+    #[error("{0}")]
+    Denied(String),
+    /// Something failed inside the gateway that the caller cannot fix (a hashing library, a clock reading,
+    /// serialising state): HTTP 500, the text goes to the server log only.
+    #[error("internal: {0}")]
+    Internal(String),
     /// The operating system's random source failed.
     #[error("random source: {0}")]
     Random(String),

@@ -27,10 +27,10 @@ use crate::config::ExtractionAction;
 use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::guard::{ExtractionSettings, ModelGuard};
-use crate::server::AppState;
+use crate::sinks::Sinks;
 
 /// Attempts to write a state before giving up on one request's observations.
-pub const MAX_ATTEMPTS: usize = 8;
+pub(crate) const MAX_ATTEMPTS: usize = 8;
 /// Locks striped over (key, model): requests of one key to one model in this process observe one at a time,
 /// so version conflicts only arise between replicas.
 const STRIPES: usize = 64;
@@ -101,7 +101,7 @@ impl StateCache {
 
 /// What [`gate`] decided for a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// Answer it; `version` is the stored state's version (0: none yet).
     Allow {
         /// Version read.
@@ -119,7 +119,7 @@ pub enum Gate {
 /// Decide whether a key may query a model now, given its alarm state and the configured action. With action
 /// `alert` nothing is refused, so nothing is read: the version comes from this process's cache (a stale or
 /// missing one only costs [`observe`] a retry).
-pub async fn gate(
+pub(crate) async fn gate(
     db: &Db,
     cache: &StateCache,
     settings: &ExtractionSettings,
@@ -196,7 +196,7 @@ pub async fn gate(
 
 /// What one request's observations concluded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// Queries of this key on this model so far.
     pub queries: u64,
     /// These rows raised the alarm (first time for this key and model).
@@ -208,8 +208,9 @@ pub struct Observed {
 /// Feed `n` rows (`x`, `n_features` wide) and the model's full probabilities to the key's detector and store
 /// the state; reports a new alarm (audit, metrics, log).
 #[allow(clippy::too_many_arguments)]
-pub async fn observe(
-    state: &AppState,
+pub(crate) async fn observe(
+    sinks: Sinks<'_>,
+    cache: &StateCache,
     guard: &ModelGuard,
     settings: &ExtractionSettings,
     key_id: &str,
@@ -220,7 +221,7 @@ pub async fn observe(
     proba: &[f32],
 ) -> Result<Option<Observed>> {
     let model = guard.model.as_str();
-    let db = &state.db;
+    let db = sinks.db;
     let n = x.len().checked_div(n_features).unwrap_or(0);
     let n_classes = proba.len().checked_div(n).unwrap_or(0);
     if n == 0 || n_classes == 0 {
@@ -234,12 +235,12 @@ pub async fn observe(
             .collect(),
     );
     let proba: Arc<Vec<f32>> = Arc::new(proba.to_vec());
-    let _serial = state.extraction_cache.stripe(key_id, model).lock().await;
+    let _serial = cache.stripe(key_id, model).lock().await;
     let mut known = version;
     for attempt in 0..MAX_ATTEMPTS {
         let (current_version, mut prada) = if known == 0 {
             (0, PradaState::default())
-        } else if let Some(cached) = state.extraction_cache.get(key_id, model, known) {
+        } else if let Some(cached) = cache.get(key_id, model, known) {
             (known, cached)
         } else {
             load(db, key_id, model).await?
@@ -268,8 +269,8 @@ pub async fn observe(
             (prada, w, text)
         })
         .await
-        .map_err(|e| Error::Invalid(format!("extraction detector task failed: {e}")))?;
-        let text = text.map_err(|e| Error::Invalid(format!("serialise extraction state: {e}")))?;
+        .map_err(|e| Error::Internal(format!("extraction detector task failed: {e}")))?;
+        let text = text.map_err(|e| Error::Internal(format!("serialise extraction state: {e}")))?;
         let now_ms = crate::util::now_ms();
         let alarmed = i64::from(prada.alarmed);
         let written = {
@@ -325,11 +326,9 @@ pub async fn observe(
                     new_alarm,
                     w,
                 };
-                state
-                    .extraction_cache
-                    .put(key_id, model, new_version, prada);
+                cache.put(key_id, model, new_version, prada);
                 if new_alarm {
-                    report_alarm(state, settings, key_id, owner, model, &observed).await;
+                    report_alarm(sinks, settings, key_id, owner, model, &observed).await;
                 }
                 return Ok(Some(observed));
             }
@@ -399,14 +398,14 @@ async fn current_version_of(db: &Db, key_id: &str, model: &str) -> Result<i64> {
 }
 
 async fn report_alarm(
-    state: &AppState,
+    sinks: Sinks<'_>,
     settings: &ExtractionSettings,
     key_id: &str,
     owner: &str,
     model: &str,
     observed: &Observed,
 ) {
-    state.metrics.add_counter(
+    sinks.metrics.add_counter(
         "aegis_extraction_alarms_total",
         "API keys whose queries raised the model-extraction (PRADA) alarm, by model.",
         &[("model", model)],
@@ -424,17 +423,17 @@ async fn report_alarm(
             ("model", model.into()),
             ("queries", observed.queries.into()),
             ("action", settings.action.as_str().into()),
-            ("request_id", crate::server::current_request_id().into()),
+            ("request_id", crate::context::current_request_id().into()),
         ],
     );
-    state
+    sinks
         .audit
         .record(AuditEvent {
             kind: "extraction".into(),
             actor: owner.to_string(),
             key_id: key_id.to_string(),
             model: model.to_string(),
-            route: crate::server::current_route(),
+            route: crate::context::current_route(),
             decision: "alarm".into(),
             detail: format!(
                 "PRADA model-extraction alarm after {} queries (Shapiro-Wilk W {w} < delta {}); action {}",
@@ -449,7 +448,7 @@ async fn report_alarm(
 
 /// One alarmed (key, model), as `GET /admin/extraction` lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Alarm {
+pub(crate) struct Alarm {
     /// The API key's id.
     pub key_id: String,
     /// The model.
@@ -473,7 +472,7 @@ pub struct Alarm {
 }
 
 /// Every alarmed (key, model), most recent first (at most 1000).
-pub async fn list_alarms(db: &Db) -> Result<Vec<Alarm>> {
+pub(crate) async fn list_alarms(db: &Db) -> Result<Vec<Alarm>> {
     let rows = sqlx::query(
         "SELECT key_id, model, state, alarm_ts, updated FROM extraction_state WHERE alarmed = 1
          ORDER BY alarm_ts DESC, key_id, model LIMIT 1000",
@@ -509,7 +508,7 @@ pub async fn list_alarms(db: &Db) -> Result<Vec<Alarm>> {
 }
 
 /// Delete every detector state of a key (all models); returns how many were removed.
-pub async fn clear_key(db: &Db, key_id: &str) -> Result<u64> {
+pub(crate) async fn clear_key(db: &Db, key_id: &str) -> Result<u64> {
     let _guard = db.write_guard().await;
     let done = sqlx::query("DELETE FROM extraction_state WHERE key_id = $1")
         .bind(key_id)

@@ -28,12 +28,12 @@ use crate::audit_log::AuditEvent;
 use crate::config::{ExtractionAction, ModelConfig, WatermarkConfig};
 use crate::error::{Error, Result};
 use crate::models::{LocalModel, LocalModels};
-use crate::server::AppState;
+use crate::sinks::Sinks;
 
 /// Most rows read from a reference file.
-pub const MAX_REFERENCE_ROWS: usize = 100_000;
+pub(crate) const MAX_REFERENCE_ROWS: usize = 100_000;
 /// Largest reference file read, in bytes.
-pub const MAX_REFERENCE_BYTES: u64 = 64 << 20;
+pub(crate) const MAX_REFERENCE_BYTES: u64 = 64 << 20;
 /// Largest watermark key file read, in bytes.
 const MAX_KEY_BYTES: u64 = 4096;
 
@@ -271,7 +271,7 @@ fn read_watermark(config: &WatermarkConfig) -> std::result::Result<Watermark, St
 /// Read a reference table (CSV or Parquet, through the one table reader and its dialect): the columns named
 /// `features` (by header, any order), as `f64` row-major, and the row count. Bounded in bytes and rows; every
 /// value must be a number (the reader's errors name the file, column and row).
-pub fn read_reference(
+pub(crate) fn read_reference(
     path: &Path,
     features: &[String],
 ) -> std::result::Result<(Vec<f64>, usize), String> {
@@ -332,9 +332,9 @@ fn schema_ranges(model: &LocalModel) -> Vec<f64> {
 
 /// Publish closed drift windows: per-feature gauges and counters on `/metrics`, the last report in the
 /// database (`GET /admin/drift`), and on alert an audit event and a log line.
-pub async fn record_drift(state: &AppState, model: &str, reports: Vec<WindowReport>) {
+pub(crate) async fn record_drift(sinks: Sinks<'_>, model: &str, reports: Vec<WindowReport>) {
     for report in reports {
-        let m = &state.metrics;
+        let m = sinks.metrics;
         for f in &report.features {
             m.set_gauge(
                 "aegis_drift_psi",
@@ -364,7 +364,7 @@ pub async fn record_drift(state: &AppState, model: &str, reports: Vec<WindowRepo
         let now = crate::util::now_secs();
         let text = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
         let stored = {
-            let _guard = state.db.write_guard().await;
+            let _guard = sinks.db.write_guard().await;
             sqlx::query(
                 "INSERT INTO drift_reports (model, ts, report, alert) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (model) DO UPDATE SET ts = excluded.ts, report = excluded.report,
@@ -374,7 +374,7 @@ pub async fn record_drift(state: &AppState, model: &str, reports: Vec<WindowRepo
             .bind(now)
             .bind(&text)
             .bind(i64::from(report.alert))
-            .execute(state.db.pool())
+            .execute(sinks.db.pool())
             .await
         };
         if let Err(e) = stored {
@@ -408,7 +408,7 @@ pub async fn record_drift(state: &AppState, model: &str, reports: Vec<WindowRepo
                     ),
                 ],
             );
-            state
+            sinks
                 .audit
                 .record(AuditEvent {
                     kind: "drift".into(),
@@ -425,7 +425,7 @@ pub async fn record_drift(state: &AppState, model: &str, reports: Vec<WindowRepo
 }
 
 /// The stored last report of every model (`GET /admin/drift`).
-pub async fn list_reports(db: &crate::Db) -> Result<Vec<Value>> {
+pub(crate) async fn list_reports(db: &crate::Db) -> Result<Vec<Value>> {
     use sqlx::Row;
     let rows = sqlx::query(
         "SELECT model, ts, report, alert FROM drift_reports ORDER BY model LIMIT 10000",

@@ -8,7 +8,7 @@ use crate::audit_trail::AuditCtx;
 
 /// A failed request, ready to render.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Stable machine-readable reason (`rate_limited`, `invalid_input`, …); also the metrics denial label.
@@ -23,7 +23,11 @@ pub struct ApiError {
 
 impl ApiError {
     /// An error with a status, a code and a message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
@@ -34,32 +38,32 @@ impl ApiError {
     }
 
     /// 400 with a reason naming the field.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 401.
-    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
     /// 403.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, code, message)
     }
 
     /// 404.
-    pub fn not_found(message: impl Into<String>) -> ApiError {
+    pub(crate) fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
     /// 500 for a failure the client cannot fix; the cause goes to the server log only.
-    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> ApiError {
         crate::log::emit(
             crate::log::Level::Error,
             "internal_error",
             &[
-                ("request_id", crate::server::current_request_id().into()),
+                ("request_id", crate::context::current_request_id().into()),
                 ("cause", cause.to_string().into()),
             ],
         );
@@ -71,21 +75,35 @@ impl ApiError {
     }
 
     /// With a Retry-After value.
-    pub fn retry_after(mut self, secs: u64) -> ApiError {
+    pub(crate) fn retry_after(mut self, secs: u64) -> ApiError {
         self.retry_after = Some(secs.max(1));
         self
     }
 
     /// With the audit context of the refused request.
-    pub fn audited(mut self, ctx: AuditCtx) -> ApiError {
+    pub(crate) fn audited(mut self, ctx: AuditCtx) -> ApiError {
         self.audit = Some(Box::new(ctx));
         self
     }
 }
 
+/// By variant, never by message: the caller's own mistakes are told to the caller, anything else is an
+/// internal error whose text only the server log sees.
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> ApiError {
-        ApiError::internal(&e)
+        match e {
+            crate::Error::Invalid(reason) => ApiError::bad_request("invalid", reason),
+            crate::Error::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            crate::Error::Denied(reason) => ApiError::forbidden("denied", reason),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
+impl ApiError {
+    /// True for a refusal the caller caused (4xx), which is audited with the request.
+    pub(crate) fn is_client_error(&self) -> bool {
+        self.status.is_client_error()
     }
 }
 
@@ -96,7 +114,7 @@ impl IntoResponse for ApiError {
             "error": {
                 "code": self.code,
                 "message": self.message,
-                "request_id": crate::server::current_request_id(),
+                "request_id": crate::context::current_request_id(),
             }
         });
         let mut response = (self.status, axum::Json(body)).into_response();
@@ -118,4 +136,46 @@ impl IntoResponse for ApiError {
 
 /// The machine code of an error response, read back by the middleware for metrics.
 #[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+pub(crate) struct ErrorCode(pub &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_error_type_and_internals_stay_in_the_log() {
+        let cases = [
+            (
+                crate::Error::Invalid("weak password".into()),
+                400,
+                "weak password",
+            ),
+            (
+                crate::Error::NotFound("user bob".into()),
+                404,
+                "user bob not found",
+            ),
+            (
+                crate::Error::Denied("already bootstrapped".into()),
+                403,
+                "already bootstrapped",
+            ),
+        ];
+        for (error, status, message) in cases {
+            let api = ApiError::from(error);
+            assert_eq!(api.status.as_u16(), status);
+            assert_eq!(api.message, message);
+            assert!(api.is_client_error());
+        }
+        for error in [
+            crate::Error::Internal("password hashing: salt: secret detail".into()),
+            crate::Error::Corrupt("row 7".into()),
+            crate::Error::Server("bind".into()),
+        ] {
+            let api = ApiError::from(error);
+            assert_eq!(api.status.as_u16(), 500);
+            assert!(!api.is_client_error());
+            assert!(!api.message.contains("secret") && !api.message.contains("row 7"));
+        }
+    }
+}

@@ -386,7 +386,7 @@ async fn insert_key(
     let secret = new_secret(&id)?;
     let hash = sha256_hex(secret.expose().as_bytes());
     let to_json = |v: &Vec<String>| {
-        serde_json::to_string(v).map_err(|e| Error::Invalid(format!("key scope: {e}")))
+        serde_json::to_string(v).map_err(|e| Error::Internal(format!("key scope: {e}")))
     };
     sqlx::query(
         "INSERT INTO api_keys (id, secret_hash, name, owner, models, routes, created, expires, revoked,

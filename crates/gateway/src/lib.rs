@@ -13,31 +13,42 @@
 //! [`serve`] (start and stop), [`offline`] (the CLI's direct database access), [`guard`] and [`extraction`]
 //! (output hardening, model-extraction detection per key, live drift monitoring of local models).
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod admin;
+mod admin;
 pub mod audit_log;
-pub mod audit_trail;
+mod audit_trail;
+mod body;
 pub mod config;
+mod context;
 pub mod db;
-pub mod error;
-pub mod extraction;
-pub mod guard;
-pub mod http_error;
+mod error;
+mod extraction;
+mod guard;
+mod http_error;
 pub mod identity;
 pub mod keys;
-pub mod limits;
-pub mod listener;
-pub mod log;
-pub mod metrics;
+mod limits;
+mod listener;
+mod log;
+mod metrics;
 pub mod models;
 pub mod offline;
-pub mod provenance;
+mod provenance;
 pub mod serve;
-pub mod server;
-pub mod tls;
-pub mod upstream;
+mod server;
+mod sinks;
+mod state;
+mod tls;
+mod upstream;
 pub mod util;
 
+pub use admin::openapi_document;
 pub use config::Config;
 pub use db::Db;
 pub use error::{Error, Result};
+pub use guard::ModelGuard;
+pub use limits::usage;
+pub use provenance::signature_path;
+pub use state::AppState;
+pub use upstream::openai_model;

@@ -32,7 +32,7 @@ use crate::keys::{get_f64, ApiKey};
 
 /// Why a request was refused by a limit. `Display` is clear and safe to send to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denial {
+pub(crate) enum Denial {
     /// Too many requests too fast: try again after `retry_after_secs` (the `Retry-After` header).
     RateLimited {
         /// Seconds until a request would be admitted (at least 1).
@@ -51,21 +51,12 @@ pub enum Denial {
 
 impl Denial {
     /// Seconds the client should wait (for `Retry-After`).
-    pub fn retry_after_secs(&self) -> u64 {
+    pub(crate) fn retry_after_secs(&self) -> u64 {
         match self {
             Denial::RateLimited { retry_after_secs }
             | Denial::BudgetExhausted {
                 retry_after_secs, ..
             } => *retry_after_secs,
-        }
-    }
-
-    /// A stable short reason for metrics and the audit log: `rate`, `budget_day` or `budget_month`.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Denial::RateLimited { .. } => "rate",
-            Denial::BudgetExhausted { period: "day", .. } => "budget_day",
-            Denial::BudgetExhausted { .. } => "budget_month",
         }
     }
 }
@@ -224,9 +215,9 @@ async fn charge_budget(
 
 /// Admit one request for `key` at `now` (Unix seconds, fractional), or say which limit refuses it. Atomic
 /// across replicas; a refused request changes nothing.
-pub async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admitted, Denial>> {
+pub(crate) async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admitted, Denial>> {
     if !now.is_finite() || now < 0.0 {
-        return Err(Error::Invalid(format!("invalid clock reading {now}")));
+        return Err(Error::Internal(format!("invalid clock reading {now}")));
     }
     let ((day, to_next_day), (month, to_next_month)) = periods(now.floor() as i64);
     let _guard = db.write_guard().await;
@@ -403,7 +394,7 @@ fn lease_size(key: &ApiKey) -> u32 {
 
 /// [`admit`] with leases: keys without budgets are served from a lease when this process holds one, and charge
 /// the database for a batch of tokens when it does not.
-pub async fn admit_leased(
+pub(crate) async fn admit_leased(
     db: &Db,
     leases: &RateLeases,
     key: &ApiKey,
@@ -413,7 +404,7 @@ pub async fn admit_leased(
         return admit(db, key, now).await;
     }
     if !now.is_finite() || now < 0.0 {
-        return Err(Error::Invalid(format!("invalid clock reading {now}")));
+        return Err(Error::Internal(format!("invalid clock reading {now}")));
     }
     if leases.take(&key.id, now) {
         return Ok(Ok(Admitted {
@@ -524,7 +515,7 @@ mod tests {
         assert!(admit(&db, &slow, NOW).await.unwrap().is_ok());
         let denied = admit(&db, &slow, NOW).await.unwrap().unwrap_err();
         assert_eq!(denied.retry_after_secs(), 10);
-        assert_eq!(denied.reason(), "rate");
+        assert!(matches!(denied, Denial::RateLimited { .. }));
         assert!(denied.to_string().contains("rate limit"), "{denied}");
         assert_eq!(
             admit(&db, &slow, NOW + 9.0)
@@ -562,7 +553,10 @@ mod tests {
                 retry_after_secs: 54_400 - 4
             }
         );
-        assert_eq!(denied.reason(), "budget_day");
+        assert!(matches!(
+            denied,
+            Denial::BudgetExhausted { period: "day", .. }
+        ));
         assert_eq!(
             denied.to_string(),
             "daily budget of 3 requests exhausted; resets at 00:00 UTC"

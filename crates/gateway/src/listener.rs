@@ -40,13 +40,13 @@ use tower::ServiceExt;
 use crate::error::Result;
 
 /// How long open connections may take to finish once shutdown has begun.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Cap on an HTTP/1 request head (the read buffer) and on an HTTP/2 header list, in bytes.
-pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// Default cap on open connections.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Interval and timeout of HTTP/2 keep-alive pings.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
@@ -59,7 +59,7 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// How [`serve`] listens.
 #[derive(Clone)]
-pub struct ListenOptions {
+pub(crate) struct ListenOptions {
     /// Time allowed for the TLS handshake plus the first bytes, and for each HTTP/1 request head.
     pub header_timeout: Duration,
     /// TLS configuration; `None` serves plain HTTP (only when the operator asked for it).
@@ -90,7 +90,7 @@ impl std::fmt::Debug for ListenOptions {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains open connections for at most
 /// [`SHUTDOWN_GRACE`].
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: axum::Router,
     opts: ListenOptions,

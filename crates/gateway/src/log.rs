@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 /// Severity of a log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     /// Per-request access lines (only with `access_log = true`).
     Info,
     /// Something an operator should look at.
@@ -28,7 +28,7 @@ impl Level {
 }
 
 /// The line for an event: `{"ts":…, "level":…, "event":…, …fields}`.
-pub fn line(level: Level, event: &str, fields: &[(&str, Value)]) -> String {
+pub(crate) fn line(level: Level, event: &str, fields: &[(&str, Value)]) -> String {
     let mut map = Map::new();
     map.insert("ts_ms".into(), Value::from(crate::util::now_ms()));
     map.insert("level".into(), Value::from(level.as_str()));
@@ -40,7 +40,7 @@ pub fn line(level: Level, event: &str, fields: &[(&str, Value)]) -> String {
 }
 
 /// Write an event to stderr.
-pub fn emit(level: Level, event: &str, fields: &[(&str, Value)]) {
+pub(crate) fn emit(level: Level, event: &str, fields: &[(&str, Value)]) {
     eprintln!("{}", line(level, event, fields));
 }
 

@@ -14,18 +14,18 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// Histogram bucket upper bounds, in seconds.
-pub const BUCKETS: [f64; 16] = [
+pub(crate) const BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
 /// Most distinct label sets per family; more are folded into one set whose values are all `other`.
-pub const MAX_SERIES: usize = 10_000;
+pub(crate) const MAX_SERIES: usize = 10_000;
 /// Longest label value kept, in bytes (longer ones are cut on a character boundary).
-pub const MAX_LABEL_BYTES: usize = 256;
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
 /// Most families created through [`Metrics::set_gauge`].
-pub const MAX_GAUGE_FAMILIES: usize = 256;
+pub(crate) const MAX_GAUGE_FAMILIES: usize = 256;
 /// The label value that collects label sets beyond the cap.
-pub const OTHER: &str = "other";
+pub(crate) const OTHER: &str = "other";
 
 const REQUESTS: &str = "aegis_requests_total";
 const DURATION: &str = "aegis_request_duration_seconds";

@@ -302,8 +302,7 @@ fn write_if_different(path: &Path, bytes: &[u8]) -> Result<()> {
 fn load_one(config: &ModelConfig) -> std::result::Result<(LocalModel, ModelEvent), String> {
     crate::config::check_name(&config.name)?;
     let schema = read_schema(&config.schema)?;
-    let (bytes, provenance) =
-        crate::provenance::read_model(config, aegis_ml::onnx::MAX_MODEL_BYTES)?;
+    let (bytes, provenance) = crate::provenance::read_model(config, aegis_ml::MAX_MODEL_BYTES)?;
     let digest = crate::util::sha256_hex(&bytes);
 
     // Scan the very bytes that will be loaded: nothing can change between the scan and the load.

@@ -62,7 +62,7 @@ fn short(hint: &str) -> &str {
 }
 
 /// The model's plaintext bytes (at most `max_bytes`) and what is known of them; `Err` is why it is refused.
-pub fn read_model(
+pub(crate) fn read_model(
     config: &ModelConfig,
     max_bytes: u64,
 ) -> Result<(Zeroizing<Vec<u8>>, Provenance), String> {

@@ -6,136 +6,37 @@
 //! limits, validate it, and only then touch a model. Each refusal is a typed [`ApiError`] that carries its audit
 //! context, so refused requests are recorded exactly like served ones.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
-use http_body_util::BodyExt;
 
-use crate::audit_log::{self, AuditLog};
+use crate::audit_log;
 use crate::audit_trail::AuditCtx;
-use crate::config::Config;
-use crate::db::Db;
+use crate::body::{read_body, too_large};
+use crate::context::{current_request_id, REQUEST_ID, ROUTE};
 use crate::extraction::{self, Gate};
-use crate::guard::{self, Guards, ModelGuard};
+use crate::guard::{self, ModelGuard};
 use crate::http_error::{ApiError, ErrorCode};
-use crate::identity::SessionKey;
 use crate::keys::{self, ApiKey, KeyRejection, RouteClass};
 use crate::limits::{self, Denial};
-use crate::metrics::Metrics;
-use crate::models::{self, LocalModels};
-use crate::upstream::{self, Upstreams};
+use crate::models;
+use crate::state::{AppState, Shared};
+use crate::upstream;
 use crate::util;
-
-tokio::task_local! {
-    /// The id of the request being handled, for error bodies built deep in handlers.
-    pub static REQUEST_ID: String;
-    /// The route template of the request being handled, for audit records built outside its handler.
-    pub static ROUTE: String;
-}
-
-/// Everything a handler needs, shared by all requests.
-#[derive(Debug)]
-pub struct AppState {
-    /// The database.
-    pub db: Db,
-    /// The configuration.
-    pub config: Config,
-    /// Signs session tokens.
-    pub session_key: SessionKey,
-    /// The audit chain writer.
-    pub audit: AuditLog,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
-    /// Local models.
-    pub models: LocalModels,
-    /// Upstream servers.
-    pub upstreams: Upstreams,
-    /// Whether the listener terminates TLS (for HSTS).
-    pub tls: bool,
-    /// Rate-limit tokens already charged to the database, handed out from memory.
-    pub leases: limits::RateLeases,
-    /// API keys recently read, cleared whenever a key changes anywhere (see [`keys::KeyCache`]).
-    pub key_cache: Arc<keys::KeyCache>,
-    /// Output hardening, extraction-detector settings and drift windows of the local models.
-    pub guards: Guards,
-    /// Extraction-detector states this process wrote last (see [`extraction`]).
-    pub extraction_cache: extraction::StateCache,
-    ids: RequestIds,
-}
-
-/// The shared state handed to handlers.
-pub type Shared = Arc<AppState>;
-
-impl AppState {
-    /// Assemble the state.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        db: Db,
-        config: Config,
-        session_key: SessionKey,
-        audit: AuditLog,
-        models: LocalModels,
-        upstreams: Upstreams,
-        tls: bool,
-        guards: Guards,
-    ) -> crate::Result<AppState> {
-        Ok(AppState {
-            db,
-            config,
-            session_key,
-            audit,
-            metrics: Metrics::new(),
-            models,
-            upstreams,
-            tls,
-            leases: limits::RateLeases::new(),
-            key_cache: Arc::new(keys::KeyCache::new()),
-            guards,
-            extraction_cache: extraction::StateCache::new(),
-            ids: RequestIds::new()?,
-        })
-    }
-}
-
-/// Request ids: a random per-process prefix and a counter (unique across replicas, cheap per request).
-#[derive(Debug)]
-struct RequestIds {
-    prefix: String,
-    next: AtomicU64,
-}
-
-impl RequestIds {
-    fn new() -> crate::Result<RequestIds> {
-        Ok(RequestIds {
-            prefix: util::random_token(8)?,
-            next: AtomicU64::new(1),
-        })
-    }
-
-    fn next(&self) -> String {
-        format!(
-            "{}-{:x}",
-            self.prefix,
-            self.next.fetch_add(1, Ordering::Relaxed)
-        )
-    }
-}
 
 /// Time spent waiting for a model or an upstream, attached to responses so the envelope can report the
 /// gateway's own overhead.
 #[derive(Debug, Clone, Copy)]
-pub struct UpstreamTime(pub Duration);
+pub(crate) struct UpstreamTime(pub Duration);
 
 /// The whole router.
-pub fn router(state: Shared) -> Router {
+pub(crate) fn router(state: Shared) -> Router {
     let api = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
@@ -159,7 +60,7 @@ pub fn router(state: Shared) -> Router {
 }
 
 async fn method_not_allowed(State(state): State<Shared>) -> Response {
-    let id = state.ids.next();
+    let id = state.next_request_id();
     let mut response = REQUEST_ID
         .scope(id.clone(), async {
             ApiError::new(
@@ -179,7 +80,7 @@ async fn method_not_allowed(State(state): State<Shared>) -> Response {
 /// Request id, overhead header, security headers, metrics and the audit record, around every matched route.
 async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let id = state.ids.next();
+    let id = state.next_request_id();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -265,7 +166,7 @@ fn access_log(
 }
 
 async fn fallback(State(state): State<Shared>) -> Response {
-    let id = state.ids.next();
+    let id = state.next_request_id();
     state
         .metrics
         .observe_request("unmatched", 404, Duration::ZERO, Duration::ZERO);
@@ -278,18 +179,6 @@ async fn fallback(State(state): State<Shared>) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     response
-}
-
-/// The id of the current request ("-" outside a request).
-pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(|id| id.clone())
-        .unwrap_or_else(|_| "-".into())
-}
-
-/// The route template of the current request ("" outside a request).
-pub fn current_route() -> String {
-    ROUTE.try_with(|r| r.clone()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -367,12 +256,11 @@ async fn charge(state: &AppState, key: &ApiKey, ctx: &AuditCtx) -> Result<(), Ap
             Ok(())
         }
         Err(denial) => {
-            let (code, secs) = match &denial {
-                Denial::RateLimited { retry_after_secs } => ("rate_limit", *retry_after_secs),
-                Denial::BudgetExhausted {
-                    retry_after_secs, ..
-                } => ("budget", *retry_after_secs),
+            let code = match &denial {
+                Denial::RateLimited { .. } => "rate_limit",
+                Denial::BudgetExhausted { .. } => "budget",
             };
+            let secs = denial.retry_after_secs();
             Err(
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, denial.to_string())
                     .retry_after(secs)
@@ -399,48 +287,6 @@ async fn admit(
     }
     charge(state, &key, ctx).await?;
     Ok(key)
-}
-
-/// Read the body within the configured size and time limits.
-pub(crate) async fn read_body(
-    state: &AppState,
-    body: Body,
-    ctx: &AuditCtx,
-) -> Result<Bytes, ApiError> {
-    let limit = state.config.server.max_body_bytes;
-
-    let timeout = Duration::from_millis(state.config.server.body_timeout_ms);
-    let collect = http_body_util::Limited::new(body, limit).collect();
-    match tokio::time::timeout(timeout, collect).await {
-        Err(_) => Err(ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            format!(
-                "request body not received within {} ms",
-                timeout.as_millis()
-            ),
-        )
-        .audited(ctx.clone())),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large(state, ctx)),
-        Ok(Err(_)) => Err(
-            ApiError::bad_request("malformed", "request body could not be read")
-                .audited(ctx.clone()),
-        ),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-    }
-}
-
-/// 413 naming the limit.
-fn too_large(state: &AppState, ctx: &AuditCtx) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!(
-            "request body is larger than {} bytes",
-            state.config.server.max_body_bytes
-        ),
-    )
-    .audited(ctx.clone())
 }
 
 fn declared_too_large(state: &AppState, headers: &HeaderMap) -> bool {
@@ -576,7 +422,16 @@ async fn infer_local(
     if let Some(settings) = &guard.extraction {
         // A detector failure is logged, not turned into a refusal: the answer itself is fine.
         if let Err(e) = extraction::observe(
-            state, guard, settings, &key.id, &key.owner, version, &x, nf, &proba,
+            state.sinks(),
+            &state.extraction_cache,
+            guard,
+            settings,
+            &key.id,
+            &key.owner,
+            version,
+            &x,
+            nf,
+            &proba,
         )
         .await
         {
@@ -593,7 +448,7 @@ async fn infer_local(
     }
     let reports = guard.push_drift(&x, nf, &proba, k);
     if !reports.is_empty() {
-        guard::record_drift(state, &model.name, reports).await;
+        guard::record_drift(state.sinks(), &model.name, reports).await;
     }
     Ok((guard.harden(&x, nf, &proba, k), waited))
 }

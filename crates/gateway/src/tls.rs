@@ -27,17 +27,17 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 
 /// How long a generated certificate is valid.
-pub const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
+pub(crate) const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// A generated certificate is replaced when it would no longer be valid this far in the future.
-pub const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+pub(crate) const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Names every generated certificate covers, besides the configured hosts.
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 /// A ready server configuration and what to tell the operator about it.
 #[derive(Clone)]
-pub struct TlsMaterial {
+pub(crate) struct TlsMaterial {
     /// The rustls configuration to hand to the listener.
     pub config: Arc<rustls::ServerConfig>,
     /// SHA-256 of the leaf certificate's DER, upper-case hex pairs joined by `:` (`AB:CD:…`).
@@ -62,7 +62,7 @@ impl std::fmt::Debug for TlsMaterial {
 ///
 /// Errors name the file and what is wrong with it: unreadable, no certificate found, no private key found, an
 /// unusable certificate or key, or a key that does not match the certificate.
-pub fn load(cert: &Path, key: &Path) -> Result<TlsMaterial> {
+pub(crate) fn load(cert: &Path, key: &Path) -> Result<TlsMaterial> {
     let chain = read_chain(cert)?;
     let key_der = read_key(key)?;
     let fingerprint_sha256 = fingerprint(&chain[0]);
@@ -86,7 +86,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<TlsMaterial> {
 
 /// The self-signed certificate under `data_dir/tls/` (`cert.pem`, `key.pem`): reused while it is valid for
 /// `localhost`, `127.0.0.1`, `::1` and every entry of `hosts` for at least [`RENEW_BEFORE`], generated otherwise.
-pub fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<TlsMaterial> {
+pub(crate) fn self_signed(data_dir: &Path, hosts: &[String]) -> Result<TlsMaterial> {
     self_signed_at(data_dir, hosts, SystemTime::now())
 }
 
@@ -121,25 +121,8 @@ fn self_signed_at(data_dir: &Path, hosts: &[String], now: SystemTime) -> Result<
     Ok(material)
 }
 
-/// A rustls server configuration with the ring provider, TLS 1.2 and 1.3, ALPN `h2` then `http/1.1`.
-///
-/// Fails when the key cannot be used or does not match the first (leaf) certificate of `chain`.
-pub fn server_config(
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-) -> Result<Arc<rustls::ServerConfig>> {
-    build(chain, key).map_err(|e| {
-        Error::Tls(match e {
-            BuildError::Mismatch => "key does not match certificate".to_string(),
-            BuildError::Cert(m) => format!("unusable certificate: {m}"),
-            BuildError::Key(m) => format!("unusable private key: {m}"),
-            BuildError::Other(m) => m,
-        })
-    })
-}
-
 /// SHA-256 of a certificate's DER as upper-case hex pairs joined by `:`.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+pub(crate) fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = Sha256::digest(cert.as_ref());
     let hex = hex::encode_upper(digest);
     let pairs: Vec<&str> = hex

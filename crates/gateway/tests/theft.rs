@@ -740,7 +740,7 @@ async fn a_bad_reference_or_watermark_key_stops_the_start() {
 async fn alarms(config: &ModelConfig, streams: &[Vec<[f32; 6]>]) -> Vec<Option<u64>> {
     let (models, _) = aegis_gateway::models::LocalModels::load(std::slice::from_ref(config));
     let local = models.get(&config.name).expect("demo model loads");
-    let guard = aegis_gateway::guard::ModelGuard::build(config, &local)
+    let guard = aegis_gateway::ModelGuard::build(config, &local)
         .await
         .unwrap();
     let settings = guard.extraction.as_ref().expect("detector enabled");

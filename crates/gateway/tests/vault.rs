@@ -252,7 +252,7 @@ fn config_paths_resolve_and_nonsense_is_refused() {
     );
     assert_eq!(m.trusted_keys, vec![dir.path().join("k/release.pub")]);
     assert_eq!(
-        aegis_gateway::provenance::signature_path(m),
+        aegis_gateway::signature_path(m),
         dir.path().join("m.onnx.sig")
     );
     let e = load("signature = \"m.sig\"\n").unwrap_err();

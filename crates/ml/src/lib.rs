@@ -21,6 +21,7 @@ mod ml_ops;
 mod model;
 pub mod native;
 pub mod onnx;
+mod onnx_file;
 pub mod ops;
 pub mod output_policy;
 mod select;
@@ -36,3 +37,4 @@ pub use model::{
 };
 
 pub use load::{load_onnx, load_onnx_bytes, OnnxFile};
+pub use onnx_file::MAX_MODEL_BYTES;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use aegis_formats::onnx::proto::ModelProto;
 
 use crate::onnx::{self, OnnxModel};
+use crate::onnx_file;
 use crate::tract::TractModel;
 use crate::{Differentiable, Error, Model};
 
@@ -71,15 +72,15 @@ impl Model for OnnxFile {
 
 /// Load an ONNX file (see the module documentation for which engine does what).
 pub fn load_onnx(path: &Path) -> Result<Box<dyn Model>, Error> {
-    load_onnx_bytes(&onnx::read_model_file(path)?, path)
+    load_onnx_bytes(&onnx_file::read_model_file(path)?, path)
 }
 
 /// Load ONNX bytes; `path` names the model in errors and reports. A panic in either engine becomes an error.
 pub fn load_onnx_bytes(bytes: &[u8], path: &Path) -> Result<Box<dyn Model>, Error> {
-    let proto = onnx::decode_model(bytes, path)?;
+    let proto = onnx_file::decode_model(bytes, path)?;
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| from_proto(proto, path)))
         .unwrap_or_else(|_| {
-            Err(onnx::load_err(
+            Err(onnx_file::load_err(
                 path,
                 "the ONNX engine failed on this graph (invalid shapes or attributes)".into(),
             ))
@@ -109,7 +110,7 @@ fn from_proto(proto: ModelProto, path: &Path) -> Result<Box<dyn Model>, Error> {
             black_box: Some(reason(e)),
         })),
         (Err(_), Ok(gradients)) => Ok(Box::new(gradients)),
-        (Err(forward), Err(gradients)) => Err(onnx::load_err(
+        (Err(forward), Err(gradients)) => Err(onnx_file::load_err(
             path,
             format!("{}; gradients: {}", reason(forward), reason(gradients)),
         )),

@@ -15,7 +15,7 @@ use aegis_formats::onnx::proto::{
     ValueInfoProto,
 };
 
-use crate::onnx::load_err;
+use crate::onnx_file::load_err;
 use crate::Error;
 
 /// The model reduced to its probability (or score) output, and the `ai.onnx.ml` operators rewritten in it.
@@ -24,7 +24,7 @@ pub(crate) fn answer_graph(
     proto: &ModelProto,
     path: &Path,
 ) -> Result<(ModelProto, Vec<String>), Error> {
-    let graph = crate::onnx::checked_graph(proto, path)?;
+    let graph = crate::onnx_file::checked_graph(proto, path)?;
     let output = answer_output(graph).ok_or_else(|| {
         load_err(
             path,
@@ -35,7 +35,7 @@ pub(crate) fn answer_graph(
     let g = reduced.graph.get_or_insert_with(Default::default);
     g.node = needed_nodes(&g.node, &output.name);
     g.output = vec![output];
-    let opset = crate::onnx::default_opset(proto);
+    let opset = crate::onnx_file::default_opset(proto);
     let rewritten = crate::ml_ops::rewrite(g, opset).map_err(|why| load_err(path, why))?;
     Ok((reduced, rewritten))
 }

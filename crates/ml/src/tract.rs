@@ -14,7 +14,7 @@ use prost::Message;
 use tract_onnx::prelude::*;
 
 use crate::error::check_shape;
-use crate::{onnx, Error, Model};
+use crate::{onnx, onnx_file, Error, Model};
 
 type Plan = SimplePlan<TypedFact, Box<dyn TypedOp>, Graph<TypedFact, Box<dyn TypedOp>>>;
 
@@ -39,27 +39,27 @@ impl fmt::Debug for TractModel {
 }
 
 fn load_err(path: &Path, reason: impl fmt::Display) -> Error {
-    onnx::load_err(path, reason.to_string())
+    onnx_file::load_err(path, reason.to_string())
 }
 
 impl TractModel {
     /// Load and optimise an ONNX file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        Self::from_bytes(&onnx::read_model_file(path)?, path)
+        Self::from_bytes(&onnx_file::read_model_file(path)?, path)
     }
 
     /// Load and optimise an ONNX model from its bytes; `path` names it in errors.
     pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<Self, Error> {
-        Self::from_proto(&onnx::decode_model(bytes, path)?, path)
+        Self::from_proto(&onnx_file::decode_model(bytes, path)?, path)
     }
 
     /// Load and optimise a model decoded by `aegis-formats`. tract is handed that model re-encoded, so it
     /// sees exactly the fields our decoder read and checked, never the file's own bytes.
     pub fn from_proto(proto: &ModelProto, path: &Path) -> Result<Self, Error> {
         let proto = &crate::select::answer_graph(proto, path)?.0;
-        let graph = onnx::checked_graph(proto, path)?;
+        let graph = onnx_file::checked_graph(proto, path)?;
         validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
-        let input = onnx::sole_input(graph, path)?;
+        let input = onnx_file::sole_input(graph, path)?;
         let n_features = match onnx::input_shape(input, path)? {
             (dims, candle_core::DType::F32) if dims.len() == 1 => dims[0],
             (dims, dtype) => {

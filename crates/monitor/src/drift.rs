@@ -27,7 +27,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use aegis_core::{Finding, Location, RuleDoc, Severity};
+use aegis_core::{ColumnSummary, Finding, Location, RuleDoc, Severity, StreamCell};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -427,6 +427,38 @@ impl ColumnAccumulator {
             ColumnAccumulator::Numeric(a) => (a.count, a.missing, a.invalid),
             ColumnAccumulator::Categorical(a) => (a.present, a.missing, 0),
             ColumnAccumulator::Text { present, missing } => (*present, *missing, 0),
+        }
+    }
+}
+
+/// The table reader streams cells into accumulators through this trait (`aegis_data::fold_pair`), so the
+/// statistics never read files.
+impl ColumnSummary for ColumnAccumulator {
+    fn push(&mut self, cell: StreamCell<'_>) {
+        match (self, cell) {
+            (acc, StreamCell::Missing) => acc.push_missing(),
+            (ColumnAccumulator::Numeric(a), StreamCell::Number(v)) => a.push(v),
+            (ColumnAccumulator::Numeric(a), _) => a.push_invalid(),
+            (ColumnAccumulator::Categorical(a), StreamCell::Category(c) | StreamCell::Text(c)) => {
+                a.push(c)
+            }
+            // The reader hands a categorical column only categories and text.
+            (ColumnAccumulator::Categorical(a), _) => a.push_missing(),
+            (ColumnAccumulator::Text { present, .. }, _) => *present += 1,
+        }
+    }
+
+    fn empty_like(&self) -> Self {
+        ColumnAccumulator::empty_like(self)
+    }
+
+    fn absorb(&mut self, other: Self) {
+        ColumnAccumulator::absorb(self, other);
+    }
+
+    fn reserve(&mut self, rows: usize) {
+        if let ColumnAccumulator::Numeric(a) = self {
+            a.reserve(rows);
         }
     }
 }

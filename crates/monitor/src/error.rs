@@ -31,7 +31,4 @@ pub enum Error {
     /// Saved detector state that cannot be read back.
     #[error("detector state: {0}")]
     State(String),
-    /// A dataset could not be read (the error names the file and line).
-    #[error(transparent)]
-    Data(#[from] aegis_data::Error),
 }

@@ -20,7 +20,6 @@ pub mod divergence;
 pub mod drift;
 mod error;
 pub mod feature_map;
-pub mod ingest;
 pub mod ks;
 pub mod prada;
 pub mod shapiro;

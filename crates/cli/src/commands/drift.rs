@@ -1,16 +1,17 @@
-//! `aegis drift REFERENCE CURRENT`: wire flags to [`aegis_monitor::ingest::read_pair`] (one streaming pass over
-//! each CSV file) and [`aegis_monitor::drift::compare`], optionally compare a model's predicted classes, and
-//! report.
+//! `aegis drift REFERENCE CURRENT`: wire flags to [`aegis_data::fold_pair`] (one streaming pass over each CSV
+//! file, into the drift accumulators of `aegis-monitor`) and [`aegis_monitor::drift::compare`], optionally
+//! compare a model's predicted classes, and report.
 
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use aegis_core::Report;
-use aegis_data::ReadOptions;
+use aegis_core::SummaryKind;
+use aegis_data::{FoldOptions, Folded, ReadOptions};
 use aegis_monitor::correction::Correction;
 use aegis_monitor::drift::{self, DriftOptions};
-use aegis_monitor::ingest::{read_pair, IngestOptions};
+use aegis_monitor::drift::{ColumnAccumulator, ColumnSet, DriftKind};
 use anyhow::{bail, Context};
 
 use crate::args::{CorrectionArg, DriftArgs, GlobalArgs, OutputFormat};
@@ -45,16 +46,24 @@ pub fn run(global: &GlobalArgs, args: DriftArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let delimiter = super::frames::delimiter(args.delimiter)?;
-    let ingest = IngestOptions {
+    let fold = FoldOptions {
         delimiter,
         drop: args.drop.clone(),
         label: args.label.clone(),
         missing: args.missing.clone(),
         schema: args.schema.clone(),
-        exact_limit: args.exact_limit,
-        max_categories: args.max_categories,
     };
-    let (ref_set, cur_set) = read_pair(&args.reference, &args.current, &ingest)?;
+    let accumulator = |kind: SummaryKind, _: &str| {
+        let kind = match kind {
+            SummaryKind::Numeric => DriftKind::Numeric,
+            SummaryKind::Categorical => DriftKind::Categorical,
+            SummaryKind::Text => DriftKind::Text,
+        };
+        ColumnAccumulator::new(kind, args.exact_limit, args.max_categories)
+    };
+    let (ref_set, cur_set) =
+        aegis_data::fold_pair(&args.reference, &args.current, &fold, accumulator)?;
+    let (ref_set, cur_set) = (column_set(ref_set), column_set(cur_set));
     let read_ms = started.elapsed().as_millis();
     let mut report = drift::compare(ref_set, cur_set, &opts).with_context(|| {
         format!(
@@ -128,6 +137,15 @@ pub fn run(global: &GlobalArgs, args: DriftArgs) -> anyhow::Result<ExitCode> {
                 .insert("drift".into(), serde_json::to_value(&report)?);
             output::emit(global, &core, &drift::rules())
         }
+    }
+}
+
+/// The drift statistics' view of a file's folded columns.
+fn column_set(folded: Folded<ColumnAccumulator>) -> ColumnSet {
+    ColumnSet {
+        source: folded.source,
+        rows: folded.rows,
+        columns: folded.columns,
     }
 }
 

@@ -49,7 +49,7 @@ fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()
 /// `aegis serve`.
 pub fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.openapi {
-        json(global, &aegis_gateway::admin::openapi_document())?;
+        json(global, &aegis_gateway::openapi_document())?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut opts = options(&args.gateway);
@@ -294,11 +294,7 @@ pub fn key(global: &GlobalArgs, command: KeyCommand) -> anyhow::Result<ExitCode>
                         "active"
                     };
                     let used = off
-                        .block_on(aegis_gateway::limits::usage(
-                            off.db(),
-                            &k.id,
-                            util::now_f64(),
-                        ))
+                        .block_on(aegis_gateway::usage(off.db(), &k.id, util::now_f64()))
                         .map(|u| u.day_used)
                         .unwrap_or(0);
                     let today = if k.daily_budget > 0 {

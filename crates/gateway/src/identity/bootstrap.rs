@@ -20,11 +20,11 @@ pub const BOOTSTRAP_TTL_SECS: i64 = 3600;
 const CODE_CHARS: usize = 32;
 
 fn refused() -> Error {
-    Error::Invalid("invalid or expired bootstrap code".into())
+    Error::Denied("invalid or expired bootstrap code".into())
 }
 
 fn already() -> Error {
-    Error::Invalid("already bootstrapped".into())
+    Error::Denied("already bootstrapped".into())
 }
 
 /// A fresh bootstrap code when no user exists (replacing any earlier code), `None` once someone does.
@@ -43,7 +43,7 @@ pub async fn bootstrap_code(db: &Db, now: i64) -> Result<Option<String>> {
 }
 
 /// Create the first admin with a valid, unexpired bootstrap code, and enroll their TOTP (the returned
-/// enrollment is shown once). Refused with [`Error::Invalid`] once any user exists ("already bootstrapped"),
+/// enrollment is shown once). Refused with [`Error::Denied`] once any user exists ("already bootstrapped"),
 /// for a wrong or expired code, or for a username or password that breaks the rules.
 pub async fn bootstrap(
     db: &Db,

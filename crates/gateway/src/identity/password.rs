@@ -49,14 +49,14 @@ pub fn check_password_policy(password: &str) -> Result<()> {
 pub(crate) async fn hash(password: &str) -> Result<String> {
     let salt_bytes = Zeroizing::new(random_bytes(16)?);
     let salt = SaltString::encode_b64(&salt_bytes)
-        .map_err(|e| Error::Invalid(format!("password hashing: salt: {e}")))?;
+        .map_err(|e| Error::Internal(format!("password hashing: salt: {e}")))?;
     let password = Zeroizing::new(password.as_bytes().to_vec());
     let _permit = hash_permit().await;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(&password, &salt)
             .map(|h| h.to_string())
-            .map_err(|e| Error::Invalid(format!("password hashing: {e}")))
+            .map_err(|e| Error::Internal(format!("password hashing: {e}")))
     })
     .await
     .map_err(|e| Error::Server(format!("password hashing task: {e}")))?

@@ -59,7 +59,7 @@ impl SessionKey {
 
     fn mac(&self, id: &str) -> Result<Hmac<Sha256>> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
-            .map_err(|_| Error::Invalid("session key length".into()))?;
+            .map_err(|_| Error::Internal("session key length".into()))?;
         mac.update(id.as_bytes());
         Ok(mac)
     }
@@ -115,7 +115,7 @@ pub(crate) async fn create(
     now: i64,
 ) -> Result<Session> {
     if ttl_secs <= 0 {
-        return Err(Error::Invalid("session lifetime must be positive".into()));
+        return Err(Error::Internal("session lifetime must be positive".into()));
     }
     let id = random_token(ID_CHARS)?;
     let tag = key.mac(&id)?.finalize().into_bytes();

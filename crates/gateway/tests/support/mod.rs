@@ -175,7 +175,7 @@ pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<
 }
 
 impl TestServer {
-    pub fn state(&self) -> &aegis_gateway::server::AppState {
+    pub fn state(&self) -> &aegis_gateway::AppState {
         &self.running.as_ref().unwrap().state
     }
 

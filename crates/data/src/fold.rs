@@ -1,30 +1,29 @@
-//! Streaming ingestion of a REFERENCE / CURRENT pair of CSV files into per-column accumulators for
-//! [`crate::drift::compare`]: one pass over each file, in constant memory beyond the accumulators.
+//! Streaming a REFERENCE / CURRENT pair of tables column by column into per-column summaries (the drift
+//! accumulators of `aegis-monitor`, through [`aegis_core::ColumnSummary`]): one pass over each file, in
+//! constant memory beyond the summaries.
 //!
-//! Each file is read in chunks of whole rows ([`aegis_data::CsvChunks`]); the rows of a chunk are split into
-//! blocks that are parsed in parallel (rayon) into partial accumulators, folded in block order so the result
-//! does not depend on thread timing. Memory is bounded by the accumulators (exact numeric values up to
-//! `exact_limit` per column, then a KLL sketch; at most `max_categories` counted values per categorical column)
-//! plus one chunk. Column kinds come from the data schema or are inferred from the reference's first chunk:
-//! numeric when every present cell parses as a number, categorical otherwise.
-//!
-//! This module is why `aegis-monitor` depends on `aegis-data` (a layer-1 crate): the drift command's reading
-//! belongs beside the statistics it feeds, not in the binary.
+//! Each file is read in chunks of whole rows by the one CSV reader ([`crate::CsvChunks`]); the rows of a chunk
+//! are split into blocks that are parsed in parallel (rayon) into partial summaries, folded in block order so
+//! the result does not depend on thread timing. Memory is bounded by the summaries plus one chunk. Column kinds
+//! come from the data schema or are inferred from the reference's first chunk: numeric when every present
+//! cell parses as a number, categorical otherwise. Cells are parsed in the one dialect ([`crate::cell`]:
+//! numbers, and through a schema's [`ColumnSpec`] timestamps and booleans), with the same missing markers as
+//! every other reader.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use aegis_core::ColumnKind;
-use aegis_data::ColumnSpec;
-use aegis_data::{Chunk, ChunkOptions, CsvChunks, Field, ReadOptions};
+use aegis_core::{ColumnKind, ColumnSummary, StreamCell, SummaryKind};
 use rayon::prelude::*;
 
-use crate::drift::{ColumnAccumulator, ColumnSet, DriftKind};
-use crate::Error;
+use crate::columns::{Chunk, ChunkOptions, CsvChunks, Field};
+use crate::error::Error;
+use crate::options::ReadOptions;
+use crate::spec::{CellValue, ColumnSpec};
 
 /// How to read the pair and which columns to compare.
 #[derive(Debug, Clone, Default)]
-pub struct IngestOptions {
+pub struct FoldOptions {
     /// Field delimiter (default: sniffed from the header).
     pub delimiter: Option<u8>,
     /// Columns left out (ids).
@@ -35,18 +34,33 @@ pub struct IngestOptions {
     pub missing: Option<Vec<String>>,
     /// A data schema (`aegis schema infer`) fixing each column's kind; inferred otherwise.
     pub schema: Option<PathBuf>,
-    /// Exact numeric values kept per column before switching to a KLL sketch.
-    pub exact_limit: usize,
-    /// Distinct values counted per categorical column.
-    pub max_categories: usize,
 }
 
-/// Read both files (same columns by name, in any order) into accumulators: (reference, current).
-pub fn read_pair(
+/// The summaries of one file's columns.
+#[derive(Debug, Clone)]
+pub struct Folded<S> {
+    /// The file.
+    pub source: PathBuf,
+    /// Data rows read.
+    pub rows: u64,
+    /// Each compared column's name and summary, in the reference file's order.
+    pub columns: Vec<(String, S)>,
+}
+
+/// Read both files (same columns by name, in any order) into one summary per compared column, each made by
+/// `make` from its kind and name: (reference, current).
+///
+/// # Errors
+///
+/// Every reading error of [`CsvChunks`]; [`Error::NoRows`] for a file without data rows;
+/// [`Error::Mismatch`] when the headers differ (beyond `drop` and `label`) or a `drop`/`label` column is in
+/// neither file; [`Error::NoFeatures`] when nothing is left to compare.
+pub fn fold_pair<S: ColumnSummary>(
     ref_path: &Path,
     cur_path: &Path,
-    opts: &IngestOptions,
-) -> Result<(ColumnSet, ColumnSet), Error> {
+    opts: &FoldOptions,
+    make: impl Fn(SummaryKind, &str) -> S,
+) -> Result<(Folded<S>, Folded<S>), Error> {
     let chunk_opts = ChunkOptions {
         delimiter: opts.delimiter,
         ..ChunkOptions::default()
@@ -55,19 +69,24 @@ pub fn read_pair(
     let mut current = CsvChunks::open(cur_path, &chunk_opts)?;
     let first = reference.next_chunk()?.ok_or_else(|| no_rows(ref_path))?;
     let plan = plan(opts, (ref_path, cur_path), &reference, &current, &first)?;
-    let kinds: Vec<(String, DriftKind)> = plan
-        .columns
-        .iter()
-        .map(|(_, name, p)| (name.clone(), kind_of(p)))
-        .collect();
+    let new_set = |path: &Path| Folded {
+        source: path.to_path_buf(),
+        rows: 0,
+        columns: plan
+            .columns
+            .iter()
+            .map(|(_, name, p)| (name.clone(), make(kind_of(p), name)))
+            .collect::<Vec<_>>(),
+    };
 
-    let mut ref_set = ColumnSet::new(ref_path, &kinds, opts.exact_limit, opts.max_categories);
+    let mut ref_set = new_set(ref_path);
     // Rows per byte from the first chunk, to size the numeric columns once (5% slack).
     let bytes_per_row = (first.byte_len() as f64 / first.len().max(1) as f64).max(1.0);
     // Never more than the file could hold: a number takes at least 2 bytes (a digit and a delimiter).
-    let numeric_columns = kinds
+    let numeric_columns = plan
+        .columns
         .iter()
-        .filter(|(_, k)| *k == DriftKind::Numeric)
+        .filter(|(_, _, p)| kind_of(p) == SummaryKind::Numeric)
         .count()
         .max(1) as u64;
     let estimate = |path: &Path| {
@@ -78,7 +97,7 @@ pub fn read_pair(
             })
             .unwrap_or(0)
     };
-    ref_set.reserve(estimate(ref_path));
+    reserve(&mut ref_set, estimate(ref_path));
     absorb_chunk(&mut ref_set, &first, &plan)?;
     drop(first);
     while let Some(chunk) = reference.next_chunk()? {
@@ -100,8 +119,8 @@ pub fn read_pair(
             .collect(),
         missing: plan.missing.clone(),
     };
-    let mut cur_set = ColumnSet::new(cur_path, &kinds, opts.exact_limit, opts.max_categories);
-    cur_set.reserve(estimate(cur_path));
+    let mut cur_set = new_set(cur_path);
+    reserve(&mut cur_set, estimate(cur_path));
     while let Some(chunk) = current.next_chunk()? {
         absorb_chunk(&mut cur_set, &chunk, &cur_plan)?;
     }
@@ -111,10 +130,16 @@ pub fn read_pair(
     Ok((ref_set, cur_set))
 }
 
+fn reserve<S: ColumnSummary>(set: &mut Folded<S>, rows: usize) {
+    for (_, summary) in &mut set.columns {
+        summary.reserve(rows);
+    }
+}
+
 fn no_rows(path: &Path) -> Error {
-    Error::Data(aegis_data::Error::NoRows {
+    Error::NoRows {
         path: path.to_path_buf(),
-    })
+    }
 }
 
 /// How a column's cells are read.
@@ -133,18 +158,18 @@ struct Plan {
     missing: HashSet<String>,
 }
 
-fn kind_of(p: &Parser) -> DriftKind {
+fn kind_of(p: &Parser) -> SummaryKind {
     match p {
-        Parser::Number => DriftKind::Numeric,
-        Parser::Spec(spec) if spec.kind == ColumnKind::Timestamp => DriftKind::Numeric,
-        Parser::Spec(_) | Parser::Category => DriftKind::Categorical,
-        Parser::Text => DriftKind::Text,
+        Parser::Number => SummaryKind::Numeric,
+        Parser::Spec(spec) if spec.kind == ColumnKind::Timestamp => SummaryKind::Numeric,
+        Parser::Spec(_) | Parser::Category => SummaryKind::Categorical,
+        Parser::Text => SummaryKind::Text,
     }
 }
 
 /// Check both headers, decide each column's parser from the schema or the reference's first chunk.
 fn plan(
-    opts: &IngestOptions,
+    opts: &FoldOptions,
     (ref_path, cur_path): (&Path, &Path),
     reference: &CsvChunks,
     current: &CsvChunks,
@@ -158,11 +183,11 @@ fn plan(
     }
     for name in &excluded {
         if !rh.iter().any(|h| h == name) && !ch.iter().any(|h| h == name) {
-            return Err(Error::Invalid(format!(
-                "column {name:?} (--drop/--label) is in neither {} nor {}",
-                ref_path.display(),
-                cur_path.display()
-            )));
+            return Err(Error::Mismatch {
+                reference: ref_path.to_path_buf(),
+                current: cur_path.to_path_buf(),
+                reason: format!("column {name:?} (--drop/--label) is in neither"),
+            });
         }
     }
     let keep = |h: &&String| !excluded.contains(&h.as_str());
@@ -201,7 +226,7 @@ fn plan(
             .collect(),
     };
     let specs: BTreeMap<String, ColumnSpec> = match &opts.schema {
-        Some(path) => aegis_data::load_data_schema(path)?
+        Some(path) => crate::dataset_schema::load_data_schema(path)?
             .columns
             .into_iter()
             .map(|c| (c.name.clone(), c))
@@ -245,9 +270,9 @@ fn plan(
         columns.push((j, name.clone(), parser));
     }
     if columns.is_empty() {
-        return Err(Error::Invalid(
-            "no columns to compare after --drop/--label".into(),
-        ));
+        return Err(Error::NoFeatures {
+            path: ref_path.to_path_buf(),
+        });
     }
     Ok(Plan { columns, missing })
 }
@@ -261,82 +286,78 @@ fn list(names: &[&String]) -> String {
         .join(", ")
 }
 
-/// Parse one chunk in parallel blocks into partial accumulators and fold them into `set` in block order.
-fn absorb_chunk(set: &mut ColumnSet, chunk: &Chunk, plan: &Plan) -> Result<(), Error> {
+/// Parse one chunk in parallel blocks into partial summaries and fold them into `set` in block order.
+fn absorb_chunk<S: ColumnSummary>(
+    set: &mut Folded<S>,
+    chunk: &Chunk,
+    plan: &Plan,
+) -> Result<(), Error> {
     let n = chunk.len();
     let blocks = (rayon::current_num_threads() * 2).clamp(1, 64);
     let per = n.div_ceil(blocks).max(1);
-    let template: Vec<ColumnAccumulator> =
-        set.columns.iter().map(|(_, a)| a.empty_like()).collect();
-    let partials: Vec<Result<Vec<ColumnAccumulator>, aegis_data::Error>> = (0..n.div_ceil(per))
+    let template: Vec<S> = set.columns.iter().map(|(_, a)| a.empty_like()).collect();
+    let partials: Vec<Result<Vec<S>, Error>> = (0..n.div_ceil(per))
         .into_par_iter()
         .map(|b| {
-            let mut accs: Vec<ColumnAccumulator> =
-                template.iter().map(|a| a.empty_like()).collect();
+            let mut parts: Vec<S> = template.iter().map(ColumnSummary::empty_like).collect();
             let mut fields: Vec<Field<'_>> = Vec::new();
             for i in b * per..((b + 1) * per).min(n) {
                 chunk.fields(i, &mut fields)?;
-                for (acc, (idx, _, parser)) in accs.iter_mut().zip(&plan.columns) {
+                for (part, (idx, _, parser)) in parts.iter_mut().zip(&plan.columns) {
                     match fields.get(*idx) {
-                        Some(f) => feed(acc, parser, f, &plan.missing),
-                        None => acc.push_missing(),
+                        Some(f) => feed(part, parser, f, &plan.missing),
+                        None => part.push(StreamCell::Missing),
                     }
                 }
             }
-            Ok(accs)
+            Ok(parts)
         })
         .collect();
     for partial in partials {
-        for ((_, acc), p) in set.columns.iter_mut().zip(partial?) {
-            acc.absorb(p);
+        for ((_, summary), p) in set.columns.iter_mut().zip(partial?) {
+            summary.absorb(p);
         }
     }
     set.rows += n as u64;
     Ok(())
 }
 
-fn feed(acc: &mut ColumnAccumulator, parser: &Parser, f: &Field<'_>, missing: &HashSet<String>) {
-    match (acc, parser) {
-        (ColumnAccumulator::Numeric(a), Parser::Number) => match f.number() {
-            Some(v) if v.is_nan() => a.push_missing(),
-            Some(v) => a.push(v),
-            None => {
-                if missing.contains(f.text().as_ref()) {
-                    a.push_missing();
-                } else {
-                    a.push_invalid();
-                }
-            }
-        },
-        (acc, Parser::Spec(spec)) => {
-            let text = f.text();
-            if missing.contains(text.as_ref()) {
-                acc.push_missing();
-                return;
-            }
-            match (acc, spec.parse_cell(Some(text.as_ref()))) {
-                (ColumnAccumulator::Numeric(a), Ok(aegis_data::CellValue::Timestamp(t))) => {
-                    a.push(t as f64)
-                }
-                (ColumnAccumulator::Numeric(a), Ok(aegis_data::CellValue::Number(v))) => a.push(v),
-                (ColumnAccumulator::Numeric(a), _) => a.push_invalid(),
-                (ColumnAccumulator::Categorical(a), Ok(v)) => match v.canonical() {
-                    Some(c) => a.push(&c),
-                    None => a.push_missing(),
-                },
-                (ColumnAccumulator::Categorical(a), Err(_)) => a.push(text.as_ref()),
-                (acc, _) => acc.push_text(text.as_ref()),
-            }
+/// One field, parsed per its column's parser, into its summary.
+fn feed<S: ColumnSummary>(
+    summary: &mut S,
+    parser: &Parser,
+    f: &Field<'_>,
+    missing: &HashSet<String>,
+) {
+    if let Parser::Number = parser {
+        match f.number() {
+            Some(v) if v.is_nan() => summary.push(StreamCell::Missing),
+            Some(v) => summary.push(StreamCell::Number(v)),
+            None if missing.contains(f.text().as_ref()) => summary.push(StreamCell::Missing),
+            None => summary.push(StreamCell::Invalid),
         }
-        (acc, _) => {
-            let text = f.text();
-            if missing.contains(text.as_ref()) {
-                acc.push_missing();
-            } else {
-                acc.push_text(text.as_ref());
-            }
-        }
+        return;
     }
+    let text = f.text();
+    if missing.contains(text.as_ref()) {
+        summary.push(StreamCell::Missing);
+        return;
+    }
+    let cell = match parser {
+        Parser::Spec(spec) => match spec.parse_cell(Some(text.as_ref())) {
+            Ok(CellValue::Timestamp(t)) => StreamCell::Number(t as f64),
+            Ok(CellValue::Number(v)) => StreamCell::Number(v),
+            Ok(value) => match value.canonical() {
+                Some(c) => return summary.push(StreamCell::Category(&c)),
+                None => StreamCell::Missing,
+            },
+            Err(_) if spec.kind == ColumnKind::Timestamp => StreamCell::Invalid,
+            Err(_) => StreamCell::Category(text.as_ref()),
+        },
+        Parser::Category => StreamCell::Category(text.as_ref()),
+        Parser::Text | Parser::Number => StreamCell::Text(text.as_ref()),
+    };
+    summary.push(cell);
 }
 
 #[cfg(test)]
@@ -351,12 +372,38 @@ mod tests {
         (dir, r, c)
     }
 
-    fn options() -> IngestOptions {
-        IngestOptions {
-            exact_limit: 1000,
-            max_categories: 100,
-            ..IngestOptions::default()
+    fn options() -> FoldOptions {
+        FoldOptions::default()
+    }
+
+    /// A summary that records its kind and every cell, to see what the reader handed out.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Cells(SummaryKind, Vec<String>);
+
+    impl ColumnSummary for Cells {
+        fn push(&mut self, cell: StreamCell<'_>) {
+            self.1.push(match cell {
+                StreamCell::Missing => "missing".into(),
+                StreamCell::Invalid => "invalid".into(),
+                StreamCell::Number(x) => format!("n:{x}"),
+                StreamCell::Category(c) => format!("c:{c}"),
+                StreamCell::Text(t) => format!("t:{t}"),
+            });
         }
+        fn empty_like(&self) -> Self {
+            Cells(self.0, Vec::new())
+        }
+        fn absorb(&mut self, other: Self) {
+            self.1.extend(other.1);
+        }
+    }
+
+    fn read_pair(
+        r: &Path,
+        c: &Path,
+        opts: &FoldOptions,
+    ) -> Result<(Folded<Cells>, Folded<Cells>), Error> {
+        fold_pair(r, c, opts, |kind, _| Cells(kind, Vec::new()))
     }
 
     #[test]
@@ -365,24 +412,23 @@ mod tests {
             "x,colour,y\n1,red,0\n2.5,blue,1\nNA,red,0\n",
             "colour,x,y\ngreen,3,1\nred,4,0\n",
         );
-        let opts = IngestOptions {
+        let opts = FoldOptions {
             label: Some("y".into()),
             ..options()
         };
         let (rs, cs) = read_pair(&r, &c, &opts).unwrap();
         assert_eq!((rs.rows, cs.rows), (3, 2));
-        let kinds: Vec<(&str, DriftKind)> = rs
-            .columns
-            .iter()
-            .map(|(n, a)| (n.as_str(), a.kind()))
-            .collect();
+        let kinds: Vec<(&str, SummaryKind)> =
+            rs.columns.iter().map(|(n, a)| (n.as_str(), a.0)).collect();
         assert_eq!(
             kinds,
             [
-                ("x", DriftKind::Numeric),
-                ("colour", DriftKind::Categorical)
+                ("x", SummaryKind::Numeric),
+                ("colour", SummaryKind::Categorical)
             ]
         );
+        assert_eq!(rs.columns[0].1 .1, ["n:1", "n:2.5", "missing"]);
+        assert_eq!(cs.columns[1].1 .1, ["c:green", "c:red"]);
         // The current file's columns follow the reference's order whatever its own.
         let names: Vec<&str> = cs.columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x", "colour"]);
@@ -400,12 +446,12 @@ mod tests {
         let e = read_pair(&r, &c, &options()).unwrap_err().to_string();
         assert!(e.contains("cur.csv") && e.contains("no data rows"), "{e}");
         let (_d, r, c) = pair("a\n1\n", "a\n2\n");
-        let opts = IngestOptions {
+        let opts = FoldOptions {
             drop: vec!["a".into()],
             ..options()
         };
         assert!(read_pair(&r, &c, &opts).is_err());
-        let opts = IngestOptions {
+        let opts = FoldOptions {
             drop: vec!["zzz".into()],
             ..options()
         };

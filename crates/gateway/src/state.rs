@@ -1,0 +1,124 @@
+//! The state every handler shares: the database, the configuration, the audit chain writer, metrics, the
+//! models, upstreams, caches and detectors, assembled once by [`crate::serve`].
+//!
+//! Kept apart from the router so that the modules handlers call (admin, extraction, guard) never need the
+//! router, and the module graph has no cycles.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crate::audit_log::AuditLog;
+use crate::config::Config;
+use crate::db::Db;
+use crate::extraction;
+use crate::guard::Guards;
+use crate::identity::SessionKey;
+use crate::keys;
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::models::LocalModels;
+use crate::sinks::Sinks;
+use crate::upstream::Upstreams;
+use crate::util;
+
+/// Everything a handler needs, shared by all requests.
+#[derive(Debug)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The configuration.
+    pub config: Config,
+    /// Signs session tokens.
+    pub session_key: SessionKey,
+    /// The audit chain writer.
+    pub audit: AuditLog,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Local models.
+    pub models: LocalModels,
+    /// Upstream servers.
+    pub upstreams: Upstreams,
+    /// Whether the listener terminates TLS (for HSTS).
+    pub tls: bool,
+    /// Rate-limit tokens already charged to the database, handed out from memory.
+    pub leases: limits::RateLeases,
+    /// API keys recently read, cleared whenever a key changes anywhere (see [`keys::KeyCache`]).
+    pub key_cache: Arc<keys::KeyCache>,
+    /// Output hardening, extraction-detector settings and drift windows of the local models.
+    pub guards: Guards,
+    /// Extraction-detector states this process wrote last (see [`extraction`]).
+    pub extraction_cache: extraction::StateCache,
+    ids: RequestIds,
+}
+
+/// The shared state handed to handlers.
+pub(crate) type Shared = Arc<AppState>;
+
+impl AppState {
+    /// A new request id: a random per-process prefix and a counter.
+    pub(crate) fn next_request_id(&self) -> String {
+        self.ids.next()
+    }
+
+    /// Where detectors record what they find.
+    pub(crate) fn sinks(&self) -> Sinks<'_> {
+        Sinks {
+            db: &self.db,
+            metrics: &self.metrics,
+            audit: &self.audit,
+        }
+    }
+
+    /// Assemble the state.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        db: Db,
+        config: Config,
+        session_key: SessionKey,
+        audit: AuditLog,
+        models: LocalModels,
+        upstreams: Upstreams,
+        tls: bool,
+        guards: Guards,
+    ) -> crate::Result<AppState> {
+        Ok(AppState {
+            db,
+            config,
+            session_key,
+            audit,
+            metrics: Metrics::new(),
+            models,
+            upstreams,
+            tls,
+            leases: limits::RateLeases::new(),
+            key_cache: Arc::new(keys::KeyCache::new()),
+            guards,
+            extraction_cache: extraction::StateCache::new(),
+            ids: RequestIds::new()?,
+        })
+    }
+}
+
+/// Request ids: a random per-process prefix and a counter (unique across replicas, cheap per request).
+#[derive(Debug)]
+struct RequestIds {
+    prefix: String,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    fn new() -> crate::Result<RequestIds> {
+        Ok(RequestIds {
+            prefix: util::random_token(8)?,
+            next: AtomicU64::new(1),
+        })
+    }
+
+    fn next(&self) -> String {
+        format!(
+            "{}-{:x}",
+            self.prefix,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
