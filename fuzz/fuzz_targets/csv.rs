@@ -1,5 +1,5 @@
-//! Fuzz the typed CSV reader (delimiter sniffing, quoting, type inference, timestamps, labels): any bytes
-//! must yield a frame or an error, never a panic. The first byte picks the options so that the header-less,
+//! Fuzz the typed CSV reader (delimiter sniffing, quoting, type inference, timestamps, labels) and the
+//! conversion to model input: any bytes must yield a frame (and a table) or an error, never a panic. The first byte picks the options so that the header-less,
 //! labelled, forced-type and row-bounded paths are all reached.
 #![no_main]
 
@@ -28,5 +28,8 @@ fuzz_target!(|data: &[u8]| {
         opts.types
             .insert("c1".to_owned(), aegis_core::ColumnKind::Timestamp);
     }
-    let _ = aegis_data::read_frame_bytes("fuzz.csv", text, &opts);
+    // The frame, then the one conversion to model input.
+    if let Ok(frame) = aegis_data::read_frame_bytes("fuzz.csv", text, &opts) {
+        let _ = aegis_data::table_from_frame(&frame, std::path::Path::new("fuzz.csv"));
+    }
 });

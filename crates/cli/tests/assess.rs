@@ -400,3 +400,58 @@ fn harden_writes_a_model_that_assess_can_load() {
     );
     assert!(dir.path().join("again.onnx").is_file());
 }
+
+/// A scikit-learn logistic regression (`testdata/ml/sk_logreg.onnx`, written by
+/// `testdata/ml/make_sklearn_fixture.py`): assessed with gradients through the rewritten LinearClassifier, but
+/// `aegis harden` refuses to fine-tune it and says why and what to do instead. The data is semicolon-separated:
+/// the model commands read tables in the same dialect as every other command.
+#[test]
+fn a_scikit_learn_model_is_assessed_but_not_fine_tuned() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/ml/sk_logreg.onnx");
+    std::fs::copy(&model, dir.path().join("model.onnx")).unwrap();
+    // Iris-like rows: four measurements in centimetres and three classes.
+    let mut text = String::from("sepal_length;sepal_width;petal_length;petal_width;label\n");
+    for i in 0..60 {
+        let c = i % 3;
+        let f = c as f32;
+        let jitter = (i as f32 * 0.37).sin() * 0.2;
+        text += &format!(
+            "{:.2};{:.2};{:.2};{:.2};{c}\n",
+            5.0 + 0.8 * f + jitter,
+            3.4 - 0.5 * f + jitter,
+            1.5 + 2.5 * f + jitter,
+            0.2 + 0.9 * f + jitter
+        );
+    }
+    std::fs::write(dir.path().join("test.csv"), &text).unwrap();
+    let out = assess(&["--eps", "0.1", "--format", "json"], dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(matches!(out.status.code(), Some(0 | 1)), "{stderr}");
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    let robustness = &report.metrics["robustness"];
+    assert_eq!(robustness["default_attacks"], true, "{robustness}");
+    let out = aegis(
+        &[
+            "harden",
+            "model.onnx",
+            "--data",
+            "test.csv",
+            "--label",
+            "label",
+            "--eps",
+            "0.1",
+            "--out",
+            "hardened.onnx",
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot be fine-tuned") && stderr.contains("LinearClassifier"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--arch"), "{stderr}");
+    assert!(!dir.path().join("hardened.onnx").exists());
+}

@@ -128,7 +128,7 @@ pub enum Error {
 
     /// A column cannot be model input: it is not numeric or boolean, or one of its cells is missing or
     /// outside the `f32` range.
-    #[error("{}, column {}: {detail} in data row {row}; a model takes a number in every row: encode the column as numbers, fill the missing cells, or leave the column out (--drop)", .path.display(), quoted(.column))]
+    #[error("{}, column {}, data row {row}: {detail}; a model takes a number in every row: encode the column as numbers, fill the missing cells, or leave the column out (--drop)", .path.display(), quoted(.column))]
     NotModelInput {
         /// The file.
         path: PathBuf,
