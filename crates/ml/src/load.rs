@@ -59,9 +59,14 @@ impl Model for OnnxFile {
     }
 
     fn describe(&self) -> String {
+        let reading = self
+            .forward
+            .reading()
+            .map(|how| format!("; one output column read as two classes: {how}"))
+            .unwrap_or_default();
         match &self.black_box {
-            None => format!("onnx (gradient-checked) {}", self.path.display()),
-            Some(why) => format!("onnx (black-box: {why}) {}", self.path.display()),
+            None => format!("onnx (gradient-checked{reading}) {}", self.path.display()),
+            Some(why) => format!("onnx (black-box: {why}{reading}) {}", self.path.display()),
         }
     }
 

@@ -58,7 +58,8 @@ pub struct OnnxModel {
     output: OutputKind,
     n_features: usize,
     n_classes: usize,
-    /// `ai.onnx.ml` operators rewritten for evaluation (their weights live in attributes).
+    /// Why the graph's weights cannot be saved back: the changes made for evaluation (`ai.onnx.ml` operators
+    /// rewritten, a single output column widened).
     rewritten: Vec<String>,
 }
 
@@ -87,7 +88,11 @@ impl OnnxModel {
 
     /// Prepare a decoded ONNX model.
     pub fn from_proto(original: ModelProto, path: &Path) -> Result<Self, Error> {
-        let (answer, rewritten) = crate::select::answer_graph(&original, path)?;
+        let crate::select::Answer {
+            proto: answer,
+            unsaveable: rewritten,
+            ..
+        } = crate::select::answer_graph(&original, path)?;
         let graph = checked_graph(&answer, path)?;
         check_operators(&graph.node, path)?;
         let input = sole_input(graph, path)?;
@@ -208,11 +213,10 @@ impl OnnxModel {
 
     /// Why the model's weights cannot be fine-tuned and saved back, when they cannot: a graph whose
     /// `ai.onnx.ml` operators were rewritten for evaluation keeps its weights in their attributes, which
-    /// [`Trainable::save_onnx`] does not write.
+    /// [`Trainable::save_onnx`] does not write, and a single output column widened to two classes would change
+    /// the saved model's answer.
     pub fn not_fine_tunable(&self) -> Option<String> {
-        self.rewritten.first().map(|op| {
-            format!("its {op} operator keeps the weights where fine-tuning cannot write them")
-        })
+        self.rewritten.first().cloned()
     }
 
     fn to_input(&self, x: &[f32], n: usize) -> Result<Tensor, Error> {

@@ -18,12 +18,11 @@ use aegis_formats::onnx::proto::{
 use crate::onnx_file::load_err;
 use crate::Error;
 
-/// The model reduced to its probability (or score) output, and the `ai.onnx.ml` operators rewritten in it.
-/// The whole file is checked first (`onnx::checked_graph`), so pruning never hides a malformed node.
-pub(crate) fn answer_graph(
-    proto: &ModelProto,
-    path: &Path,
-) -> Result<(ModelProto, Vec<String>), Error> {
+/// The model reduced to its probability (or score) output, and why its weights cannot be fine-tuned and
+/// saved back when the graph was changed for evaluation (`ai.onnx.ml` operators rewritten, a single output
+/// column widened). The whole file is checked first (`onnx::checked_graph`), so pruning never hides a
+/// malformed node.
+pub(crate) fn answer_graph(proto: &ModelProto, path: &Path) -> Result<Answer, Error> {
     let graph = crate::onnx_file::checked_graph(proto, path)?;
     let output = answer_output(graph).ok_or_else(|| {
         load_err(
@@ -37,7 +36,131 @@ pub(crate) fn answer_graph(
     g.output = vec![output];
     let opset = crate::onnx_file::default_opset(proto);
     let rewritten = crate::ml_ops::rewrite(g, opset).map_err(|why| load_err(path, why))?;
-    Ok((reduced, rewritten))
+    let mut changed: Vec<String> = rewritten
+        .iter()
+        .map(|op| {
+            format!("its {op} operator keeps the weights where fine-tuning cannot write them")
+        })
+        .collect();
+    let reading = widen_single_column(g);
+    if let Some(how) = reading {
+        changed.push(format!(
+            "its single output column was widened to two classes ({how}) for evaluation, which a saved \
+             model would keep"
+        ));
+    }
+    Ok(Answer {
+        proto: reduced,
+        unsaveable: changed,
+        reading,
+    })
+}
+
+/// A graph reduced to its answer ([`answer_graph`]).
+pub(crate) struct Answer {
+    /// The reduced (and possibly rewritten or widened) model.
+    pub(crate) proto: ModelProto,
+    /// Why its weights cannot be saved back after fine-tuning, when they cannot.
+    pub(crate) unsaveable: Vec<String>,
+    /// How a single output column is read as two classes, when it was widened.
+    pub(crate) reading: Option<&'static str>,
+}
+
+/// A binary classifier that answers with one column (a PyTorch or Keras sigmoid output, a logit, a
+/// scikit-learn `LinearSVC` decision score) becomes a two-class one, so every command sees class
+/// probabilities: a column produced by `Sigmoid` is `p(class 1)` and becomes `[1 - p, p]`; any other column is
+/// a score `s` (a logit, a margin) and becomes `softmax([-s/2, s/2]) = [σ(-s), σ(s)]`, whose larger entry is
+/// the class the score's sign picks (for a logit, exactly the model's probabilities). Only an output declared
+/// as `[batch, 1]` is widened. Returns how it was read, or `None` when the output was left alone.
+fn widen_single_column(g: &mut GraphProto) -> Option<&'static str> {
+    let output = g.output.first()?.clone();
+    let Some(type_proto::Value::TensorType(t)) =
+        output.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return None;
+    };
+    let dims = &t.shape.as_ref()?.dim;
+    let width = match dims.as_slice() {
+        [_, d] => d.value.as_ref(),
+        _ => return None,
+    };
+    if !matches!(
+        width,
+        Some(aegis_formats::onnx::proto::tensor_shape_proto::dimension::Value::DimValue(1))
+    ) {
+        return None;
+    }
+    let elem = t.elem_type;
+    let single = output.name.clone();
+    let wide = format!("{single}__aegis_two_classes");
+    let from_sigmoid = g
+        .node
+        .iter()
+        .rev()
+        .find(|n| n.output.iter().any(|o| *o == single))
+        .is_some_and(|n| n.op_type == "Sigmoid");
+    let constant = |name: &str, dims: &[i64], values: &[f32]| {
+        let mut t = crate::export::f32_values(name, &[], values);
+        t.dims = dims.to_vec();
+        t.data_type = elem;
+        if elem == DataType::Double as i32 {
+            t.double_data = values.iter().map(|&v| f64::from(v)).collect();
+            t.float_data.clear();
+        }
+        t
+    };
+    let how = if from_sigmoid {
+        let (one, rest) = (format!("{wide}_one"), format!("{wide}_rest"));
+        g.initializer.push(constant(&one, &[1, 1], &[1.0]));
+        g.node.push(crate::export::node(
+            "Sub",
+            &rest,
+            &[&one, &single],
+            &[&rest],
+            vec![],
+        ));
+        g.node.push(crate::export::node(
+            "Concat",
+            &wide,
+            &[&rest, &single],
+            &[&wide],
+            vec![crate::export::int("axis", 1)],
+        ));
+        "the column is the probability of class 1"
+    } else {
+        let (sign, both) = (format!("{wide}_sign"), format!("{wide}_logits"));
+        g.initializer.push(constant(&sign, &[1, 2], &[-0.5, 0.5]));
+        g.node.push(crate::export::node(
+            "Mul",
+            &both,
+            &[&single, &sign],
+            &[&both],
+            vec![],
+        ));
+        g.node.push(crate::export::node(
+            "Softmax",
+            &wide,
+            &[&both],
+            &[&wide],
+            vec![crate::export::int("axis", 1)],
+        ));
+        "the column is a score for class 1; its sign picks the class"
+    };
+    let mut widened = output;
+    widened.name = wide;
+    if let Some(type_proto::Value::TensorType(t)) =
+        widened.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        if let Some(shape) = t.shape.as_mut() {
+            if let Some(d) = shape.dim.get_mut(1) {
+                d.value = Some(
+                    aegis_formats::onnx::proto::tensor_shape_proto::dimension::Value::DimValue(2),
+                );
+            }
+        }
+    }
+    g.output = vec![widened];
+    Some(how)
 }
 
 fn is_float_tensor(v: &ValueInfoProto) -> bool {

@@ -26,6 +26,8 @@ pub struct TractModel {
     n_classes: usize,
     output: String,
     probabilities: bool,
+    /// How a single output column is read as two classes, when it was widened.
+    reading: Option<&'static str>,
 }
 
 impl fmt::Debug for TractModel {
@@ -53,10 +55,17 @@ impl TractModel {
         Self::from_proto(&onnx_file::decode_model(bytes, path)?, path)
     }
 
+    /// How a single output column is read as two classes, when the graph answered with one column.
+    pub fn reading(&self) -> Option<&'static str> {
+        self.reading
+    }
+
     /// Load and optimise a model decoded by `aegis-formats`. tract is handed that model re-encoded, so it
     /// sees exactly the fields our decoder read and checked, never the file's own bytes.
     pub fn from_proto(proto: &ModelProto, path: &Path) -> Result<Self, Error> {
-        let proto = &crate::select::answer_graph(proto, path)?.0;
+        let answer = crate::select::answer_graph(proto, path)?;
+        let reading = answer.reading;
+        let proto = &answer.proto;
         let graph = onnx_file::checked_graph(proto, path)?;
         validate_tree_ensembles(graph).map_err(|why| load_err(path, why))?;
         let input = onnx_file::sole_input(graph, path)?;
@@ -80,14 +89,14 @@ impl TractModel {
 
         // tract's graph analysis runs on untrusted input: a panic in it becomes a load error.
         let bytes = proto.encode_to_vec();
-        std::panic::catch_unwind(|| Self::build(&bytes, path, n_features, output)).unwrap_or_else(
-            |_| {
+        let built = std::panic::catch_unwind(|| Self::build(&bytes, path, n_features, output))
+            .unwrap_or_else(|_| {
                 Err(load_err(
                     path,
                     "tract failed on this graph (invalid shapes or attributes)",
                 ))
-            },
-        )
+            })?;
+        Ok(TractModel { reading, ..built })
     }
 
     fn build(bytes: &[u8], path: &Path, n_features: usize, output: String) -> Result<Self, Error> {
@@ -118,6 +127,7 @@ impl TractModel {
             n_classes: 0,
             output,
             probabilities: true,
+            reading: None,
         };
         let probe: Vec<f32> = (0..2 * n_features).map(|i| (i % 7) as f32 / 7.0).collect();
         let out = m.run(&probe, 2)?;
@@ -306,6 +316,12 @@ impl Model for TractModel {
     }
 
     fn describe(&self) -> String {
-        format!("onnx (tract, black-box) {}", self.path.display())
+        match self.reading {
+            Some(how) => format!(
+                "onnx (tract, black-box; one output column read as two classes: {how}) {}",
+                self.path.display()
+            ),
+            None => format!("onnx (tract, black-box) {}", self.path.display()),
+        }
     }
 }

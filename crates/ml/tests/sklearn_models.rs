@@ -55,16 +55,6 @@ fn scikit_learn_xgboost_and_lightgbm_exports_match_their_libraries() {
     let mut differentiable = Vec::new();
     for (name, want) in models {
         let path = dir.path().join(format!("{name}.onnx"));
-        // A binary LinearSVC exports one decision-score column, which is not a class-probability output:
-        // refused with the reason (known gap), never misread.
-        if name == "linear_svc_binary" {
-            let err = aegis_ml::load_onnx(&path)
-                .map(|m| m.describe())
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains("classes >= 2"), "{err}");
-            continue;
-        }
         let model = match aegis_ml::load_onnx(&path) {
             Ok(m) => m,
             Err(e) => {

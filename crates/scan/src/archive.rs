@@ -24,7 +24,7 @@ use aegis_formats::zip::{
 use aegis_formats::Blob;
 use serde_json::{json, Value};
 
-use crate::{engine, rules, Ctx};
+use crate::{engine_rules, Ctx};
 
 const ATLAS_SUPPLY: &str = "AML.T0010.003";
 const ATLAS_USER_EXEC: &str = "AML.T0011.000";
@@ -352,7 +352,7 @@ fn limit_hit(ctx: &mut Ctx<'_>, member: Option<&str>, message: String, evidence:
     emit_grouped(
         ctx,
         member,
-        vec![Hit::new(&rules::LIMIT_HIT, message, evidence)],
+        vec![Hit::new(&engine_rules::LIMIT_HIT, message, evidence)],
     );
 }
 
@@ -376,7 +376,7 @@ pub(crate) fn scan_zip(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let archive = match ZipArchive::open(blob, len, &limits) {
         Ok(archive) => archive,
         Err(err) => {
-            let finding = engine::unreadable(ctx.location().clone(), &err.to_string());
+            let finding = crate::engine_rules::unreadable(ctx.location().clone(), &err.to_string());
             ctx.emit(finding);
             scan_by_head(ctx, blob, len);
             return;
@@ -449,12 +449,12 @@ fn report_archive(ctx: &mut Ctx<'_>, archive: &ZipArchive) {
             )
             .at(Severity::High),
             Anomaly::TooManyMembers { limit } => Hit::new(
-                &rules::LIMIT_HIT,
+                &engine_rules::LIMIT_HIT,
                 format!("more than {limit} members; the rest were not scanned"),
                 json!({ "limit": "max_members", "value": limit }),
             ),
             Anomaly::ExpandedSizeOverLimit { declared, limit } => Hit::new(
-                &rules::LIMIT_HIT,
+                &engine_rules::LIMIT_HIT,
                 format!(
                     "members declare {declared} bytes once decompressed, over the limit of {limit}"
                 ),
@@ -508,7 +508,7 @@ fn scan_prepended(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, archive: &ZipArchive) 
 }
 
 fn unreadable_member(ctx: &mut Ctx<'_>, name: &str, error: &str) {
-    let finding = engine::unreadable(ctx.location().clone().member(name), error);
+    let finding = crate::engine_rules::unreadable(ctx.location().clone().member(name), error);
     ctx.emit(finding);
 }
 
@@ -923,7 +923,7 @@ pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let archive = match TarArchive::open(blob, len, &limits) {
         Ok(archive) => archive,
         Err(err) => {
-            let finding = engine::unreadable(ctx.location().clone(), &err.to_string());
+            let finding = crate::engine_rules::unreadable(ctx.location().clone(), &err.to_string());
             ctx.emit(finding);
             return;
         }
@@ -953,7 +953,7 @@ pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
 fn tar_archive_hit(anomaly: &TarAnomaly) -> Hit {
     match anomaly {
         TarAnomaly::TooManyMembers { limit } => Hit::new(
-            &rules::LIMIT_HIT,
+            &engine_rules::LIMIT_HIT,
             format!("more than {limit} members; the rest were not scanned"),
             json!({ "limit": "max_members", "value": limit }),
         ),
@@ -1219,7 +1219,7 @@ mod tests {
     fn deep_nesting_and_many_members_are_bounded() {
         let deep = z::nested(200, z::PAYLOAD_PICKLE);
         let out = scan("deep.zip", &deep);
-        assert!(has(&out, &rules::LIMIT_HIT));
+        assert!(has(&out, &engine_rules::LIMIT_HIT));
         assert_eq!(pickles_seen(&out), 0);
         let mut w = ZipWriter::new();
         for i in 0..50 {
@@ -1230,7 +1230,7 @@ mod tests {
             ..Limits::default()
         };
         let out = Scanner::new(Policy::default(), limits).scan_bytes("many.zip", &w.finish());
-        assert!(has(&out, &rules::LIMIT_HIT));
+        assert!(has(&out, &engine_rules::LIMIT_HIT));
         assert_eq!(pickles_seen(&out), 10);
     }
 
@@ -1247,7 +1247,7 @@ mod tests {
             ..Limits::default()
         };
         let out = Scanner::new(Policy::default(), limits).scan_bytes("x.zip", &zip);
-        assert!(has(&out, &rules::LIMIT_HIT), "{:?}", rules_of(&out));
+        assert!(has(&out, &engine_rules::LIMIT_HIT), "{:?}", rules_of(&out));
         assert_eq!(pickles_seen(&out), 2);
         let limits = Limits {
             max_in_memory: 1 << 10,
@@ -1274,7 +1274,7 @@ mod tests {
         let mut bytes = z::PAYLOAD_PICKLE.to_vec();
         bytes.extend_from_slice(b"PK\x05\x06\0\0\0\0\x01\0\x01\0\x2e\0\0\0\x00\x10\0\0\0\0");
         let out = scan("model.pkl", &bytes);
-        assert!(has(&out, &rules::UNREADABLE));
+        assert!(has(&out, &engine_rules::UNREADABLE));
         assert_eq!(pickles_seen(&out), 0, "routed directly, not as a member");
         assert!(has_rule(&out, "AEG-SCAN-101"), "{:?}", rules_of(&out));
     }

@@ -11,7 +11,7 @@ use aegis_formats::sniff::Format;
 use aegis_formats::Blob;
 use serde_json::json;
 
-use crate::{engine, rules, Ctx};
+use crate::{engine_rules, Ctx};
 
 /// A compressed stream in a format we do not decompress.
 pub(crate) const NOT_INSPECTED: RuleDoc = RuleDoc {
@@ -49,12 +49,12 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, format: For
             format.name(),
             inflated.bytes.len()
         );
-        let finding = engine::unreadable(ctx.location().clone(), &message);
+        let finding = crate::engine_rules::unreadable(ctx.location().clone(), &message);
         ctx.emit(finding);
     }
     if inflated.truncated {
         ctx.report(
-            &rules::LIMIT_HIT,
+            &engine_rules::LIMIT_HIT,
             None,
             format!(
                 "{} stream expands past {bound} bytes; only the first {bound} were scanned",
@@ -138,7 +138,7 @@ mod tests {
         assert!(out
             .findings
             .iter()
-            .any(|f| f.rule.as_str() == rules::LIMIT_HIT.id));
+            .any(|f| f.rule.as_str() == engine_rules::LIMIT_HIT.id));
         assert_eq!(pickles_seen(&out), 1, "the prefix is still scanned");
         let mut broken = gzip(PAYLOAD_PICKLE, None);
         broken.truncate(broken.len() - 12);
@@ -146,7 +146,7 @@ mod tests {
         assert!(out
             .findings
             .iter()
-            .any(|f| f.rule.as_str() == rules::UNREADABLE.id));
+            .any(|f| f.rule.as_str() == engine_rules::UNREADABLE.id));
     }
 
     #[test]

@@ -91,8 +91,8 @@ impl<'a> Ctx<'a> {
         );
     }
 
-    /// Record a parser's failure on the current blob: a bound hit is [`crate::rules::LIMIT_HIT`], anything
-    /// else is `otherwise` (usually [`crate::rules::UNREADABLE`]). `what` names the operation.
+    /// Record a parser's failure on the current blob: a bound hit is [`crate::engine_rules::LIMIT_HIT`], anything
+    /// else is `otherwise` (usually [`crate::engine_rules::UNREADABLE`]). `what` names the operation.
     pub fn report_parse_error(
         &mut self,
         err: &aegis_formats::Error,
@@ -101,7 +101,7 @@ impl<'a> Ctx<'a> {
         what: &str,
     ) {
         let rule = if err.is_limit() {
-            &crate::rules::LIMIT_HIT
+            &crate::engine_rules::LIMIT_HIT
         } else {
             otherwise
         };
@@ -167,7 +167,7 @@ impl<'a> Ctx<'a> {
             let limit = self.limits().max_depth;
             self.emit(
                 Finding::new(
-                    &crate::rules::LIMIT_HIT,
+                    &crate::engine_rules::LIMIT_HIT,
                     location,
                     format!("nesting deeper than {limit} levels; `{name}` was not scanned"),
                 )

@@ -12,7 +12,7 @@ use aegis_formats::sniff::{self, Format};
 use aegis_formats::{Blob, Limits};
 use serde_json::json;
 
-use crate::{archive, compressed, gguf, keras, npy, onnx, pickle, rules, safetensors, savedmodel};
+use crate::{archive, compressed, gguf, keras, npy, onnx, pickle, safetensors, savedmodel};
 use crate::{Ctx, Policy};
 
 /// Files up to this size are read into memory once; larger ones are streamed (memory stays flat).
@@ -94,7 +94,7 @@ impl Scanner {
                     }
                     Err(err) => outcome
                         .findings
-                        .push(unreadable(location, &err.to_string())),
+                        .push(crate::engine_rules::unreadable(location, &err.to_string())),
                 }
             }
             Ok((file, len)) => {
@@ -104,7 +104,7 @@ impl Scanner {
             }
             Err(err) => outcome
                 .findings
-                .push(unreadable(location, &err.to_string())),
+                .push(crate::engine_rules::unreadable(location, &err.to_string())),
         }
         outcome
     }
@@ -139,22 +139,12 @@ impl Scanner {
     }
 }
 
-/// The finding for a file or member that could not be read at all.
-pub(crate) fn unreadable(location: Location, error: &str) -> Finding {
-    Finding::new(
-        &rules::UNREADABLE,
-        location,
-        format!("could not be read: {error}"),
-    )
-    .with_evidence(json!({ "error": error }))
-}
-
 /// Detect the format of `blob` and run its rules.
 pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     let (head, tail) = match read_head_tail(blob, len) {
         Ok(parts) => parts,
         Err(err) => {
-            let finding = unreadable(ctx.location.clone(), &err.to_string());
+            let finding = crate::engine_rules::unreadable(ctx.location.clone(), &err.to_string());
             ctx.emit(finding);
             return;
         }
@@ -163,7 +153,7 @@ pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     *ctx.stats.formats.entry(format.name()).or_insert(0) += 1;
     check_extension(ctx, format);
     if let Err(err) = blob.seek(SeekFrom::Start(0)) {
-        let finding = unreadable(ctx.location.clone(), &err.to_string());
+        let finding = crate::engine_rules::unreadable(ctx.location.clone(), &err.to_string());
         ctx.emit(finding);
         return;
     }
@@ -264,7 +254,7 @@ fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
     let ext = ext.to_owned();
     let names: Vec<&str> = expected.iter().map(|f| f.name()).collect();
     ctx.report(
-        &rules::EXTENSION_MISMATCH,
+        &crate::engine_rules::EXTENSION_MISMATCH,
         None,
         format!(
             "named `.{ext}` but the content is {}; loaders that route by name will treat it differently",
@@ -276,7 +266,7 @@ fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::EXTENSION_MISMATCH;
+    use crate::engine_rules::EXTENSION_MISMATCH;
     use crate::Scanner;
 
     fn mismatch(name: &str, bytes: &[u8]) -> bool {

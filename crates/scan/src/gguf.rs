@@ -186,7 +186,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     if oversized > MAX_OVERSIZED_LISTED {
         let more = oversized - MAX_OVERSIZED_LISTED;
         ctx.report_at(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             Severity::Medium,
             None,
             format!("{more} more GGUF counts over the entry limit were read over"),
@@ -196,7 +196,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     if gguf.anomalies_dropped > 0 {
         capped.report(
             ctx,
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             format!(
                 "{} further structural problems were not recorded",
@@ -224,7 +224,7 @@ const MAX_OVERSIZED_LISTED: usize = 4;
 /// not the limit rule's default high.
 fn report_oversized(ctx: &mut Ctx<'_>, offset: u64, what: &str, count: u64, limit: u64) {
     ctx.report_at(
-        &crate::rules::LIMIT_HIT,
+        &crate::engine_rules::LIMIT_HIT,
         Severity::Medium,
         Some(offset),
         format!(
@@ -242,7 +242,7 @@ fn report_error(ctx: &mut Ctx<'_>, err: &Error, explained: bool) {
         Error::Limit {
             what, value, limit, ..
         } => ctx.report(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             format!("GGUF header not fully examined: {text}"),
             json!({ "limit": what, "value": value, "bound": limit }),
@@ -254,7 +254,7 @@ fn report_error(ctx: &mut Ctx<'_>, err: &Error, explained: bool) {
             json!({ "detail": detail }),
         ),
         Error::Io { .. } => ctx.report(
-            &crate::rules::UNREADABLE,
+            &crate::engine_rules::UNREADABLE,
             None,
             text.clone(),
             json!({ "error": text }),
@@ -273,7 +273,7 @@ fn check_templates(ctx: &mut Ctx<'_>, gguf: &Gguf) {
             Value::TruncatedString { prefix, len } => {
                 crate::template::check(ctx, prefix, Some(kv.value_offset), &source);
                 ctx.report(
-                    &crate::rules::LIMIT_HIT,
+                    &crate::engine_rules::LIMIT_HIT,
                     Some(kv.value_offset),
                     format!(
                         "{source}: {len}-byte chat template; only its first {} bytes were checked",
@@ -283,7 +283,7 @@ fn check_templates(ctx: &mut Ctx<'_>, gguf: &Gguf) {
                 );
             }
             Value::SkippedString(n) => ctx.report(
-                &crate::rules::LIMIT_HIT,
+                &crate::engine_rules::LIMIT_HIT,
                 Some(kv.value_offset),
                 format!("{source}: {n}-byte chat template was too large to examine"),
                 json!({ "limit": "max_string", "value": n }),

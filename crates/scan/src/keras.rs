@@ -197,7 +197,7 @@ pub(crate) fn scan_json(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
     let max = ctx.limits().max_header;
     if len > max {
         ctx.report(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             format!(
                 "JSON document of {len} bytes is over the {max}-byte limit and was not examined"
@@ -212,7 +212,7 @@ pub(crate) fn scan_json(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
         .and_then(|_| blob.take(len).read_to_end(&mut bytes));
     if let Err(err) = read {
         ctx.report(
-            &crate::rules::UNREADABLE,
+            &crate::engine_rules::UNREADABLE,
             None,
             format!("JSON could not be read: {err}"),
             json!({ "error": err.to_string() }),
@@ -349,7 +349,7 @@ pub(crate) fn scan_hdf5(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
         }
         Err(err) => {
             ctx.report(
-                &crate::rules::UNREADABLE,
+                &crate::engine_rules::UNREADABLE,
                 None,
                 format!("HDF5 file could not be read: {err}"),
                 json!({ "error": err.to_string() }),
@@ -441,7 +441,7 @@ pub(crate) fn check_config(
     }
     if report.depth_limited || report.truncated {
         ctx.report(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             offset,
             format!("Keras config in {source} was not walked completely (depth or size bound)"),
             json!({ "limit": if report.truncated { "max_entries" } else { "max_json_depth" }, "source": source }),

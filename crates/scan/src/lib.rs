@@ -12,6 +12,7 @@
 
 mod context;
 mod engine;
+mod engine_rules;
 mod walk;
 
 mod archive;

@@ -98,7 +98,7 @@ pub(crate) fn scan(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         Err(err) => {
             ctx.report_parse_error(
                 &err,
-                &crate::rules::UNREADABLE,
+                &crate::engine_rules::UNREADABLE,
                 None,
                 "ONNX model could not be decoded",
             );
@@ -116,7 +116,7 @@ pub(crate) fn check_inventory(ctx: &mut crate::Ctx<'_>, inv: &Inventory) {
     }
     if inv.external_truncated {
         ctx.report(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             "more external-data tensors than max_entries; the rest were not checked",
             json!({ "limit": "max_entries", "checked": inv.external.len() }),
@@ -125,7 +125,7 @@ pub(crate) fn check_inventory(ctx: &mut crate::Ctx<'_>, inv: &Inventory) {
     check_domains(ctx, inv);
     for path in &inv.depth_limited {
         ctx.report(
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             format!(
                 "subgraph `{path}` nested deeper than {} levels was not walked",

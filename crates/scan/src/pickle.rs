@@ -192,7 +192,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
 /// arrays, joblib members). Findings are located at offsets relative to the start of the blob.
 pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: u64) {
     if let Err(err) = blob.seek(SeekFrom::Start(offset)) {
-        let finding = crate::engine::unreadable(ctx.at(offset), &err.to_string());
+        let finding = crate::engine_rules::unreadable(ctx.at(offset), &err.to_string());
         ctx.emit(finding);
         return;
     }
@@ -200,7 +200,7 @@ pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: 
     let trace = match Emulator::new(ctx.limits()).run(reader) {
         Ok(trace) => trace,
         Err(err) => {
-            let finding = crate::engine::unreadable(ctx.at(offset), &err.to_string());
+            let finding = crate::engine_rules::unreadable(ctx.at(offset), &err.to_string());
             ctx.emit(finding);
             return;
         }
@@ -483,13 +483,13 @@ fn report_anomalies(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
             // Dropping items of huge containers loses values, not imports or calls (those are recorded
             // as their opcodes run), so honest multi-thousand-tensor state dicts stay quiet.
             AnomalyKind::LimitHit if detail.contains("container items") => {
-                (&crate::rules::LIMIT_HIT, Severity::Info)
+                (&crate::engine_rules::LIMIT_HIT, Severity::Info)
             }
             // The bottom of a huge stack is dropped, but every opcode is still executed and judged.
             AnomalyKind::LimitHit if detail.starts_with("max_stack") => {
-                (&crate::rules::LIMIT_HIT, Severity::Medium)
+                (&crate::engine_rules::LIMIT_HIT, Severity::Medium)
             }
-            AnomalyKind::LimitHit => (&crate::rules::LIMIT_HIT, Severity::High),
+            AnomalyKind::LimitHit => (&crate::engine_rules::LIMIT_HIT, Severity::High),
             AnomalyKind::JoblibArray => (&JOBLIB_UNSIZED, Severity::High),
             AnomalyKind::ProtocolMismatch => (&PROTOCOL_MISMATCH, Severity::Low),
             AnomalyKind::Truncated => (&MALFORMED, Severity::Low),

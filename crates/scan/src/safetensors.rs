@@ -204,7 +204,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         Err(err) => {
             ctx.report_parse_error(
                 &err,
-                &crate::rules::UNREADABLE,
+                &crate::engine_rules::UNREADABLE,
                 None,
                 "safetensors header could not be parsed",
             );
@@ -218,7 +218,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     if header.anomalies_dropped > 0 {
         capped.report(
             ctx,
-            &crate::rules::LIMIT_HIT,
+            &crate::engine_rules::LIMIT_HIT,
             None,
             format!(
                 "{} further header problems were not recorded",

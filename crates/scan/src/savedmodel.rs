@@ -132,7 +132,7 @@ pub(crate) fn scan(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         Err(err) => {
             ctx.report_parse_error(
                 &err,
-                &crate::rules::UNREADABLE,
+                &crate::engine_rules::UNREADABLE,
                 None,
                 "SavedModel protobuf could not be decoded",
             );

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use aegis_core::{Finding, Location};
 use rayon::prelude::*;
 
-use crate::engine::{self, Stats};
+use crate::engine::Stats;
 use crate::Scanner;
 
 /// Receives progress events; implemented by the CLI's progress bar. Must be cheap and thread-safe.
@@ -87,7 +87,7 @@ fn collect(
     let meta = match meta {
         Ok(meta) => meta,
         Err(err) => {
-            findings.push(engine::unreadable(
+            findings.push(crate::engine_rules::unreadable(
                 Location::file(path.display().to_string()),
                 &err.to_string(),
             ));
@@ -103,7 +103,7 @@ fn collect(
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
             Err(err) => {
-                findings.push(engine::unreadable(
+                findings.push(crate::engine_rules::unreadable(
                     Location::file(path.display().to_string()),
                     &err.to_string(),
                 ));

@@ -8,7 +8,7 @@
 //! `str` that way: `keras_version`, `backend`), and optionally a continuation block. [`keras_h5_v2`] writes a
 //! superblock version 2 file with an `OHDR` root header and lookup3 checksums.
 
-use crate::keras::{sequential_config, Variant};
+use crate::keras_config::{sequential_config, Variant};
 use crate::Case;
 
 const UNDEF: u64 = u64::MAX;

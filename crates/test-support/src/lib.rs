@@ -15,6 +15,7 @@ pub mod evasion;
 pub mod gguf;
 pub mod hdf5;
 pub mod keras;
+mod keras_config;
 pub mod mutate;
 pub mod npy;
 pub mod onnx;

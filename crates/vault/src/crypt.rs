@@ -31,8 +31,7 @@ use crate::pipe::pipelined;
 use crate::stream::{self, PayloadWriter, Sealed};
 use crate::Error;
 
-/// Size of the buffers around files and of each read/write, in bytes.
-pub const BUFFER_BYTES: usize = 1 << 20;
+pub use crate::pipe::BUFFER_BYTES;
 
 /// Plaintext bytes per age STREAM chunk.
 pub const CHUNK_BYTES: u64 = 64 * 1024;

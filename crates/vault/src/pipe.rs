@@ -15,7 +15,8 @@ use std::thread;
 
 use zeroize::Zeroizing;
 
-use crate::crypt::BUFFER_BYTES;
+/// Size of the buffers around files and of each read/write, in bytes.
+pub const BUFFER_BYTES: usize = 1 << 20;
 
 /// Blocks in flight per direction.
 pub const DEPTH: usize = 4;
