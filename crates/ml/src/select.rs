@@ -97,7 +97,7 @@ fn widen_single_column(g: &mut GraphProto) -> Option<&'static str> {
         .node
         .iter()
         .rev()
-        .find(|n| n.output.iter().any(|o| *o == single))
+        .find(|n| n.output.contains(&single))
         .is_some_and(|n| n.op_type == "Sigmoid");
     let constant = |name: &str, dims: &[i64], values: &[f32]| {
         let mut t = crate::export::f32_values(name, &[], values);
