@@ -1,5 +1,6 @@
 //! Fuzz what the gateway parses from a client before any model runs: predict bodies (rows, instances,
-//! columns), V2 inference bodies and OpenAI request bodies. Any bytes must give a value or an `InputError`,
+//! columns), V2 inference bodies, OpenAI request bodies and upstream paths (whose canonical form must be stable
+//! and hold no escape). Any bytes must give a value or an `InputError`,
 //! never a panic. The first byte picks the parser; the bundled demo model supplies the schema.
 #![no_main]
 
@@ -21,15 +22,25 @@ fuzz_target!(|data: &[u8]| {
     let Some((&which, body)) = data.split_first() else {
         return;
     };
-    match which % 3 {
+    match which % 4 {
         0 => {
             let _ = models::parse_predict(demo(), body);
         }
         1 => {
             let _ = models::parse_v2(demo(), body);
         }
-        _ => {
+        2 => {
             let _ = aegis_gateway::openai_model(body);
+        }
+        _ => {
+            // An upstream path: the canonical form, when accepted, must be stable and hold no escape.
+            if let Ok(text) = std::str::from_utf8(body) {
+                if let Ok(path) = aegis_gateway::canonical_path(text) {
+                    assert_eq!(aegis_gateway::canonical_path(&path).as_deref(), Ok(path.as_str()));
+                    assert!(!path.split('/').any(|s| s == "." || s == ".."));
+                    assert!(!path.contains('?') && !path.contains('#') && !path.contains('\\'));
+                }
+            }
         }
     }
 });

@@ -573,6 +573,10 @@ fn scan_rows(
     rows: &mut Vec<(usize, usize, u64)>,
     eof: bool,
 ) -> (usize, u64) {
+    // Most chunks hold no quote at all: then every line break ends a row, found with memchr.
+    if memchr::memchr(b'"', data).is_none() {
+        return scan_unquoted(data, first_line, rows, eof);
+    }
     let mut line = first_line;
     let mut start = 0usize;
     let mut start_line = line;
@@ -614,6 +618,39 @@ fn scan_rows(
         return (data.len(), line - first_line);
     }
     (start, start_line - first_line)
+}
+
+/// [`scan_rows`] for data without a quote: rows end at every `\n`.
+fn scan_unquoted(
+    data: &[u8],
+    first_line: u64,
+    rows: &mut Vec<(usize, usize, u64)>,
+    eof: bool,
+) -> (usize, u64) {
+    let mut line = first_line;
+    let mut start = 0usize;
+    for i in memchr::memchr_iter(b'\n', data) {
+        let mut end = i;
+        if end > start && data[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if end > start {
+            rows.push((start, end, line));
+        }
+        line += 1;
+        start = i + 1;
+    }
+    if eof && start < data.len() {
+        let mut end = data.len();
+        if data[end - 1] == b'\r' {
+            end -= 1;
+        }
+        if end > start {
+            rows.push((start, end, line));
+        }
+        return (data.len(), line - first_line);
+    }
+    (start, line - first_line)
 }
 
 /// The most frequent of `,` `;` tab `|` outside quotes in the first line of `data` (`,` on ties or when none

@@ -71,6 +71,10 @@ pub struct ServerConfig {
     pub metrics_public: bool,
     /// Write one JSON access-log line per request to stderr.
     pub access_log: bool,
+    /// Addresses of reverse proxies in front of the gateway whose `X-Forwarded-For` and `Forwarded` headers
+    /// are trusted (the client address they report is passed on). From anyone else these headers are
+    /// dropped, and the gateway sends upstream only what it saw itself.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -106,6 +110,7 @@ impl Default for ServerConfig {
             demo_model: true,
             metrics_public: false,
             access_log: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }

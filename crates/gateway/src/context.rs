@@ -9,6 +9,8 @@ tokio::task_local! {
     pub(crate) static REQUEST_ID: String;
     /// The route template of the request being handled, for audit records built outside its handler.
     pub(crate) static ROUTE: String;
+    /// The address the current request's connection comes from.
+    pub(crate) static PEER: Option<std::net::SocketAddr>;
 }
 
 /// The id of the current request ("-" outside a request).
@@ -21,4 +23,9 @@ pub(crate) fn current_request_id() -> String {
 /// The route template of the current request ("" outside a request).
 pub(crate) fn current_route() -> String {
     ROUTE.try_with(|r| r.clone()).unwrap_or_default()
+}
+
+/// The peer address of the current request's connection (`None` outside a request or when unknown).
+pub(crate) fn current_peer() -> Option<std::net::SocketAddr> {
+    PEER.try_with(|p| *p).ok().flatten()
 }

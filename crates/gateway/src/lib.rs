@@ -51,4 +51,4 @@ pub use guard::ModelGuard;
 pub use limits::usage;
 pub use provenance::signature_path;
 pub use state::AppState;
-pub use upstream::openai_model;
+pub use upstream::{canonical_path, openai_model};

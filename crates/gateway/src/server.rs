@@ -19,7 +19,7 @@ use axum::{Json, Router};
 use crate::audit_log;
 use crate::audit_trail::AuditCtx;
 use crate::body::{read_body, too_large};
-use crate::context::{current_request_id, REQUEST_ID, ROUTE};
+use crate::context::{current_peer, current_request_id, PEER, REQUEST_ID, ROUTE};
 use crate::extraction::{self, Gate};
 use crate::guard::{self, ModelGuard};
 use crate::http_error::{ApiError, ErrorCode};
@@ -86,8 +86,15 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
     let mut response = REQUEST_ID
-        .scope(id.clone(), ROUTE.scope(route.clone(), next.run(request)))
+        .scope(
+            id.clone(),
+            ROUTE.scope(route.clone(), PEER.scope(peer, next.run(request))),
+        )
         .await;
     let total = start.elapsed();
     let upstream = response
@@ -613,14 +620,39 @@ async fn openai(
     forward(&state, up, Method::POST, route, &headers, body, ctx).await
 }
 
-/// Generic predict upstreams: `/upstream/{name}/{rest}` is forwarded to the upstream's base URL + `/{rest}`.
+/// Methods the generic proxy forwards; anything else (`TRACE`, `CONNECT`, extension methods) is refused.
+const PROXY_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// Generic predict upstreams: `/upstream/{name}/{rest}` is forwarded to the upstream's base URL + `/{rest}`,
+/// with `rest` taken from the raw request path and made canonical by [`upstream::canonical_path`] (an
+/// encoded separator, dot segment, `%`, `?` or `#` is refused), so the upstream gets a path under its base
+/// whatever it decodes again.
 async fn proxy(
     State(state): State<Shared>,
-    Path((name, rest)): Path<(String, String)>,
+    Path((name, _)): Path<(String, String)>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::inference("/upstream/{name}/{*rest}", &name);
+    if !PROXY_METHODS.contains(request.method()) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            format!(
+                "method {} is not forwarded to upstreams; use GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+                request.method()
+            ),
+        )
+        .audited(ctx));
+    }
     admit(
         &state,
         &headers,
@@ -641,6 +673,16 @@ async fn proxy(
         .filter(|u| u.protocol == crate::config::Protocol::Predict)
         .ok_or_else(|| ApiError::not_found(format!("no upstream `{name}`")).audited(ctx.clone()))?;
     let method = request.method().clone();
+    // The raw path: `/upstream/{name}/{rest}` as the client encoded it (axum's `rest` is already decoded).
+    let raw_rest = request
+        .uri()
+        .path()
+        .strip_prefix("/upstream/")
+        .and_then(|p| p.split_once('/'))
+        .map_or("", |(_, rest)| rest);
+    let rest = upstream::canonical_path(raw_rest).map_err(|why| {
+        ApiError::bad_request("path", format!("invalid upstream path: {why}")).audited(ctx.clone())
+    })?;
     let query = request
         .uri()
         .query()
@@ -661,13 +703,15 @@ async fn forward(
     body: Bytes,
     ctx: AuditCtx,
 ) -> Result<Response, ApiError> {
-    let mut headers = headers.clone();
-    if let Ok(v) = HeaderValue::from_str(&current_request_id()) {
-        headers.insert("x-request-id", v);
-    }
+    let origin = upstream::Origin {
+        request_id: current_request_id(),
+        peer: current_peer(),
+        tls: state.tls,
+        trusted_proxies: &state.config.server.trusted_proxies,
+    };
     match state
         .upstreams
-        .forward(up, method, path, &headers, body)
+        .forward(up, method, path, headers, &origin, body)
         .await
     {
         Ok(forwarded) => Ok(finish(

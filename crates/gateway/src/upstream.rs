@@ -46,7 +46,7 @@ const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 /// Why a request could not be proxied. The `Display` text is for server logs; clients get
 /// [`ProxyError::status`] and [`ProxyError::client_reason`].
 #[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
+pub(crate) enum ProxyError {
     /// No free slot under the upstream's concurrency limit within its timeout (503).
     #[error("upstream busy: no free slot within the timeout")]
     Busy,
@@ -63,7 +63,7 @@ pub enum ProxyError {
 
 impl ProxyError {
     /// The HTTP status the client gets.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ProxyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -73,7 +73,7 @@ impl ProxyError {
     }
 
     /// A short reason safe to show the client (no addresses, no internals).
-    pub fn client_reason(&self) -> &'static str {
+    pub(crate) fn client_reason(&self) -> &'static str {
         match self {
             ProxyError::Busy => "upstream busy",
             ProxyError::Timeout => "upstream timed out",
@@ -315,12 +315,13 @@ impl Upstreams {
     /// `path_and_query` is appended to the upstream's base path (`/v1/chat/completions`, or for `predict`
     /// upstreams the remainder after `/upstream/{name}`). `headers` are the client's, with `x-request-id`
     /// set by the server; credentials and hop-by-hop headers are removed here.
-    pub async fn forward(
+    pub(crate) async fn forward(
         &self,
         up: &Upstream,
         method: Method,
         path_and_query: &str,
         headers: &HeaderMap,
+        origin: &Origin<'_>,
         body: Bytes,
     ) -> Result<Forwarded, ProxyError> {
         let uri = up.uri(path_and_query)?;
@@ -338,7 +339,7 @@ impl Upstreams {
         let mut req = Request::new(Full::new(body));
         *req.method_mut() = method;
         *req.uri_mut() = uri;
-        *req.headers_mut() = request_headers(headers, &up.host);
+        *req.headers_mut() = request_headers(headers, &up.host, origin);
 
         let sent = Instant::now();
         let response = match tokio::time::timeout(up.timeout, self.client.request(req)).await {
@@ -363,7 +364,7 @@ impl Upstreams {
 
 /// An upstream's answer, ready to return to the client.
 #[derive(Debug)]
-pub struct Forwarded {
+pub(crate) struct Forwarded {
     /// Status and end-to-end headers of the upstream; the body streams from the upstream and holds the
     /// concurrency slot until it is finished or dropped.
     pub response: axum::response::Response,
@@ -390,8 +391,40 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// The headers sent upstream: the client's end-to-end headers minus credentials, plus the upstream's host.
-fn request_headers(client: &HeaderMap, host: &HeaderValue) -> HeaderMap {
+/// Who sent the request, as the gateway saw it: what the upstream is told in the forwarding headers.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin<'a> {
+    /// The gateway's request id (`x-request-id` upstream).
+    pub(crate) request_id: String,
+    /// The peer address of the client's connection.
+    pub(crate) peer: Option<std::net::SocketAddr>,
+    /// The client connected over TLS.
+    pub(crate) tls: bool,
+    /// Proxies whose own `X-Forwarded-For` is trusted (`server.trusted_proxies`).
+    pub(crate) trusted_proxies: &'a [std::net::IpAddr],
+}
+
+/// Headers that say who the client is or how it connected: a client could pose as any address with them, so
+/// they are dropped from the client's request and set by the gateway (see [`request_headers`]).
+const FORWARDING: [&str; 6] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+];
+
+/// The headers sent upstream: the client's end-to-end headers minus credentials, hop-by-hop headers and
+/// forwarding headers, then the gateway's own (set last, so a `Connection` header cannot remove them): the
+/// upstream's host, `x-request-id`, and `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Real-IP` and `Forwarded` for
+/// the peer. A peer listed in `trusted_proxies` is a proxy in front of the gateway: the client address its
+/// `X-Forwarded-For` reports is kept, with the peer appended.
+pub(crate) fn request_headers(
+    client: &HeaderMap,
+    host: &HeaderValue,
+    origin: &Origin<'_>,
+) -> HeaderMap {
     let listed = if client.contains_key(header::CONNECTION) {
         connection_listed(client)
     } else {
@@ -408,13 +441,119 @@ fn request_headers(client: &HeaderMap, host: &HeaderValue) -> HeaderMap {
                 "authorization" | "x-api-key" | "cookie" | "host" | "content-length" | "expect"
             )
             || n.starts_with("x-aegis-")
+            || FORWARDING.contains(&n)
             || listed.contains(name);
         if !drop {
             out.append(name.clone(), value.clone());
         }
     }
     out.insert(header::HOST, host.clone());
+    if let Ok(v) = HeaderValue::from_str(&origin.request_id) {
+        out.insert("x-request-id", v);
+    }
+    let peer = origin.peer.map(|p| p.ip());
+    let trusted = peer.is_some_and(|ip| origin.trusted_proxies.contains(&ip));
+    // Through a trusted proxy, the client is the first address it reports.
+    let reported: Vec<std::net::IpAddr> = if trusted {
+        client
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let chain: Vec<String> = reported
+        .iter()
+        .chain(peer.as_ref())
+        .map(ToString::to_string)
+        .collect();
+    let client_ip = reported.first().or(peer.as_ref());
+    let proto = if origin.tls { "https" } else { "http" };
+    let mut set = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.insert(name, v);
+        }
+    };
+    if !chain.is_empty() {
+        set("x-forwarded-for", chain.join(", "));
+    }
+    if let Some(ip) = client_ip {
+        set("x-real-ip", ip.to_string());
+        let node = match ip {
+            std::net::IpAddr::V6(v6) => format!("\"[{v6}]\""),
+            std::net::IpAddr::V4(v4) => v4.to_string(),
+        };
+        set("forwarded", format!("for={node};proto={proto}"));
+    }
+    set("x-forwarded-proto", proto.to_string());
     out
+}
+
+/// The canonical form of the raw (percent-encoded) path after an upstream route's prefix, or why it is
+/// refused. Each `/`-separated segment is decoded once and must not hold `/`, `\`, `%`, `?`, `#` or control
+/// characters, nor be `.` or `..`: an encoded separator or dot segment would escape the upstream's base in an
+/// upstream (or a proxy in front of it) that decodes again, an encoded `%` would let it decode into one, and an
+/// encoded `?` or `#` would start a query or a fragment upstream. The segments are then encoded again, every
+/// byte but `A-Z a-z 0-9 - . _ ~ ! $ & ' ( ) * + , ; = : @`, so what the upstream receives decodes to exactly
+/// what was checked.
+pub fn canonical_path(raw: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    for (i, segment) in raw.split('/').enumerate() {
+        let decoded = percent_decode(segment)?;
+        if decoded == b"." || decoded == b".." {
+            return Err(format!("segment {} is a dot segment", i + 1));
+        }
+        if let Some(&b) = decoded
+            .iter()
+            .find(|&&b| matches!(b, b'/' | b'\\' | b'%' | b'?' | b'#') || b < 0x20 || b == 0x7f)
+        {
+            return Err(format!(
+                "segment {} holds {} once decoded; encoded separators, '%', '?' and '#' are refused",
+                i + 1,
+                if b.is_ascii_graphic() {
+                    format!("{:?}", char::from(b))
+                } else {
+                    format!("byte 0x{b:02x}")
+                }
+            ));
+        }
+        if i > 0 {
+            out.push('/');
+        }
+        for &b in &decoded {
+            if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `%XX` sequences decoded; a `%` not followed by two hex digits is an error.
+fn percent_decode(segment: &str) -> Result<Vec<u8>, String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| "a '%' not followed by two hex digits".to_string())?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 /// Remove hop-by-hop headers from an upstream response.
@@ -535,6 +674,16 @@ pub fn openai_model(body: &[u8]) -> Result<(String, bool), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the gateway knows of a client connecting from 192.0.2.7 (a documentation address).
+    fn origin() -> Origin<'static> {
+        Origin {
+            request_id: "req-123".into(),
+            peer: Some("192.0.2.7:50000".parse().unwrap()),
+            tls: false,
+            trusted_proxies: &[],
+        }
+    }
     use axum::response::IntoResponse;
     use http_body_util::BodyExt;
     use std::collections::BTreeMap;
@@ -647,7 +796,14 @@ mod tests {
         h.insert("x-aegis-internal", "secret".parse().unwrap());
         let body = Bytes::from_static(br#"{"rows":[[1,2,3]]}"#);
         let f = ups
-            .forward(up, Method::POST, "/predict?v=1", &h, body.clone())
+            .forward(
+                up,
+                Method::POST,
+                "/predict?v=1",
+                &h,
+                &origin(),
+                body.clone(),
+            )
             .await
             .unwrap();
         assert_eq!(f.response.status(), StatusCode::OK);
@@ -682,6 +838,88 @@ mod tests {
         assert_eq!(up.in_flight(), 0);
     }
 
+    #[test]
+    fn canonical_paths_refuse_every_encoded_escape() {
+        for bad in [
+            "%252e%252e%252fsecret",
+            "..%252f",
+            "%2e%2e%252f",
+            "x/..%252f..%252f",
+            "..",
+            "a/./b",
+            "%2e%2E/x",
+            "a%2Fb",
+            "a%5Cb",
+            "a\\b",
+            "predict%3Fa=1",
+            "predict%23frag",
+            "a%00b",
+            "a%0d%0aX-Injected:%201",
+            "bad%zz",
+            "trailing%2",
+        ] {
+            assert!(canonical_path(bad).is_err(), "{bad} was accepted");
+        }
+        for (raw, canonical) in [
+            ("predict", "predict"),
+            ("v1/models/fraud:predict", "v1/models/fraud:predict"),
+            ("caf%C3%A9/x%20y", "caf%C3%A9/x%20y"),
+            ("café", "caf%C3%A9"),
+            ("a%41b", "aAb"),
+            ("", ""),
+            ("a//b/", "a//b/"),
+            ("...", "..."),
+        ] {
+            assert_eq!(canonical_path(raw).as_deref(), Ok(canonical), "{raw}");
+            assert_eq!(canonical_path(canonical).as_deref(), Ok(canonical), "{raw}");
+        }
+    }
+
+    #[test]
+    fn clients_cannot_set_forwarding_headers_or_remove_the_gateways() {
+        let host = HeaderValue::from_static("up.example");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.66".parse().unwrap());
+        h.insert("forwarded", "for=203.0.113.66".parse().unwrap());
+        h.insert("x-real-ip", "203.0.113.66".parse().unwrap());
+        h.insert("x-forwarded-host", "admin.internal".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-request-id", "chosen-by-client".parse().unwrap());
+        h.insert(
+            header::CONNECTION,
+            "x-request-id, x-forwarded-for, host".parse().unwrap(),
+        );
+        let out = request_headers(&h, &host, &origin());
+        assert_eq!(out["x-forwarded-for"], "192.0.2.7");
+        assert_eq!(out["x-real-ip"], "192.0.2.7");
+        assert_eq!(out["forwarded"], "for=192.0.2.7;proto=http");
+        assert_eq!(out["x-forwarded-proto"], "http");
+        assert_eq!(out["x-request-id"], "req-123");
+        assert_eq!(out[header::HOST], "up.example");
+        assert!(out.get("x-forwarded-host").is_none());
+        assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
+
+        // Behind a trusted proxy, the client it reports is kept and the proxy appended.
+        let proxies = ["192.0.2.7".parse().unwrap()];
+        let behind = Origin {
+            trusted_proxies: &proxies,
+            tls: true,
+            ..origin()
+        };
+        let out = request_headers(&h, &host, &behind);
+        assert_eq!(out["x-forwarded-for"], "203.0.113.66, 192.0.2.7");
+        assert_eq!(out["x-real-ip"], "203.0.113.66");
+        assert_eq!(out["forwarded"], "for=203.0.113.66;proto=https");
+
+        // An IPv6 peer is quoted in `Forwarded` (RFC 7239).
+        let v6 = Origin {
+            peer: Some("[2001:db8::1]:443".parse().unwrap()),
+            ..origin()
+        };
+        let out = request_headers(&HeaderMap::new(), &host, &v6);
+        assert_eq!(out["forwarded"], "for=\"[2001:db8::1]\";proto=http");
+    }
+
     #[tokio::test]
     async fn dot_segments_are_refused_and_plain_paths_join_the_base() {
         let addr = start_upstream(Arc::new(Notify::new())).await;
@@ -703,7 +941,7 @@ mod tests {
             "relative",
         ] {
             let e = ups
-                .forward(up, Method::GET, bad, &h, Bytes::new())
+                .forward(up, Method::GET, bad, &h, &origin(), Bytes::new())
                 .await
                 .unwrap_err();
             assert!(matches!(e, ProxyError::BadPath), "{bad}: {e}");
@@ -715,7 +953,7 @@ mod tests {
             ("?q=..", "/m/fraud?q=.."),
         ] {
             let f = ups
-                .forward(up, Method::GET, path, &h, Bytes::new())
+                .forward(up, Method::GET, path, &h, &origin(), Bytes::new())
                 .await
                 .unwrap();
             assert_eq!(body_json(f.response).await["uri"], uri, "{path}");
@@ -736,7 +974,14 @@ mod tests {
         let up = ups.for_openai_model("any").unwrap();
         let run = async {
             let f = ups
-                .forward(up, Method::POST, "/sse", &HeaderMap::new(), Bytes::new())
+                .forward(
+                    up,
+                    Method::POST,
+                    "/sse",
+                    &HeaderMap::new(),
+                    &origin(),
+                    Bytes::new(),
+                )
                 .await
                 .unwrap();
             assert_eq!(
@@ -780,7 +1025,7 @@ mod tests {
         let h = HeaderMap::new();
         let slow = ups.get("slow").unwrap();
         let e = ups
-            .forward(slow, Method::GET, "/hang", &h, Bytes::new())
+            .forward(slow, Method::GET, "/hang", &h, &origin(), Bytes::new())
             .await
             .unwrap_err();
         assert!(matches!(e, ProxyError::Timeout), "{e}");
@@ -788,14 +1033,14 @@ mod tests {
         assert_eq!(slow.in_flight(), 0);
         // The same upstream answers a normal request within the timeout.
         let ok = ups
-            .forward(slow, Method::GET, "/x", &h, Bytes::new())
+            .forward(slow, Method::GET, "/x", &h, &origin(), Bytes::new())
             .await
             .unwrap();
         assert_eq!(ok.response.status(), StatusCode::OK);
 
         let gone = ups.get("gone").unwrap();
         let e = ups
-            .forward(gone, Method::GET, "/", &h, Bytes::new())
+            .forward(gone, Method::GET, "/", &h, &origin(), Bytes::new())
             .await
             .unwrap_err();
         assert!(matches!(e, ProxyError::Unavailable(_)), "{e}");
@@ -816,14 +1061,14 @@ mod tests {
         let h = HeaderMap::new();
         let run = async {
             let first = ups
-                .forward(up, Method::POST, "/sse", &h, Bytes::new())
+                .forward(up, Method::POST, "/sse", &h, &origin(), Bytes::new())
                 .await
                 .unwrap();
             let mut body = first.response.into_body();
             body.frame().await.unwrap().unwrap();
             assert_eq!(ups.list()[0].in_flight, 1);
             let e = ups
-                .forward(up, Method::GET, "/x", &h, Bytes::new())
+                .forward(up, Method::GET, "/x", &h, &origin(), Bytes::new())
                 .await
                 .unwrap_err();
             assert!(matches!(e, ProxyError::Busy), "{e}");
@@ -831,7 +1076,7 @@ mod tests {
             drop(body);
             assert_eq!(ups.list()[0].in_flight, 0);
             let next = ups
-                .forward(up, Method::GET, "/x", &h, Bytes::new())
+                .forward(up, Method::GET, "/x", &h, &origin(), Bytes::new())
                 .await
                 .unwrap();
             assert_eq!(next.response.status(), StatusCode::OK);
@@ -874,6 +1119,7 @@ mod tests {
                     Method::POST,
                     "/",
                     &HeaderMap::new(),
+                    &origin(),
                     Bytes::from_static(b"{}"),
                 )
                 .await

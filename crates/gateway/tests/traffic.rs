@@ -49,6 +49,8 @@ const LLM: &str = "gpt-test";
 struct Stub {
     hits: Arc<AtomicUsize>,
     headers: Arc<Mutex<Vec<HeaderMap>>>,
+    /// Path and query of every request the fallback route answered.
+    uris: Arc<Mutex<Vec<String>>>,
     /// A streaming answer asked to `wait` holds its second chunk until this fires.
     release: Arc<Notify>,
 }
@@ -124,6 +126,18 @@ async fn stub_v2(State(s): State<Stub>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
+/// Any other path: record it and answer `{}`.
+async fn stub_record(State(s): State<Stub>, request: axum::extract::Request) -> Response {
+    s.hit(request.headers());
+    s.uris.lock().unwrap().push(
+        request
+            .uri()
+            .path_and_query()
+            .map_or_else(String::new, ToString::to_string),
+    );
+    Json(json!({})).into_response()
+}
+
 /// Start the stub on 127.0.0.1:0.
 async fn start_stub() -> (SocketAddr, Stub) {
     let stub = Stub::default();
@@ -132,6 +146,7 @@ async fn start_stub() -> (SocketAddr, Stub) {
         .route("/predict", any(stub_predict))
         .route("/slow/{*rest}", any(stub_slow))
         .route("/v2/models/{name}/infer", post(stub_v2))
+        .fallback(stub_record)
         .with_state(stub.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -903,4 +918,122 @@ async fn generic_proxy_only_for_predict_upstreams(backend: Backend) {
 both!(
     generic_proxy_reaches_only_predict_upstreams,
     generic_proxy_only_for_predict_upstreams
+);
+
+/// One request over HTTP/2 (prior knowledge on the plaintext listener), the path sent as written.
+async fn h2_request(server: &TestServer, method: &str, path: &str, key: &str) -> (u16, Bytes) {
+    let stream = tokio::net::TcpStream::connect(server.info().addr)
+        .await
+        .unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", server.info().addr))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{}")))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("answer within 10 s")
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, body)
+}
+
+/// The upstream only ever gets a path under its base: every doubly encoded or encoded separator, dot segment,
+/// `%`, `?` and `#` is refused (400 `path`) over HTTP/1.1 and HTTP/2 before anything is forwarded, a clean
+/// path arrives canonically encoded, methods the proxy does not need (`TRACE`) are refused, and the client
+/// cannot set the forwarding headers or strip the gateway's own with `Connection`.
+async fn upstream_paths_and_forwarding(backend: Backend) {
+    let Some((server, stub)) = start_with_stub(backend, |_| {}).await else {
+        return;
+    };
+    let key = server.key(&["pred"], |_| {}).await;
+    let escapes = [
+        "%252e%252e%252fsecret",
+        "..%252f",
+        "%2e%2e%252f",
+        "x/..%252f..%252f",
+        "..%2fsecret",
+        "a%2Fb",
+        "a%5Cb",
+        "predict%3Fadmin=1",
+        "predict%23x",
+        "%2e%2e/%2e%2e/etc/passwd",
+    ];
+    let before = stub.hits();
+    for bad in escapes {
+        let path = format!("/upstream/pred/{bad}");
+        let r = server.post_key(&path, &key, "{}").await;
+        assert_error(&r, 400, "path");
+        let (status, body) = h2_request(&server, "POST", &path, &key).await;
+        assert_eq!(status, 400, "HTTP/2 {path}: {body:?}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("\"path\""),
+            "{body:?}"
+        );
+    }
+    assert_eq!(stub.hits(), before, "an escaping path was forwarded");
+
+    let r = server
+        .post_key("/upstream/pred/caf%C3%A9/x%20y?v=1", &key, "{}")
+        .await;
+    assert_ok(&r);
+    let (status, _) = h2_request(&server, "POST", "/upstream/pred/caf%C3%A9/x%20y?v=1", &key).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stub.uris.lock().unwrap().as_slice(),
+        ["/caf%C3%A9/x%20y?v=1", "/caf%C3%A9/x%20y?v=1"]
+    );
+
+    let auth = format!("Bearer {key}");
+    let r = server
+        .request(
+            "TRACE",
+            "/upstream/pred/predict",
+            &[("authorization", &auth)],
+            "",
+        )
+        .await;
+    assert_error(&r, 405, "method");
+
+    let r = server
+        .request(
+            "POST",
+            "/upstream/pred/predict",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "203.0.113.9"),
+                ("forwarded", "for=203.0.113.9"),
+                ("x-real-ip", "203.0.113.9"),
+                ("x-request-id", "chosen-by-client"),
+                ("connection", "x-request-id, x-forwarded-for"),
+            ],
+            "{}",
+        )
+        .await;
+    assert_ok(&r);
+    let seen = stub.headers.lock().unwrap().last().unwrap().clone();
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-real-ip"], "127.0.0.1");
+    assert_eq!(seen["forwarded"], "for=127.0.0.1;proto=http");
+    assert_eq!(
+        seen["x-request-id"].to_str().unwrap(),
+        r.header("x-request-id").unwrap()
+    );
+    server.stop().await;
+}
+
+both!(
+    upstream_paths_stay_under_the_base_and_forwarding_headers_are_the_gateways,
+    upstream_paths_and_forwarding
 );
