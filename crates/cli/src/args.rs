@@ -189,6 +189,9 @@ pub enum UserCommand {
     Disable(UserNameArgs),
     /// Enable a disabled user.
     Enable(UserNameArgs),
+    /// Clear a user's failed-login lock (after someone guessed at their password), so they can sign in now.
+    #[command(after_help = "Example:\n  aegis user unlock alice --config aegis.toml")]
+    Unlock(UserNameArgs),
 }
 
 /// `aegis user add`.

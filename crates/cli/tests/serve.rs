@@ -96,6 +96,19 @@ fn users_keys_and_the_audit_log_from_the_command_line() {
     let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(users.as_array().unwrap().len(), 1);
     assert_eq!(users[0]["role"], "admin");
+    // Every command that opens the database says which one, and stdout stays JSON.
+    assert!(
+        stderr(&out).contains("aegis: database sqlite://") && stderr(&out).contains("aegis.db"),
+        "{}",
+        stderr(&out)
+    );
+    // Unlock clears a lock (here: none) and names the user; an unknown user is an error.
+    let out = run(d, &["user", "unlock", "alice"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("alice unlocked"), "{}", stderr(&out));
+    let out = run(d, &["user", "unlock", "nobody"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not found"), "{}", stderr(&out));
 
     // Keys: created (secret on stdout once), listed without the secret, rotated, revoked.
     let out = run(
@@ -149,7 +162,13 @@ fn users_keys_and_the_audit_log_from_the_command_line() {
         .iter()
         .filter_map(|r| r["decision"].as_str())
         .collect();
-    for expected in ["user.create", "key.create", "key.rotate", "key.revoke"] {
+    for expected in [
+        "user.create",
+        "user.unlock",
+        "key.create",
+        "key.rotate",
+        "key.revoke",
+    ] {
         assert!(
             decisions.contains(&expected),
             "{expected} missing from {decisions:?}"

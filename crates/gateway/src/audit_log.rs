@@ -1074,7 +1074,7 @@ mod tests {
     #[tokio::test]
     async fn two_replicas_on_one_database_extend_one_chain() {
         let (db_a, dir) = temp_db().await;
-        let db_b = Db::open_data_dir(dir.path()).await.unwrap();
+        let db_b = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let (log_a, writer_a) = AuditLog::spawn(db_a.clone());
         let (log_b, writer_b) = AuditLog::spawn(db_b.clone());
         let mut tasks = Vec::new();

@@ -583,6 +583,10 @@ impl Config {
                 fix(p);
             }
         }
+        fix(&mut self.server.data_dir);
+        if let Some(url) = &mut self.server.database {
+            *url = sqlite_url_against(url, base);
+        }
         if let Some(p) = &mut self.server.tls_cert {
             fix(p);
         }
@@ -668,6 +672,28 @@ impl Config {
     }
 }
 
+/// A `sqlite:` URL whose file path is relative, made relative to `base` (the config file's directory); any
+/// other URL unchanged.
+fn sqlite_url_against(url: &str, base: &Path) -> String {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return url.to_owned();
+    };
+    let (path, query) = rest
+        .split_once('?')
+        .map_or((rest, None), |(p, q)| (p, Some(q)));
+    if path.is_empty() || path == ":memory:" || Path::new(path).is_absolute() {
+        return url.to_owned();
+    }
+    let joined = base.join(path);
+    match query {
+        Some(q) => format!("sqlite://{}?{q}", joined.display()),
+        None => format!("sqlite://{}", joined.display()),
+    }
+}
+
 /// Model, upstream and key names: 1–64 characters of `[A-Za-z0-9._-]`.
 pub fn check_name(name: &str) -> std::result::Result<(), String> {
     let ok = !name.is_empty()
@@ -712,6 +738,34 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(c.models[0].path, dir.path().join("m.onnx"));
+        // The data directory and a SQLite database follow the file too, so `aegis key create --config
+        // etc/aegis.toml` run from anywhere opens the database the running gateway uses.
+        assert_eq!(c.server.data_dir, dir.path().join("aegis-data"));
+        let c = Config::load(&write(
+            dir.path(),
+            "[server]\ndata_dir = \"state\"\ndatabase = \"sqlite://db/aegis.db?mode=rwc\"\n",
+        ))
+        .unwrap();
+        assert_eq!(c.server.data_dir, dir.path().join("state"));
+        assert_eq!(
+            c.database_url(),
+            format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("db/aegis.db").display()
+            )
+        );
+        let base = Path::new("/etc/aegis");
+        assert_eq!(
+            sqlite_url_against("sqlite:a.db", base),
+            "sqlite:///etc/aegis/a.db"
+        );
+        for kept in [
+            "sqlite:///var/lib/aegis.db",
+            "sqlite::memory:",
+            "postgres://u:p@db/aegis",
+        ] {
+            assert_eq!(sqlite_url_against(kept, base), kept);
+        }
         let err = Config::load(&write(dir.path(), "[server]\nplaintex = true\n")).unwrap_err();
         assert!(err.to_string().contains("plaintex"), "{err}");
         assert!(err.to_string().contains("aegis.toml"), "{err}");

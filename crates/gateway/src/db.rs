@@ -16,6 +16,74 @@ use sqlx::{Executor, Row};
 
 use crate::error::{Error, Result};
 
+/// Make the data directory private before anything is stored in it: created `0700` when absent, and the
+/// embedded database `aegis.db` created `0600` (SQLite gives its `-wal` and `-shm` files the database's mode).
+/// The database holds the session key, TOTP secrets and session ids, so a directory or database that other
+/// users can read is refused with the command that fixes it, as the vault refuses a readable key file.
+pub fn prepare_data_dir(dir: &Path) -> Result<()> {
+    let loose = |path: &Path, what: &str, mode: u32, fix: u32| {
+        Error::Config {
+            path: path.to_path_buf(),
+            reason: format!(
+                "the {what} is readable by other users (mode {:03o}); it holds the gateway's secrets: run \
+                 `chmod {fix:o} {}`",
+                mode & 0o777,
+                path.display()
+            ),
+        }
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+        match std::fs::metadata(dir) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                return Err(loose(
+                    dir,
+                    "data directory",
+                    meta.permissions().mode(),
+                    0o700,
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(Error::io("create", dir))?;
+            }
+            Err(e) => return Err(Error::io("read", dir)(e)),
+        }
+        let file = dir.join("aegis.db");
+        match std::fs::metadata(&file) {
+            Ok(meta) if meta.permissions().mode() & 0o077 != 0 => {
+                return Err(loose(&file, "database", meta.permissions().mode(), 0o600));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&file)
+                    .map(drop)
+                    .or_else(|e| match e.kind() {
+                        std::io::ErrorKind::AlreadyExists => Ok(()),
+                        _ => Err(e),
+                    })
+                    .map_err(Error::io("create", &file))?;
+            }
+            Err(e) => return Err(Error::io("read", &file)(e)),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = loose;
+        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+    }
+    Ok(())
+}
+
 /// `prev_hash` of the first audit record (the audit chain's genesis; the schema seeds the chain head with it).
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -173,7 +241,7 @@ impl Db {
 
     /// Open (creating it when absent) the embedded database `aegis.db` in `dir`.
     pub async fn open_data_dir(dir: &Path) -> Result<Db> {
-        std::fs::create_dir_all(dir).map_err(Error::io("create", dir))?;
+        prepare_data_dir(dir)?;
         Db::connect(&sqlite_url(&dir.join("aegis.db"))).await
     }
 
@@ -300,10 +368,36 @@ pub fn redact_url(url: &str) -> String {
 pub(crate) mod tests {
     use super::*;
 
+    #[cfg(unix)]
+    #[test]
+    fn the_data_directory_is_private_and_loose_modes_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("state");
+        prepare_data_dir(&dir).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("aegis.db")), 0o600);
+        // Idempotent on a private directory.
+        prepare_data_dir(&dir).unwrap();
+
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = prepare_data_dir(&dir).unwrap_err().to_string();
+        assert!(err.contains("chmod 700") && err.contains("755"), "{err}");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(dir.join("aegis.db"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let err = prepare_data_dir(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("chmod 600") && err.contains("aegis.db"),
+            "{err}"
+        );
+    }
+
     /// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
     pub(crate) async fn temp_db() -> (Db, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open_data_dir(dir.path()).await.unwrap();
+        let db = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         (db, dir)
     }
 
@@ -322,15 +416,17 @@ pub(crate) mod tests {
     async fn reopening_keeps_data_and_refuses_a_newer_schema() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = Db::open_data_dir(dir.path()).await.unwrap();
+            let db = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
             db.set_setting("kept", "yes").await.unwrap();
             db.close().await;
         }
-        let db = Db::open_data_dir(dir.path()).await.unwrap();
+        let db = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         assert_eq!(db.setting("kept").await.unwrap().as_deref(), Some("yes"));
         db.set_setting("schema_version", "999").await.unwrap();
         db.close().await;
-        let err = Db::open_data_dir(dir.path()).await.unwrap_err();
+        let err = Db::open_data_dir(&dir.path().join("data"))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("newer"), "{err}");
     }
 

@@ -948,7 +948,7 @@ mod tests {
         assert_eq!(stored, sha256_hex(secret.expose().as_bytes()));
         // The whole database file does not contain the secret either.
         db.close().await;
-        for entry in std::fs::read_dir(dir.path()).unwrap() {
+        for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
             let bytes = std::fs::read(entry.unwrap().path()).unwrap();
             assert!(!bytes
                 .windows(random_part.len())
@@ -1007,7 +1007,7 @@ mod tests {
             KeyRejection::Expired
         );
         // Revocation takes effect at once, through another handle on the same database (another replica).
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         assert!(authenticate(&other, Some(&text), NOW)
             .await
             .unwrap()
@@ -1244,7 +1244,7 @@ mod tests {
     #[tokio::test]
     async fn another_replicas_revocation_is_seen_after_refresh_or_invalidate() {
         let (db, dir) = temp_db().await;
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let (a, a_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
             .await
             .unwrap();
@@ -1299,7 +1299,7 @@ mod tests {
     #[tokio::test]
     async fn rotation_elsewhere_is_seen_after_refresh_and_the_new_key_works_at_once() {
         let (db, dir) = temp_db().await;
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let (old, old_s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
             .await
             .unwrap();
@@ -1443,7 +1443,7 @@ mod tests {
     #[tokio::test]
     async fn a_cache_without_a_recent_refresh_reads_the_database() {
         let (db, dir) = temp_db().await;
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
             .await
             .unwrap();
@@ -1521,7 +1521,7 @@ mod tests {
     #[tokio::test]
     async fn the_watcher_refreshes_and_stops_with_the_cache() {
         let (db, dir) = temp_db().await;
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let (key, s) = create_key(&db, &new_key(&["*"], &["*"]), NOW)
             .await
             .unwrap();

@@ -622,14 +622,14 @@ mod tests {
     async fn counters_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
         let k = {
-            let db = Db::open_data_dir(dir.path()).await.unwrap();
+            let db = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
             let k = key(&db, 0.001, 2, 3, 0).await;
             assert!(admit(&db, &k, NOW).await.unwrap().is_ok());
             assert!(admit(&db, &k, NOW).await.unwrap().is_ok());
             db.close().await;
             k
         };
-        let db = Db::open_data_dir(dir.path()).await.unwrap();
+        let db = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         assert_eq!(usage(&db, &k.id, NOW).await.unwrap().day_used, 2);
         // The rate state persisted too: the burst of 2 is spent.
         assert!(matches!(
@@ -647,7 +647,7 @@ mod tests {
     #[tokio::test]
     async fn two_handles_on_one_database_share_the_counters() {
         let (a, dir) = temp_db().await;
-        let b = Db::open_data_dir(dir.path()).await.unwrap();
+        let b = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let k = key(&a, 0.001, 4, 1_000_000, 0).await;
         assert!(admit(&a, &k, NOW).await.unwrap().is_ok());
         assert!(admit(&b, &k, NOW).await.unwrap().is_ok());
@@ -723,7 +723,7 @@ mod tests {
         let k = key(&db, 1000.0, 800, 0, 0).await;
         assert_eq!(lease_size(&k), 50);
         let leases = RateLeases::new();
-        let other = Db::open_data_dir(dir.path()).await.unwrap();
+        let other = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
         let other_leases = RateLeases::new();
         let mut admitted = 0;
         for i in 0..2000 {

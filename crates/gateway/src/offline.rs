@@ -24,8 +24,7 @@ impl Offline {
             .build()
             .map_err(|e| Error::Server(format!("start the runtime: {e}")))?;
         if config.server.database.is_none() {
-            std::fs::create_dir_all(&config.server.data_dir)
-                .map_err(Error::io("create", &config.server.data_dir))?;
+            crate::db::prepare_data_dir(&config.server.data_dir)?;
         }
         let db = runtime.block_on(Db::connect(&config.database_url()))?;
         Ok(Offline { runtime, db })

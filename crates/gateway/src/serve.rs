@@ -130,8 +130,7 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running> {
     let url = config.database_url();
     if config.server.database.is_none() {
-        std::fs::create_dir_all(&config.server.data_dir)
-            .map_err(Error::io("create", &config.server.data_dir))?;
+        crate::db::prepare_data_dir(&config.server.data_dir)?;
     }
     let db = Db::connect(&url).await?;
     let session_key = SessionKey::load_or_create(&db).await?;

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use aegis_ml::onnx::OnnxModel;
-use aegis_ml::{input_gradient, Loss, Model};
+use aegis_ml::{input_gradient, Loss};
 
 fn floats(v: &serde_json::Value) -> Vec<f32> {
     v.as_array()

@@ -30,12 +30,11 @@ fn options(args: &GatewayArgs) -> ServeOptions {
 
 fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
     let config = options(args).resolve()?;
-    let offline = Offline::open(&config).with_context(|| {
-        format!(
-            "open the gateway database {}",
-            aegis_gateway::db::redact_url(&config.database_url())
-        )
-    })?;
+    let database = aegis_gateway::db::redact_url(&config.database_url());
+    let offline =
+        Offline::open(&config).with_context(|| format!("open the gateway database {database}"))?;
+    // Which database a command changed, so a key created in one file is never mistaken for the server's.
+    eprintln!("aegis: database {database}");
     Ok((config, offline))
 }
 
@@ -172,6 +171,17 @@ pub fn user(global: &GlobalArgs, command: UserCommand) -> anyhow::Result<ExitCod
         }
         UserCommand::Disable(args) => set_disabled(args, true),
         UserCommand::Enable(args) => set_disabled(args, false),
+        UserCommand::Unlock(args) => {
+            let (_, off) = open(&args.gateway)?;
+            off.block_on(identity::unlock(off.db(), &args.username))?;
+            off.audit("user.unlock", &args.username, "")?;
+            off.close();
+            eprintln!(
+                "user {} unlocked: failed sign-ins cleared, they can sign in now",
+                args.username
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -286,6 +286,21 @@ pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<()>
     Ok(())
 }
 
+/// Clear a user's failed-login count and lock (`aegis user unlock`), so an owner locked out by someone
+/// guessing at their name can sign in again at once. Unknown: [`Error::NotFound`].
+pub async fn unlock(db: &Db, username: &str) -> Result<()> {
+    let done =
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE username = $1")
+            .bind(username)
+            .execute(db.pool())
+            .await
+            .map_err(Error::db("unlock a user"))?;
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(format!("user {username}")));
+    }
+    Ok(())
+}
+
 /// Replace a user's password (policy-checked). Clears any lockout and revokes the user's sessions, so a
 /// stolen session does not outlive a password reset. Unknown: [`Error::NotFound`].
 pub async fn set_password(db: &Db, username: &str, password: &str) -> Result<()> {
@@ -707,6 +722,28 @@ mod tests {
             .await
             .unwrap();
         assert!(set_password(&db, "ann", "tiny").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn unlock_lets_a_locked_out_owner_sign_in_at_once() {
+        let (db, _dir, key) = setup().await;
+        create_user(&db, "bo", PW, Role::Client).await.unwrap();
+        for _ in 0..5 {
+            let _ = login_at(&db, &key, "bo", "wrong password!", None, NOW).await;
+        }
+        assert!(matches!(
+            login_at(&db, &key, "bo", PW, None, NOW).await,
+            Err(LoginError::Locked { .. })
+        ));
+        unlock(&db, "bo").await.unwrap();
+        login_at(&db, &key, "bo", PW, None, NOW).await.unwrap();
+        // The failure count starts again from zero: one more failure does not lock.
+        let _ = login_at(&db, &key, "bo", "wrong password!", None, NOW).await;
+        login_at(&db, &key, "bo", PW, None, NOW).await.unwrap();
+        assert!(matches!(
+            unlock(&db, "nobody").await,
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[tokio::test]

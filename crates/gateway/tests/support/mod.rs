@@ -147,6 +147,13 @@ async fn drop_postgres_database(admin_url: &str, name: &str) {
 /// None when the backend is unavailable (PostgreSQL outside CI).
 pub async fn start(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestServer> {
     let dir = tempfile::tempdir().unwrap();
+    // The gateway refuses a data directory other users can read.
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let mut config = Config::default();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     config.server.data_dir = dir.path().to_path_buf();
