@@ -35,9 +35,10 @@ fuzz_target!(|data: &[u8]| {
     let reader = Box::new(Cursor::new(text.to_vec()));
     if let Ok(mut chunks) = CsvChunks::from_reader(PathBuf::from("fuzz.csv"), reader, &opts) {
         while let Ok(Some(chunk)) = chunks.next_chunk() {
+            let mut row = Vec::new();
             for i in 0..chunk.len() {
-                if chunk.fields(i, &mut fields).is_ok() {
-                    for field in &fields {
+                if chunk.fields(i, &mut row).is_ok() {
+                    for field in &row {
                         let _ = field.text();
                         let _ = field.number();
                     }

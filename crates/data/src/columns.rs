@@ -289,13 +289,21 @@ impl CsvChunks {
             source,
         };
         let file = File::open(path).map_err(io)?;
-        if file.metadata().map_err(io)?.len() > opts.max_bytes {
+        let len = file.metadata().map_err(io)?.len();
+        if len > opts.max_bytes {
             return Err(Error::TooLarge {
                 path: path.to_path_buf(),
                 limit: opts.max_bytes,
             });
         }
-        Self::from_reader(path.to_path_buf(), Box::new(file), opts)
+        // A small file needs no 4 MiB buffer (a file that grows past it still reads: chunks grow as needed).
+        let opts = ChunkOptions {
+            chunk_bytes: opts
+                .chunk_bytes
+                .min(usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1)),
+            ..opts.clone()
+        };
+        Self::from_reader(path.to_path_buf(), Box::new(file), &opts)
     }
 
     /// Read a table from `reader`; `path` names it in messages.

@@ -50,6 +50,10 @@ impl Source<'_> {
                     });
                 }
                 let reader = std::io::Cursor::new(bytes.to_vec());
+                let chunk_opts = ChunkOptions {
+                    chunk_bytes: chunk_opts.chunk_bytes.min(bytes.len() + 1),
+                    ..chunk_opts
+                };
                 CsvChunks::from_reader(PathBuf::from(name), Box::new(reader), &chunk_opts)
             }
         }

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// are trusted (the client address they report is passed on). From anyone else these headers are
     /// dropped, and the gateway sends upstream only what it saw itself.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Refusals without a valid key or session are recorded once per source address per this many seconds,
+    /// the rest counted in one summary record (see `aegis audit-log show`).
+    pub refusal_summary_secs: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -111,6 +114,7 @@ impl Default for ServerConfig {
             metrics_public: false,
             access_log: false,
             trusted_proxies: Vec::new(),
+            refusal_summary_secs: 60,
         }
     }
 }

@@ -35,6 +35,7 @@ mod metrics;
 pub mod models;
 pub mod offline;
 mod provenance;
+mod refusals;
 pub mod serve;
 mod server;
 mod sinks;

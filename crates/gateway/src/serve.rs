@@ -109,6 +109,7 @@ pub struct Running {
     serving: tokio::task::JoinHandle<Result<()>>,
     writer: crate::audit_log::AuditWriterHandle,
     key_watcher: tokio::task::JoinHandle<()>,
+    refusal_flusher: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -119,6 +120,10 @@ impl Running {
             Ok(r) => r,
             Err(e) => Err(Error::Server(format!("listener task failed: {e}"))),
         };
+        self.refusal_flusher.abort();
+        for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
+            self.state.audit.record(summary).await;
+        }
         let flushed = self.writer.shutdown(self.state.audit.clone()).await;
         self.key_watcher.abort();
         self.state.db.close().await;
@@ -222,6 +227,20 @@ pub async fn start(config: Config) -> Result<Running> {
     let key_watcher = state
         .key_cache
         .spawn_watcher(db.clone(), std::time::Duration::from_millis(50));
+    // Summaries of sampled refusals are written when their window ends, even if the flood stopped.
+    let refusal_flusher = {
+        let state = state.clone();
+        let every = std::time::Duration::from_secs(state.config.server.refusal_summary_secs.max(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                for summary in state.refusals.drain(std::time::Instant::now(), false) {
+                    state.audit.record(summary).await;
+                }
+            }
+        })
+    };
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let options = ListenOptions {
@@ -249,6 +268,7 @@ pub async fn start(config: Config) -> Result<Running> {
         serving,
         writer,
         key_watcher,
+        refusal_flusher,
     })
 }
 

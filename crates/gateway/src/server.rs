@@ -132,7 +132,29 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
         access_log(&id, &route, status, total, overhead, ctx.as_ref());
     }
     if let Some(ctx) = ctx {
-        state.audit.record(ctx.into_event(status, total)).await;
+        let event = ctx.into_event(status, total);
+        if status == 401 && event.actor.is_empty() {
+            // Without a valid identity (no key, an unknown or revoked key, no session): one full record per
+            // source and window, the rest summarised. A failed sign-in names an account and keeps its record.
+            state.metrics.add_counter(
+                "aegis_unauthenticated_refusals_total",
+                "Requests refused for want of a valid API key or session.",
+                &[],
+                1.0,
+            );
+            let (record, closed) =
+                state
+                    .refusals
+                    .admit(peer.map(|p| p.ip()), &route, Instant::now());
+            if let Some(summary) = closed {
+                state.audit.record(summary).await;
+            }
+            if record {
+                state.audit.record(event).await;
+            }
+        } else {
+            state.audit.record(event).await;
+        }
     }
     response
 }

@@ -17,6 +17,7 @@ use crate::keys;
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::models::LocalModels;
+use crate::refusals::RefusalSampler;
 use crate::sinks::Sinks;
 use crate::upstream::Upstreams;
 use crate::util;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub guards: Guards,
     /// Extraction-detector states this process wrote last (see [`extraction`]).
     pub extraction_cache: extraction::StateCache,
+    /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
+    pub(crate) refusals: RefusalSampler,
     ids: RequestIds,
 }
 
@@ -83,7 +86,6 @@ impl AppState {
     ) -> crate::Result<AppState> {
         Ok(AppState {
             db,
-            config,
             session_key,
             audit,
             metrics: Metrics::new(),
@@ -94,7 +96,11 @@ impl AppState {
             key_cache: Arc::new(keys::KeyCache::new()),
             guards,
             extraction_cache: extraction::StateCache::new(),
+            refusals: RefusalSampler::new(std::time::Duration::from_secs(
+                config.server.refusal_summary_secs.max(1),
+            )),
             ids: RequestIds::new()?,
+            config,
         })
     }
 }

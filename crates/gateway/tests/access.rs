@@ -824,7 +824,10 @@ impl Tamper {
 }
 
 async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
-    let Some(mut server) = support::start(backend, |_| {}).await else {
+    // Refusals without an identity are sampled per address and window (see `refusals.rs`): a 1 s window
+    // and a pause between the two below keep one record each here.
+    let Some(mut server) = support::start(backend, |c| c.server.refusal_summary_secs = 1).await
+    else {
         return;
     };
     let startup = server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
@@ -849,6 +852,7 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
         401,
         "no_key",
     );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_error(
         &predict(
             &server,
@@ -1010,6 +1014,76 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
 }
 
 both!(audit_chain, audit_records_decisions_and_detects_tampering);
+
+/// A flood of requests without a key leaves one full record per address and window and one summary with the
+/// count, not a record each; a failed sign-in (an account named) and authenticated requests keep theirs.
+async fn anonymous_refusals_are_sampled(backend: Backend) {
+    let Some(server) = support::start(backend, |c| c.server.refusal_summary_secs = 1).await else {
+        return;
+    };
+    let startup = server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
+    wait_for_audit(server.db(), startup).await;
+    for _ in 0..200 {
+        let r = server
+            .request(
+                "POST",
+                PREDICT,
+                &[("content-type", "application/json")],
+                ROW,
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    let key = server.key(&[MODEL], |_| {}).await;
+    for _ in 0..3 {
+        assert_eq!(predict(&server, &key).await.status, 200);
+    }
+    // The window ends within a second; the flusher writes its summary without another request.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let records = audit_log::list(server.db(), 0, 1000).await.unwrap();
+        if records.iter().any(|r| r.detail.contains("more refusals")) {
+            break records;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no summary: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let full: Vec<_> = records
+        .iter()
+        .filter(|r| r.decision == "denied:no_key")
+        .collect();
+    assert_eq!(full.len(), 1, "{full:#?}");
+    let summary: Vec<_> = records
+        .iter()
+        .filter(|r| r.detail.contains("more refusals"))
+        .collect();
+    assert_eq!(summary.len(), 1);
+    assert!(
+        summary[0].detail.starts_with("199 more refusals")
+            && summary[0].detail.contains("127.0.0.1"),
+        "{}",
+        summary[0].detail
+    );
+    assert_eq!(
+        records.iter().filter(|r| r.decision == "allowed").count(),
+        3,
+        "authenticated requests keep one record each"
+    );
+    assert!(
+        (records.len() as i64) < startup + 10,
+        "{} records for 200 refusals",
+        records.len()
+    );
+    server.stop().await;
+}
+
+both!(
+    anonymous_refusal_floods_are_sampled,
+    anonymous_refusals_are_sampled
+);
 
 // ------------------------------------------------------------------------------------------------ TLS
 
