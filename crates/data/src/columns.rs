@@ -297,10 +297,12 @@ impl CsvChunks {
             });
         }
         // A small file needs no 4 MiB buffer (a file that grows past it still reads: chunks grow as needed).
+        // (A pipe or special file reports 0: it keeps the default.)
         let opts = ChunkOptions {
-            chunk_bytes: opts
-                .chunk_bytes
-                .min(usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1)),
+            chunk_bytes: match usize::try_from(len) {
+                Ok(0) | Err(_) => opts.chunk_bytes,
+                Ok(n) => opts.chunk_bytes.min(n.saturating_add(1)),
+            },
             ..opts.clone()
         };
         Self::from_reader(path.to_path_buf(), Box::new(file), &opts)
@@ -335,7 +337,13 @@ impl CsvChunks {
             chunks.carry.drain(..3);
         }
         if opts.delimiter.is_none() {
-            chunks.delimiter = sniff(&chunks.carry);
+            // Blank lines before the first row are skipped by the scanner; sniff the row itself.
+            let start = chunks
+                .carry
+                .iter()
+                .position(|&b| b != b'\n' && b != b'\r')
+                .unwrap_or(chunks.carry.len());
+            chunks.delimiter = sniff(&chunks.carry[start..]);
         }
         let (s, e, line) = chunks.first_row()?;
         let first = chunks.carry[s..e].to_vec();
@@ -384,6 +392,8 @@ impl CsvChunks {
                     limit: MAX_ROW_BYTES,
                 });
             }
+            // Grow geometrically, so a long first row is scanned a logarithmic number of times.
+            self.chunk_bytes = self.chunk_bytes.saturating_mul(2).min(MAX_ROW_BYTES + 1);
             self.fill()?;
         }
     }
@@ -914,6 +924,37 @@ mod tests {
         assert!(
             matches!(result, Err(Error::TooLarge { limit: 4096, .. })),
             "{result:?}"
+        );
+    }
+
+    #[test]
+    fn blank_lines_before_the_header_do_not_hide_its_delimiter() {
+        let (header, rows) = read_all(b"\n\r\na;b\n1;2\n", 1024).unwrap();
+        assert_eq!(header, ["a", "b"]);
+        assert_eq!(rows[0], (4, vec!["1".to_string(), "2".to_string()]));
+    }
+
+    #[test]
+    fn a_long_first_row_grows_the_buffer_geometrically() {
+        // 200 KiB header from a reader that reports no size (a pipe): read in a few growing passes.
+        let mut text = (0..20_000)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        text.push('\n');
+        let opts = ChunkOptions {
+            chunk_bytes: 1024,
+            ..ChunkOptions::default()
+        };
+        let c = CsvChunks::from_reader(
+            PathBuf::from("pipe"),
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            &opts,
+        );
+        // More than MAX_COLUMNS: refused by name, after reading the whole row.
+        assert!(
+            matches!(c, Err(Error::TooManyColumns { found: 20_000, .. })),
+            "{c:?}"
         );
     }
 

@@ -296,6 +296,7 @@ fn absorb_chunk<S: ColumnSummary>(
     let blocks = (rayon::current_num_threads() * 2).clamp(1, 64);
     let per = n.div_ceil(blocks).max(1);
     let template: Vec<S> = set.columns.iter().map(|(_, a)| a.empty_like()).collect();
+    let numeric_missing = plan.missing.iter().any(|m| m.parse::<f64>().is_ok());
     let partials: Vec<Result<Vec<S>, Error>> = (0..n.div_ceil(per))
         .into_par_iter()
         .map(|b| {
@@ -305,7 +306,7 @@ fn absorb_chunk<S: ColumnSummary>(
                 chunk.fields(i, &mut fields)?;
                 for (part, (idx, _, parser)) in parts.iter_mut().zip(&plan.columns) {
                     match fields.get(*idx) {
-                        Some(f) => feed(part, parser, f, &plan.missing),
+                        Some(f) => feed(part, parser, f, &plan.missing, numeric_missing),
                         None => part.push(StreamCell::Missing),
                     }
                 }
@@ -328,10 +329,15 @@ fn feed<S: ColumnSummary>(
     parser: &Parser,
     f: &Field<'_>,
     missing: &HashSet<String>,
+    numeric_missing: bool,
 ) {
     if let Parser::Number = parser {
         match f.number() {
             Some(v) if v.is_nan() => summary.push(StreamCell::Missing),
+            // A marker that is a number (`--missing -999`) is missing too, as in every other reader.
+            Some(_) if numeric_missing && missing.contains(f.text().as_ref()) => {
+                summary.push(StreamCell::Missing)
+            }
             Some(v) => summary.push(StreamCell::Number(v)),
             None if missing.contains(f.text().as_ref()) => summary.push(StreamCell::Missing),
             None => summary.push(StreamCell::Invalid),
@@ -432,6 +438,21 @@ mod tests {
         // The current file's columns follow the reference's order whatever its own.
         let names: Vec<&str> = cs.columns.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["x", "colour"]);
+    }
+
+    #[test]
+    fn a_numeric_missing_marker_is_missing_in_numeric_columns() {
+        let (_d, r, c) = pair("x\n1\n-999\n2\n", "x\n-999\n3\n");
+        let opts = FoldOptions {
+            missing: Some(vec!["-999".into()]),
+            ..options()
+        };
+        let (rs, cs) = read_pair(&r, &c, &opts).unwrap();
+        assert_eq!(rs.columns[0].1 .1, ["n:1", "missing", "n:2"]);
+        assert_eq!(cs.columns[0].1 .1, ["missing", "n:3"]);
+        // Without the marker, -999 is a number.
+        let (rs, _) = read_pair(&r, &c, &options()).unwrap();
+        assert_eq!(rs.columns[0].1 .1, ["n:1", "n:-999", "n:2"]);
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub struct Running {
     writer: crate::audit_log::AuditWriterHandle,
     key_watcher: tokio::task::JoinHandle<()>,
     refusal_flusher: tokio::task::JoinHandle<()>,
+    stop_flusher: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Running {
@@ -120,7 +121,8 @@ impl Running {
             Ok(r) => r,
             Err(e) => Err(Error::Server(format!("listener task failed: {e}"))),
         };
-        self.refusal_flusher.abort();
+        let _ = self.stop_flusher.send(());
+        let _ = self.refusal_flusher.await;
         for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
             self.state.audit.record(summary).await;
         }
@@ -228,13 +230,18 @@ pub async fn start(config: Config) -> Result<Running> {
         .key_cache
         .spawn_watcher(db.clone(), std::time::Duration::from_millis(50));
     // Summaries of sampled refusals are written when their window ends, even if the flood stopped.
+    // It stops on a signal between batches, never in the middle of one, so no drained summary is lost.
+    let (stop_flusher, mut flusher_stopped) = tokio::sync::oneshot::channel::<()>();
     let refusal_flusher = {
         let state = state.clone();
         let every = std::time::Duration::from_secs(state.config.server.refusal_summary_secs.max(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut flusher_stopped => return,
+                }
                 for summary in state.refusals.drain(std::time::Instant::now(), false) {
                     state.audit.record(summary).await;
                 }
@@ -269,6 +276,7 @@ pub async fn start(config: Config) -> Result<Running> {
         writer,
         key_watcher,
         refusal_flusher,
+        stop_flusher,
     })
 }
 

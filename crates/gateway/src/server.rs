@@ -90,6 +90,12 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0);
+    // The client's address (behind trusted proxies, the one they report), for sampling refusals per source.
+    let source = upstream::client_address(
+        request.headers(),
+        peer.map(|p| p.ip()),
+        &state.config.server.trusted_proxies,
+    );
     let mut response = REQUEST_ID
         .scope(
             id.clone(),
@@ -142,10 +148,7 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
                 &[],
                 1.0,
             );
-            let (record, closed) =
-                state
-                    .refusals
-                    .admit(peer.map(|p| p.ip()), &route, Instant::now());
+            let (record, closed) = state.refusals.admit(source, &route, Instant::now());
             if let Some(summary) = closed {
                 state.audit.record(summary).await;
             }

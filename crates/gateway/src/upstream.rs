@@ -451,26 +451,15 @@ pub(crate) fn request_headers(
     if let Ok(v) = HeaderValue::from_str(&origin.request_id) {
         out.insert("x-request-id", v);
     }
-    let peer = origin.peer.map(|p| p.ip());
-    let trusted = peer.is_some_and(|ip| origin.trusted_proxies.contains(&ip));
-    // Through a trusted proxy, the client is the first address it reports.
-    let reported: Vec<std::net::IpAddr> = if trusted {
-        client
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|a| a.trim().parse().ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let peer = origin.peer.map(|p| p.ip().to_canonical());
+    let reported = reported_chain(client, peer, origin.trusted_proxies);
     let chain: Vec<String> = reported
         .iter()
         .chain(peer.as_ref())
         .map(ToString::to_string)
         .collect();
-    let client_ip = reported.first().or(peer.as_ref());
+    let client_ip = client_address(client, peer, origin.trusted_proxies);
+    let client_ip = client_ip.as_ref();
     let proto = if origin.tls { "https" } else { "http" };
     let mut set = |name: &'static str, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
@@ -492,6 +481,41 @@ pub(crate) fn request_headers(
     out
 }
 
+/// The `X-Forwarded-For` addresses a trusted proxy peer reported (empty from any other peer).
+fn reported_chain(
+    client: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted: &[std::net::IpAddr],
+) -> Vec<std::net::IpAddr> {
+    if !peer.is_some_and(|ip| trusted.contains(&ip)) {
+        return Vec::new();
+    }
+    client
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_canonical())
+        .collect()
+}
+
+/// The client's address: the peer, or behind trusted proxies the rightmost address in `X-Forwarded-For` that
+/// is not itself a trusted proxy (proxies append what they saw, so anything left of it is the client's own
+/// claim and may be forged).
+pub(crate) fn client_address(
+    client: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
+    trusted: &[std::net::IpAddr],
+) -> Option<std::net::IpAddr> {
+    let peer = peer.map(|ip| ip.to_canonical());
+    reported_chain(client, peer, trusted)
+        .into_iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(peer)
+}
+
 /// The canonical form of the raw (percent-encoded) path after an upstream route's prefix, or why it is
 /// refused. Each `/`-separated segment is decoded once and must not hold `/`, `\`, `%`, `?`, `#` or control
 /// characters, nor be `.` or `..`: an encoded separator or dot segment would escape the upstream's base in an
@@ -503,7 +527,9 @@ pub fn canonical_path(raw: &str) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());
     for (i, segment) in raw.split('/').enumerate() {
         let decoded = percent_decode(segment)?;
-        if decoded == b"." || decoded == b".." {
+        // `..;x` is `..` to servlet containers, which drop path parameters before resolving dot segments.
+        let before_params = decoded.split(|&b| b == b';').next().unwrap_or_default();
+        if before_params == b"." || before_params == b".." {
             return Err(format!("segment {} is a dot segment", i + 1));
         }
         if let Some(&b) = decoded
@@ -855,6 +881,9 @@ mod tests {
             "predict%23frag",
             "a%00b",
             "a%0d%0aX-Injected:%201",
+            "..;/admin",
+            "..%3B/admin",
+            ".;x",
             "bad%zz",
             "trailing%2",
         ] {
@@ -899,7 +928,9 @@ mod tests {
         assert!(out.get("x-forwarded-host").is_none());
         assert_eq!(out.get_all("x-forwarded-for").iter().count(), 1);
 
-        // Behind a trusted proxy, the client it reports is kept and the proxy appended.
+        // Behind a trusted proxy, the address it appended is the client, whatever the client claimed before it;
+        // the proxy is appended to the chain.
+        h.insert("x-forwarded-for", "10.9.9.9, 203.0.113.66".parse().unwrap());
         let proxies = ["192.0.2.7".parse().unwrap()];
         let behind = Origin {
             trusted_proxies: &proxies,
@@ -907,9 +938,19 @@ mod tests {
             ..origin()
         };
         let out = request_headers(&h, &host, &behind);
-        assert_eq!(out["x-forwarded-for"], "203.0.113.66, 192.0.2.7");
+        assert_eq!(out["x-forwarded-for"], "10.9.9.9, 203.0.113.66, 192.0.2.7");
         assert_eq!(out["x-real-ip"], "203.0.113.66");
         assert_eq!(out["forwarded"], "for=203.0.113.66;proto=https");
+
+        // An IPv4 proxy seen on a dual-stack listener as `::ffff:192.0.2.7` is still the trusted proxy.
+        let mapped = Origin {
+            peer: Some("[::ffff:192.0.2.7]:443".parse().unwrap()),
+            ..behind.clone()
+        };
+        assert_eq!(
+            request_headers(&h, &host, &mapped)["x-real-ip"],
+            "203.0.113.66"
+        );
 
         // An IPv6 peer is quoted in `Forwarded` (RFC 7239).
         let v6 = Origin {

@@ -93,12 +93,28 @@ fn widen_single_column(g: &mut GraphProto) -> Option<&'static str> {
     let elem = t.elem_type;
     let single = output.name.clone();
     let wide = format!("{single}__aegis_two_classes");
-    let from_sigmoid = g
-        .node
-        .iter()
-        .rev()
-        .find(|n| n.output.contains(&single))
-        .is_some_and(|n| n.op_type == "Sigmoid");
+    // The column's producer, looking through operators that keep values as they are (a Sigmoid followed by a
+    // Reshape or Identity is still a probability).
+    let mut value = single.clone();
+    let mut from_sigmoid = false;
+    for _ in 0..g.node.len() {
+        let Some(n) = g.node.iter().rev().find(|n| n.output.contains(&value)) else {
+            break;
+        };
+        match n.op_type.as_str() {
+            "Sigmoid" => {
+                from_sigmoid = true;
+                break;
+            }
+            "Identity" | "Reshape" | "Flatten" | "Squeeze" | "Unsqueeze" | "Cast" | "Dropout" => {
+                match n.input.first() {
+                    Some(input) if !input.is_empty() => value = input.clone(),
+                    _ => break,
+                }
+            }
+            _ => break,
+        }
+    }
     let constant = |name: &str, dims: &[i64], values: &[f32]| {
         let mut t = crate::export::f32_values(name, &[], values);
         t.dims = dims.to_vec();

@@ -56,6 +56,11 @@ fn floats(name: &str, dims: &[i64], values: &[f32]) -> TensorProto {
 
 /// `x (3 features) -> MatMul W + b -> [Sigmoid]`, `k` output columns, as a PyTorch export writes it.
 fn model(k: usize, sigmoid: bool) -> Vec<u8> {
+    model_with_tail(k, sigmoid, false)
+}
+
+/// As [`model`], optionally with an `Identity` after the last node (as some exporters leave one).
+fn model_with_tail(k: usize, sigmoid: bool, identity: bool) -> Vec<u8> {
     let w: Vec<f32> = (0..3 * k)
         .map(|i| [0.8, -1.2, 0.5, 0.3, 0.9, -0.4][i % 6])
         .collect();
@@ -64,12 +69,16 @@ fn model(k: usize, sigmoid: bool) -> Vec<u8> {
         node("MatMul", &["x", "w"], "xw"),
         node("Add", &["xw", "b"], "s"),
     ];
-    let out = if sigmoid {
+    let mut out = if sigmoid {
         nodes.push(node("Sigmoid", &["s"], "p"));
         "p"
     } else {
         "s"
     };
+    if identity {
+        nodes.push(node("Identity", &[out], "y"));
+        out = "y";
+    }
     ModelProto {
         ir_version: 8,
         opset_import: vec![OperatorSetIdProto {
@@ -132,6 +141,10 @@ fn a_sigmoid_column_becomes_one_minus_p_and_p() {
     let onnx = OnnxModel::from_bytes(&bytes, Path::new("sigmoid.onnx")).unwrap();
     let why = onnx.not_fine_tunable().unwrap();
     assert!(why.contains("widened to two classes"), "{why}");
+    // An Identity after the Sigmoid does not make the probability a score.
+    let tail = model_with_tail(1, true, true);
+    let m = aegis_ml::load_onnx_bytes(&tail, Path::new("sigmoid_identity.onnx")).unwrap();
+    assert_close(&m.predict_proba(&ROWS, 3).unwrap(), &want);
 }
 
 #[test]
