@@ -1,7 +1,7 @@
 """Regenerate keras_mlp.onnx and keras_mlp_expected.json: a small Keras MLP (trained a few epochs on seeded
 data so that every weight and bias is non-trivial) exported to ONNX with tf2onnx, with Keras's own class
 probabilities, pre-softmax logits and the TensorFlow input gradients of the summed cross-entropy on fixed rows.
-The Rust test crates/ml/tests/keras_fixture.rs checks that aegis loads it (tract forward, gradient-checked
+The Rust test crates/ml/tests/framework_exports.rs checks that aegis loads it (tract forward, gradient-checked
 evaluator) and reproduces all three.
 
 Needs tensorflow (or tensorflow-cpu) and tf2onnx; TensorFlow is not installed in CI, so the fixture is committed:

@@ -1,6 +1,6 @@
 """Regenerate torch_mlp.onnx and torch_mlp_grads.json: a small PyTorch MLP (seed 0) exported to ONNX, with the
 PyTorch input gradients of the summed cross-entropy loss on fixed rows. The Rust test
-crates/ml/tests/torch_fixture.rs checks that aegis's candle-ONNX gradients match them.
+crates/ml/tests/framework_exports.rs checks that aegis's candle-ONNX gradients match them.
 
 Run with the benchmark environment: bench/.venv/bin/python testdata/ml/make_torch_fixture.py
 """
