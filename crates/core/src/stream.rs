@@ -19,8 +19,9 @@ pub enum StreamCell<'a> {
     Text(&'a str),
 }
 
-/// How a streamed column is summarised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a streamed column is summarised (and compared: `aegis-monitor` calls it `DriftKind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SummaryKind {
     /// Numbers (and timestamps as seconds).
     Numeric,

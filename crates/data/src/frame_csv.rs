@@ -958,6 +958,20 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_that_is_not_utf8_names_its_line_and_column() {
+        let e = read_frame_bytes("t.csv", b"a,b\n1,x\n2,\xff\xfe\n", &ReadOptions::default())
+            .unwrap_err();
+        assert!(
+            matches!(&e, Error::NotUtf8 { line: 3, column, .. } if column == "b"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("save the file as UTF-8"), "{e}");
+        // Valid UTF-8 beyond ASCII is text.
+        let f = read("a,b\n1,café\n");
+        assert_eq!(f.columns[1].data.display(0).as_deref(), Some("café"));
+    }
+
+    #[test]
     fn a_byte_order_mark_is_not_part_of_the_first_name() {
         let f = read("\u{feff}a;b\n1;2\n");
         assert_eq!(f.columns[0].name, "a");

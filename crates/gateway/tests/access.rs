@@ -1077,6 +1077,13 @@ async fn anonymous_refusals_are_sampled(backend: Backend) {
         "{} records for 200 refusals",
         records.len()
     );
+    // Every refusal is still counted.
+    let metrics = server.state().metrics.render();
+    let counted = metrics
+        .lines()
+        .find(|l| l.starts_with("aegis_unauthenticated_refusals_total"))
+        .unwrap_or_default();
+    assert!(counted.ends_with(" 200"), "{counted:?}");
     server.stop().await;
 }
 

@@ -107,17 +107,8 @@ pub fn rules() -> Vec<&'static RuleDoc> {
     vec![&COLUMN_DRIFT, &DATASET_DRIFT, &PREDICTION_DRIFT]
 }
 
-/// How a column is compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriftKind {
-    /// Numbers (and timestamps as seconds).
-    Numeric,
-    /// Categories (and booleans).
-    Categorical,
-    /// Free text: not compared.
-    Text,
-}
+/// How a column is compared: the kind the table reader summarised it as.
+pub use aegis_core::SummaryKind as DriftKind;
 
 /// Streaming state of one numeric column: exact values up to a limit, then a KLL sketch.
 #[derive(Debug, Clone)]

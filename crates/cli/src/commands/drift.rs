@@ -11,7 +11,7 @@ use aegis_core::SummaryKind;
 use aegis_data::{FoldOptions, Folded, ReadOptions};
 use aegis_monitor::correction::Correction;
 use aegis_monitor::drift::{self, DriftOptions};
-use aegis_monitor::drift::{ColumnAccumulator, ColumnSet, DriftKind};
+use aegis_monitor::drift::{ColumnAccumulator, ColumnSet};
 use anyhow::{bail, Context};
 
 use crate::args::{CorrectionArg, DriftArgs, GlobalArgs, OutputFormat};
@@ -54,11 +54,6 @@ pub fn run(global: &GlobalArgs, args: DriftArgs) -> anyhow::Result<ExitCode> {
         schema: args.schema.clone(),
     };
     let accumulator = |kind: SummaryKind, _: &str| {
-        let kind = match kind {
-            SummaryKind::Numeric => DriftKind::Numeric,
-            SummaryKind::Categorical => DriftKind::Categorical,
-            SummaryKind::Text => DriftKind::Text,
-        };
         ColumnAccumulator::new(kind, args.exact_limit, args.max_categories)
     };
     let (ref_set, cur_set) =
