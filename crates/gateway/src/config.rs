@@ -78,6 +78,15 @@ pub struct ServerConfig {
     /// Refusals without a valid key or session are recorded once per source address per this many seconds,
     /// the rest counted in one summary record (see `aegis audit-log show`).
     pub refusal_summary_secs: u64,
+    /// Most connections open at once; at the cap the idlest connection is closed to make room.
+    pub max_connections: usize,
+    /// Most connections open at once from one client address (`trusted_proxies` excepted).
+    pub max_connections_per_address: usize,
+    /// A connection with no request in flight is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// A client that does not read what it is sent (answers, HTTP/2 window updates) is disconnected after
+    /// this many seconds; clients that read, however slowly, keep streaming.
+    pub write_timeout_secs: u64,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -115,6 +124,10 @@ impl Default for ServerConfig {
             access_log: false,
             trusted_proxies: Vec::new(),
             refusal_summary_secs: 60,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            idle_timeout_secs: 60,
+            write_timeout_secs: 30,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod audit_log;
 mod audit_trail;
 mod body;
 pub mod config;
+mod connections;
 mod context;
 pub mod db;
 mod error;

@@ -6,9 +6,16 @@
 //!   to tell HTTP/1.1 from the HTTP/2 preface) must arrive within `header_timeout`; after that hyper's HTTP/1
 //!   `header_read_timeout` bounds every request head, including the idle wait between keep-alive requests.
 //!   HTTP/2 connections are pinged and closed when the peer stops answering.
-//! - **Too many connections**: a semaphore caps open connections; at the cap the loop stops accepting and the
-//!   kernel's backlog holds new clients instead of the process running out of descriptors. Accept errors
-//!   (EMFILE, ENFILE, ENOBUFS) back off 50 ms and never end the loop.
+//! - **Too many connections**: a semaphore caps open connections. At the cap the connection idle the longest
+//!   is shed to make room; when none is idle, the new client waits up to `header_timeout` for a slot and is
+//!   then closed, so the process never runs out of descriptors. Accept errors (EMFILE, ENFILE, ENOBUFS) back
+//!   off 50 ms and never end the loop.
+//! - **Clients that hold a slot without using it** (idle HTTP/2 connections, HTTP/1.1 clients that never read
+//!   their answers, zero receive windows, many connections from one address): see [`crate::connections`];
+//!   each connection task runs a watchdog that closes it by those rules.
+//! - **Memory per HTTP/2 connection**: at most [`H2_MAX_STREAMS`] concurrent streams, each buffering at most
+//!   [`H2_SEND_BUFFER`] bytes of answer and [`H2_STREAM_WINDOW`] of request, within a connection window of
+//!   [`H2_CONNECTION_WINDOW`]; a peer that keeps its window at zero is closed by the write rule.
 //! - **Oversized request heads**: the HTTP/1 read buffer and the HTTP/2 header list are capped at
 //!   [`MAX_HEADER_BYTES`]; bodies are limited by the router's own layers.
 //!
@@ -18,7 +25,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -37,6 +44,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::connections::{Activity, Limits, Registered, Registry, Tracked, Verdict};
 use crate::error::Result;
 
 /// How long open connections may take to finish once shutdown has begun.
@@ -50,6 +58,22 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 
 /// Interval and timeout of HTTP/2 keep-alive pings.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
+
+/// Concurrent streams per HTTP/2 connection.
+pub(crate) const H2_MAX_STREAMS: u32 = 64;
+/// Answer bytes buffered per HTTP/2 stream before the body is asked for more.
+pub(crate) const H2_SEND_BUFFER: usize = 64 * 1024;
+/// Request bytes a client may send on one HTTP/2 stream before the gateway reads them.
+pub(crate) const H2_STREAM_WINDOW: u32 = 256 * 1024;
+/// Request bytes a client may send on one HTTP/2 connection before the gateway reads them.
+pub(crate) const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+
+/// Default time a connection may stay open with no request in flight.
+pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a peer may leave what it was sent untaken.
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on open connections per client address.
+pub(crate) const DEFAULT_MAX_PER_ADDRESS: usize = 256;
 
 /// Pause after an accept error that is about the process (descriptors, memory), not one connection.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -66,6 +90,10 @@ pub(crate) struct ListenOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Maximum number of open connections (at least 1).
     pub max_connections: usize,
+    /// Idle, write and per-address rules (see [`crate::connections`]).
+    pub limits: Limits,
+    /// Reverse proxies: no per-address cap.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl Default for ListenOptions {
@@ -74,6 +102,12 @@ impl Default for ListenOptions {
             header_timeout: Duration::from_secs(5),
             tls: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            limits: Limits {
+                idle: DEFAULT_IDLE_TIMEOUT,
+                write: DEFAULT_WRITE_TIMEOUT,
+                per_address: DEFAULT_MAX_PER_ADDRESS,
+            },
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -84,6 +118,7 @@ impl std::fmt::Debug for ListenOptions {
             .field("header_timeout", &self.header_timeout)
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -99,50 +134,65 @@ pub(crate) async fn serve(
     let max = opts.max_connections.clamp(1, Semaphore::MAX_PERMITS);
     let limit = Arc::new(Semaphore::new(max));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Arc::new(Registry::new(opts.limits, &opts.trusted_proxies));
     let shared = Arc::new(Shared {
         h1: builder(false, opts.header_timeout),
         h2: builder(true, opts.header_timeout),
         header_timeout: opts.header_timeout,
         tls: opts.tls.map(TlsAcceptor::from),
         app,
+        registry: registry.clone(),
     });
     let mut tasks = JoinSet::new();
     let mut shutdown = pin!(shutdown);
 
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                tasks.spawn(connection(
-                    shared.clone(),
-                    stream,
-                    peer,
-                    stop_rx.clone(),
-                    permit,
-                ));
-            }
-            Err(e) if is_per_connection(&e) => {}
+        let (stream, peer) = match accepted {
+            Ok(v) => v,
+            Err(e) if is_per_connection(&e) => continue,
             Err(_) => {
                 tokio::select! {
                     biased;
                     () = &mut shutdown => break,
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
                 }
+                continue;
             }
-        }
+        };
+        let Ok(registered) = registry.admit(peer.ip()) else {
+            // Over the per-address cap: closed at once, before any TLS or HTTP work.
+            continue;
+        };
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                // At the cap: make room by shedding the idlest connection, else wait a moment for a slot.
+                registry.shed_idlest(&registered);
+                let waited = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    p = tokio::time::timeout(opts.header_timeout, limit.clone().acquire_owned()) => p,
+                };
+                match waited {
+                    Ok(Ok(p)) => p,
+                    _ => continue,
+                }
+            }
+        };
+        tasks.spawn(connection(
+            shared.clone(),
+            stream,
+            peer,
+            stop_rx.clone(),
+            permit,
+            registered,
+        ));
     }
 
     drop(listener);
@@ -164,6 +214,7 @@ struct Shared {
     header_timeout: Duration,
     tls: Option<TlsAcceptor>,
     app: axum::Router,
+    registry: Arc<Registry>,
 }
 
 fn builder(http2: bool, header_timeout: Duration) -> auto::Builder<TokioExecutor> {
@@ -177,7 +228,11 @@ fn builder(http2: bool, header_timeout: Duration) -> auto::Builder<TokioExecutor
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(H2_KEEPALIVE))
         .keep_alive_timeout(H2_KEEPALIVE)
-        .max_header_list_size(MAX_HEADER_BYTES as u32);
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_send_buf_size(H2_SEND_BUFFER)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
     if http2 {
         b.http2_only()
     } else {
@@ -206,14 +261,16 @@ async fn connection(
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
+    registered: Registered,
 ) {
     let _ = stream.set_nodelay(true);
+    let activity = registered.activity.clone();
     let setup = async {
         let inner = match &shared.tls {
             None => Inner::Plain(stream),
             Some(acceptor) => Inner::Tls(Box::new(acceptor.accept(stream).await?)),
         };
-        sniff(inner).await
+        sniff(inner, activity.clone()).await
     };
     let (io, http2) = tokio::select! {
         setup = tokio::time::timeout(shared.header_timeout, setup) => match setup {
@@ -221,29 +278,64 @@ async fn connection(
             _ => return,
         },
         () = stopped(&mut stop) => return,
+        () = activity.shed.notified() => return,
     };
 
-    let service = shared
-        .app
-        .clone()
-        .map_request(move |mut req: http::Request<Incoming>| {
+    let app = shared.app.clone();
+    let tracker = activity.clone();
+    let service = tower::service_fn(move |req: http::Request<Incoming>| {
+        let app = app.clone();
+        let flight = tracker.begin();
+        async move {
+            let mut req = req.map(axum::body::Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
-            req.map(axum::body::Body::new)
-        });
+            let response = app.oneshot(req).await?;
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| axum::body::Body::new(Tracked::new(body, flight))),
+            )
+        }
+    });
     let builder = if http2 { &shared.h2 } else { &shared.h1 };
     let conn =
         builder.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
     let mut conn = pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        () = stopped(&mut stop) => conn.as_mut().graceful_shutdown(),
+    let limits = shared.registry.limits();
+    let mut watchdog = tokio::time::interval(watchdog_period(&limits));
+    watchdog.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = stopped(&mut stop) => break,
+            () = activity.shed.notified() => return,
+            _ = watchdog.tick() => match activity.verdict(&limits) {
+                Verdict::Keep => {}
+                Verdict::Idle => break,
+                // Dropping the connection drops its answers, and with them what they hold upstream.
+                Verdict::Stalled => return,
+            },
+        }
     }
-    let _ = conn.await;
+    // Graceful: HTTP/1 finishes the request in flight, HTTP/2 sends GOAWAY; a peer that then stalls is
+    // dropped by the same write rule.
+    conn.as_mut().graceful_shutdown();
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = watchdog.tick() => if activity.verdict(&limits) == Verdict::Stalled {
+                return;
+            },
+        }
+    }
+}
+
+/// How often a connection's watchdog looks: a quarter of the shortest rule, between 50 ms and 1 s.
+fn watchdog_period(limits: &Limits) -> Duration {
+    (limits.idle.min(limits.write) / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
 }
 
 /// Reads until the bytes read so far either are the whole HTTP/2 preface or cannot be its start.
 /// Returns the stream with those bytes to be read again, and whether the client speaks HTTP/2.
-async fn sniff(mut inner: Inner) -> io::Result<(ConnIo, bool)> {
+async fn sniff(mut inner: Inner, activity: Arc<Activity>) -> io::Result<(ConnIo, bool)> {
     let mut seen = Vec::with_capacity(H2_PREFACE.len());
     let mut chunk = [0u8; 24];
     loop {
@@ -263,6 +355,7 @@ async fn sniff(mut inner: Inner) -> io::Result<(ConnIo, bool)> {
             prefix: seen,
             pos: 0,
             inner,
+            activity,
         },
         http2,
     ))
@@ -274,11 +367,21 @@ enum Inner {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// A connection whose first bytes, already read by [`sniff`], are replayed before the rest.
+/// A connection whose first bytes, already read by [`sniff`], are replayed before the rest; writes the socket
+/// refuses are reported to the connection's activity (the write rule).
 struct ConnIo {
     prefix: Vec<u8>,
     pos: usize,
     inner: Inner,
+    activity: Arc<Activity>,
+}
+
+impl ConnIo {
+    /// Note whether the socket took the write or flush that gave `poll`.
+    fn noted<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        self.activity.write_blocked(poll.is_pending());
+        poll
+    }
 }
 
 impl AsyncRead for Inner {
@@ -321,10 +424,12 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let poll = match &mut this.inner {
             Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        };
+        this.noted(poll)
     }
 
     fn poll_write_vectored(
@@ -332,10 +437,12 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let poll = match &mut this.inner {
             Inner::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
+        };
+        this.noted(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -346,10 +453,12 @@ impl AsyncWrite for ConnIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().inner {
+        let this = self.get_mut();
+        let poll = match &mut this.inner {
             Inner::Plain(s) => Pin::new(s).poll_flush(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        };
+        this.noted(poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -418,6 +527,7 @@ mod tests {
             header_timeout,
             tls,
             max_connections: 64,
+            ..ListenOptions::default()
         }
     }
 
@@ -658,29 +768,63 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn connection_cap_holds_new_clients_until_one_closes() {
+    async fn at_the_cap_a_busy_connection_holds_the_newcomer_until_it_finishes() {
+        let (release_tx, release_rx) = oneshot::channel::<()>();
+        let release_rx = Arc::new(tokio::sync::Mutex::new(Some(release_rx)));
+        let app = app().route(
+            "/slow",
+            get(move || {
+                let release_rx = release_rx.clone();
+                async move {
+                    if let Some(rx) = release_rx.lock().await.take() {
+                        let _ = rx.await;
+                    }
+                    "done"
+                }
+            }),
+        );
         let mut o = opts(None, LONG);
         o.max_connections = 1;
-        let run = start(app(), o).await;
+        let run = start(app, o).await;
 
-        let first = TcpStream::connect(run.addr).await.unwrap();
+        let first = tokio::spawn({
+            let addr = run.addr;
+            async move { http1_get(TcpStream::connect(addr).await.unwrap(), "/slow").await }
+        });
         // Give the loop time to accept the first connection (not a timing assertion: a slow loop only makes the
         // check below weaker).
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let second = tokio::spawn({
             let addr = run.addr;
-            async move {
-                let tcp = TcpStream::connect(addr).await.unwrap();
-                http1_get(tcp, "/").await
-            }
+            async move { http1_get(TcpStream::connect(addr).await.unwrap(), "/").await }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!second.is_finished(), "served past the connection cap");
 
-        drop(first);
+        release_tx.send(()).unwrap();
+        let answer = tokio::time::timeout(LONG, first).await.unwrap().unwrap();
+        assert!(answer.ends_with("done"), "{answer}");
         let answer = tokio::time::timeout(LONG, second).await.unwrap().unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         run.shutdown().await;
+    }
+
+    #[test]
+    fn watchdog_looks_often_enough_for_the_shortest_rule() {
+        let limits = |idle: u64, write: u64| Limits {
+            idle: Duration::from_millis(idle),
+            write: Duration::from_millis(write),
+            per_address: 1,
+        };
+        assert_eq!(
+            watchdog_period(&limits(60_000, 30_000)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            watchdog_period(&limits(1_000, 1_000)),
+            Duration::from_millis(250)
+        );
+        assert_eq!(watchdog_period(&limits(10, 10)), Duration::from_millis(50));
     }
 
     #[test]

@@ -250,10 +250,17 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = &state.config.server;
     let options = ListenOptions {
         header_timeout,
         tls: tls_config,
-        max_connections: 4096,
+        max_connections: server.max_connections,
+        limits: crate::connections::Limits {
+            idle: std::time::Duration::from_secs(server.idle_timeout_secs.max(1)),
+            write: std::time::Duration::from_secs(server.write_timeout_secs.max(1)),
+            per_address: server.max_connections_per_address,
+        },
+        trusted_proxies: server.trusted_proxies.clone(),
     };
     let serving = tokio::spawn(listener::serve(listener, app, options, async move {
         let _ = stopped.await;

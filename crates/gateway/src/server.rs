@@ -56,6 +56,10 @@ pub(crate) fn router(state: Shared) -> Router {
         ));
     api.fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::body::settle_unread,
+        ))
         .with_state(state)
 }
 

@@ -1,0 +1,443 @@
+//! What the accept loop knows about each open connection, so that no client can hold a slot it does not use.
+//!
+//! A connection slot is the scarcest thing the gateway has (file descriptors, HTTP/2 stream buffers, upstream
+//! permits behind them). A client can hold one cheaply in three ways, and each has its rule here:
+//! - **Idle**: an HTTP/2 connection that answers PINGs but opens no stream, an HTTP/1.1 keep-alive connection
+//!   that sends nothing. A connection with no request in flight for [`Limits::idle`] is closed; and when the
+//!   global cap is reached, the connection idle the longest is shed to make room for a new client.
+//! - **Not reading**: a client that pipelines requests and never reads the answers, or stops reading a large
+//!   streamed answer, or keeps an HTTP/2 receive window at zero. Either the socket write stays blocked, or an
+//!   answer's body has a frame ready that the protocol layer does not take (it is waiting for the peer). Past
+//!   [`Limits::write`] the connection is closed, which drops the answers and releases what they held (an
+//!   upstream permit, buffered bytes). Clients that read, however slowly, keep streaming.
+//! - **Many connections from one address**: at most [`Limits::per_address`] open at once per client address,
+//!   except for configured reverse proxies, which speak for many clients.
+//!
+//! The registry is a mutex-guarded map touched once per connection start and end and when shedding; the
+//! per-request bookkeeping is atomics plus a small per-connection map of answers waiting on the peer.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::Notify;
+
+/// Timeouts and caps of the connection rules.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// A connection with no request in flight is closed after this long.
+    pub idle: Duration,
+    /// A connection whose peer does not take what it is sent is closed after this long.
+    pub write: Duration,
+    /// Open connections per client address (reverse proxies excepted).
+    pub per_address: usize,
+}
+
+/// Milliseconds on a clock private to the registry; 0 means "never".
+fn now_ms(epoch: Instant) -> u64 {
+    epoch.elapsed().as_millis() as u64 + 1
+}
+
+/// One open connection's activity, shared by its task, its requests and their answers.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    epoch: Instant,
+    in_flight: AtomicUsize,
+    last_active: AtomicU64,
+    write_blocked_since: AtomicU64,
+    next_body: AtomicU64,
+    /// Answers with a frame handed over and not yet taken further, by body id: since when.
+    waiting: Mutex<HashMap<u64, u64>>,
+    /// Notified when the accept loop sheds this connection.
+    pub(crate) shed: Notify,
+}
+
+/// Why a connection should close now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Keep serving.
+    Keep,
+    /// No request in flight for the idle timeout: close gracefully.
+    Idle,
+    /// The peer has not taken what it was sent within the write timeout: drop the connection.
+    Stalled,
+}
+
+impl Activity {
+    fn new(epoch: Instant) -> Activity {
+        Activity {
+            epoch,
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(now_ms(epoch)),
+            write_blocked_since: AtomicU64::new(0),
+            next_body: AtomicU64::new(0),
+            waiting: Mutex::new(HashMap::new()),
+            shed: Notify::new(),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_active
+            .store(now_ms(self.epoch), Ordering::Relaxed);
+    }
+
+    /// A request started: it is in flight until the returned guard (moved into its answer) is dropped.
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        InFlight {
+            activity: self.clone(),
+            body: self.next_body.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The socket refused a write (`blocked`) or took one.
+    pub(crate) fn write_blocked(&self, blocked: bool) {
+        if blocked {
+            let _ = self.write_blocked_since.compare_exchange(
+                0,
+                now_ms(self.epoch),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
+            self.write_blocked_since.store(0, Ordering::Relaxed);
+            self.touch();
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && self.write_blocked_since.load(Ordering::Relaxed) == 0
+    }
+
+    /// What the connection's watchdog should do now.
+    pub(crate) fn verdict(&self, limits: &Limits) -> Verdict {
+        let now = now_ms(self.epoch);
+        let write_ms = limits.write.as_millis() as u64;
+        let blocked = self.write_blocked_since.load(Ordering::Relaxed);
+        if blocked != 0 && now.saturating_sub(blocked) >= write_ms {
+            return Verdict::Stalled;
+        }
+        let oldest_wait = self
+            .waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .copied()
+            .min();
+        if oldest_wait.is_some_and(|since| now.saturating_sub(since) >= write_ms) {
+            return Verdict::Stalled;
+        }
+        let last = self.last_active.load(Ordering::Relaxed);
+        if self.idle() && now.saturating_sub(last) >= limits.idle.as_millis() as u64 {
+            return Verdict::Idle;
+        }
+        Verdict::Keep
+    }
+
+    fn set_waiting(&self, body: u64, waiting: bool) {
+        let mut map = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        if waiting {
+            map.insert(body, now_ms(self.epoch));
+        } else {
+            map.remove(&body);
+        }
+    }
+}
+
+/// A request in flight; dropping it (with the answer's body) ends it.
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    activity: Arc<Activity>,
+    body: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.activity.set_waiting(self.body, false);
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
+    }
+}
+
+/// An answer's body that tells the connection's activity when it has a frame the peer has not taken yet (a
+/// frame was handed to the protocol layer, which has not asked for the next one).
+pub(crate) struct Tracked<B> {
+    inner: B,
+    flight: InFlight,
+}
+
+impl<B> Tracked<B> {
+    pub(crate) fn new(inner: B, flight: InFlight) -> Tracked<B> {
+        Tracked { inner, flight }
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        let activity = &this.flight.activity;
+        activity.set_waiting(this.flight.body, false);
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            activity.touch();
+            if !this.inner.is_end_stream() {
+                activity.set_waiting(this.flight.body, true);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Why a new connection was not admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Its address already has the most connections allowed.
+    PerAddress,
+}
+
+/// Every open connection, for the per-address cap and for shedding.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    epoch: Instant,
+    limits: Limits,
+    exempt: Vec<IpAddr>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u64,
+    conns: HashMap<u64, Arc<Activity>>,
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// A registered connection; dropping it unregisters it.
+#[derive(Debug)]
+pub(crate) struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+    ip: IpAddr,
+    /// The connection's activity.
+    pub(crate) activity: Arc<Activity>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        inner.conns.remove(&self.id);
+        if let Some(n) = inner.per_address.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The address connections are counted under: IPv4-mapped IPv6 as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Registry {
+    /// A registry with `limits`; connections from `exempt` (reverse proxies) have no per-address cap.
+    pub(crate) fn new(limits: Limits, exempt: &[IpAddr]) -> Registry {
+        Registry {
+            epoch: Instant::now(),
+            limits,
+            exempt: exempt.iter().copied().map(canonical).collect(),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The limits the connections are held to.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Admit a connection from `ip`, or say why not.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Registered, Refusal> {
+        let ip = canonical(ip);
+        let mut inner = self.lock();
+        let count = inner.per_address.get(&ip).copied().unwrap_or(0);
+        if count >= self.limits.per_address.max(1) && !self.exempt.contains(&ip) {
+            return Err(Refusal::PerAddress);
+        }
+        inner.next += 1;
+        let id = inner.next;
+        let activity = Arc::new(Activity::new(self.epoch));
+        inner.conns.insert(id, activity.clone());
+        *inner.per_address.entry(ip).or_insert(0) += 1;
+        Ok(Registered {
+            registry: self.clone(),
+            id,
+            ip,
+            activity,
+        })
+    }
+
+    /// Ask the connection idle the longest (no request in flight, nothing blocked), other than `newcomer`, to
+    /// close. Returns whether there was one.
+    pub(crate) fn shed_idlest(&self, newcomer: &Registered) -> bool {
+        let inner = self.lock();
+        let idlest = inner
+            .conns
+            .iter()
+            .filter(|(id, a)| **id != newcomer.id && a.idle())
+            .map(|(_, a)| a)
+            .min_by_key(|a| a.last_active.load(Ordering::Relaxed));
+        match idlest {
+            Some(a) => {
+                a.shed.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Open connections.
+    #[cfg(test)]
+    pub(crate) fn open(&self) -> usize {
+        self.lock().conns.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Full};
+    use std::net::Ipv4Addr;
+
+    fn limits(per_address: usize) -> Limits {
+        Limits {
+            idle: Duration::from_millis(50),
+            write: Duration::from_millis(50),
+            per_address,
+        }
+    }
+
+    #[test]
+    fn per_address_cap_counts_mapped_addresses_as_one_and_exempts_proxies() {
+        let proxy: IpAddr = Ipv4Addr::new(10, 0, 0, 1).into();
+        let reg = Arc::new(Registry::new(limits(2), &[proxy]));
+        let a: IpAddr = Ipv4Addr::new(192, 0, 2, 7).into();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        let one = reg.admit(a).unwrap();
+        let two = reg.admit(mapped).unwrap();
+        assert_eq!(reg.admit(a).unwrap_err(), Refusal::PerAddress);
+        // Another address is not affected; a closed connection frees its place.
+        let other = reg.admit(Ipv4Addr::new(192, 0, 2, 8).into()).unwrap();
+        drop(one);
+        let three = reg.admit(a).unwrap();
+        // A reverse proxy speaks for many clients.
+        let proxied: Vec<_> = (0..5).map(|_| reg.admit(proxy).unwrap()).collect();
+        assert_eq!(reg.open(), 3 + proxied.len());
+        drop((two, three, other, proxied));
+        assert_eq!(reg.open(), 0);
+        assert!(reg.lock().per_address.is_empty());
+    }
+
+    #[test]
+    fn idle_and_stalled_verdicts() {
+        let reg = Arc::new(Registry::new(limits(8), &[]));
+        let conn = reg.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        let act = conn.activity.clone();
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Idle);
+
+        // A request in flight is not idle, however long it takes (the upstream may be slow).
+        let flight = act.begin();
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+        drop(flight);
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+
+        // A socket that stays blocked is a stall; one that takes bytes again is not.
+        act.write_blocked(true);
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
+        act.write_blocked(false);
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+    }
+
+    #[tokio::test]
+    async fn an_answer_not_taken_is_a_stall_and_one_read_to_the_end_is_not() {
+        let reg = Arc::new(Registry::new(limits(8), &[]));
+        let conn = reg.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        let act = conn.activity.clone();
+        // Two frames: after the first is handed over, the body waits on the peer.
+        let chunks = futures_util::stream::iter(vec![
+            Ok::<_, std::convert::Infallible>(Frame::data(Bytes::from_static(b"a"))),
+            Ok(Frame::data(Bytes::from_static(b"b"))),
+        ]);
+        let mut body = Tracked::new(http_body_util::StreamBody::new(chunks), act.begin());
+        let first = body.frame().await.unwrap().unwrap();
+        assert_eq!(first.into_data().unwrap(), "a");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
+        // Taking the next frame clears it; the end of the answer ends the request.
+        let _ = body.frame().await;
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+        drop(body);
+        assert!(act.idle());
+
+        // A one-frame answer is never waiting once its only frame is out.
+        let mut body = Tracked::new(Full::new(Bytes::from_static(b"x")), act.begin());
+        let _ = body.frame().await;
+        std::thread::sleep(Duration::from_millis(80));
+        assert_ne!(act.verdict(&reg.limits()), Verdict::Stalled);
+    }
+
+    #[test]
+    fn shedding_picks_the_longest_idle_connection_and_never_a_busy_one() {
+        let reg = Arc::new(Registry::new(limits(8), &[]));
+        let old = reg.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let busy = reg.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        let _flight = busy.activity.begin();
+        std::thread::sleep(Duration::from_millis(5));
+        let recent = reg.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        assert!(reg.shed_idlest(&recent));
+        // The oldest idle one was told; `notified` completes at once on a stored permit.
+        let told = futures_util::FutureExt::now_or_never(old.activity.shed.notified());
+        assert!(told.is_some());
+        let told_busy = futures_util::FutureExt::now_or_never(busy.activity.shed.notified());
+        assert!(told_busy.is_none());
+        // The newcomer is never shed to make room for itself.
+        drop(old);
+        assert!(!reg.shed_idlest(&recent));
+    }
+}
