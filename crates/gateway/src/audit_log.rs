@@ -5,24 +5,35 @@
 //! removing or reordering a stored record breaks the chain and [`verify`] names the first bad record. The
 //! `audit_head` row (id 1) holds the last sequence number and hash; it also catches a removed tail.
 //!
-//! Writes happen off the request path: handlers call [`AuditLog::record`], which only queues the event on a
-//! bounded channel (waiting for room when it is full: backpressure, never a dropped record), and one writer task
-//! per process appends batches with [`append`]. Each batch is one transaction whose first statement updates the
-//! head row, which takes SQLite's write lock or PostgreSQL's row lock, so several writers (replicas sharing a
-//! PostgreSQL database, or two processes on one SQLite file) serialise and extend one chain. Any failure rolls the
-//! whole batch back, so a crash mid-write leaves the previous, consistent chain; the writer retries the batch with
-//! backoff instead of dropping it.
+//! One writer task per process appends batches with [`append`]; each batch is one transaction whose first
+//! statement updates the head row, which takes SQLite's write lock or PostgreSQL's row lock, so several writers
+//! (replicas sharing a PostgreSQL database, or two processes on one SQLite file) serialise and extend one chain.
+//! Any failure rolls the whole batch back, so a crash mid-write leaves the previous, consistent chain.
+//!
+//! **The guarantee**: an answer is sent only after its record is committed. The request envelope calls
+//! [`AuditLog::record_durable`], which waits for the batch holding its record (group commit: whatever queued
+//! while the previous batch was written goes in the next one, so throughput stays high). When a batch cannot be
+//! written (a full disk, a database outage) its requests are answered 503 instead, the writer keeps trying, and
+//! once it can write again its first record says what happened (kind `audit_outage`: since when, the error, how
+//! many answers were withheld). Records that carry no answer ([`AuditLog::record`]: administration, alarms,
+//! sampled refusals) are kept and retried until written.
+//!
+//! **Gaps**: every record of a running gateway carries its boot id and a per-boot sequence number, assigned in
+//! queue order; the first record of a boot is a `boot` record and a clean stop writes a `shutdown` record. So
+//! [`verify`] can tell, per boot, how many records were queued (the highest number) against how many are stored
+//! plus how many an outage record declared withheld, and names a boot whose records are missing; a boot without a
+//! `shutdown` record was killed (or is still running), which loses nothing that was answered.
 //!
 //! Limits of the design: someone with write access to the database who recomputes every hash after an edit (and
 //! the head) is not detected by the chain alone; export the head hash elsewhere (a log shipper, a signed report) to
-//! anchor it. Events still queued in memory when the process is killed are lost (a clean shutdown flushes them).
+//! anchor it.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::{AnyConnection, Row};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::db::Db;
 use crate::error::{Error, Result};
@@ -32,10 +43,10 @@ pub use crate::db::GENESIS_HASH;
 /// Events the in-memory queue holds before [`AuditLog::record`] waits for the writer.
 pub const QUEUE_CAPACITY: usize = 16_384;
 /// Most events appended in one transaction.
-/// How long the writer waits after the first event of a batch for more to arrive.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(20);
-
 const MAX_BATCH: usize = 512;
+/// Most records without an answer held for retry while the database cannot be written; beyond it the oldest
+/// are reported on stderr and dropped (the outage record counts them).
+const MAX_CARRIED: usize = 65_536;
 /// Rows per multi-row `INSERT` (14 parameters each; well under SQLite's and PostgreSQL's limits).
 const INSERT_CHUNK: usize = 64;
 /// Rows per page when verifying.
@@ -49,15 +60,17 @@ const MAX_DETAIL_BYTES: usize = 8192;
 /// Write attempts for one batch once shutdown was asked for (before that, the writer retries forever).
 const SHUTDOWN_ATTEMPTS: u32 = 5;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The `audit_log` columns in declaration order (a macro so statements stay `&'static str`).
 macro_rules! columns {
     () => {
         "seq, ts_ms, kind, actor, key_id, model, route, input_digest, decision, status, latency_us, detail, \
-         prev_hash, hash"
+         prev_hash, hash, boot, boot_seq"
     };
 }
+/// How many columns [`columns!`] names.
+const N_COLUMNS: usize = 16;
 
 /// One thing that happened, as handlers report it (the writer adds sequence number, time and hashes).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +109,12 @@ pub struct AuditRecord {
     /// What happened.
     #[serde(flatten)]
     pub event: AuditEvent,
+    /// The gateway run that wrote it (empty for records written by offline commands).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot: String,
+    /// Its number within that run, from 1 (the `boot` record), in the order records were queued.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub boot_seq: i64,
     /// Hash of the previous record ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
     /// [`record_hash`] of this record.
@@ -115,6 +134,10 @@ impl AuditRecord {
     pub fn event(&self) -> AuditEvent {
         self.event.clone()
     }
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// `sha256:` and the hex SHA-256 of a request body: what the log keeps instead of the body.
@@ -152,6 +175,29 @@ pub fn record_hash(prev_hash: &str, seq: i64, ts_ms: i64, e: &AuditEvent) -> Str
     hex::encode(h.finalize())
 }
 
+/// The hash of a record written by a running gateway: as [`record_hash`] under its own domain tag, with the
+/// boot id and per-boot number after the time. A record without a boot id hashes as [`record_hash`], so records
+/// written before boots existed still verify.
+pub fn record_hash_booted(
+    prev_hash: &str,
+    seq: i64,
+    ts_ms: i64,
+    boot: &str,
+    boot_seq: i64,
+    e: &AuditEvent,
+) -> String {
+    if boot.is_empty() {
+        return record_hash(prev_hash, seq, ts_ms, e);
+    }
+    let mut h = Sha256::new();
+    h.update(b"aegis-audit-v2\0");
+    h.update(record_hash(prev_hash, seq, ts_ms, e).as_bytes());
+    h.update((boot.len() as u64).to_be_bytes());
+    h.update(boot.as_bytes());
+    h.update(boot_seq.to_be_bytes());
+    hex::encode(h.finalize())
+}
+
 /// `s` without NUL characters (PostgreSQL `TEXT` refuses them, which would wedge the writer on one hostile
 /// route name) and cut to at most `max` bytes on a character boundary.
 fn clean_text(s: &str, max: usize) -> String {
@@ -182,25 +228,47 @@ fn normalise(e: &AuditEvent) -> AuditEvent {
     }
 }
 
+/// One event stamped for the chain: its time (Unix milliseconds), and the boot and per-boot number of the gateway
+/// run that queued it (empty and 0 for offline commands).
+#[derive(Debug, Clone)]
+struct Stamped {
+    ts_ms: i64,
+    boot: String,
+    boot_seq: i64,
+    event: AuditEvent,
+}
+
 /// Append `events` (each with its time in Unix milliseconds) to the chain in one transaction.
 ///
 /// The first statement updates the head row, so concurrent writers (tasks, processes, replicas) wait for each
 /// other; then each record gets the next sequence number and the previous record's hash, and the head moves to
 /// the last one. Any failure rolls everything back, leaving the chain as it was.
 pub async fn append(db: &Db, events: &[(i64, AuditEvent)]) -> Result<()> {
+    let stamped: Vec<Stamped> = events
+        .iter()
+        .map(|(ts_ms, event)| Stamped {
+            ts_ms: *ts_ms,
+            boot: String::new(),
+            boot_seq: 0,
+            event: event.clone(),
+        })
+        .collect();
+    append_stamped(db, &stamped).await
+}
+
+async fn append_stamped(db: &Db, events: &[Stamped]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
     let _guard = db.write_guard().await;
+    // A failed batch closes its connection rather than pooling it (see `db::Transaction`).
     let mut tx = db
-        .pool()
         .begin()
         .await
         .map_err(Error::db("begin an audit write"))?;
     match append_in(&mut tx, events).await {
         Ok(()) => tx.commit().await.map_err(Error::db("commit audit records")),
         Err(e) => {
-            // Dropping the transaction would also roll back; doing it here returns the connection clean.
             let _ = tx.rollback().await;
             Err(e)
         }
@@ -208,7 +276,7 @@ pub async fn append(db: &Db, events: &[(i64, AuditEvent)]) -> Result<()> {
 }
 
 /// The body of [`append`], inside a transaction the caller owns.
-async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Result<()> {
+async fn append_in(conn: &mut AnyConnection, events: &[Stamped]) -> Result<()> {
     let rows = sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1 RETURNING seq, hash")
         .fetch_all(&mut *conn)
         .await
@@ -224,14 +292,21 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
         .map_err(Error::db("read the audit head"))?;
 
     let mut records = Vec::with_capacity(events.len());
-    for (ts_ms, event) in events {
-        let event = normalise(event);
+    for stamped in events {
+        let event = normalise(&stamped.event);
         seq = seq
             .checked_add(1)
             .ok_or_else(|| Error::Corrupt("audit sequence overflow".into()))?;
-        let hash = record_hash(&prev, seq, *ts_ms, &event);
+        let hash = record_hash_booted(
+            &prev,
+            seq,
+            stamped.ts_ms,
+            &stamped.boot,
+            stamped.boot_seq,
+            &event,
+        );
         let prev_hash = std::mem::replace(&mut prev, hash.clone());
-        records.push((seq, *ts_ms, event, prev_hash, hash));
+        records.push((seq, stamped, event, prev_hash, hash));
     }
     // `prev` is now the last record's hash: the new head.
 
@@ -245,24 +320,24 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
                 sql.push(',');
             }
             sql.push('(');
-            for j in 0..14 {
+            for j in 0..N_COLUMNS {
                 if j > 0 {
                     sql.push(',');
                 }
                 if positional {
                     sql.push('?');
                 } else {
-                    sql.push_str(&format!("${}", i * 14 + j + 1));
+                    sql.push_str(&format!("${}", i * N_COLUMNS + j + 1));
                 }
             }
             sql.push(')');
         }
         // Built from constants and parameter numbers only: nothing from an event reaches the SQL text.
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, ts_ms, e, prev_hash, hash) in chunk {
+        for (seq, stamped, e, prev_hash, hash) in chunk {
             query = query
                 .bind(*seq)
-                .bind(*ts_ms)
+                .bind(stamped.ts_ms)
                 .bind(e.kind.as_str())
                 .bind(e.actor.as_str())
                 .bind(e.key_id.as_str())
@@ -274,7 +349,9 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
                 .bind(e.latency_us as i64)
                 .bind(e.detail.as_str())
                 .bind(prev_hash.as_str())
-                .bind(hash.as_str());
+                .bind(hash.as_str())
+                .bind(stamped.boot.as_str())
+                .bind(stamped.boot_seq);
         }
         query
             .execute(&mut *conn)
@@ -294,13 +371,30 @@ async fn append_in(conn: &mut AnyConnection, events: &[(i64, AuditEvent)]) -> Re
     Ok(())
 }
 
-/// What the writer task receives.
-type Queued = (i64, AuditEvent);
+/// What the writer task receives: a stamped event, and whom to tell once it is committed (or could not be).
+struct Queued {
+    stamped: Stamped,
+    ack: Option<oneshot::Sender<bool>>,
+}
+
+/// The record could not be committed, so its answer must not be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the audit record could not be written")]
+pub struct Unrecorded;
 
 /// A cheap, cloneable handle for queuing audit events; one writer task appends them.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Queued>,
+    boot: std::sync::Arc<Boot>,
+}
+
+/// This run's identity and the next per-boot number (the lock also keeps queue order equal to number order).
+#[derive(Debug)]
+struct Boot {
+    id: String,
+    next: std::sync::Mutex<i64>,
+    writable: std::sync::atomic::AtomicBool,
 }
 
 /// Owns the writer task; [`AuditWriterHandle::shutdown`] flushes the queue.
@@ -311,29 +405,83 @@ pub struct AuditWriterHandle {
 }
 
 impl AuditLog {
-    /// Start the writer task on the current tokio runtime (queue of [`QUEUE_CAPACITY`] events).
-    pub fn spawn(db: Db) -> (AuditLog, AuditWriterHandle) {
+    /// Start the writer task on the current tokio runtime (queue of [`QUEUE_CAPACITY`] events), for a run
+    /// identified by `boot` (random, unique per start); the caller records the `boot` event first.
+    pub fn spawn(db: Db, boot: String) -> (AuditLog, AuditWriterHandle) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(writer(db, rx, stop_rx));
-        (AuditLog { tx }, AuditWriterHandle { stop, task })
+        let boot = std::sync::Arc::new(Boot {
+            id: boot,
+            next: std::sync::Mutex::new(1),
+            writable: std::sync::atomic::AtomicBool::new(true),
+        });
+        let task = tokio::spawn(writer(db, rx, stop_rx, boot.clone()));
+        (AuditLog { tx, boot }, AuditWriterHandle { stop, task })
     }
 
-    /// Queue `event`, stamped with the current time. Waits while the queue is full (so a slow database slows
-    /// the gateway down rather than losing records). If the writer has stopped, the event is reported on stderr.
-    pub async fn record(&self, event: AuditEvent) {
-        let ts_ms = crate::util::now_ms();
-        if let Err(mpsc::error::SendError((_, event))) = self.tx.send((ts_ms, event)).await {
+    /// This run's boot id.
+    pub fn boot_id(&self) -> &str {
+        &self.boot.id
+    }
+
+    /// Queue `event`, stamped with the current time and the next per-boot number. Waits while the queue is full
+    /// (so a slow database slows the gateway down rather than losing records).
+    async fn enqueue(&self, event: AuditEvent, ack: Option<oneshot::Sender<bool>>) -> bool {
+        let Ok(permit) = self.tx.reserve().await else {
             eprintln!(
-                "aegis: audit writer stopped; record lost: kind={} actor={} key={} route={} status={} ts_ms={ts_ms}",
+                "aegis: audit writer stopped; record lost: kind={} actor={} key={} route={} status={}",
                 event.kind, event.actor, event.key_id, event.route, event.status
             );
+            return false;
+        };
+        let mut next = self
+            .boot
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let boot_seq = *next;
+        *next += 1;
+        permit.send(Queued {
+            stamped: Stamped {
+                ts_ms: crate::util::now_ms(),
+                boot: self.boot.id.clone(),
+                boot_seq,
+                event,
+            },
+            ack,
+        });
+        true
+    }
+
+    /// Queue `event` for the chain without waiting for it to be written; it is kept and retried until it is.
+    /// For records that do not stand for an answer (administration, alarms, sampled refusals).
+    pub async fn record(&self, event: AuditEvent) {
+        self.enqueue(event, None).await;
+    }
+
+    /// Queue `event` and wait until it is committed. `Err` means it was not (the database cannot be written):
+    /// the answer it stands for must not be sent.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<(), Unrecorded> {
+        let (tx, rx) = oneshot::channel();
+        if !self.enqueue(event, Some(tx)).await {
+            return Err(Unrecorded);
+        }
+        match rx.await {
+            Ok(true) => Ok(()),
+            _ => Err(Unrecorded),
         }
     }
 
     /// Events queued and not yet written (for the `aegis_audit_queue_depth` gauge).
     pub fn queue_depth(&self) -> i64 {
         (self.tx.max_capacity() - self.tx.capacity()) as i64
+    }
+
+    /// Whether the last write succeeded (for the `aegis_audit_writable` gauge).
+    pub fn writable(&self) -> bool {
+        self.boot
+            .writable
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -352,39 +500,53 @@ impl AuditWriterHandle {
     }
 }
 
-/// The writer loop: one event, then whatever else is already queued (up to [`MAX_BATCH`]), appended together.
+/// An episode during which nothing could be written.
+struct Outage {
+    since_ms: i64,
+    cause: String,
+    /// Answers withheld (records with an acknowledgement that failed).
+    withheld: u64,
+    /// Records without an answer dropped because too many were held.
+    dropped: u64,
+}
+
+/// The writer loop: take whatever is queued (up to [`MAX_BATCH`]) and append it in one transaction; tell each
+/// waiting request whether its record is in.
 async fn writer(
     db: Db,
     mut rx: mpsc::Receiver<Queued>,
     mut stop: watch::Receiver<bool>,
+    boot: std::sync::Arc<Boot>,
 ) -> Result<()> {
     let mut listening = true;
-    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // Records without an answer that failed to be written, retried first.
+    let mut carried: std::collections::VecDeque<Stamped> = std::collections::VecDeque::new();
+    let mut outage: Option<Outage> = None;
+    let mut delay = BACKOFF_FIRST;
+    let mut failures_stopping = 0u32;
     loop {
-        let first = if listening {
-            tokio::select! {
-                biased;
-                changed = stop.changed() => {
-                    listening = false;
-                    if changed.is_ok() {
-                        // No new events; those already queued are still received, then `recv` ends.
-                        rx.close();
+        let mut batch: Vec<Queued> = Vec::new();
+        if carried.is_empty() {
+            let first = if listening {
+                tokio::select! {
+                    biased;
+                    changed = stop.changed() => {
+                        listening = false;
+                        if changed.is_ok() {
+                            // No new events; those already queued are still received, then `recv` ends.
+                            rx.close();
+                        }
+                        continue;
                     }
-                    continue;
+                    event = rx.recv() => event,
                 }
-                event = rx.recv() => event,
-            }
-        } else {
-            rx.recv().await
-        };
-        let Some(first) = first else {
-            return Ok(());
-        };
-        batch.push(first);
-        if listening {
-            // Linger a moment so a busy gateway writes a few large batches instead of one transaction per
-            // request (which would compete with the request path for the database's write lock).
-            tokio::time::sleep(LINGER).await;
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            batch.push(first);
         }
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -392,45 +554,147 @@ async fn writer(
                 Err(_) => break,
             }
         }
-        if let Err(e) = write_with_retry(&db, &batch, &stop).await {
+        if listening && *stop.borrow() {
+            listening = false;
             rx.close();
-            let mut lost = batch.len();
-            while rx.try_recv().is_ok() {
-                lost += 1;
-            }
-            eprintln!(
-                "aegis: audit writer gave up while shutting down; {lost} records not written: {e}"
-            );
-            return Err(e);
         }
-        batch.clear();
-    }
-}
-
-/// [`append`] until it succeeds, backing off from 100 ms to 5 s; once shutdown was asked for, give up after a few
-/// attempts so the process can exit.
-async fn write_with_retry(db: &Db, batch: &[Queued], stop: &watch::Receiver<bool>) -> Result<()> {
-    let mut delay = BACKOFF_FIRST;
-    let mut failures = 0u32;
-    loop {
-        match append(db, batch).await {
-            Ok(()) => return Ok(()),
-            Err(e) => {
-                failures += 1;
-                if *stop.borrow() && failures >= SHUTDOWN_ATTEMPTS {
-                    return Err(e);
+        // What goes in: the outage's own record (when one just ended), then carried records, then the batch.
+        let mut stamped: Vec<Stamped> = carried.iter().cloned().collect();
+        stamped.extend(batch.iter().map(|q| q.stamped.clone()));
+        let outage_record = outage.as_ref().map(|o| outage_event(&boot, o));
+        if let Some(record) = &outage_record {
+            stamped.insert(0, record.clone());
+        }
+        match append_stamped(&db, &stamped).await {
+            Ok(()) => {
+                carried.clear();
+                if let Some(o) = outage.take() {
+                    crate::log::emit(
+                        crate::log::Level::Info,
+                        "audit_recovered",
+                        &[
+                            ("withheld", o.withheld.into()),
+                            ("since_ms", o.since_ms.into()),
+                        ],
+                    );
                 }
-                eprintln!(
-                    "aegis: audit write failed (attempt {failures}, {} records held): {e}; retrying in {} ms",
-                    batch.len(),
-                    delay.as_millis()
-                );
-                tokio::time::sleep(delay).await;
+                boot.writable
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                delay = BACKOFF_FIRST;
+                for q in batch {
+                    if let Some(ack) = q.ack {
+                        let _ = ack.send(true);
+                    }
+                }
+            }
+            Err(e) => {
+                boot.writable
+                    .store(false, std::sync::atomic::Ordering::Relaxed);
+                let o = outage.get_or_insert_with(|| {
+                    crate::log::emit(
+                        crate::log::Level::Error,
+                        "audit_unwritable",
+                        &[("cause", e.to_string().into())],
+                    );
+                    Outage {
+                        since_ms: crate::util::now_ms(),
+                        cause: e.to_string(),
+                        withheld: 0,
+                        dropped: 0,
+                    }
+                });
+                for q in batch {
+                    match q.ack {
+                        Some(ack) => {
+                            o.withheld += 1;
+                            let _ = ack.send(false);
+                        }
+                        None => carried.push_back(q.stamped),
+                    }
+                }
+                while carried.len() > MAX_CARRIED {
+                    if let Some(lost) = carried.pop_front() {
+                        o.dropped += 1;
+                        eprintln!(
+                            "aegis: audit record dropped after the database stayed unwritable: kind={} route={} boot_seq={}",
+                            lost.event.kind, lost.event.route, lost.boot_seq
+                        );
+                    }
+                }
+                if !listening {
+                    failures_stopping += 1;
+                    if failures_stopping >= SHUTDOWN_ATTEMPTS {
+                        let mut lost = carried.len();
+                        while rx.try_recv().is_ok() {
+                            lost += 1;
+                        }
+                        eprintln!(
+                            "aegis: audit writer gave up while shutting down; {lost} records not written: {e}"
+                        );
+                        return Err(e);
+                    }
+                }
+                // Until the next attempt, answers waiting on a record are refused at once rather than held.
+                let pause = tokio::time::sleep(delay);
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = &mut pause => break,
+                        queued = rx.recv(), if listening => match queued {
+                            Some(q) => match q.ack {
+                                Some(ack) => {
+                                    o.withheld += 1;
+                                    let _ = ack.send(false);
+                                }
+                                None => carried.push_back(q.stamped),
+                            },
+                            None => break,
+                        },
+                    }
+                }
                 delay = (delay * 2).min(BACKOFF_MAX);
             }
         }
     }
 }
+
+/// The record that ends an outage: what happened and how many records of this boot will never be stored (so
+/// [`verify`] can account for their numbers). It has no number of its own (0): it is built anew on every attempt
+/// and stands for no answer.
+fn outage_event(boot: &Boot, o: &Outage) -> Stamped {
+    let lasted = crate::util::now_ms().saturating_sub(o.since_ms);
+    Stamped {
+        ts_ms: crate::util::now_ms(),
+        boot: boot.id.clone(),
+        boot_seq: 0,
+        event: AuditEvent {
+            kind: OUTAGE_KIND.into(),
+            route: "audit".into(),
+            decision: "recovered".into(),
+            detail: format!(
+                "{} records withheld: the audit log could not be written for {lasted} ms ({}); {} answers were \
+                 refused with 503 instead of sent unrecorded{}",
+                o.withheld + o.dropped,
+                o.cause,
+                o.withheld,
+                if o.dropped > 0 {
+                    format!(", and {} records without an answer were dropped", o.dropped)
+                } else {
+                    String::new()
+                }
+            ),
+            ..AuditEvent::default()
+        },
+    }
+}
+
+/// Kind of the record that ends an outage.
+pub const OUTAGE_KIND: &str = "audit_outage";
+/// Kind of the first record of a gateway run.
+pub const BOOT_KIND: &str = "boot";
+/// Kind of the last record of a cleanly stopped gateway run.
+pub const SHUTDOWN_KIND: &str = "shutdown";
 
 /// The result of [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -441,6 +705,10 @@ pub struct Verification {
     pub head_seq: i64,
     /// The first problem found, if any.
     pub problem: Option<ChainProblem>,
+    /// Gateway runs that wrote records.
+    pub runs: usize,
+    /// Runs with no `shutdown` record: killed (which loses nothing that was answered) or still running.
+    pub unstopped: Vec<String>,
 }
 
 /// Where the chain breaks first, and how.
@@ -461,6 +729,8 @@ struct StoredRow {
     latency_us: i64,
     prev_hash: String,
     hash: String,
+    boot: String,
+    boot_seq: i64,
 }
 
 impl StoredRow {
@@ -490,6 +760,8 @@ impl StoredRow {
             latency_us: int("latency_us")?,
             prev_hash: text("prev_hash")?,
             hash: text("hash")?,
+            boot: text("boot")?,
+            boot_seq: int("boot_seq")?,
         })
     }
 
@@ -513,6 +785,8 @@ impl StoredRow {
                 latency_us,
                 detail,
             },
+            boot: self.boot,
+            boot_seq: self.boot_seq,
             prev_hash: self.prev_hash,
             hash: self.hash,
         })
@@ -525,6 +799,81 @@ struct Verifier {
     prev_hash: String,
     records: i64,
     problem: Option<ChainProblem>,
+    boots: Boots,
+}
+
+/// Per gateway run: the highest number queued, records stored, numbers an outage record declared withheld, and
+/// whether it stopped cleanly.
+#[derive(Default)]
+struct Boots {
+    runs: std::collections::BTreeMap<String, Run>,
+    order: Vec<String>,
+}
+
+#[derive(Default)]
+struct Run {
+    first_seq: i64,
+    highest: i64,
+    stored: i64,
+    withheld: i64,
+    stopped: bool,
+}
+
+impl Boots {
+    fn see(&mut self, r: &AuditRecord) {
+        if r.boot.is_empty() {
+            return;
+        }
+        if !self.runs.contains_key(&r.boot) {
+            self.order.push(r.boot.clone());
+        }
+        let run = self.runs.entry(r.boot.clone()).or_insert_with(|| Run {
+            first_seq: r.seq,
+            ..Run::default()
+        });
+        if r.kind == OUTAGE_KIND {
+            run.withheld += r
+                .detail
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<i64>().ok())
+                .unwrap_or(0);
+        }
+        if r.kind == SHUTDOWN_KIND {
+            run.stopped = true;
+        }
+        if r.boot_seq > 0 {
+            run.stored += 1;
+            run.highest = run.highest.max(r.boot_seq);
+        }
+    }
+
+    /// The first run with numbers neither stored nor declared withheld.
+    fn gap(&self) -> Option<(i64, String)> {
+        self.order.iter().find_map(|id| {
+            let run = &self.runs[id];
+            let missing = run.highest - run.stored - run.withheld;
+            (missing > 0).then(|| {
+                (
+                    run.first_seq,
+                    format!(
+                        "gateway run {id} queued {} records but {} are stored and {} were declared withheld: {missing} \
+                         records missing (removed, or answered without being recorded)",
+                        run.highest, run.stored, run.withheld
+                    ),
+                )
+            })
+        })
+    }
+
+    /// Runs without a `shutdown` record (killed, or still running).
+    fn unstopped(&self) -> Vec<String> {
+        self.order
+            .iter()
+            .filter(|id| !self.runs[*id].stopped)
+            .cloned()
+            .collect()
+    }
 }
 
 impl Verifier {
@@ -534,6 +883,7 @@ impl Verifier {
             prev_hash: GENESIS_HASH.to_string(),
             records: 0,
             problem: None,
+            boots: Boots::default(),
         }
     }
 
@@ -592,8 +942,15 @@ impl Verifier {
             );
             return;
         };
-        if record_hash(&record.prev_hash, record.seq, record.ts_ms, &record.event()) != record.hash
-        {
+        let hash = record_hash_booted(
+            &record.prev_hash,
+            record.seq,
+            record.ts_ms,
+            &record.boot,
+            record.boot_seq,
+            &record.event,
+        );
+        if hash != record.hash {
             self.fail(
                 expected,
                 "hash does not match the record's contents (edited)".to_string(),
@@ -601,6 +958,7 @@ impl Verifier {
             return;
         }
         self.expected_seq += 1;
+        self.boots.see(&record);
         self.prev_hash = record.hash;
     }
 
@@ -651,6 +1009,8 @@ pub async fn verify(db: &Db) -> Result<Verification> {
                 seq: 0,
                 reason: "the audit_head row is missing".into(),
             }),
+            runs: 0,
+            unstopped: Vec::new(),
         });
     };
     let mut verifier = Verifier::new();
@@ -679,6 +1039,11 @@ pub async fn verify(db: &Db) -> Result<Verification> {
         }
     }
     verifier.finish(head_seq, &head_hash);
+    if verifier.problem.is_none() {
+        if let Some((seq, reason)) = verifier.boots.gap() {
+            verifier.fail(seq, reason);
+        }
+    }
 
     // A committed record beyond the head is only possible when written around the chain writer (which moves the
     // head in the same transaction). Re-read the head after seeing the row, so a concurrent append is not blamed.
@@ -705,6 +1070,8 @@ pub async fn verify(db: &Db) -> Result<Verification> {
         records: verifier.records,
         head_seq,
         problem: verifier.problem,
+        runs: verifier.boots.runs.len(),
+        unstopped: verifier.boots.unstopped(),
     })
 }
 
@@ -746,6 +1113,27 @@ pub async fn count(db: &Db) -> Result<i64> {
 mod tests {
     use super::*;
     use crate::db::tests::temp_db;
+
+    /// A clean verification of records written without a gateway run.
+    fn clean(records: i64, head_seq: i64) -> Verification {
+        Verification {
+            records,
+            head_seq,
+            problem: None,
+            runs: 0,
+            unstopped: Vec::new(),
+        }
+    }
+
+    /// No problem, `records` records and head, written by `runs` (none stopped cleanly).
+    fn assert_runs(v: &Verification, records: i64, runs: &[&str]) {
+        assert_eq!(v.problem, None);
+        assert_eq!((v.records, v.head_seq), (records, records));
+        assert_eq!(v.runs, runs.len());
+        let mut unstopped = v.unstopped.clone();
+        unstopped.sort();
+        assert_eq!(unstopped, runs);
+    }
 
     fn event(i: usize) -> AuditEvent {
         AuditEvent {
@@ -848,14 +1236,7 @@ mod tests {
         let (db, _dir) = chain(100).await;
         append(&db, &[]).await.unwrap();
         let v = verify(&db).await.unwrap();
-        assert_eq!(
-            v,
-            Verification {
-                records: 100,
-                head_seq: 100,
-                problem: None
-            }
-        );
+        assert_eq!(v, clean(100, 100));
         assert_eq!(count(&db).await.unwrap(), 100);
         let page = list(&db, 10, 5).await.unwrap();
         assert_eq!(
@@ -870,14 +1251,7 @@ mod tests {
         assert!(list(&db, 100, 10).await.unwrap().is_empty());
         // An empty log verifies too.
         let (empty, _dir2) = temp_db().await;
-        assert_eq!(
-            verify(&empty).await.unwrap(),
-            Verification {
-                records: 0,
-                head_seq: 0,
-                problem: None
-            }
-        );
+        assert_eq!(verify(&empty).await.unwrap(), clean(0, 0));
     }
 
     #[tokio::test]
@@ -971,7 +1345,7 @@ mod tests {
         exec(
             &db,
             "INSERT INTO audit_log SELECT 21, ts_ms, kind, actor, key_id, model, route, input_digest, decision, \
-             status, latency_us, detail, hash, hash FROM audit_log WHERE seq = 20",
+             status, latency_us, detail, hash, hash, boot, boot_seq FROM audit_log WHERE seq = 20",
         )
         .await;
         let p = problem(&db).await;
@@ -983,46 +1357,34 @@ mod tests {
     async fn a_failed_append_leaves_the_chain_as_it_was() {
         let (db, _dir) = chain(10).await;
         // Rolled back after the inserts: nothing of it remains.
-        let mut tx = db.pool().begin().await.unwrap();
-        append_in(&mut tx, &events(10, 5)).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        let stamped: Vec<Stamped> = events(10, 5)
+            .into_iter()
+            .map(|(ts_ms, event)| Stamped {
+                ts_ms,
+                boot: String::new(),
+                boot_seq: 0,
+                event,
+            })
+            .collect();
+        append_in(&mut tx, &stamped).await.unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(
-            verify(&db).await.unwrap(),
-            Verification {
-                records: 10,
-                head_seq: 10,
-                problem: None
-            }
-        );
+        assert_eq!(verify(&db).await.unwrap(), clean(10, 10));
 
         // A failure in the middle of a batch (a row already holds seq 12): the first records are not kept.
         exec(
             &db,
             "INSERT INTO audit_log SELECT 12, ts_ms, kind, actor, key_id, model, route, input_digest, decision, \
-             status, latency_us, detail, prev_hash, hash FROM audit_log WHERE seq = 10",
+             status, latency_us, detail, prev_hash, hash, boot, boot_seq FROM audit_log WHERE seq = 10",
         )
         .await;
         let err = append(&db, &events(10, 3)).await.unwrap_err();
         assert!(err.to_string().contains("insert audit records"), "{err}");
         assert_eq!(count(&db).await.unwrap(), 11);
         exec(&db, "DELETE FROM audit_log WHERE seq = 12").await;
-        assert_eq!(
-            verify(&db).await.unwrap(),
-            Verification {
-                records: 10,
-                head_seq: 10,
-                problem: None
-            }
-        );
+        assert_eq!(verify(&db).await.unwrap(), clean(10, 10));
         append(&db, &events(10, 3)).await.unwrap();
-        assert_eq!(
-            verify(&db).await.unwrap(),
-            Verification {
-                records: 13,
-                head_seq: 13,
-                problem: None
-            }
-        );
+        assert_eq!(verify(&db).await.unwrap(), clean(13, 13));
     }
 
     #[tokio::test]
@@ -1045,7 +1407,7 @@ mod tests {
     #[tokio::test]
     async fn ten_thousand_concurrent_records_are_all_written() {
         let (db, _dir) = temp_db().await;
-        let (log, writer) = AuditLog::spawn(db.clone());
+        let (log, writer) = AuditLog::spawn(db.clone(), "run-a".into());
         let tasks: Vec<_> = (0..8)
             .map(|t| {
                 let log = log.clone();
@@ -1061,22 +1423,15 @@ mod tests {
         }
         writer.shutdown(log).await.unwrap();
         assert_eq!(count(&db).await.unwrap(), 10_000);
-        assert_eq!(
-            verify(&db).await.unwrap(),
-            Verification {
-                records: 10_000,
-                head_seq: 10_000,
-                problem: None
-            }
-        );
+        assert_runs(&verify(&db).await.unwrap(), 10_000, &["run-a"]);
     }
 
     #[tokio::test]
     async fn two_replicas_on_one_database_extend_one_chain() {
         let (db_a, dir) = temp_db().await;
         let db_b = Db::open_data_dir(&dir.path().join("data")).await.unwrap();
-        let (log_a, writer_a) = AuditLog::spawn(db_a.clone());
-        let (log_b, writer_b) = AuditLog::spawn(db_b.clone());
+        let (log_a, writer_a) = AuditLog::spawn(db_a.clone(), "run-a".into());
+        let (log_b, writer_b) = AuditLog::spawn(db_b.clone(), "run-b".into());
         let mut tasks = Vec::new();
         for t in 0..8 {
             let log = if t % 2 == 0 {
@@ -1096,21 +1451,14 @@ mod tests {
         let (a, b) = tokio::join!(writer_a.shutdown(log_a), writer_b.shutdown(log_b));
         a.unwrap();
         b.unwrap();
-        assert_eq!(
-            verify(&db_b).await.unwrap(),
-            Verification {
-                records: 4000,
-                head_seq: 4000,
-                problem: None
-            }
-        );
+        assert_runs(&verify(&db_b).await.unwrap(), 4000, &["run-a", "run-b"]);
     }
 
     #[tokio::test]
     async fn the_writer_retries_through_a_database_outage_without_losing_records() {
         let (db, _dir) = temp_db().await;
         exec(&db, "ALTER TABLE audit_log RENAME TO audit_log_away").await;
-        let (log, writer) = AuditLog::spawn(db.clone());
+        let (log, writer) = AuditLog::spawn(db.clone(), "run-a".into());
         for i in 0..50 {
             log.record(event(i)).await;
         }
@@ -1121,21 +1469,98 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(150)).await;
         exec(&db, "ALTER TABLE audit_log_away RENAME TO audit_log").await;
         writer.shutdown(log).await.unwrap();
-        assert_eq!(
-            verify(&db).await.unwrap(),
-            Verification {
-                records: 50,
-                head_seq: 50,
-                problem: None
-            }
+        // The 50 records and the outage's own, which declares nothing withheld (none stood for an answer).
+        let v = verify(&db).await.unwrap();
+        assert_runs(&v, 51, &["run-a"]);
+        let all = list(&db, 0, 100).await.unwrap();
+        assert_eq!(all[0].kind, OUTAGE_KIND);
+        assert!(
+            all[0].detail.starts_with("0 records withheld"),
+            "{}",
+            all[0].detail
         );
+        assert_eq!(
+            all[1..].iter().map(|r| r.boot_seq).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
+    }
+
+    #[tokio::test]
+    async fn durable_records_are_refused_during_an_outage_and_the_outage_accounts_for_them() {
+        let (db, _dir) = temp_db().await;
+        let (log, writer) = AuditLog::spawn(db.clone(), "run-a".into());
+        log.record_durable(event(0)).await.unwrap();
+        assert!(log.writable());
+        exec(&db, "ALTER TABLE audit_log RENAME TO audit_log_away").await;
+        assert_eq!(log.record_durable(event(1)).await, Err(Unrecorded));
+        assert_eq!(log.record_durable(event(2)).await, Err(Unrecorded));
+        assert!(!log.writable());
+        exec(&db, "ALTER TABLE audit_log_away RENAME TO audit_log").await;
+        // Once the table is back, the next record goes in after the outage's.
+        let mut ok = false;
+        for _ in 0..100 {
+            if log.record_durable(event(3)).await.is_ok() {
+                ok = true;
+                break;
+            }
+        }
+        assert!(ok && log.writable());
+        writer.shutdown(log).await.unwrap();
+        let all = list(&db, 0, 100).await.unwrap();
+        let outage = all.iter().find(|r| r.kind == OUTAGE_KIND).unwrap();
+        assert!(outage.detail.contains("503"), "{}", outage.detail);
+        let withheld: i64 = outage
+            .detail
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(withheld >= 2, "{}", outage.detail);
+        // The numbers of the withheld records are missing, and declared: the run verifies.
+        assert_eq!(verify(&db).await.unwrap().problem, None);
+    }
+
+    #[tokio::test]
+    async fn a_record_missing_from_a_run_is_named_even_when_the_chain_was_rebuilt() {
+        let (db, _dir) = temp_db().await;
+        let stamp = |boot_seq: i64, kind: &str| Stamped {
+            ts_ms: 1,
+            boot: "run-x".into(),
+            boot_seq,
+            event: AuditEvent {
+                kind: kind.into(),
+                ..event(boot_seq as usize)
+            },
+        };
+        // A consistent chain, as someone who recomputed every hash would leave it, but number 3 of the run is
+        // gone: an answered request without its record.
+        let rows = vec![
+            stamp(1, BOOT_KIND),
+            stamp(2, "inference"),
+            stamp(4, "inference"),
+            stamp(5, SHUTDOWN_KIND),
+        ];
+        append_stamped(&db, &rows).await.unwrap();
+        let v = verify(&db).await.unwrap();
+        let p = v.problem.expect("the gap is found");
+        assert!(p.reason.contains("1 records missing"), "{}", p.reason);
+        assert!(p.reason.contains("run-x"), "{}", p.reason);
+        assert!(v.unstopped.is_empty());
+
+        // The same run with all its numbers verifies, and a run without a shutdown record is listed.
+        let (db, _dir) = temp_db().await;
+        append_stamped(&db, &rows[..2]).await.unwrap();
+        let v = verify(&db).await.unwrap();
+        assert_eq!(v.problem, None);
+        assert_eq!(v.unstopped, vec!["run-x".to_string()]);
     }
 
     #[tokio::test]
     async fn a_writer_that_cannot_write_reports_it_at_shutdown_and_later_records_are_refused() {
         let (db, _dir) = temp_db().await;
         exec(&db, "DROP TABLE audit_log").await;
-        let (log, writer) = AuditLog::spawn(db.clone());
+        let (log, writer) = AuditLog::spawn(db.clone(), "run-a".into());
         let spare = log.clone();
         log.record(event(0)).await;
         // Once shutdown is asked for, the writer gives up after a few attempts (about 1.5 s of backoff).
@@ -1167,8 +1592,8 @@ mod tests {
         let own = format!("{}/{name}", &base[..base.rfind('/').unwrap()]);
         let db_a = Db::connect(&own).await.unwrap();
         let db_b = Db::connect(&own).await.unwrap();
-        let (log_a, writer_a) = AuditLog::spawn(db_a.clone());
-        let (log_b, writer_b) = AuditLog::spawn(db_b.clone());
+        let (log_a, writer_a) = AuditLog::spawn(db_a.clone(), "run-a".into());
+        let (log_b, writer_b) = AuditLog::spawn(db_b.clone(), "run-b".into());
         let mut tasks = Vec::new();
         for t in 0..8 {
             let log = if t % 2 == 0 {
@@ -1190,7 +1615,7 @@ mod tests {
         let (a, b) = tokio::join!(writer_a.shutdown(log_a), writer_b.shutdown(log_b));
         a.unwrap();
         b.unwrap();
-        let clean = verify(&db_a).await.unwrap();
+        let intact = verify(&db_a).await.unwrap();
         exec(
             &db_b,
             "UPDATE audit_log SET actor = 'mallory' WHERE seq = 1234",
@@ -1203,14 +1628,7 @@ mod tests {
             .execute(&admin)
             .await
             .unwrap();
-        assert_eq!(
-            clean,
-            Verification {
-                records: 4000,
-                head_seq: 4000,
-                problem: None
-            }
-        );
+        assert_runs(&intact, 4000, &["run-a", "run-b"]);
         assert_eq!(tampered.problem.unwrap().seq, 1234);
     }
 }

@@ -97,7 +97,7 @@ pub enum Backend {
 }
 
 /// The schema version this build writes; a database with a newer one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Tables, in creation order. One statement per entry (PostgreSQL's extended protocol takes one at a time).
 const SCHEMA: &[&str] = &[
@@ -162,7 +162,9 @@ const SCHEMA: &[&str] = &[
         latency_us BIGINT NOT NULL,
         detail TEXT NOT NULL,
         prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL)",
+        hash TEXT NOT NULL,
+        boot TEXT NOT NULL DEFAULT '',
+        boot_seq BIGINT NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS audit_head (
         id BIGINT PRIMARY KEY,
         seq BIGINT NOT NULL,
@@ -264,6 +266,13 @@ impl Db {
         }
     }
 
+    /// Begin a [`Transaction`] on a connection of its own.
+    pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("BEGIN").await?;
+        Ok(Transaction { conn: Some(conn) })
+    }
+
     /// Close every connection (waits for queries in flight).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -289,12 +298,36 @@ impl Db {
                     .await
             }
             Some(v) => match v.parse::<i64>() {
+                Ok(1) => self.upgrade_from_1().await,
                 Ok(v) if v <= SCHEMA_VERSION => Ok(()),
                 _ => Err(Error::Corrupt(format!(
                     "schema version {v} is newer than this build's {SCHEMA_VERSION}; upgrade aegis"
                 ))),
             },
         }
+    }
+
+    /// Version 2 adds the audit log's boot id and per-boot number (empty and 0 for older records, which verify
+    /// as before).
+    async fn upgrade_from_1(&self) -> Result<()> {
+        let done = sqlx::query("SELECT boot_seq FROM audit_log LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await
+            .is_ok();
+        // Another replica may have upgraded between our read of the version and now.
+        if done {
+            return self.set_setting("schema_version", "2").await;
+        }
+        for statement in [
+            "ALTER TABLE audit_log ADD COLUMN boot TEXT NOT NULL DEFAULT ''",
+            "ALTER TABLE audit_log ADD COLUMN boot_seq BIGINT NOT NULL DEFAULT 0",
+        ] {
+            sqlx::query(statement)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db("upgrade the audit log to schema 2"))?;
+        }
+        self.set_setting("schema_version", "2").await
     }
 
     /// A value from the `settings` table.
@@ -337,6 +370,66 @@ impl Db {
         self.setting(name)
             .await?
             .ok_or_else(|| Error::Corrupt(format!("setting {name} vanished")))
+    }
+}
+
+/// A transaction on a pooled connection of its own, for every multi-statement write of the gateway.
+///
+/// Unlike sqlx's, a transaction that does not end in a successful COMMIT or ROLLBACK (an error, an early return,
+/// a COMMIT that failed on a full disk) closes its connection instead of returning it to the pool. After a failed
+/// COMMIT, SQLite may keep the transaction and its write lock open on that connection; pooled again, it made every
+/// later writer wait and fail with "database is locked" until a restart. A fresh connection holds nothing.
+#[derive(Debug)]
+pub struct Transaction {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl Transaction {
+    /// Commit; on failure the connection is closed (see the type's docs).
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.finish("COMMIT").await
+    }
+
+    /// Roll back; on failure the connection is closed.
+    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, statement: &'static str) -> Result<(), sqlx::Error> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        conn.execute(statement).await?;
+        // Ended cleanly: back to the pool.
+        self.conn = None;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Transaction {
+    type Target = sqlx::AnyConnection;
+
+    fn deref(&self) -> &sqlx::AnyConnection {
+        self.conn
+            .as_ref()
+            .expect("a transaction has its connection until it ends")
+    }
+}
+
+impl std::ops::DerefMut for Transaction {
+    fn deref_mut(&mut self) -> &mut sqlx::AnyConnection {
+        self.conn
+            .as_mut()
+            .expect("a transaction has its connection until it ends")
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // Not ended: close the connection (the database rolls the transaction back) instead of pooling it.
+            drop(conn.detach());
+        }
     }
 }
 

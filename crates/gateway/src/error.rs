@@ -80,6 +80,15 @@ impl Error {
         move |source| Error::Db { op, source }
     }
 
+    /// Whether this is the database being unable to store anything right now (a full disk, an I/O error, a
+    /// lock that never came, an unreachable server): a condition that passes, answered 503 with Retry-After.
+    pub fn is_storage_unavailable(&self) -> bool {
+        match self {
+            Error::Db { source, .. } => storage_unavailable(source),
+            _ => false,
+        }
+    }
+
     /// An IO error with its operation and path.
     pub(crate) fn io(
         op: &'static str,
@@ -92,3 +101,24 @@ impl Error {
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// See [`Error::is_storage_unavailable`]. SQLite's primary result codes (the low byte of extended ones):
+/// 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN; PostgreSQL's classes 53 (insufficient resources), 57
+/// (operator intervention) and 08 (connection exception).
+fn storage_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if let Ok(n) = code.parse::<i64>() {
+                matches!(n & 0xff, 5 | 6 | 10 | 13 | 14)
+            } else {
+                code.starts_with("53") || code.starts_with("57") || code.starts_with("08")
+            }
+        }
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        _ => false,
+    }
+}

@@ -58,20 +58,42 @@ impl ApiError {
     }
 
     /// 500 for a failure the client cannot fix; the cause goes to the server log only.
-    pub(crate) fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+    pub(crate) fn internal<E: std::fmt::Display + 'static>(cause: &E) -> ApiError {
+        let storage = (cause as &dyn std::any::Any)
+            .downcast_ref::<crate::Error>()
+            .is_some_and(crate::Error::is_storage_unavailable);
         crate::log::emit(
             crate::log::Level::Error,
-            "internal_error",
+            if storage {
+                "storage_unavailable"
+            } else {
+                "internal_error"
+            },
             &[
                 ("request_id", crate::context::current_request_id().into()),
                 ("cause", cause.to_string().into()),
             ],
         );
+        if storage {
+            return ApiError::storage_unavailable();
+        }
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "internal error; the operator can find it in the server log by request id",
         )
+    }
+
+    /// 503: the gateway cannot store what this request needs (its charge, its audit record) right now, so it
+    /// answers nothing rather than answer unrecorded.
+    pub(crate) fn storage_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage",
+            "the gateway cannot write to its database right now (disk full or database unreachable), so it \
+             answers nothing it cannot record; retry later",
+        )
+        .retry_after(STORAGE_RETRY_SECS)
     }
 
     /// With a Retry-After value.
@@ -89,6 +111,9 @@ impl ApiError {
 
 /// By variant, never by message: the caller's own mistakes are told to the caller, anything else is an
 /// internal error whose text only the server log sees.
+/// Retry-After of a [`ApiError::storage_unavailable`] answer.
+const STORAGE_RETRY_SECS: u64 = 5;
+
 impl From<crate::Error> for ApiError {
     fn from(e: crate::Error) -> ApiError {
         match e {

@@ -362,11 +362,7 @@ pub async fn create_key(db: &Db, new: &NewKey, now: i64) -> Result<(ApiKey, KeyS
     } else {
         now + new.expires_days * 86_400
     };
-    let mut tx = db
-        .pool()
-        .begin()
-        .await
-        .map_err(Error::db("create an API key"))?;
+    let mut tx = db.begin().await.map_err(Error::db("create an API key"))?;
     bump_in(&mut tx).await?;
     let id = new_id()?;
     let created = insert_key(&mut tx, id, new, now, expires, 0.0).await?;
@@ -376,7 +372,7 @@ pub async fn create_key(db: &Db, new: &NewKey, now: i64) -> Result<(ApiKey, KeyS
 
 /// Insert a key and its rate-limiter row (with `tat`) inside `tx`.
 async fn insert_key(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::Transaction,
     id: String,
     new: &NewKey,
     now: i64,
@@ -475,11 +471,7 @@ async fn fetch_key(db: &Db, id: &str) -> Result<Option<(ApiKey, String)>> {
 /// The `keys_version` bump commits with the revocation; revoking an unknown id rolls both back (no bump).
 pub async fn revoke_key(db: &Db, id: &str, now: i64) -> Result<()> {
     let _ = now;
-    let mut tx = db
-        .pool()
-        .begin()
-        .await
-        .map_err(Error::db("revoke an API key"))?;
+    let mut tx = db.begin().await.map_err(Error::db("revoke an API key"))?;
     bump_in(&mut tx).await?;
     let done = sqlx::query("UPDATE api_keys SET revoked = 1 WHERE id = $1")
         .bind(id)
@@ -524,11 +516,7 @@ pub async fn rotate_key(db: &Db, id: &str, now: i64) -> Result<(ApiKey, KeySecre
         daily_budget: old.daily_budget,
         monthly_budget: old.monthly_budget,
     };
-    let mut tx = db
-        .pool()
-        .begin()
-        .await
-        .map_err(Error::db("rotate an API key"))?;
+    let mut tx = db.begin().await.map_err(Error::db("rotate an API key"))?;
     // Bump the version, then revoke, conditionally: of two concurrent rotations (or a rotation racing a
     // revocation) only one finds the key live. (A write first also makes SQLite take its write lock up front.)
     bump_in(&mut tx).await?;
@@ -639,7 +627,7 @@ pub const KEY_CACHE_MAX_STALENESS: Duration = Duration::from_secs(2);
 
 /// Increment `keys_version` (creating it at 1), inside a key mutation's transaction. An upsert rather than a
 /// plain `UPDATE`, so a database where the row was never created still counts the change.
-async fn bump_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<()> {
+async fn bump_in(tx: &mut crate::db::Transaction) -> Result<()> {
     sqlx::query(BUMP_SQL)
         .execute(&mut **tx)
         .await

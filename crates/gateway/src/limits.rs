@@ -120,7 +120,7 @@ fn gcra_params(key: &ApiKey) -> Result<(f64, f64)> {
     Ok((t, key.burst as f64 * t + slack))
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+type Tx = crate::db::Transaction;
 
 /// Charge one request to the rate limiter; `Ok(None)` when admitted, `Ok(Some(retry_after))` when refused.
 async fn charge_rate(
@@ -237,7 +237,7 @@ pub(crate) async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admi
             }),
         });
     }
-    let mut tx = db.pool().begin().await.map_err(Error::db("check limits"))?;
+    let mut tx = db.begin().await.map_err(Error::db("check limits"))?;
     let outcome = admit_in(
         &mut tx,
         key,

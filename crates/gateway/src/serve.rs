@@ -126,6 +126,18 @@ impl Running {
         for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
             self.state.audit.record(summary).await;
         }
+        let boot = self.state.audit.boot_id().to_string();
+        self.state
+            .audit
+            .record(AuditEvent {
+                kind: crate::audit_log::SHUTDOWN_KIND.into(),
+                actor: "aegis".into(),
+                route: "shutdown".into(),
+                decision: "stop".into(),
+                detail: format!("gateway run {boot} stopped cleanly"),
+                ..AuditEvent::default()
+            })
+            .await;
         let flushed = self.writer.shutdown(self.state.audit.clone()).await;
         self.key_watcher.abort();
         self.state.db.close().await;
@@ -141,7 +153,22 @@ pub async fn start(config: Config) -> Result<Running> {
     }
     let db = Db::connect(&url).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
-    let (audit, writer) = AuditLog::spawn(db.clone());
+    let boot = crate::util::random_token(12)?;
+    let (audit, writer) = AuditLog::spawn(db.clone(), boot.clone());
+    // The run's first record: every record after it carries this boot id and its number in the run.
+    audit
+        .record(AuditEvent {
+            kind: crate::audit_log::BOOT_KIND.into(),
+            actor: "aegis".into(),
+            route: "startup".into(),
+            decision: "start".into(),
+            detail: format!(
+                "gateway run {boot} started (aegis {})",
+                env!("CARGO_PKG_VERSION")
+            ),
+            ..AuditEvent::default()
+        })
+        .await;
 
     let use_demo = config.models.is_empty() && config.server.demo_model;
     let (models, model_events) = if use_demo {

@@ -159,9 +159,36 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
             if record {
                 state.audit.record(event).await;
             }
-        } else {
-            state.audit.record(event).await;
+        } else if state.audit.record_durable(event).await.is_err() {
+            // The answer is sent only once its record is committed; what cannot be recorded is not answered.
+            state.metrics.add_counter(
+                "aegis_audit_withheld_total",
+                "Answers replaced by 503 because their audit record could not be written.",
+                &[],
+                1.0,
+            );
+            return withheld(&id, &state);
         }
+    }
+    response
+}
+
+/// The 503 sent instead of an answer whose audit record could not be written.
+fn withheld(id: &str, state: &AppState) -> Response {
+    let mut response = ApiError::storage_unavailable().into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(id) {
+        headers.insert("x-request-id", v);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if state.tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     response
 }
@@ -788,6 +815,12 @@ async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Resp
         .await?;
     }
     state.metrics.audit_queue(state.audit.queue_depth());
+    state.metrics.set_gauge(
+        "aegis_audit_writable",
+        "1 while the audit log can be written; 0 during an outage (answers are then refused with 503).",
+        &[],
+        if state.audit.writable() { 1.0 } else { 0.0 },
+    );
     Ok((
         [(
             header::CONTENT_TYPE,

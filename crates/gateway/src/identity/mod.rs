@@ -345,7 +345,7 @@ pub async fn enroll_totp(db: &Db, username: &str, issuer: &str) -> Result<Enroll
         recovery_codes.push(random_token(RECOVERY_CODE_CHARS)?);
     }
     const OP: &str = "enroll TOTP";
-    let mut tx = db.pool().begin().await.map_err(Error::db(OP))?;
+    let mut tx = db.begin().await.map_err(Error::db(OP))?;
     let done = sqlx::query("UPDATE users SET totp_secret = $1 WHERE username = $2")
         .bind(secret_hex.as_str())
         .bind(username)
