@@ -77,6 +77,49 @@ fn user_add(dir: &Path, name: &str, role: &str, password: &[u8]) -> std::process
     child.wait_with_output().unwrap()
 }
 
+/// `aegis serve --plaintext` on a free port with its data in `d/data`: the child, its address, and the demo key and
+/// bootstrap code when it printed them (first start).
+fn spawn_serve(d: &Path) -> (std::process::Child, String, Option<String>, Option<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args([
+            "serve",
+            "--plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(d.join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut addr = None;
+    let mut key = None;
+    let mut code = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(k) = line.split_whitespace().find(|w| w.starts_with("aeg_")) {
+            key = Some(k.trim_matches('\'').to_string());
+        }
+        if line.contains("\"code\":\"") {
+            code = line
+                .split("\"code\":\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_owned);
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr.expect("listening line"), key, code)
+}
+
 const ROW: &str = r#"{"rows":[{"amount":2400,"hour":3,"merchant_risk":0.9,"card_age_days":12,"foreign":1,"n_tx_24h":14}]}"#;
 
 #[test]
@@ -180,44 +223,7 @@ fn users_keys_and_the_audit_log_from_the_command_line() {
 fn serve_answers_then_stops_cleanly_with_every_request_audited() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
-        .args([
-            "serve",
-            "--plaintext",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(d.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut addr = None;
-    let mut key = None;
-    let mut code = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            addr = rest.split_whitespace().next().map(str::to_owned);
-        }
-        if let Some(k) = line.split_whitespace().find(|w| w.starts_with("aeg_")) {
-            key = Some(k.trim_matches('\'').to_string());
-        }
-        if line.contains("\"code\":\"") {
-            code = line
-                .split("\"code\":\"")
-                .nth(1)
-                .and_then(|r| r.split('"').next())
-                .map(str::to_owned);
-        }
-        if line.contains("Ctrl-C") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let addr = addr.expect("listening line");
+    let (mut child, addr, key, code) = spawn_serve(d);
     let key = key.expect("demo key printed on first start");
     assert!(
         code.is_some_and(|c| c.len() >= 20),
@@ -349,4 +355,112 @@ fn openapi_and_model_list_and_helpful_errors() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("admin"), "{}", stderr(&out));
+}
+
+/// kill -9 under load, three times: every answer the clients got has its record (answers wait for their commit),
+/// the chain verifies after each kill, and verify lists the runs that did not stop cleanly.
+#[test]
+fn kill_9_under_load_loses_no_answered_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // A key with room for the load (the demo key allows 10 requests a second).
+    let out = run(
+        d,
+        &[
+            "key",
+            "create",
+            "--name",
+            "load",
+            "--owner",
+            "test",
+            "--model",
+            "demo-fraud",
+            "--rate",
+            "2000",
+            "--burst",
+            "2000",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let key = created["secret"].as_str().unwrap().to_string();
+    let mut answered = 0usize;
+    for trial in 0..3 {
+        let (mut child, addr, _, _) = spawn_serve(d);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| {
+                let (addr, key, stop) = (addr.clone(), key.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut ok = 0usize;
+                    // Bounded: at most 5,000 requests per client, and only until the kill.
+                    for _ in 0..5_000 {
+                        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            break;
+                        }
+                        match try_http(&addr, "/v1/models/demo-fraud/predict", &key, ROW) {
+                            Some(200) => ok += 1,
+                            Some(_) => {}
+                            None => break,
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(700 + 300 * trial));
+        let killed = Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let _ = child.wait();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let got: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert!(got > 0, "no request was answered before the kill");
+        eprintln!("trial {trial}: {got} answers before kill -9");
+        answered += got;
+
+        let out = run(
+            d,
+            &["audit-log", "show", "--format", "json", "--limit", "10000"],
+        );
+        let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let recorded = records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["route"] == "/v1/models/{name}/predict" && r["status"] == 200)
+            .count();
+        assert!(
+            recorded >= answered,
+            "trial {trial}: {answered} answers, {recorded} records"
+        );
+        let out = run(d, &["audit-log", "verify"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("runs without a clean stop"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+/// One POST; the status, or None when the connection failed (the server is gone).
+fn try_http(addr: &str, path: &str, key: &str, body: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.get(9..12)?.parse().ok()
 }

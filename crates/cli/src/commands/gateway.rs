@@ -485,13 +485,22 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
             off.close();
             if global.format == OutputFormat::Human {
                 let db = aegis_gateway::db::redact_url(&config.database_url());
-                let text = match &v.problem {
-                    None => format!("audit log {db}: {} records, chain intact (head {})\n", v.records, v.head_seq),
+                let mut text = match &v.problem {
+                    None => format!(
+                        "audit log {db}: {} records, chain intact (head {}); {} gateway runs, none missing records\n",
+                        v.records, v.head_seq, v.runs
+                    ),
                     Some(p) => format!(
                         "audit log {db}: CHAIN BROKEN at record {}: {}\n({} records read, head {})\n",
                         p.seq, p.reason, v.records, v.head_seq
                     ),
                 };
+                if !v.unstopped.is_empty() {
+                    text.push_str(&format!(
+                        "runs without a clean stop (killed, or still running; nothing answered is missing): {}\n",
+                        v.unstopped.join(", ")
+                    ));
+                }
                 output::write_text(global, &text)?;
             } else {
                 json(global, &v)?;
