@@ -214,6 +214,7 @@ impl Db {
                 redact_url(url)
             )));
         };
+        preflight(url, backend).await?;
         let mut options = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 8 } else { 16 })
             .acquire_timeout(Duration::from_secs(10))
@@ -237,7 +238,17 @@ impl Db {
             backend,
             write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
         };
-        db.migrate().await?;
+        db.migrate().await.map_err(|e| match e {
+            Error::Db { source, .. } if e_is_storage(&source) => {
+                let target = match backend {
+                    Backend::Sqlite => sqlite_path(url),
+                    Backend::Postgres => redact_url(url),
+                };
+                let reason = explain(&source, backend, &target);
+                Error::Storage { target, reason }
+            }
+            other => other,
+        })?;
         Ok(db)
     }
 
@@ -370,6 +381,180 @@ impl Db {
         self.setting(name)
             .await?
             .ok_or_else(|| Error::Corrupt(format!("setting {name} vanished")))
+    }
+}
+
+/// How long the start-up check waits for the database.
+const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open one connection and write once, outside the pool, so a database that cannot be used is named at once with
+/// what to do (a pool whose connections keep failing only says "pool timed out", ten seconds later).
+async fn preflight(url: &str, backend: Backend) -> Result<()> {
+    let target = match backend {
+        Backend::Sqlite => sqlite_path(url),
+        Backend::Postgres => redact_url(url),
+    };
+    let fail = |e: &sqlx::Error| Error::Storage {
+        target: target.clone(),
+        reason: explain(e, backend, &target),
+    };
+    let check = async {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+            .await
+            .map_err(|e| fail(&e))?;
+        let mut statements = Vec::new();
+        if backend == Backend::Sqlite {
+            statements.extend(["PRAGMA busy_timeout = 2000", "PRAGMA journal_mode = WAL"]);
+        }
+        // A committed write: a read-only file system or a full disk fails here, not on the first request.
+        statements.extend([
+            "CREATE TABLE IF NOT EXISTS aegis_write_check (x BIGINT)",
+            "DROP TABLE aegis_write_check",
+        ]);
+        for statement in statements {
+            if let Err(e) = conn.execute(statement).await {
+                let _ = sqlx::Connection::close(conn).await;
+                return Err(fail(&e));
+            }
+        }
+        let _ = sqlx::Connection::close(conn).await;
+        Ok(())
+    };
+    match tokio::time::timeout(PREFLIGHT_TIMEOUT, check).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Storage {
+            target: target.clone(),
+            reason: format!(
+                "no answer within {} s; check that the database server is up and reachable",
+                PREFLIGHT_TIMEOUT.as_secs()
+            ),
+        }),
+    }
+}
+
+/// Why nothing can be written in `dir`, found by writing and syncing a small file there (what SQLite needs for its
+/// journal), or `None` when that works.
+fn diagnose_dir(dir: &Path) -> Option<String> {
+    use std::io::{ErrorKind, Write};
+    let probe = dir.join(format!(".aegis-write-check-{}", std::process::id()));
+    let attempt = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| {
+            f.write_all(&[0u8; 8192])?;
+            f.sync_all()
+        });
+    let _ = std::fs::remove_file(&probe);
+    let e = attempt.err()?;
+    let d = dir.display();
+    Some(match e.kind() {
+        ErrorKind::ReadOnlyFilesystem => format!(
+            "{d} is on a read-only file system; remount it writable, or set server.data_dir to a writable directory"
+        ),
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => format!(
+            "the disk is full; free space on the file system holding {d} (see `df -h {d}`), then start again"
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "{d} is not writable by the gateway's user; fix its owner or mode (the gateway wants it 0700), or set \
+             server.data_dir to a writable directory"
+        ),
+        ErrorKind::NotFound => format!("{d} does not exist; create it or set server.data_dir"),
+        _ => format!("cannot write in {d}: {e}"),
+    })
+}
+
+/// Whether `e` is the database being unusable (full, read-only, unreachable) rather than a bug.
+fn e_is_storage(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.parse::<i64>() {
+                Ok(n) => matches!(n & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26),
+                Err(_) => code.starts_with("53") || code.starts_with("08"),
+            }
+        }
+        sqlx::Error::Io(_) => true,
+        _ => false,
+    }
+}
+
+/// The file of a `sqlite:` URL.
+fn sqlite_path(url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+/// What an error opening or writing the database means, and what to do about it.
+fn explain(e: &sqlx::Error, backend: Backend, target: &str) -> String {
+    let dir = Path::new(target)
+        .parent()
+        .map_or_else(|| ".".to_string(), |p| p.display().to_string());
+    if backend == Backend::Sqlite {
+        if let Some(why) = diagnose_dir(Path::new(&dir)) {
+            return format!("{why} ({e})");
+        }
+    }
+    if let sqlx::Error::Database(db) = e {
+        let code = db.code().unwrap_or_default();
+        if backend == Backend::Sqlite {
+            let primary = code.parse::<i64>().unwrap_or(0) & 0xff;
+            let what = match primary {
+                8 => format!(
+                    "is read-only (a read-only file system, or a file the gateway may not write); make {target} and \
+                     {dir} writable, or set server.data_dir to a writable directory"
+                ),
+                13 => format!(
+                    "the disk is full; free space on the file system holding {dir} (see `df -h {dir}`), then start again"
+                ),
+                14 => format!(
+                    "cannot be opened or created: {dir} is missing, not writable by the gateway's user, or on a full \
+                     disk (see `df -h {dir}`)"
+                ),
+                5 | 6 => "is locked by another process that keeps writing; stop it or use another data directory"
+                    .to_string(),
+                10 => format!(
+                    "I/O error writing it, which a full disk also gives; check free space (`df -h {dir}`) and the \
+                     disk holding {dir}"
+                ),
+                11 | 26 => format!(
+                    "is not a usable SQLite database (corrupt, or another kind of file); restore it from a backup \
+                     or move it away to start afresh"
+                ),
+                _ => String::new(),
+            };
+            if !what.is_empty() {
+                return format!("{what} ({})", db.message());
+            }
+        } else if code.starts_with("28") {
+            return format!(
+                "authentication failed ({}); check the user and password in the URL",
+                db.message()
+            );
+        } else if code == "3D000" {
+            return format!(
+                "the database does not exist ({}); create it first",
+                db.message()
+            );
+        } else if code.starts_with("53") {
+            return format!(
+                "the server is out of resources ({}), often a full disk on the database server",
+                db.message()
+            );
+        }
+        return db.message().to_string();
+    }
+    match e {
+        sqlx::Error::Io(io) => match backend {
+            Backend::Postgres => {
+                format!("cannot reach the server ({io}); check the host, port and that it is up")
+            }
+            Backend::Sqlite => format!("{io}; check {dir}"),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -37,6 +37,14 @@ pub enum Error {
         /// The driver's error.
         source: sqlx::Error,
     },
+    /// The database cannot be opened or written at start-up: which one, what is wrong and what to do.
+    #[error("database {target}: {reason}")]
+    Storage {
+        /// The file (SQLite) or the redacted URL (PostgreSQL).
+        target: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// The database holds something the gateway cannot use (a newer schema, a corrupt value).
     #[error("database: {0}")]
     Corrupt(String),

@@ -177,3 +177,73 @@ async fn a_full_disk_refuses_answers_it_cannot_record_and_recovers_by_itself() {
     assert_eq!(r.status, 429, "{}", r.text());
     again.stop().await;
 }
+
+/// Start-up on a database that cannot be written fails at once, naming the file, what is wrong and what to do
+/// (not "pool timed out" ten seconds later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_names_a_read_only_or_full_database_and_what_to_do() {
+    let fs = match Tmpfs::mount("4m") {
+        Ok(fs) => fs,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    let data = fs.path.join("data");
+    let config = |dir: &Path| {
+        let mut c = aegis_gateway::config::Config::default();
+        c.server.listen = "127.0.0.1:0".parse().unwrap();
+        c.server.plaintext = true;
+        c.server.data_dir = dir.to_path_buf();
+        c
+    };
+    // A database made by a first start.
+    let running = aegis_gateway::serve::start(config(&data)).await.unwrap();
+    running.shutdown().await.unwrap();
+
+    let remount = |opts: &str| {
+        assert!(Command::new("mount")
+            .args(["-o", opts])
+            .arg(&fs.path)
+            .status()
+            .unwrap()
+            .success());
+    };
+    remount("remount,ro");
+    let err = aegis_gateway::serve::start(config(&data))
+        .await
+        .unwrap_err()
+        .to_string();
+    remount("remount,rw");
+    assert!(
+        err.contains("aegis.db") && err.contains("read-only file system"),
+        "{err}"
+    );
+    assert!(err.contains("writable"), "{err}");
+
+    // A full disk, with the database there and without it.
+    fill(&fs.path);
+    let err = aegis_gateway::serve::start(config(&data))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("aegis.db") && err.contains("disk is full"),
+        "{err}"
+    );
+    assert!(err.contains("df -h"), "{err}");
+    std::fs::remove_dir_all(&data).unwrap();
+    let err = aegis_gateway::serve::start(config(&data))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("aegis.db") && err.contains("disk is full"),
+        "{err}"
+    );
+    std::fs::remove_file(fs.path.join("filler")).unwrap();
+
+    // Space back: it starts.
+    let running = aegis_gateway::serve::start(config(&data)).await.unwrap();
+    running.shutdown().await.unwrap();
+}
