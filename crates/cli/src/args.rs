@@ -264,6 +264,10 @@ pub struct KeyCreateArgs {
     /// Requests per UTC month (0: unlimited).
     #[arg(long, value_name = "N")]
     pub monthly_budget: Option<i64>,
+    /// Create the key even though it is beyond the configured ceilings ([key_ceilings]: rate, burst, lifetime;
+    /// a key that never expires or is for every model); the audit record says so.
+    #[arg(long)]
+    pub unbounded: bool,
 }
 
 /// A key id.

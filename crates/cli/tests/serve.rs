@@ -376,9 +376,9 @@ fn kill_9_under_load_loses_no_answered_record() {
             "--model",
             "demo-fraud",
             "--rate",
-            "2000",
+            "1000",
             "--burst",
-            "2000",
+            "1000",
             "--format",
             "json",
         ],
@@ -463,4 +463,51 @@ fn try_http(addr: &str, path: &str, key: &str, body: &str) -> Option<u16> {
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     response.get(9..12)?.parse().ok()
+}
+
+#[test]
+fn keys_beyond_the_ceilings_need_unbounded_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wide = [
+        "key",
+        "create",
+        "--name",
+        "wide",
+        "--owner",
+        "ops",
+        "--model",
+        "*",
+        "--rate",
+        "1e12",
+        "--expires-days",
+        "0",
+    ];
+    let out = run(d, &wide);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for what in [
+        "beyond the ceilings",
+        "rate",
+        "never expires",
+        "every model",
+        "--unbounded",
+    ] {
+        assert!(err.contains(what), "{what}: {err}");
+    }
+    let mut asked = wide.to_vec();
+    asked.push("--unbounded");
+    let out = run(d, &asked);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run(d, &["audit-log", "show", "--format", "json"]);
+    let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["decision"] == "key.create"
+                && r["detail"].as_str().unwrap().contains("UNBOUNDED")),
+        "{records}"
+    );
 }

@@ -421,6 +421,9 @@ struct NewKeyBody {
     daily_budget: Option<i64>,
     #[serde(default)]
     monthly_budget: Option<i64>,
+    /// Beyond the configured ceilings: admins only, and only when asked for.
+    #[serde(default)]
+    unbounded: bool,
 }
 
 async fn create_key(
@@ -452,11 +455,34 @@ async fn create_key(
     if let Some(v) = body.monthly_budget {
         new.monthly_budget = v;
     }
+    let beyond = new.beyond(&state.config.key_ceilings);
+    if !beyond.is_empty() {
+        let refusal = if p.role != crate::identity::Role::Admin {
+            Some(format!(
+                "an operator may not grant this key: {}; ask an admin, or stay within the ceilings \
+                 ([key_ceilings] in aegis.toml)",
+                beyond.join("; ")
+            ))
+        } else if !body.unbounded {
+            Some(format!(
+                "this key is beyond the ceilings: {}; send \"unbounded\": true to create it anyway (audited)",
+                beyond.join("; ")
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            return Err(ApiError::forbidden("ceiling", reason).audited(ctx));
+        }
+    }
     let (key, secret) = keys::create_key(&state.db, &new, util::now_secs())
         .await
         .map_err(|e| admin_error(e, &ctx))?;
     ctx.key_id = key.id.clone();
-    let detail = format!("{} for {} on {}", key.id, key.owner, key.models.join(","));
+    let mut detail = format!("{} for {} on {}", key.id, key.owner, key.models.join(","));
+    if !beyond.is_empty() {
+        detail.push_str(&format!("; UNBOUNDED by admin: {}", beyond.join("; ")));
+    }
     let response = (
         StatusCode::CREATED,
         Json(serde_json::json!({"key": key, "secret": secret.expose(), "note": "shown once; store it now"})),

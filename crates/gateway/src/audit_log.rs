@@ -1503,6 +1503,8 @@ mod tests {
                 ok = true;
                 break;
             }
+            // Between attempts the writer refuses at once; its next attempt comes within a second.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert!(ok && log.writable());
         writer.shutdown(log).await.unwrap();

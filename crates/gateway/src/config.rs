@@ -27,6 +27,9 @@ pub struct Config {
     /// Limits given to new API keys unless the key says otherwise.
     #[serde(default)]
     pub defaults: KeyDefaults,
+    /// What an operator may grant a key at most.
+    #[serde(default)]
+    pub key_ceilings: KeyCeilings,
     /// Local ONNX models.
     #[serde(default, rename = "model")]
     pub models: Vec<ModelConfig>,
@@ -156,6 +159,29 @@ impl Default for KeyDefaults {
             daily_budget: 10_000,
             monthly_budget: 0,
             expires_days: 90,
+        }
+    }
+}
+
+/// The most an operator may grant a key. Beyond any of them (or a key for every model, or one that never
+/// expires) only an admin may create it, by asking for it explicitly (`unbounded`), and the audit record says so.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyCeilings {
+    /// Highest sustained requests per second.
+    pub max_rate_per_sec: f64,
+    /// Largest burst.
+    pub max_burst: i64,
+    /// Longest lifetime, in days (a key that never expires is beyond it).
+    pub max_expires_days: i64,
+}
+
+impl Default for KeyCeilings {
+    fn default() -> Self {
+        KeyCeilings {
+            max_rate_per_sec: 1000.0,
+            max_burst: 2000,
+            max_expires_days: 365,
         }
     }
 }

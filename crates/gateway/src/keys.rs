@@ -189,6 +189,36 @@ impl NewKey {
         }
     }
 
+    /// What this key would be granted beyond `ceilings` (empty when within them): a rate, burst or lifetime
+    /// above the ceiling, no expiry, or every model.
+    pub fn beyond(&self, ceilings: &crate::config::KeyCeilings) -> Vec<String> {
+        let mut beyond = Vec::new();
+        if self.rate_per_sec > ceilings.max_rate_per_sec {
+            beyond.push(format!(
+                "rate {} /s above the ceiling of {}",
+                self.rate_per_sec, ceilings.max_rate_per_sec
+            ));
+        }
+        if self.burst > ceilings.max_burst {
+            beyond.push(format!(
+                "burst {} above the ceiling of {}",
+                self.burst, ceilings.max_burst
+            ));
+        }
+        if self.expires_days == 0 {
+            beyond.push("never expires".to_string());
+        } else if self.expires_days > ceilings.max_expires_days {
+            beyond.push(format!(
+                "lifetime {} days above the ceiling of {}",
+                self.expires_days, ceilings.max_expires_days
+            ));
+        }
+        if self.models.iter().any(|m| m == "*") {
+            beyond.push("every model (*)".to_string());
+        }
+        beyond
+    }
+
     fn check(&self) -> Result<()> {
         check_name(&self.name).map_err(Error::Invalid)?;
         if self.owner.is_empty()

@@ -471,6 +471,68 @@ async fn roles_are_checked_server_side(backend: Backend) {
 
 both!(role_escalation, roles_are_checked_server_side);
 
+/// What an operator may grant is bounded by `[key_ceilings]`; beyond them only an admin, asking explicitly, and
+/// the audit record says so.
+async fn keys_beyond_the_ceilings_are_admin_only(backend: Backend) {
+    let Some(server) = support::start(backend, |_| {}).await else {
+        return;
+    };
+    let op = server.session("op", Role::Operator).await;
+    let admin = server.session("root", Role::Admin).await;
+    let wide = serde_json::json!({"name": "wide", "owner": "shop", "models": ["*"], "rate_per_sec": 1e12,
+                                  "burst": 1_000_000, "expires_days": 0});
+    let r = post(&server, "/admin/keys", &op, &wide.to_string()).await;
+    assert_error(&r, 403, "ceiling");
+    for what in ["rate", "burst", "never expires", "every model"] {
+        assert!(r.text().contains(what), "{what}: {}", r.text());
+    }
+    // An admin must ask for it.
+    let r = post(&server, "/admin/keys", &admin, &wide.to_string()).await;
+    assert_error(&r, 403, "ceiling");
+    assert!(r.text().contains("unbounded"), "{}", r.text());
+    let mut asked = wide.clone();
+    asked["unbounded"] = serde_json::Value::from(true);
+    // Not even when an operator asks.
+    assert_error(
+        &post(&server, "/admin/keys", &op, &asked.to_string()).await,
+        403,
+        "ceiling",
+    );
+    let r = post(&server, "/admin/keys", &admin, &asked.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Within the ceilings an operator needs nothing more.
+    let narrow = serde_json::json!({"name": "narrow", "owner": "shop", "models": [MODEL], "rate_per_sec": 50,
+                                    "expires_days": 30});
+    let r = post(&server, "/admin/keys", &op, &narrow.to_string()).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Answers wait for their audit record, so both are in the log now.
+    let records = audit_log::list(server.db(), 0, 1000).await.unwrap();
+    let created: Vec<_> = records
+        .iter()
+        .filter(|r| r.decision == "key.create" && r.actor != "aegis")
+        .collect();
+    assert_eq!(created.len(), 2, "{created:#?}");
+    assert!(
+        created[0].detail.contains("UNBOUNDED by admin"),
+        "{}",
+        created[0].detail
+    );
+    assert_eq!(created[0].actor, "root");
+    assert!(
+        !created[1].detail.contains("UNBOUNDED"),
+        "{}",
+        created[1].detail
+    );
+    let refused = records
+        .iter()
+        .filter(|r| r.decision == "denied:ceiling")
+        .count();
+    assert_eq!(refused, 3);
+    server.stop().await;
+}
+
+both!(key_ceilings, keys_beyond_the_ceilings_are_admin_only);
+
 async fn sessions_are_verified(backend: Backend) {
     let Some(server) = support::start(backend, |_| {}).await else {
         return;
@@ -830,7 +892,9 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
     else {
         return;
     };
-    let startup = server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
+    // The run's boot record, model events and the demo key's creation.
+    let startup =
+        1 + server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
     wait_for_audit(server.db(), startup).await;
     let mut expected = startup;
 
@@ -952,11 +1016,13 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
             server.stop().await;
             let db = Db::connect(&url).await.unwrap();
             let v = audit_log::verify(&db).await.unwrap();
+            // The stop added its `shutdown` record, and the run is complete.
             assert_eq!(
                 (v.records, v.problem.clone()),
-                (expected, None),
+                (expected + 1, None),
                 "clean after restart"
             );
+            assert!(v.unstopped.is_empty(), "{v:?}");
             let conn = <sqlx::sqlite::SqliteConnection as sqlx::Connection>::connect_with(
                 &sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("aegis.db")),
             )
@@ -1021,7 +1087,9 @@ async fn anonymous_refusals_are_sampled(backend: Backend) {
     let Some(server) = support::start(backend, |c| c.server.refusal_summary_secs = 1).await else {
         return;
     };
-    let startup = server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
+    // The run's boot record, model events and the demo key's creation.
+    let startup =
+        1 + server.info().model_events.len() as i64 + server.info().demo_key.is_some() as i64;
     wait_for_audit(server.db(), startup).await;
     for _ in 0..200 {
         let r = server

@@ -388,12 +388,21 @@ fn key_create(global: &GlobalArgs, args: KeyCreateArgs) -> anyhow::Result<ExitCo
     if let Some(v) = args.monthly_budget {
         new.monthly_budget = v;
     }
+    let beyond = new.beyond(&config.key_ceilings);
+    if !beyond.is_empty() && !args.unbounded {
+        off.close();
+        anyhow::bail!(
+            "this key is beyond the ceilings: {}; stay within them ([key_ceilings] in aegis.toml) or add \
+             --unbounded to create it anyway (audited)",
+            beyond.join("; ")
+        );
+    }
     let (key, secret) = off.block_on(keys::create_key(off.db(), &new, util::now_secs()))?;
-    off.audit(
-        "key.create",
-        &format!("{} for {} on {}", key.id, key.owner, key.models.join(",")),
-        &key.id,
-    )?;
+    let mut detail = format!("{} for {} on {}", key.id, key.owner, key.models.join(","));
+    if !beyond.is_empty() {
+        detail.push_str(&format!("; UNBOUNDED: {}", beyond.join("; ")));
+    }
+    off.audit("key.create", &detail, &key.id)?;
     off.close();
     print_secret(global, &key, secret.expose())?;
     Ok(ExitCode::SUCCESS)
