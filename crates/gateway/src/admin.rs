@@ -170,17 +170,32 @@ struct LoginBody {
     totp: Option<String>,
 }
 
+/// The client's address for the sign-in throttle (behind trusted proxies, the one they report).
+fn login_source(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+    crate::upstream::client_address(
+        headers,
+        crate::context::current_peer().map(|p| p.ip()),
+        &state.config.server.trusted_proxies,
+    )
+}
+
 async fn login(State(state): State<Shared>, request: Request) -> Result<Response, ApiError> {
     let mut ctx = AuditCtx::admin("/admin/login");
     ctx.kind = "auth".into();
+    let source = login_source(&state, request.headers());
     let body: LoginBody = json_body(&state, request, &ctx).await?;
     ctx.actor = body.username.clone();
+    let attempt = identity::Attempt {
+        username: &body.username,
+        password: &body.password,
+        second_factor: body.totp.as_deref(),
+        source,
+    };
     let result = identity::login(
         &state.db,
         &state.session_key,
-        &body.username,
-        &body.password,
-        body.totp.as_deref(),
+        &state.login_throttle,
+        attempt,
         state.config.server.session_ttl_secs,
         util::now_secs(),
     )
@@ -262,14 +277,21 @@ async fn enroll_totp(
     let mut ctx = AuditCtx::admin("/admin/totp");
     ctx.kind = "auth".into();
     ctx.actor = p.username.clone();
+    let source = login_source(&state, request.headers());
     let body: ReauthBody = json_body(&state, request, &ctx).await?;
-    // Re-authenticate through the login path (lockout and replay rules included), then drop that session.
+    // Re-authenticate through the login path (throttle, lockout and replay rules included), then drop that
+    // session.
+    let attempt = identity::Attempt {
+        username: &p.username,
+        password: &body.password,
+        second_factor: body.totp.as_deref(),
+        source,
+    };
     let check = identity::login(
         &state.db,
         &state.session_key,
-        &p.username,
-        &body.password,
-        body.totp.as_deref(),
+        &state.login_throttle,
+        attempt,
         60,
         util::now_secs(),
     )

@@ -112,6 +112,7 @@ const SCHEMA: &[&str] = &[
         totp_secret TEXT,
         totp_last_step BIGINT NOT NULL DEFAULT 0,
         failed_logins BIGINT NOT NULL DEFAULT 0,
+        factor_failures BIGINT NOT NULL DEFAULT 0,
         locked_until BIGINT NOT NULL DEFAULT 0,
         created BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS recovery_codes (
@@ -319,9 +320,9 @@ impl Db {
     }
 
     /// Version 2 adds the audit log's boot id and per-boot number (empty and 0 for older records, which verify
-    /// as before).
+    /// as before), and each user's count of wrong second factors.
     async fn upgrade_from_1(&self) -> Result<()> {
-        let done = sqlx::query("SELECT boot_seq FROM audit_log LIMIT 1")
+        let done = sqlx::query("SELECT factor_failures FROM users LIMIT 1")
             .fetch_optional(&self.pool)
             .await
             .is_ok();
@@ -332,6 +333,7 @@ impl Db {
         for statement in [
             "ALTER TABLE audit_log ADD COLUMN boot TEXT NOT NULL DEFAULT ''",
             "ALTER TABLE audit_log ADD COLUMN boot_seq BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE users ADD COLUMN factor_failures BIGINT NOT NULL DEFAULT 0",
         ] {
             sqlx::query(statement)
                 .execute(&self.pool)

@@ -51,6 +51,8 @@ pub struct AppState {
     pub extraction_cache: extraction::StateCache,
     /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
     pub(crate) refusals: RefusalSampler,
+    /// Failed sign-ins per source address and per unknown username.
+    pub(crate) login_throttle: crate::identity::throttle::LoginThrottle,
     ids: RequestIds,
 }
 
@@ -96,6 +98,7 @@ impl AppState {
             key_cache: Arc::new(keys::KeyCache::new()),
             guards,
             extraction_cache: extraction::StateCache::new(),
+            login_throttle: Default::default(),
             refusals: RefusalSampler::new(std::time::Duration::from_secs(
                 config.server.refusal_summary_secs.max(1),
             )),

@@ -720,8 +720,37 @@ async fn totp_is_required_and_single_use(backend: Backend) {
 
 both!(totp, totp_is_required_and_single_use);
 
+/// Sign in as if from `client` (the gateway trusts 127.0.0.1 as a reverse proxy in these tests).
+async fn login_from(
+    server: &TestServer,
+    client: &str,
+    name: &str,
+    password: &str,
+    totp: Option<&str>,
+) -> Resp {
+    let mut body = serde_json::json!({"username": name, "password": password});
+    if let Some(code) = totp {
+        body["totp"] = serde_json::Value::from(code);
+    }
+    server
+        .request(
+            "POST",
+            "/admin/login",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", client),
+            ],
+            body.to_string(),
+        )
+        .await
+}
+
 async fn repeated_failures_lock_the_account(backend: Backend) {
-    let Some(server) = support::start(backend, |_| {}).await else {
+    let Some(server) = support::start(backend, |c| {
+        c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await
+    else {
         return;
     };
     let (password, _) = server.user("carol", Role::Operator).await;
@@ -740,6 +769,68 @@ async fn repeated_failures_lock_the_account(backend: Backend) {
     assert!((1..=30).contains(&retry), "retry after {retry}");
     // The lock is per account.
     let r = server.login("dave", &other_pw, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // A name that is no account fails and locks exactly like one that is: same statuses, same texts.
+    let mut answers = Vec::new();
+    for name in ["frank", "nobody"] {
+        if name == "frank" {
+            server.user("frank", Role::Operator).await;
+        }
+        let mut seen = Vec::new();
+        let client = if name == "frank" {
+            "192.0.2.100"
+        } else {
+            "192.0.2.101"
+        };
+        for _ in 0..6 {
+            let r = login_from(&server, client, name, "not the password!", None).await;
+            seen.push((
+                r.status,
+                r.json()["error"]["message"].as_str().unwrap().to_string(),
+            ));
+        }
+        answers.push(seen);
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][5].0, 429);
+
+    // An admin locked by password guesses from elsewhere still gets in with the password and a valid TOTP code.
+    let (owner_pw, owner_secret) = server.user("gina", Role::Admin).await;
+    let owner_secret = owner_secret.unwrap();
+    for i in 0..5 {
+        let attacker = format!("192.0.2.{i}");
+        let _ = login_from(&server, &attacker, "gina", "not the password!", None).await;
+    }
+    let owner = "198.51.100.7";
+    assert_error(
+        &login_from(&server, owner, "gina", &owner_pw, None).await,
+        429,
+        "lockout",
+    );
+    let code = totp_now(&owner_secret);
+    let r = login_from(&server, owner, "gina", &owner_pw, Some(&code)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // One address that keeps failing, whatever names it tries, is refused before any password is checked;
+    // others are not.
+    let attacker = "203.0.113.5";
+    for i in 0..20 {
+        let _ = login_from(
+            &server,
+            attacker,
+            &format!("guess{i}"),
+            "not the password!",
+            None,
+        )
+        .await;
+    }
+    assert_error(
+        &login_from(&server, attacker, "dave", &other_pw, None).await,
+        429,
+        "lockout",
+    );
+    let r = login_from(&server, "198.51.100.8", "dave", &other_pw, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     // Guessing TOTP codes with the right password locks an admin too, and the lock holds against a right code.

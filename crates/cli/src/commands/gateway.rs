@@ -210,7 +210,7 @@ fn set_disabled(args: crate::args::UserNameArgs, disabled: bool) -> anyhow::Resu
 fn user_add(global: &GlobalArgs, args: UserAddArgs) -> anyhow::Result<ExitCode> {
     let role: Role = args.role.parse()?;
     let password = read_password(args.password_stdin)?;
-    identity::check_password_policy(&password)?;
+    identity::check_password_policy(&password, &args.username)?;
     let (_, off) = open(&args.gateway)?;
     off.block_on(identity::create_user(
         off.db(),

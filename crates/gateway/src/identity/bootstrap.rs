@@ -54,7 +54,7 @@ pub async fn bootstrap(
     now: i64,
 ) -> Result<Enrollment> {
     check_username(username)?;
-    password::check_password_policy(password)?;
+    password::check_password_policy(password, username)?;
     check_issuer(issuer)?;
     if !no_users(db).await? {
         return Err(already());
@@ -147,7 +147,7 @@ mod tests {
         // The new admin logs in with password and TOTP.
         let key = SessionKey::load_or_create(&db).await.unwrap();
         assert!(matches!(
-            login(&db, &key, "root", PW, None, 60, NOW).await,
+            login(&db, &key, &Default::default(), attempt(None), 60, NOW).await,
             Err(LoginError::SecondFactorRequired)
         ));
         let secret = {
@@ -159,9 +159,26 @@ mod tests {
             hex::decode(row.try_get::<String, _>("totp_secret").unwrap()).unwrap()
         };
         let code = format!("{:06}", totp::code_at(&secret, (NOW / totp::PERIOD) as u64));
-        login(&db, &key, "root", PW, Some(&code), 60, NOW)
-            .await
-            .unwrap();
+        login(
+            &db,
+            &key,
+            &Default::default(),
+            attempt(Some(&code)),
+            60,
+            NOW,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// root's sign-in with the test password.
+    fn attempt(second_factor: Option<&str>) -> crate::identity::Attempt<'_> {
+        crate::identity::Attempt {
+            username: "root",
+            password: PW,
+            second_factor,
+            source: None,
+        }
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 mod bootstrap;
 mod password;
 mod sessions;
+pub mod throttle;
 pub mod totp;
 
 pub use bootstrap::{bootstrap, bootstrap_code, BOOTSTRAP_TTL_SECS};
@@ -192,7 +193,7 @@ fn check_issuer(issuer: &str) -> Result<()> {
 /// an existing username is [`Error::Invalid`].
 pub async fn create_user(db: &Db, username: &str, password: &str, role: Role) -> Result<()> {
     check_username(username)?;
-    check_password_policy(password)?;
+    check_password_policy(password, username)?;
     let hash = password::hash(password).await?;
     if !insert_user(db, username, &hash, role, crate::util::now_secs(), false).await? {
         return Err(Error::Invalid(format!("user {username} already exists")));
@@ -290,7 +291,9 @@ pub async fn set_disabled(db: &Db, username: &str, disabled: bool) -> Result<()>
 /// guessing at their name can sign in again at once. Unknown: [`Error::NotFound`].
 pub async fn unlock(db: &Db, username: &str) -> Result<()> {
     let done =
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE username = $1")
+        sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = 0, factor_failures = 0 WHERE username = $1",
+        )
             .bind(username)
             .execute(db.pool())
             .await
@@ -304,10 +307,11 @@ pub async fn unlock(db: &Db, username: &str) -> Result<()> {
 /// Replace a user's password (policy-checked). Clears any lockout and revokes the user's sessions, so a
 /// stolen session does not outlive a password reset. Unknown: [`Error::NotFound`].
 pub async fn set_password(db: &Db, username: &str, password: &str) -> Result<()> {
-    check_password_policy(password)?;
+    check_password_policy(password, username)?;
     let hash = password::hash(password).await?;
     let done = sqlx::query(
-        "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0 WHERE username = $2",
+        "UPDATE users SET password_hash = $1, failed_logins = 0, locked_until = 0, factor_failures = 0
+         WHERE username = $2",
     )
     .bind(&hash)
     .bind(username)
@@ -405,12 +409,14 @@ struct LoginRow {
     totp_last_step: i64,
     failed_logins: i64,
     locked_until: i64,
+    factor_failures: i64,
 }
 
 async fn login_row(db: &Db, username: &str) -> Result<Option<LoginRow>> {
     const OP: &str = "read a user";
     let row = sqlx::query(
-        "SELECT password_hash, role, disabled, totp_secret, totp_last_step, failed_logins, locked_until
+        "SELECT password_hash, role, disabled, totp_secret, totp_last_step, failed_logins, locked_until,
+                factor_failures
          FROM users WHERE username = $1",
     )
     .bind(username)
@@ -434,12 +440,18 @@ async fn login_row(db: &Db, username: &str) -> Result<Option<LoginRow>> {
         totp_last_step: row.try_get("totp_last_step").map_err(Error::db(OP))?,
         failed_logins: row.try_get("failed_logins").map_err(Error::db(OP))?,
         locked_until: row.try_get("locked_until").map_err(Error::db(OP))?,
+        factor_failures: row.try_get("factor_failures").map_err(Error::db(OP))?,
     }))
 }
 
 /// Lock length after `failures` consecutive failures: 30 s × 2^(failures − 5), at most an hour.
 fn lock_secs(failures: i64) -> i64 {
-    let doublings = (failures - LOCKOUT_THRESHOLD).clamp(0, 16) as u32;
+    lock_secs_after(failures, LOCKOUT_THRESHOLD)
+}
+
+/// Lock length after `failures` failures against a `threshold`: 30 s, doubling per further failure, at most 1 h.
+fn lock_secs_after(failures: i64, threshold: i64) -> i64 {
+    let doublings = (failures - threshold).clamp(0, 16) as u32;
     (LOCKOUT_BASE_SECS << doublings).min(LOCKOUT_MAX_SECS)
 }
 
@@ -551,43 +563,127 @@ async fn check_second_factor(
     }
 }
 
+/// What a sign-in presents, and where it comes from.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// The account.
+    pub username: &'a str,
+    /// Its password.
+    pub password: &'a str,
+    /// A 6-digit TOTP code or a recovery code.
+    pub second_factor: Option<&'a str>,
+    /// The client's address (behind trusted proxies, the one they report), for the per-source throttle.
+    pub source: Option<std::net::IpAddr>,
+}
+
 /// Log in with a password and, when the user has TOTP (or is an admin), a second factor: a 6-digit TOTP code
 /// or an unused recovery code. Returns a session lasting `ttl_secs` from `now`.
 ///
-/// Order: unknown user → a dummy argon2 verification, then [`LoginError::BadCredentials`]; locked → refused
-/// without checking the password; the attempt is counted; wrong password → `BadCredentials`; disabled →
-/// [`LoginError::Disabled`]; missing, wrong or replayed second factor → the matching error; success resets the
-/// failure count. Every refusal after the lock check counts toward the lockout (5 failures lock for 30 s,
-/// doubling per further failure, at most 1 h), including a password-only attempt on a TOTP account.
+/// Order, so that no answer or timing tells an existing name from an unknown one, and a lock is no weapon:
+/// 1. a source address over its failure threshold is refused ([`LoginError::Locked`]) before anything else;
+/// 2. the attempt is counted against the account (or, for an unknown name, its phantom in `throttle`), unless
+///    it is locked already, and one argon2 verification runs either way (a dummy for unknown names);
+/// 3. a wrong password (or unknown name) counts against the source and is [`LoginError::BadCredentials`], or
+///    `Locked` while the account (or phantom) is locked;
+/// 4. a locked account still lets its owner in with the right password **and** a valid second factor: the lock
+///    stops guessing, not the person who holds the second factor; without one, `Locked`. That path closes once
+///    a wrong second factor was sent with the right password (someone has the password and guesses codes) and
+///    reopens at the next success or `aegis user unlock`;
+/// 5. disabled → [`LoginError::Disabled`]; missing, wrong or replayed second factor → the matching error;
+///    success resets the account's count.
+///
+/// Accounts lock after 5 failures for 30 s, doubling per further failure, at most 1 h; attempts while locked
+/// do not extend the lock.
 pub async fn login(
     db: &Db,
     key: &SessionKey,
-    username: &str,
-    password: &str,
-    second_factor: Option<&str>,
+    throttle: &throttle::LoginThrottle,
+    attempt: Attempt<'_>,
     ttl_secs: i64,
     now: i64,
 ) -> Result<Session, LoginError> {
-    let Some(row) = login_row(db, username).await? else {
-        password::verify_dummy(password).await;
-        return Err(LoginError::BadCredentials);
-    };
-    claim_attempt(db, username, now, row.failed_logins, row.locked_until).await?;
-    if !password::verify(password, &row.password_hash).await? {
-        return Err(LoginError::BadCredentials);
+    let Attempt {
+        username,
+        password,
+        second_factor,
+        source,
+    } = attempt;
+    if let Some(retry_after_secs) = source.and_then(|ip| throttle.source_locked(ip, now)) {
+        return Err(LoginError::Locked { retry_after_secs });
     }
+    let row = login_row(db, username).await?;
+    let (password_ok, locked) = match &row {
+        Some(row) => {
+            let locked = (row.locked_until > now).then(|| row.locked_until - now);
+            if locked.is_none() {
+                claim_attempt(db, username, now, row.failed_logins, row.locked_until).await?;
+            }
+            (
+                password::verify(password, &row.password_hash).await?,
+                locked,
+            )
+        }
+        None => {
+            let locked = throttle.phantom_locked(username, now);
+            if locked.is_none() {
+                throttle.phantom_failed(username, now);
+            }
+            password::verify_dummy(password).await;
+            (false, locked)
+        }
+    };
+    let refused = |e: LoginError| {
+        if let Some(ip) = source {
+            throttle.source_failed(ip, now);
+        }
+        e
+    };
+    let Some(row) = row.filter(|_| password_ok) else {
+        return Err(refused(match locked {
+            Some(retry_after_secs) => LoginError::Locked { retry_after_secs },
+            None => LoginError::BadCredentials,
+        }));
+    };
     if row.disabled {
         return Err(LoginError::Disabled);
     }
+    // Through a lock only with a second factor, and only when no second factor was guessed wrong since the last
+    // success: someone who has the password and guesses codes stays locked out like any guesser.
+    let factor_path_open = row.factor_failures == 0;
     match (&row.totp_secret, second_factor) {
+        (None, _) | (_, None) if locked.is_some() => {
+            return Err(refused(LoginError::Locked {
+                retry_after_secs: locked.unwrap_or(1),
+            }))
+        }
         (None, _) if row.role.requires_totp() => return Err(LoginError::SecondFactorRequired),
         (None, _) => {}
         (Some(_), None) => return Err(LoginError::SecondFactorRequired),
+        (Some(_), Some(_)) if locked.is_some() && !factor_path_open => {
+            return Err(refused(LoginError::Locked {
+                retry_after_secs: locked.unwrap_or(1),
+            }))
+        }
         (Some(secret), Some(code)) => {
-            check_second_factor(db, username, secret, row.totp_last_step, code, now).await?
+            if let Err(e) =
+                check_second_factor(db, username, secret, row.totp_last_step, code, now).await
+            {
+                if !matches!(e, LoginError::Internal(_)) {
+                    sqlx::query(
+                        "UPDATE users SET factor_failures = factor_failures + 1 WHERE username = $1",
+                    )
+                    .bind(username)
+                    .execute(db.pool())
+                    .await
+                    .map_err(Error::db("count a wrong second factor"))?;
+                }
+                return Err(refused(e));
+            }
         }
     }
-    sqlx::query("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE username = $1")
+    sqlx::query(
+        "UPDATE users SET failed_logins = 0, locked_until = 0, factor_failures = 0 WHERE username = $1",
+    )
         .bind(username)
         .execute(db.pool())
         .await
@@ -635,7 +731,15 @@ mod tests {
         second: Option<&str>,
         now: i64,
     ) -> Result<Session, LoginError> {
-        login(db, key, user, pw, second, TTL, now).await
+        // No source and a fresh throttle: the account rules alone (the throttle has tests of its own below).
+        let t = throttle::LoginThrottle::default();
+        let attempt = Attempt {
+            username: user,
+            password: pw,
+            second_factor: second,
+            source: None,
+        };
+        login(db, key, &t, attempt, TTL, now).await
     }
 
     #[test]
@@ -722,6 +826,122 @@ mod tests {
             .await
             .unwrap();
         assert!(set_password(&db, "ann", "tiny").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_lock_stops_guessing_not_the_owner_with_a_second_factor() {
+        let (db, _dir, key) = setup().await;
+        create_user(&db, "ada", PW, Role::Admin).await.unwrap();
+        enroll_totp(&db, "ada", "Aegis").await.unwrap();
+        let secret = secret_of(&db, "ada").await;
+        let t = throttle::LoginThrottle::default();
+        // Attackers from many addresses lock the account.
+        for i in 0..6u8 {
+            let attempt = Attempt {
+                username: "ada",
+                password: "wrong password!",
+                second_factor: None,
+                source: Some(std::net::IpAddr::from([192, 0, 2, i])),
+            };
+            let _ = login(&db, &key, &t, attempt, TTL, NOW).await;
+        }
+        let owner = |second_factor| Attempt {
+            username: "ada",
+            password: PW,
+            second_factor,
+            source: Some(std::net::IpAddr::from([198, 51, 100, 1])),
+        };
+        // The password alone does not open a locked account …
+        assert!(matches!(
+            login(&db, &key, &t, owner(None), TTL, NOW).await,
+            Err(LoginError::Locked { .. })
+        ));
+        // … the password and a valid TOTP code do, and reset the count.
+        let c = code(&secret, NOW, 0);
+        let s = login(&db, &key, &t, owner(Some(c.as_str())), TTL, NOW)
+            .await
+            .unwrap();
+        assert_eq!(s.username, "ada");
+        assert_eq!(list_users(&db).await.unwrap()[0].locked_until, 0);
+        // A wrong code while locked stays refused.
+        for _ in 0..6 {
+            let _ = login_at(&db, &key, "ada", "wrong password!", None, NOW + 60).await;
+        }
+        assert!(login(&db, &key, &t, owner(Some("000000")), TTL, NOW + 60)
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn unknown_names_lock_and_answer_exactly_like_accounts() {
+        let (db, _dir, key) = setup().await;
+        create_user(&db, "ann", PW, Role::Client).await.unwrap();
+        let t = throttle::LoginThrottle::default();
+        let mut answers = Vec::new();
+        for name in ["ann", "zed"] {
+            let mut seen = Vec::new();
+            for i in 0..7 {
+                let attempt = Attempt {
+                    username: name,
+                    password: "wrong password!",
+                    second_factor: None,
+                    source: None,
+                };
+                let r = login(&db, &key, &t, attempt, TTL, NOW + i).await;
+                seen.push(r.unwrap_err().to_string());
+            }
+            answers.push(seen);
+        }
+        assert_eq!(answers[0], answers[1]);
+        assert!(
+            answers[0][5].contains("too many failed attempts"),
+            "{:?}",
+            answers[0]
+        );
+        assert!(
+            answers[0][4].contains("invalid username or password"),
+            "{:?}",
+            answers[0]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_source_that_keeps_failing_is_refused_whatever_name_it_tries() {
+        let (db, _dir, key) = setup().await;
+        create_user(&db, "ann", PW, Role::Client).await.unwrap();
+        let t = throttle::LoginThrottle::default();
+        let attacker = std::net::IpAddr::from([203, 0, 113, 9]);
+        for i in 0..throttle::SOURCE_THRESHOLD {
+            let name = format!("user{i}");
+            let attempt = Attempt {
+                username: &name,
+                password: "wrong password!",
+                second_factor: None,
+                source: Some(attacker),
+            };
+            let _ = login(&db, &key, &t, attempt, TTL, NOW).await;
+        }
+        let from = |source| Attempt {
+            username: "ann",
+            password: PW,
+            second_factor: None,
+            source: Some(source),
+        };
+        assert!(matches!(
+            login(&db, &key, &t, from(attacker), TTL, NOW).await,
+            Err(LoginError::Locked { .. })
+        ));
+        // Ann, from her own address, is not affected.
+        login(
+            &db,
+            &key,
+            &t,
+            from(std::net::IpAddr::from([198, 51, 100, 2])),
+            TTL,
+            NOW,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
@@ -1093,10 +1313,20 @@ mod tests {
             .await
             .unwrap()
             .is_none());
-        assert!(
-            login(&db, &key, "ann", "a brand new password", None, 0, NOW)
-                .await
-                .is_err()
-        );
+        assert!(login(
+            &db,
+            &key,
+            &throttle::LoginThrottle::default(),
+            Attempt {
+                username: "ann",
+                password: "a brand new password",
+                second_factor: None,
+                source: None,
+            },
+            0,
+            NOW
+        )
+        .await
+        .is_err());
     }
 }

@@ -19,10 +19,13 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Most characters a password may have (bounds hashing work on hostile input).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
 
-/// Check a new password: at least 12 and at most 1024 characters, not one character repeated.
+/// Check a new password for `username`: at least 12 and at most 1024 characters, not one character repeated,
+/// and not guessable: zxcvbn (its lists of common and breached passwords, dictionary words, names, keyboard
+/// patterns, dates and sequences, and the username itself) must estimate at least 10^8 guesses (its score 3),
+/// which refuses `123456789012` and `password2024` alike.
 ///
-/// The error ([`Error::Invalid`]) says which rule failed and never contains the password.
-pub fn check_password_policy(password: &str) -> Result<()> {
+/// The error ([`Error::Invalid`]) says which rule failed, with zxcvbn's advice, and never contains the password.
+pub fn check_password_policy(password: &str, username: &str) -> Result<()> {
     let chars = password.chars().count();
     if chars < MIN_PASSWORD_CHARS {
         return Err(Error::Invalid(format!(
@@ -41,6 +44,23 @@ pub fn check_password_policy(password: &str) -> Result<()> {
                 "password must not be a single character repeated".into(),
             ));
         }
+    }
+    // zxcvbn's work grows with the length; the strength of a long password is settled by its first 100 characters.
+    let head: String = password.chars().take(100).collect();
+    let estimate = zxcvbn::zxcvbn(&head, &[username, "aegis"]);
+    if estimate.score() < zxcvbn::Score::Three {
+        let mut advice = String::new();
+        if let Some(feedback) = estimate.feedback() {
+            if let Some(warning) = feedback.warning() {
+                advice.push_str(&format!(" ({warning})"));
+            }
+            if let Some(first) = feedback.suggestions().first() {
+                advice.push_str(&format!("; {first}"));
+            }
+        }
+        return Err(Error::Invalid(format!(
+            "password is too easy to guess{advice}; use several unrelated words, or a password manager's"
+        )));
     }
     Ok(())
 }
@@ -127,21 +147,59 @@ fn dummy_hash() -> Option<&'static str> {
 mod tests {
     use super::*;
 
+    fn policy(password: &str) -> Result<()> {
+        check_password_policy(password, "ann")
+    }
+
     #[test]
     fn policy_refuses_short_long_and_repeated_passwords() {
-        assert!(check_password_policy("correct horse battery").is_ok());
-        assert!(check_password_policy("abcdefghijkl").is_ok());
-        let short = check_password_policy("abcdefghijk").unwrap_err();
+        assert!(policy("correct horse battery").is_ok());
+        assert!(policy("k7#pQ2!vX9mz").is_ok());
+        let short = policy("k7#pQ2!vX9m").unwrap_err();
         assert!(short.to_string().contains("at least 12"), "{short}");
-        let long = check_password_policy(&"ab".repeat(513)).unwrap_err();
+        let long = policy(&"ab".repeat(513)).unwrap_err();
         assert!(long.to_string().contains("at most 1024"), "{long}");
-        assert!(check_password_policy(&"ab".repeat(512)).is_ok());
-        let same = check_password_policy("aaaaaaaaaaaaaaaa").unwrap_err();
+        assert!(
+            policy(&"ab".repeat(512)).is_err(),
+            "a repeated pattern is guessable"
+        );
+        let same = policy("aaaaaaaaaaaaaaaa").unwrap_err();
         assert!(same.to_string().contains("repeated"), "{same}");
-        assert!(check_password_policy("").is_err());
-        // Characters, not bytes: 12 two-byte characters pass, 11 do not.
-        assert!(check_password_policy("éàéàéàéàéàéà").is_ok());
-        assert!(check_password_policy("éàéàéàéàéàé").is_err());
+        assert!(policy("").is_err());
+        // Characters, not bytes: 11 two-byte characters are too short.
+        assert!(policy("éàéàéàéàéàé")
+            .unwrap_err()
+            .to_string()
+            .contains("at least 12"));
+    }
+
+    #[test]
+    fn guessable_passwords_are_refused_with_advice_and_strong_ones_accepted() {
+        for weak in [
+            "123456789012",
+            "password2024",
+            "qwertyuiop12",
+            "letmein123456",
+            "ilovemyfamily1",
+            "abcdefghijkl",
+            "ann-ann-ann-ann",
+            "aegis-aegis-2026",
+        ] {
+            let e = policy(weak).unwrap_err().to_string();
+            assert!(e.contains("too easy to guess"), "{weak}: {e}");
+            assert!(!e.contains(weak), "the error repeats the password: {e}");
+        }
+        for strong in [
+            "correct horse battery staple",
+            "a long enough password",
+            "Tr0ub4dor&3xyz",
+            "sdf8SD*f7sd#k",
+            "vivid-otter-mango-quartz",
+        ] {
+            assert!(policy(strong).is_ok(), "{strong}");
+        }
+        // A very long password is judged on its first 100 characters, quickly.
+        assert!(policy(&"vivid-otter-mango-quartz ".repeat(40)).is_ok());
     }
 
     #[tokio::test]
