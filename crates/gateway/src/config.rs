@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// Refusals without a valid key or session are recorded once per source address per this many seconds,
     /// the rest counted in one summary record (see `aegis audit-log show`).
     pub refusal_summary_secs: u64,
+    /// Most rows one inference request may carry (local models); each row costs one unit of the key's rate limit
+    /// and budgets.
+    pub max_rows_per_request: usize,
     /// Most connections open at once; at the cap the idlest connection is closed to make room.
     pub max_connections: usize,
     /// Most connections open at once from one client address (`trusted_proxies` excepted).
@@ -127,6 +130,7 @@ impl Default for ServerConfig {
             access_log: false,
             trusted_proxies: Vec::new(),
             refusal_summary_secs: 60,
+            max_rows_per_request: 1000,
             max_connections: 4096,
             max_connections_per_address: 256,
             idle_timeout_secs: 60,
@@ -135,17 +139,18 @@ impl Default for ServerConfig {
     }
 }
 
-/// Limits given to new API keys.
+/// Limits given to new API keys. Limits and budgets count cost units: one per row of a local model's batch, one
+/// per request on other routes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeyDefaults {
-    /// Sustained requests per second.
+    /// Sustained units (rows) per second.
     pub rate_per_sec: f64,
-    /// Requests allowed in a burst above the sustained rate.
+    /// Units allowed in a burst above the sustained rate (also the largest batch a key may send at once).
     pub burst: i64,
-    /// Requests per UTC day (0: unlimited).
+    /// Units per UTC day (0: unlimited).
     pub daily_budget: i64,
-    /// Requests per UTC month (0: unlimited).
+    /// Units per UTC month (0: unlimited).
     pub monthly_budget: i64,
     /// Days until a new key expires (0: never).
     pub expires_days: i64,
@@ -154,9 +159,9 @@ pub struct KeyDefaults {
 impl Default for KeyDefaults {
     fn default() -> Self {
         KeyDefaults {
-            rate_per_sec: 10.0,
-            burst: 20,
-            daily_budget: 10_000,
+            rate_per_sec: 100.0,
+            burst: 200,
+            daily_budget: 100_000,
             monthly_budget: 0,
             expires_days: 90,
         }

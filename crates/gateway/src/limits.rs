@@ -187,24 +187,30 @@ async fn charge_rate_n(
     )))
 }
 
-/// Count one request in `period` unless the count has reached `budget` (0 = unlimited); the new count, or
-/// `None` when the budget is exhausted.
+/// Count `cost` units in `period` unless that would pass `budget` (0 = unlimited); the new count, or `None` when
+/// the budget cannot take them.
 async fn charge_budget(
     tx: &mut Tx,
     key_id: &str,
     period: &str,
     budget: i64,
+    cost: u32,
 ) -> Result<Option<i64>> {
     let limit = if budget <= 0 { i64::MAX } else { budget };
+    let cost = i64::from(cost.max(1));
+    if cost > limit {
+        return Ok(None);
+    }
     let row = sqlx::query(
-        "INSERT INTO usage_counters (key_id, period, count) VALUES ($1, $2, 1)
-         ON CONFLICT (key_id, period) DO UPDATE SET count = usage_counters.count + 1
-         WHERE usage_counters.count < $3
+        "INSERT INTO usage_counters (key_id, period, count) VALUES ($1, $2, $4)
+         ON CONFLICT (key_id, period) DO UPDATE SET count = usage_counters.count + $4
+         WHERE usage_counters.count <= $3 - $4
          RETURNING count",
     )
     .bind(key_id)
     .bind(period)
     .bind(limit)
+    .bind(cost)
     .fetch_optional(&mut **tx)
     .await
     .map_err(Error::db("charge a budget"))?;
@@ -216,6 +222,17 @@ async fn charge_budget(
 /// Admit one request for `key` at `now` (Unix seconds, fractional), or say which limit refuses it. Atomic
 /// across replicas; a refused request changes nothing.
 pub(crate) async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admitted, Denial>> {
+    admit_n(db, key, now, 1).await
+}
+
+/// Charge `cost` units (rows of a batch) at once, all or none: `cost` tokens of the rate limit and `cost` of
+/// each budget. A cost above the key's burst can never be admitted; callers refuse it before asking.
+pub(crate) async fn admit_n(
+    db: &Db,
+    key: &ApiKey,
+    now: f64,
+    cost: u32,
+) -> Result<Result<Admitted, Denial>> {
     if !now.is_finite() || now < 0.0 {
         return Err(Error::Internal(format!("invalid clock reading {now}")));
     }
@@ -229,7 +246,7 @@ pub(crate) async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admi
             .acquire()
             .await
             .map_err(Error::db("check limits"))?;
-        return Ok(match charge_rate(&mut conn, key, now).await? {
+        return Ok(match charge_rate_n(&mut conn, key, now, cost).await? {
             Some(retry_after_secs) => Err(Denial::RateLimited { retry_after_secs }),
             None => Ok(Admitted {
                 day_used: 0,
@@ -242,6 +259,7 @@ pub(crate) async fn admit(db: &Db, key: &ApiKey, now: f64) -> Result<Result<Admi
         &mut tx,
         key,
         now,
+        cost,
         (&day, to_next_day),
         (&month, to_next_month),
     )
@@ -262,20 +280,22 @@ async fn admit_in(
     tx: &mut Tx,
     key: &ApiKey,
     now: f64,
+    cost: u32,
     (day, to_next_day): (&str, u64),
     (month, to_next_month): (&str, u64),
 ) -> Result<Result<Admitted, Denial>> {
-    if let Some(retry_after_secs) = charge_rate(&mut *tx, key, now).await? {
+    if let Some(retry_after_secs) = charge_rate_n(&mut *tx, key, now, cost).await? {
         return Ok(Err(Denial::RateLimited { retry_after_secs }));
     }
-    let Some(day_used) = charge_budget(tx, &key.id, day, key.daily_budget).await? else {
+    let Some(day_used) = charge_budget(tx, &key.id, day, key.daily_budget, cost).await? else {
         return Ok(Err(Denial::BudgetExhausted {
             period: "day",
             limit: key.daily_budget,
             retry_after_secs: to_next_day,
         }));
     };
-    let Some(month_used) = charge_budget(tx, &key.id, month, key.monthly_budget).await? else {
+    let Some(month_used) = charge_budget(tx, &key.id, month, key.monthly_budget, cost).await?
+    else {
         return Ok(Err(Denial::BudgetExhausted {
             period: "month",
             limit: key.monthly_budget,

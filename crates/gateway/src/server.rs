@@ -352,6 +352,59 @@ async fn admit(
     Ok(key)
 }
 
+/// A batch costs one unit per row: the first was charged on admission, the rest are charged here, all or none,
+/// before the model runs. A batch above `server.max_rows_per_request`, or above what the key may spend at once
+/// (its burst), is refused with what to do.
+async fn charge_rows(
+    state: &AppState,
+    key: &ApiKey,
+    rows: usize,
+    ctx: &AuditCtx,
+) -> Result<(), ApiError> {
+    let cap = state.config.server.max_rows_per_request.max(1);
+    if rows > cap {
+        return Err(ApiError::bad_request(
+            "too_many_rows",
+            format!("{rows} rows in one request; at most {cap}: send smaller batches"),
+        )
+        .audited(ctx.clone()));
+    }
+    if rows <= 1 {
+        return Ok(());
+    }
+    if rows as i64 > key.burst {
+        return Err(ApiError::bad_request(
+            "too_many_rows",
+            format!(
+                "{rows} rows in one request; key {} may spend at most {} rows at once (its burst): send smaller \
+                 batches or ask for a key with a larger burst",
+                key.id, key.burst
+            ),
+        )
+        .audited(ctx.clone()));
+    }
+    let extra = u32::try_from(rows - 1).unwrap_or(u32::MAX);
+    let outcome = limits::admit_n(&state.db, key, util::now_f64(), extra)
+        .await
+        .map_err(|e| ApiError::internal(&e).audited(ctx.clone()))?;
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(denial) => {
+            let code = match &denial {
+                Denial::RateLimited { .. } => "rate_limit",
+                Denial::BudgetExhausted { .. } => "budget",
+            };
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                code,
+                format!("{denial} ({rows} rows cost {rows} units)"),
+            )
+            .retry_after(denial.retry_after_secs())
+            .audited(ctx.clone()))
+        }
+    }
+}
+
 fn declared_too_large(state: &AppState, headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_LENGTH)
@@ -398,6 +451,7 @@ async fn predict(
     let x = models::parse_predict(&model, &body)
         .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
     let n = x.len() / model.schema.features.len().max(1);
+    charge_rows(&state, &key, n, &ctx).await?;
     let (proba, waited) =
         infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
     ctx.detail = format!("{n} rows");
@@ -561,6 +615,7 @@ async fn v2_infer(
     if let Some(model) = state.models.get(&name) {
         let (x, n, id) = models::parse_v2(&model, &body)
             .map_err(|e| ApiError::bad_request("schema", e.to_string()).audited(ctx.clone()))?;
+        charge_rows(&state, &key, n, &ctx).await?;
         let (proba, waited) =
             infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
         ctx.detail = format!("{n} rows");

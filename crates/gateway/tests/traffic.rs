@@ -910,6 +910,69 @@ async fn audit_completeness(backend: Backend) {
 
 both!(every_request_is_audited_once, audit_completeness);
 
+/// `n` rows for the demo model, as `instances`.
+fn instances(n: usize) -> String {
+    let rows: Vec<Value> = (0..n)
+        .map(|i| json!([100 + i, 3, 0.5, 12, 1, 14]))
+        .collect();
+    json!({ "instances": rows }).to_string()
+}
+
+/// A batch costs one unit per row of the key's rate limit and budgets, on predict and V2 alike; a batch above
+/// the server's row cap or the key's burst is refused with what to do, and nothing is charged for it beyond
+/// the admission.
+async fn rows_are_the_cost(backend: Backend) {
+    let Some(server) = support::start(backend, |c| c.server.max_rows_per_request = 100).await
+    else {
+        return;
+    };
+    // Generous rate, burst 50, daily budget 100 rows.
+    let key = server
+        .key(&["demo-fraud"], |k| {
+            k.rate_per_sec = 1000.0;
+            k.burst = 50;
+            k.daily_budget = 100;
+        })
+        .await;
+    let r = server.post_key(PREDICT, &key, &instances(150)).await;
+    assert_error(&r, 400, "too_many_rows");
+    assert!(r.text().contains("at most 100"), "{}", r.text());
+    let r = server.post_key(PREDICT, &key, &instances(60)).await;
+    assert_error(&r, 400, "too_many_rows");
+    assert!(r.text().contains("burst"), "{}", r.text());
+    // Two refusals charged one unit each (their admission); 40 + 40 rows fit the remaining 98.
+    assert_ok(&server.post_key(PREDICT, &key, &instances(40)).await);
+    // Let the rate (1,000 rows/s) refill the burst; only the budget is under test here.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let data = [2400.0, 3.0, 0.9, 12.0, 1.0, 14.0_f64].repeat(40);
+    let v2 = json!({"inputs": [{"name": "input", "shape": [40, 6], "datatype": "FP32",
+        "data": data}]});
+    let r = server
+        .post_key("/v2/models/demo-fraud/infer", &key, &v2.to_string())
+        .await;
+    assert_ok(&r);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = server.post_key(PREDICT, &key, &instances(40)).await;
+    assert_error(&r, 429, "budget");
+    assert!(r.text().contains("40 rows"), "{}", r.text());
+    // Single rows still fit what is left.
+    assert_ok(&server.post_key(PREDICT, &key, ROW).await);
+
+    // The rate limit counts rows too: burst 50 at 1 row/s admits one 50-row batch, then refuses the next.
+    let slow = server
+        .key(&["demo-fraud"], |k| {
+            k.rate_per_sec = 1.0;
+            k.burst = 50;
+        })
+        .await;
+    assert_ok(&server.post_key(PREDICT, &slow, &instances(50)).await);
+    let r = server.post_key(PREDICT, &slow, &instances(10)).await;
+    assert_error(&r, 429, "rate_limit");
+    server.stop().await;
+}
+
+both!(batch_rows_cost_units, rows_are_the_cost);
+
 /// `/upstream/{name}/…` reaches only `predict` upstreams: a key scoped to an OpenAI or V2 upstream's *name* cannot
 /// use it to reach models its scope does not name.
 async fn generic_proxy_only_for_predict_upstreams(backend: Backend) {
