@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub database: Option<String>,
     /// Serve plain HTTP (no TLS). Only for a loopback listener behind a TLS terminator.
     pub plaintext: bool,
+    /// The secrets key file (session MAC key, sealed TOTP secrets); default `secrets.key` in `data_dir`. Keep it
+    /// apart from database backups; replicas sharing a database must share it.
+    pub secrets_file: Option<PathBuf>,
     /// PEM certificate chain; with `tls_key`. Without both, a self-signed certificate is generated.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
@@ -118,6 +121,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             data_dir: PathBuf::from("aegis-data"),
             database: None,
+            secrets_file: None,
             plaintext: false,
             tls_cert: None,
             tls_key: None,
@@ -632,6 +636,9 @@ impl Config {
             }
         }
         fix(&mut self.server.data_dir);
+        if let Some(p) = &mut self.server.secrets_file {
+            fix(p);
+        }
         if let Some(url) = &mut self.server.database {
             *url = sqlite_url_against(url, base);
         }
@@ -709,6 +716,14 @@ impl Config {
             return Err("defaults: rate_per_sec must be > 0 and burst ≥ 1".into());
         }
         Ok(())
+    }
+
+    /// The secrets key file: `server.secrets_file`, or `secrets.key` in the data directory.
+    pub fn secrets_path(&self) -> PathBuf {
+        self.server
+            .secrets_file
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join(crate::secrets::DEFAULT_FILE))
     }
 
     /// The database URL: the configured one, or the embedded file in the data directory.

@@ -199,6 +199,8 @@ pub struct Db {
     /// busy handler, which sleeps in whole milliseconds. Hot-path writers (limits, the audit chain) take this
     /// lock first, so they queue in memory instead.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The secrets key bound to this database ([`Db::load_secrets`]).
+    secrets: std::sync::Arc<std::sync::OnceLock<crate::secrets::Secrets>>,
 }
 
 impl Db {
@@ -238,6 +240,7 @@ impl Db {
             pool,
             backend,
             write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            secrets: Default::default(),
         };
         db.migrate().await.map_err(|e| match e {
             Error::Db { source, .. } if e_is_storage(&source) => {
@@ -253,10 +256,30 @@ impl Db {
         Ok(db)
     }
 
-    /// Open (creating it when absent) the embedded database `aegis.db` in `dir`.
+    /// Open (creating it when absent) the embedded database `aegis.db` in `dir`, with the secrets key
+    /// `secrets.key` beside it.
     pub async fn open_data_dir(dir: &Path) -> Result<Db> {
         prepare_data_dir(dir)?;
-        Db::connect(&sqlite_url(&dir.join("aegis.db"))).await
+        let db = Db::connect(&sqlite_url(&dir.join("aegis.db"))).await?;
+        db.load_secrets(&dir.join(crate::secrets::DEFAULT_FILE))
+            .await?;
+        Ok(db)
+    }
+
+    /// Read (or create) the secrets key file at `path` and bind it to this database (see [`crate::secrets`]):
+    /// sessions and TOTP secrets need it.
+    pub async fn load_secrets(&self, path: &Path) -> Result<()> {
+        let secrets = crate::secrets::Secrets::load_or_create(path)?;
+        crate::secrets::bind(self, &secrets, path).await?;
+        let _ = self.secrets.set(secrets);
+        Ok(())
+    }
+
+    /// The bound secrets key.
+    pub(crate) fn secrets(&self) -> Result<&crate::secrets::Secrets> {
+        self.secrets.get().ok_or_else(|| {
+            Error::Internal("no secrets key file is loaded for this database".into())
+        })
     }
 
     /// The pool, for queries.

@@ -37,6 +37,7 @@ pub mod models;
 pub mod offline;
 mod provenance;
 mod refusals;
+pub mod secrets;
 pub mod serve;
 mod server;
 mod sinks;

@@ -26,7 +26,11 @@ impl Offline {
         if config.server.database.is_none() {
             crate::db::prepare_data_dir(&config.server.data_dir)?;
         }
-        let db = runtime.block_on(Db::connect(&config.database_url()))?;
+        let db = runtime.block_on(async {
+            let db = Db::connect(&config.database_url()).await?;
+            db.load_secrets(&config.secrets_path()).await?;
+            Ok::<_, Error>(db)
+        })?;
         Ok(Offline { runtime, db })
     }
 

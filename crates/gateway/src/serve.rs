@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> Result<Running> {
         crate::db::prepare_data_dir(&config.server.data_dir)?;
     }
     let db = Db::connect(&url).await?;
+    db.load_secrets(&config.secrets_path()).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
     let boot = crate::util::random_token(12)?;
     let (audit, writer) = AuditLog::spawn(db.clone(), boot.clone());

@@ -313,6 +313,8 @@ async fn replica(server: &TestServer) -> (aegis_gateway::serve::Running, tempfil
     config.server.data_dir = dir.path().to_path_buf();
     config.server.plaintext = true;
     config.server.database = Some(server.db_url.clone());
+    // Replicas share the database and its secrets key file.
+    config.server.secrets_file = Some(server.state().config.secrets_path());
     let running = aegis_gateway::serve::start(config).await.unwrap();
     (running, dir)
 }
@@ -917,6 +919,7 @@ async fn no_bootstrap_code_once_users_exist(backend: Backend) {
         config.server.data_dir = dir;
         config.server.plaintext = true;
         config.server.database = Some(url);
+        config.server.secrets_file = Some(server.state().config.secrets_path());
         config
     })
     .await
@@ -1411,3 +1414,117 @@ both!(
     totp_reenrollment_reauthenticates,
     totp_reenrollment_needs_the_password
 );
+
+/// The attack that minted an admin session from a read-only copy of `aegis.db`: with the secrets key file kept
+/// apart, the copy holds no session key and no clear TOTP secret, a token forged with anything in it is
+/// refused, and a gateway started on the copy with another key file refuses to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_the_database_alone_mints_no_session() {
+    let server = support::start(Backend::Sqlite, |_| {}).await.unwrap();
+    let (password, secret) = server.user("root", Role::Admin).await;
+    let secret = secret.unwrap();
+    let code = format!(
+        "{:06}",
+        identity::totp::code_at(&secret, (util::now_secs() / 30) as u64)
+    );
+    let r = server.login("root", &password, Some(&code)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(get(&server, "/admin/users", &token).await.status, 200);
+
+    // The attacker's copy: the database file only (after a checkpoint, so the copy is complete).
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(server.db().pool())
+        .await
+        .unwrap();
+    let stolen = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        server.dir.path().join("aegis.db"),
+        stolen.path().join("aegis.db"),
+    )
+    .unwrap();
+    let copy = Db::connect(&aegis_gateway::db::sqlite_url(
+        &stolen.path().join("aegis.db"),
+    ))
+    .await
+    .unwrap();
+    let mut values: Vec<String> = Vec::new();
+    for (table, column) in [
+        ("settings", "value"),
+        ("users", "totp_secret"),
+        ("sessions", "id"),
+    ] {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {column} AS v FROM {table}"
+        )))
+        .fetch_all(copy.pool())
+        .await
+        .unwrap();
+        for row in rows {
+            if let Ok(Some(v)) = sqlx::Row::try_get::<Option<String>, _>(&row, "v") {
+                values.push(v);
+            }
+        }
+    }
+    // No clear TOTP secret in it.
+    let clear = secret
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    assert!(
+        values.iter().all(|v| !v.contains(&clear)),
+        "clear TOTP secret in the copy"
+    );
+    // Every value in it, tried as a session MAC key over every session id, forges nothing the server accepts.
+    let ids: Vec<String> = sqlx::query("SELECT id FROM sessions")
+        .fetch_all(copy.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::try_get(r, "id").unwrap())
+        .collect();
+    assert!(!ids.is_empty());
+    for candidate in &values {
+        let key_bytes = candidate
+            .as_bytes()
+            .chunks(2)
+            .filter_map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+            .collect::<Vec<u8>>();
+        for key in [candidate.as_bytes().to_vec(), key_bytes] {
+            for id in &ids {
+                use base64::Engine;
+                use hmac::Mac;
+                let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as Mac>::new_from_slice(&key) else {
+                    continue;
+                };
+                mac.update(id.as_bytes());
+                let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(mac.finalize().into_bytes());
+                let forged = format!("ses_{id}.{tag}");
+                assert_ne!(forged, token, "the copy yields the real token");
+                assert_eq!(get(&server, "/admin/users", &forged).await.status, 401);
+            }
+        }
+    }
+    // A gateway on the copy with a key file of the attacker's own refuses to start.
+    let mut config = aegis_gateway::config::Config::default();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.server.plaintext = true;
+    config.server.data_dir = stolen.path().to_path_buf();
+    #[cfg(unix)]
+    std::fs::set_permissions(
+        stolen.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let refused = aegis_gateway::serve::start(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("secrets key file is not the one"),
+        "{refused}"
+    );
+    copy.close().await;
+    server.stop().await;
+}

@@ -235,7 +235,11 @@ async fn output_policies_keep_the_top_label() {
     .await
     .unwrap();
     let key = server
-        .key(&["full", "label", "top1", "marked"], |_| {})
+        .key(&["full", "label", "top1", "marked"], |k| {
+            // Rows are the cost: room for several 201-row batches at once.
+            k.rate_per_sec = 100_000.0;
+            k.burst = 10_000;
+        })
         .await;
     let rows = natural(200, 11);
     let mut rows_with_fraud = rows.clone();
@@ -441,9 +445,11 @@ async fn replicas_scenario(backend: Backend) {
         return;
     };
     let url = first.db_url.clone();
+    let secrets = first.state().config.secrets_path();
     let second = support::start(backend, |c| {
         config(c);
         c.server.database = Some(url);
+        c.server.secrets_file = Some(secrets.clone());
     })
     .await
     .unwrap();

@@ -382,9 +382,13 @@ async fn shared_limits(backend: Backend) {
         return;
     };
     let url = first.db_url.clone();
-    let second = support::start(backend, |c| c.server.database = Some(url))
-        .await
-        .unwrap();
+    let secrets = first.state().config.secrets_path();
+    let second = support::start(backend, |c| {
+        c.server.database = Some(url);
+        c.server.secrets_file = Some(secrets);
+    })
+    .await
+    .unwrap();
     let key = first
         .key(&["demo-fraud"], |k| {
             k.burst = 4;

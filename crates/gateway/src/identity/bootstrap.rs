@@ -156,7 +156,12 @@ mod tests {
                 .fetch_one(db.pool())
                 .await
                 .unwrap();
-            hex::decode(row.try_get::<String, _>("totp_secret").unwrap()).unwrap()
+            let sealed: String = row.try_get("totp_secret").unwrap();
+            db.secrets()
+                .unwrap()
+                .open("root", &sealed)
+                .unwrap()
+                .to_vec()
         };
         let code = format!("{:06}", totp::code_at(&secret, (NOW / totp::PERIOD) as u64));
         login(

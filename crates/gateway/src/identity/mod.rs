@@ -343,7 +343,8 @@ pub async fn set_role(db: &Db, username: &str, role: Role) -> Result<()> {
 pub async fn enroll_totp(db: &Db, username: &str, issuer: &str) -> Result<Enrollment> {
     check_issuer(issuer)?;
     let secret = Zeroizing::new(random_bytes(TOTP_SECRET_BYTES)?);
-    let secret_hex = Zeroizing::new(hex::encode(secret.as_slice()));
+    // Stored sealed under the secrets key file: a copy of the database alone cannot produce codes.
+    let sealed = db.secrets()?.seal(username, &secret)?;
     let mut recovery_codes = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
         recovery_codes.push(random_token(RECOVERY_CODE_CHARS)?);
@@ -351,7 +352,7 @@ pub async fn enroll_totp(db: &Db, username: &str, issuer: &str) -> Result<Enroll
     const OP: &str = "enroll TOTP";
     let mut tx = db.begin().await.map_err(Error::db(OP))?;
     let done = sqlx::query("UPDATE users SET totp_secret = $1 WHERE username = $2")
-        .bind(secret_hex.as_str())
+        .bind(sealed.as_str())
         .bind(username)
         .execute(&mut *tx)
         .await
@@ -516,17 +517,14 @@ async fn claim_attempt(
 async fn check_second_factor(
     db: &Db,
     username: &str,
-    secret_hex: &str,
+    sealed: &str,
     last_step: i64,
     code: &str,
     now: i64,
 ) -> Result<(), LoginError> {
     let code = code.trim();
     if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
-        let secret =
-            Zeroizing::new(hex::decode(secret_hex).map_err(|_| {
-                Error::Corrupt(format!("TOTP secret of user {username} is not hex"))
-            })?);
+        let secret = db.secrets()?.open(username, sealed)?;
         let Some(step) = totp::verify(&secret, code, now, last_step) else {
             return Err(if totp::verify(&secret, code, now, i64::MIN).is_some() {
                 LoginError::SecondFactorReplayed
@@ -713,7 +711,12 @@ mod tests {
             .fetch_one(db.pool())
             .await
             .unwrap();
-        hex::decode(row.try_get::<String, _>("totp_secret").unwrap()).unwrap()
+        let sealed: String = row.try_get("totp_secret").unwrap();
+        db.secrets()
+            .unwrap()
+            .open(username, &sealed)
+            .unwrap()
+            .to_vec()
     }
 
     fn code(secret: &[u8], now: i64, offset: i64) -> String {

@@ -12,12 +12,12 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use sqlx::Row;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::Role;
 use crate::db::Db;
 use crate::error::{Error, Result};
-use crate::util::{random_bytes, random_token};
+use crate::util::random_token;
 
 /// Prefix of every session token.
 pub const TOKEN_PREFIX: &str = "ses_";
@@ -25,8 +25,6 @@ pub const TOKEN_PREFIX: &str = "ses_";
 const ID_CHARS: usize = 32;
 /// Longest token accepted for checking (anything longer is refused without work).
 const MAX_TOKEN_LEN: usize = 128;
-/// Settings row holding the hex session key.
-const KEY_SETTING: &str = "session_key";
 
 /// The 32-byte HMAC key that signs session tokens; zeroized on drop.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -41,20 +39,7 @@ impl std::fmt::Debug for SessionKey {
 impl SessionKey {
     /// Load the key from the `session_key` setting, creating it on first start (the first replica's key wins).
     pub async fn load_or_create(db: &Db) -> Result<SessionKey> {
-        let candidate = Zeroizing::new(hex::encode(Zeroizing::new(random_bytes(32)?).as_slice()));
-        let stored = Zeroizing::new(db.setting_or_insert(KEY_SETTING, &candidate).await?);
-        let bytes = Zeroizing::new(
-            hex::decode(stored.as_str())
-                .map_err(|_| Error::Corrupt("setting session_key is not hex".into()))?,
-        );
-        let mut key = [0u8; 32];
-        if bytes.len() != key.len() {
-            return Err(Error::Corrupt("setting session_key is not 32 bytes".into()));
-        }
-        key.copy_from_slice(&bytes);
-        let session_key = SessionKey(key);
-        key.zeroize();
-        Ok(session_key)
+        Ok(SessionKey(db.secrets()?.session_key()))
     }
 
     fn mac(&self, id: &str) -> Result<Hmac<Sha256>> {
@@ -252,13 +237,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_is_created_once_and_shared() {
-        let (db, _dir) = crate::db::tests::temp_db().await;
+    async fn the_key_comes_from_the_secrets_file_not_the_database() {
+        let (db, dir) = crate::db::tests::temp_db().await;
         let a = SessionKey::load_or_create(&db).await.unwrap();
         let b = SessionKey::load_or_create(&db).await.unwrap();
         assert_eq!(a.0, b.0);
         assert_ne!(a.0, [0; 32]);
-        db.set_setting(KEY_SETTING, "abcd").await.unwrap();
-        assert!(SessionKey::load_or_create(&db).await.is_err());
+        // Nothing in the database holds it.
+        let settings = sqlx::query("SELECT value FROM settings")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        for row in settings {
+            let v: String = sqlx::Row::try_get(&row, "value").unwrap();
+            assert!(
+                !v.contains(&hex::encode(a.0)),
+                "session key stored in the database"
+            );
+        }
+        // The same database without its key file loaded has no session key at all.
+        let bare = Db::connect(&crate::db::sqlite_url(&dir.path().join("data/aegis.db")))
+            .await
+            .unwrap();
+        assert!(SessionKey::load_or_create(&bare).await.is_err());
     }
 }
