@@ -130,7 +130,7 @@ NGX_PID=$!; PIDS+=($NGX_PID)
 # against its budgets with --budget), and audited.
 GW_DATA=$WORK/gateway-data
 KEY=$("$AEGIS" key create --data-dir "$GW_DATA" --config "$WORK/aegis.toml" --name bench --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
+      --model trivial --rate 1000000 --burst 1000000 --unbounded --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
       --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_GW" --data-dir "$GW_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/gateway.stderr" &
@@ -139,7 +139,7 @@ GW_PID=$!; PIDS+=($GW_PID)
 # Gateway 2: no configuration file, so the bundled demo model is served (local inference).
 MODEL_DATA=$WORK/model-data
 MODEL_KEY=$("$AEGIS" key create --data-dir "$MODEL_DATA" --name bench --owner bench --model demo-fraud \
-      --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" --expires-days 0 \
+      --rate 1000000 --burst 1000000 --unbounded --daily-budget "$BUDGET" --monthly-budget "$BUDGET" --expires-days 0 \
       2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_MODEL" --data-dir "$MODEL_DATA" \
   2> "$WORK/logs/model.stderr" &
@@ -229,7 +229,7 @@ stop "$MODEL_PID"
 SOAK_CONNS=$((CONNS * 2))
 SOAK_DATA=$WORK/soak-data
 KEY=$("$AEGIS" key create --data-dir "$SOAK_DATA" --config "$WORK/aegis.toml" --name soak --owner bench \
-      --model trivial --rate 1000000 --burst 1000000 --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
+      --model trivial --rate 1000000 --burst 1000000 --unbounded --daily-budget "$BUDGET" --monthly-budget "$BUDGET" \
       --expires-days 0 2>>"$WORK/logs/keys.stderr")
 "${SRV[@]}" "$AEGIS" serve --plaintext --listen "127.0.0.1:$P_SOAK" --data-dir "$SOAK_DATA" \
   --config "$WORK/aegis.toml" 2> "$WORK/logs/soak.stderr" &

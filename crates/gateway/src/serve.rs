@@ -111,6 +111,8 @@ pub struct Running {
     key_watcher: tokio::task::JoinHandle<()>,
     refusal_flusher: tokio::task::JoinHandle<()>,
     stop_flusher: tokio::sync::oneshot::Sender<()>,
+    extraction_flusher: tokio::task::JoinHandle<()>,
+    stop_extraction: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Running {
@@ -125,6 +127,13 @@ impl Running {
         let _ = self.refusal_flusher.await;
         for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
             self.state.audit.record(summary).await;
+        }
+        // Extraction-detector observations not yet written (write-behind): the periodic flusher stops after its
+        // current flush, then everything pending is written.
+        let _ = self.stop_extraction.send(());
+        let _ = self.extraction_flusher.await;
+        if let Err(e) = self.state.extraction_cache.flush(&self.state.db).await {
+            eprintln!("aegis: extraction detector state not written at shutdown: {e}");
         }
         let boot = self.state.audit.boot_id().to_string();
         self.state
@@ -276,6 +285,28 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         })
     };
+    // Extraction-detector states pending write-behind reach the database within about WRITE_EVERY.
+    let (stop_extraction, mut extraction_stopped) = tokio::sync::oneshot::channel::<()>();
+    let extraction_flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::extraction::WRITE_EVERY);
+            loop {
+                // Stops between flushes only: a flush holds entries it took out of the cache.
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut extraction_stopped => return,
+                }
+                if let Err(e) = state.extraction_cache.flush_due(&state.db).await {
+                    crate::log::emit(
+                        crate::log::Level::Warn,
+                        "extraction_state_not_written",
+                        &[("cause", e.to_string().into())],
+                    );
+                }
+            }
+        })
+    };
     let app = server::router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = &state.config.server;
@@ -312,6 +343,8 @@ pub async fn start(config: Config) -> Result<Running> {
         key_watcher,
         refusal_flusher,
         stop_flusher,
+        extraction_flusher,
+        stop_extraction,
     })
 }
 

@@ -493,7 +493,15 @@ async fn replicas_scenario(backend: Backend) {
         }))
         .await;
         assert!(statuses.iter().flatten().all(|s| *s == 200), "{statuses:?}");
-        let s = stored(id.clone(), model).await;
+        // States are written behind (at most every 250 ms per key and model): wait for both replicas' writes.
+        let mut s = stored(id.clone(), model).await;
+        for _ in 0..100 {
+            if s.queries == 40 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            s = stored(id.clone(), model).await;
+        }
         assert_eq!(
             s.queries, 40,
             "{model}: every concurrent query is counted once"
