@@ -51,6 +51,8 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     last_active: AtomicU64,
     write_blocked_since: AtomicU64,
+    /// The last time the socket took bytes.
+    last_write: AtomicU64,
     next_body: AtomicU64,
     /// Answers with a frame handed over and not yet taken further, by body id: since when.
     waiting: Mutex<HashMap<u64, u64>>,
@@ -76,6 +78,7 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             last_active: AtomicU64::new(now_ms(epoch)),
             write_blocked_since: AtomicU64::new(0),
+            last_write: AtomicU64::new(now_ms(epoch)),
             next_body: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             shed: Notify::new(),
@@ -97,16 +100,22 @@ impl Activity {
         }
     }
 
-    /// The socket refused a write (`blocked`) or took one.
-    pub(crate) fn write_blocked(&self, blocked: bool) {
-        if blocked {
-            let _ = self.write_blocked_since.compare_exchange(
-                0,
-                now_ms(self.epoch),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        } else if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
+    /// The socket refused a write or a flush: blocked since now (unless already).
+    pub(crate) fn write_blocked(&self) {
+        let _ = self.write_blocked_since.compare_exchange(
+            0,
+            now_ms(self.epoch),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The socket took a write (`bytes > 0`: progress) or a flush.
+    pub(crate) fn write_done(&self, bytes: usize) {
+        if bytes > 0 {
+            self.last_write.store(now_ms(self.epoch), Ordering::Relaxed);
+        }
+        if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
             self.write_blocked_since.store(0, Ordering::Relaxed);
             self.touch();
         }
@@ -132,7 +141,10 @@ impl Activity {
             .values()
             .copied()
             .min();
-        if oldest_wait.is_some_and(|since| now.saturating_sub(since) >= write_ms) {
+        // An answer waiting on the peer is a stall only when the socket has taken nothing for as long: a slow
+        // reader of a large answer keeps taking bytes.
+        let last_write = self.last_write.load(Ordering::Relaxed);
+        if oldest_wait.is_some_and(|since| now.saturating_sub(since.max(last_write)) >= write_ms) {
             return Verdict::Stalled;
         }
         let last = self.last_active.load(Ordering::Relaxed);
@@ -167,15 +179,21 @@ impl Drop for InFlight {
     }
 }
 
-/// An answer's body that tells the connection's activity when it has a frame the peer has not taken yet (a
-/// frame was handed to the protocol layer, which has not asked for the next one).
+/// An answer's body that tells the connection's activity when it has a frame the peer has not taken yet: from
+/// its creation until its first frame is asked for, and from each frame handed to the protocol layer until the
+/// next is asked for or the body is dropped (after the last frame is sent).
 pub(crate) struct Tracked<B> {
     inner: B,
     flight: InFlight,
 }
 
-impl<B> Tracked<B> {
+impl<B: Body> Tracked<B> {
+    /// Track `inner`. A body with anything to send waits on the peer from the start: over HTTP/2 a stream whose
+    /// window the peer keeps at zero is never asked for its first frame.
     pub(crate) fn new(inner: B, flight: InFlight) -> Tracked<B> {
+        if !inner.is_end_stream() {
+            flight.activity.set_waiting(flight.body, true);
+        }
         Tracked { inner, flight }
     }
 }
@@ -196,10 +214,10 @@ where
         activity.set_waiting(this.flight.body, false);
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(_))) = &polled {
+            // Until the protocol layer asks for more, or drops the body once the last frame is sent, the frame
+            // waits on the peer (HTTP/2 can hold a whole answer in its buffers behind a closed window).
             activity.touch();
-            if !this.inner.is_end_stream() {
-                activity.set_waiting(this.flight.body, true);
-            }
+            activity.set_waiting(this.flight.body, true);
         }
         polled
     }
@@ -386,10 +404,10 @@ mod tests {
         assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
 
         // A socket that stays blocked is a stall; one that takes bytes again is not.
-        act.write_blocked(true);
+        act.write_blocked();
         std::thread::sleep(Duration::from_millis(80));
         assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
-        act.write_blocked(false);
+        act.write_done(10);
         assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
     }
 
@@ -414,11 +432,21 @@ mod tests {
         drop(body);
         assert!(act.idle());
 
-        // A one-frame answer is never waiting once its only frame is out.
+        // A one-frame answer waits on the peer until it is sent and dropped …
         let mut body = Tracked::new(Full::new(Bytes::from_static(b"x")), act.begin());
         let _ = body.frame().await;
         std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
+        drop(body);
         assert_ne!(act.verdict(&reg.limits()), Verdict::Stalled);
+        // … so does one never asked for its first frame (a closed HTTP/2 window); an empty one does not.
+        let waiting = Tracked::new(Full::new(Bytes::from_static(b"x")), act.begin());
+        let empty = Tracked::new(http_body_util::Empty::<Bytes>::new(), act.begin());
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
+        drop(waiting);
+        assert_ne!(act.verdict(&reg.limits()), Verdict::Stalled);
+        drop(empty);
     }
 
     #[test]

@@ -315,12 +315,15 @@ async fn connection(
             },
         }
     }
-    // Graceful: HTTP/1 finishes the request in flight, HTTP/2 sends GOAWAY; a peer that then stalls is
-    // dropped by the same write rule.
+    // Graceful: HTTP/1 finishes the request in flight, HTTP/2 sends GOAWAY. A peer that then stalls is dropped by
+    // the same write rule, and one that does not let the connection finish within the write timeout (answers
+    // already handed to HTTP/2 but held back by a window the peer keeps closed) is dropped then.
     conn.as_mut().graceful_shutdown();
+    let deadline = tokio::time::Instant::now() + limits.write;
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
+            () = tokio::time::sleep_until(deadline) => return,
             _ = watchdog.tick() => if activity.verdict(&limits) == Verdict::Stalled {
                 return;
             },
@@ -377,9 +380,23 @@ struct ConnIo {
 }
 
 impl ConnIo {
-    /// Note whether the socket took the write or flush that gave `poll`.
-    fn noted<T>(&self, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        self.activity.write_blocked(poll.is_pending());
+    /// Note whether the socket took the write that gave `poll`, and how much.
+    fn wrote(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        match &poll {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(Ok(n)) => self.activity.write_done(*n),
+            Poll::Ready(Err(_)) => {}
+        }
+        poll
+    }
+
+    /// Note whether the socket took the flush that gave `poll` (no bytes: not progress by itself).
+    fn flushed(&self, poll: Poll<io::Result<()>>) -> Poll<io::Result<()>> {
+        match &poll {
+            Poll::Pending => self.activity.write_blocked(),
+            Poll::Ready(Ok(())) => self.activity.write_done(0),
+            Poll::Ready(Err(_)) => {}
+        }
         poll
     }
 }
@@ -429,7 +446,7 @@ impl AsyncWrite for ConnIo {
             Inner::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         };
-        this.noted(poll)
+        this.wrote(poll)
     }
 
     fn poll_write_vectored(
@@ -442,7 +459,7 @@ impl AsyncWrite for ConnIo {
             Inner::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         };
-        this.noted(poll)
+        this.wrote(poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -458,7 +475,7 @@ impl AsyncWrite for ConnIo {
             Inner::Plain(s) => Pin::new(s).poll_flush(cx),
             Inner::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         };
-        this.noted(poll)
+        this.flushed(poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

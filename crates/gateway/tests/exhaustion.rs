@@ -241,6 +241,38 @@ async fn http2_streams_with_a_zero_window_do_not_hold_the_connection_or_the_slot
     server.stop().await;
 }
 
+/// Answers built in memory (here `/openapi.json`, no key needed) on streams whose window the peer keeps at zero
+/// are never asked for a frame; the connection is still closed by the write rule, releasing them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_answers_never_sent_for_a_zero_window_are_released() {
+    let (server, _) = start(|_| {}).await;
+    let tcp = TcpStream::connect(server.info().addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        let req = http::Request::get(format!("http://{}/openapi.json", server.info().addr))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        held.push(send.send_request(req));
+    }
+    let heads = futures_util::future::join_all(held).await;
+    assert!(heads
+        .iter()
+        .all(|r| r.as_ref().is_ok_and(|r| r.status() == 200)));
+    tokio::time::timeout(Duration::from_secs(10), conn)
+        .await
+        .expect("a connection whose streams never open their window is closed")
+        .unwrap()
+        .ok();
+    drop(heads);
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_and_shed_for_new_clients() {
     let (server, key) = start(|c| {
