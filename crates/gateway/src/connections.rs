@@ -28,6 +28,10 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
+/// Bytes the socket must take to count as progress for an answer waiting on the peer: HTTP/2 keep-alive PINGs
+/// (17 bytes every 20 s) are not a client reading.
+pub(crate) const PROGRESS_BYTES: u64 = 1024;
+
 /// Timeouts and caps of the connection rules.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -51,8 +55,10 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     last_active: AtomicU64,
     write_blocked_since: AtomicU64,
-    /// The last time the socket took bytes.
+    /// The last time the socket had taken [`PROGRESS_BYTES`] more bytes.
     last_write: AtomicU64,
+    /// Bytes taken since `last_write`.
+    written: AtomicU64,
     next_body: AtomicU64,
     /// Answers with a frame handed over and not yet taken further, by body id: since when.
     waiting: Mutex<HashMap<u64, u64>>,
@@ -79,6 +85,7 @@ impl Activity {
             last_active: AtomicU64::new(now_ms(epoch)),
             write_blocked_since: AtomicU64::new(0),
             last_write: AtomicU64::new(now_ms(epoch)),
+            written: AtomicU64::new(0),
             next_body: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             shed: Notify::new(),
@@ -110,10 +117,14 @@ impl Activity {
         );
     }
 
-    /// The socket took a write (`bytes > 0`: progress) or a flush.
+    /// The socket took a write of `bytes` (progress once [`PROGRESS_BYTES`] add up) or a flush.
     pub(crate) fn write_done(&self, bytes: usize) {
         if bytes > 0 {
-            self.last_write.store(now_ms(self.epoch), Ordering::Relaxed);
+            let total = self.written.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
+            if total >= PROGRESS_BYTES {
+                self.written.store(0, Ordering::Relaxed);
+                self.last_write.store(now_ms(self.epoch), Ordering::Relaxed);
+            }
         }
         if self.write_blocked_since.load(Ordering::Relaxed) != 0 {
             self.write_blocked_since.store(0, Ordering::Relaxed);
@@ -409,6 +420,17 @@ mod tests {
         assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
         act.write_done(10);
         assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+
+        // A waiting answer: a few bytes (a PING) are not progress, a kilobyte is.
+        let flight = act.begin();
+        act.set_waiting(99, true);
+        std::thread::sleep(Duration::from_millis(80));
+        act.write_done(17);
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Stalled);
+        act.write_done(PROGRESS_BYTES as usize);
+        assert_eq!(act.verdict(&reg.limits()), Verdict::Keep);
+        act.set_waiting(99, false);
+        drop(flight);
     }
 
     #[tokio::test]

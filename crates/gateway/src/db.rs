@@ -270,7 +270,7 @@ impl Db {
     /// sessions and TOTP secrets need it.
     pub async fn load_secrets(&self, path: &Path) -> Result<()> {
         let secrets = crate::secrets::Secrets::load_or_create(path)?;
-        crate::secrets::bind(self, &secrets, path).await?;
+        bind_secrets(self, &secrets, path).await?;
         let _ = self.secrets.set(secrets);
         Ok(())
     }
@@ -409,6 +409,62 @@ impl Db {
     }
 }
 
+/// The setting holding the secrets key file's check value.
+const SECRETS_CHECK_SETTING: &str = "secrets_check";
+/// The setting that held the session key in the clear (schema 1); removed once a key file is bound.
+const OLD_SESSION_SETTING: &str = "session_key";
+
+/// Bind `secrets` to `db`: the first binding stores its check value; later ones must match it. A database from
+/// before key files (schema 1) is converted here: its clear session key is deleted (everyone signs in again)
+/// and its clear TOTP secrets are sealed.
+async fn bind_secrets(db: &Db, secrets: &crate::secrets::Secrets, path: &Path) -> Result<()> {
+    let stored = db
+        .setting_or_insert(SECRETS_CHECK_SETTING, secrets.check_value())
+        .await?;
+    if stored != secrets.check_value() {
+        return Err(Error::Config {
+            path: path.to_path_buf(),
+            reason: "this secrets key file is not the one this database was set up with; restore the right file \
+                     (replicas must share one), or sessions and TOTP enrolments cannot be read"
+                .into(),
+        });
+    }
+    sqlx::query("DELETE FROM settings WHERE name = $1")
+        .bind(OLD_SESSION_SETTING)
+        .execute(db.pool())
+        .await
+        .map_err(Error::db("remove the old session key"))?;
+    let rows = sqlx::query("SELECT username, totp_secret FROM users WHERE totp_secret IS NOT NULL")
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("read TOTP secrets"))?;
+    for row in rows {
+        let username: String = row
+            .try_get("username")
+            .map_err(Error::db("read TOTP secrets"))?;
+        let stored = zeroize::Zeroizing::new(
+            row.try_get::<String, _>("totp_secret")
+                .map_err(Error::db("read TOTP secrets"))?,
+        );
+        if crate::secrets::Secrets::is_sealed(&stored) {
+            continue;
+        }
+        let clear =
+            zeroize::Zeroizing::new(hex::decode(stored.as_str()).map_err(|_| {
+                Error::Corrupt(format!("TOTP secret of user {username} is not hex"))
+            })?);
+        let sealed = secrets.seal(&username, &clear)?;
+        sqlx::query("UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3")
+            .bind(&sealed)
+            .bind(&username)
+            .bind(stored.as_str())
+            .execute(db.pool())
+            .await
+            .map_err(Error::db("seal a TOTP secret"))?;
+    }
+    Ok(())
+}
+
 /// How long the start-up check waits for the database.
 const PREFLIGHT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -545,10 +601,9 @@ fn explain(e: &sqlx::Error, backend: Backend, target: &str) -> String {
                     "I/O error writing it, which a full disk also gives; check free space (`df -h {dir}`) and the \
                      disk holding {dir}"
                 ),
-                11 | 26 => format!(
-                    "is not a usable SQLite database (corrupt, or another kind of file); restore it from a backup \
-                     or move it away to start afresh"
-                ),
+                11 | 26 => "is not a usable SQLite database (corrupt, or another kind of file); restore it from a \
+                            backup or move it away to start afresh"
+                    .to_string(),
                 _ => String::new(),
             };
             if !what.is_empty() {

@@ -60,7 +60,7 @@ pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Concurrent streams per HTTP/2 connection.
-pub(crate) const H2_MAX_STREAMS: u32 = 64;
+pub(crate) const H2_MAX_STREAMS: u32 = 32;
 /// Answer bytes buffered per HTTP/2 stream before the body is asked for more.
 pub(crate) const H2_SEND_BUFFER: usize = 64 * 1024;
 /// Request bytes a client may send on one HTTP/2 stream before the gateway reads them.

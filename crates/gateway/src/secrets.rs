@@ -18,10 +18,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::Row;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::db::Db;
 use crate::error::{Error, Result};
 
 /// The key file's name in the data directory when `server.secrets_file` is not set.
@@ -30,10 +28,6 @@ pub const DEFAULT_FILE: &str = "secrets.key";
 const KEY_BYTES: usize = 32;
 /// Prefix of a sealed TOTP secret as stored.
 const SEALED_PREFIX: &str = "v1:";
-/// The setting holding the key file's check value.
-const CHECK_SETTING: &str = "secrets_check";
-/// The setting that held the session key in the clear (schema 1); removed once a key file is bound.
-const OLD_SESSION_SETTING: &str = "session_key";
 
 /// Keys derived from the secrets file. Zeroed on drop.
 pub struct Secrets {
@@ -99,6 +93,16 @@ impl Secrets {
         })
     }
 
+    /// A value that identifies the key file without revealing it (stored in the database to refuse another file).
+    pub(crate) fn check_value(&self) -> &str {
+        &self.check
+    }
+
+    /// Whether `stored` is a sealed secret (not one stored in the clear by an older version).
+    pub(crate) fn is_sealed(stored: &str) -> bool {
+        stored.starts_with(SEALED_PREFIX)
+    }
+
     /// The key sessions are MACed with.
     pub(crate) fn session_key(&self) -> [u8; KEY_BYTES] {
         self.session
@@ -152,55 +156,6 @@ impl Secrets {
             .map(Zeroizing::new)
             .map_err(|_| corrupt())
     }
-}
-
-/// Bind `secrets` to `db`: the first binding stores its check value; later ones must match it. A database from
-/// before key files (schema 1) is converted here: its clear session key is deleted (everyone signs in again)
-/// and its clear TOTP secrets are sealed.
-pub(crate) async fn bind(db: &Db, secrets: &Secrets, path: &Path) -> Result<()> {
-    let stored = db.setting_or_insert(CHECK_SETTING, &secrets.check).await?;
-    if stored != secrets.check {
-        return Err(Error::Config {
-            path: path.to_path_buf(),
-            reason: "this secrets key file is not the one this database was set up with; restore the right file \
-                     (replicas must share one), or sessions and TOTP enrolments cannot be read"
-                .into(),
-        });
-    }
-    sqlx::query("DELETE FROM settings WHERE name = $1")
-        .bind(OLD_SESSION_SETTING)
-        .execute(db.pool())
-        .await
-        .map_err(Error::db("remove the old session key"))?;
-    let rows = sqlx::query("SELECT username, totp_secret FROM users WHERE totp_secret IS NOT NULL")
-        .fetch_all(db.pool())
-        .await
-        .map_err(Error::db("read TOTP secrets"))?;
-    for row in rows {
-        let username: String = row
-            .try_get("username")
-            .map_err(Error::db("read TOTP secrets"))?;
-        let stored = Zeroizing::new(
-            row.try_get::<String, _>("totp_secret")
-                .map_err(Error::db("read TOTP secrets"))?,
-        );
-        if stored.starts_with(SEALED_PREFIX) {
-            continue;
-        }
-        let clear =
-            Zeroizing::new(hex::decode(stored.as_str()).map_err(|_| {
-                Error::Corrupt(format!("TOTP secret of user {username} is not hex"))
-            })?);
-        let sealed = secrets.seal(&username, &clear)?;
-        sqlx::query("UPDATE users SET totp_secret = $1 WHERE username = $2 AND totp_secret = $3")
-            .bind(&sealed)
-            .bind(&username)
-            .bind(stored.as_str())
-            .execute(db.pool())
-            .await
-            .map_err(Error::db("seal a TOTP secret"))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
