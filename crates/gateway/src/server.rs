@@ -115,21 +115,9 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
     let overhead = total.saturating_sub(upstream);
     let status = response.status().as_u16();
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert("x-request-id", v);
-    }
+    envelope_headers(headers, &id, state.tls);
     if let Ok(v) = HeaderValue::from_str(&format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
         headers.insert("x-aegis-overhead-ms", v);
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    if state.tls {
-        headers.insert(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000"),
-        );
     }
     state
         .metrics
@@ -176,7 +164,12 @@ async fn envelope(State(state): State<Shared>, request: Request, next: Next) -> 
 /// The 503 sent instead of an answer whose audit record could not be written.
 fn withheld(id: &str, state: &AppState) -> Response {
     let mut response = ApiError::storage_unavailable().into_response();
-    let headers = response.headers_mut();
+    envelope_headers(response.headers_mut(), id, state.tls);
+    response
+}
+
+/// The request id and the security headers every answer of a matched route carries.
+fn envelope_headers(headers: &mut HeaderMap, id: &str, tls: bool) {
     if let Ok(v) = HeaderValue::from_str(id) {
         headers.insert("x-request-id", v);
     }
@@ -184,13 +177,12 @@ fn withheld(id: &str, state: &AppState) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    if state.tls {
+    if tls {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
         );
     }
-    response
 }
 
 /// One access-log line: ids, route, status and timings only (never headers or bodies).

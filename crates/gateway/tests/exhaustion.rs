@@ -122,6 +122,23 @@ async fn slots_freed(server: &TestServer) -> bool {
     false
 }
 
+/// An HTTP/2 client (prior knowledge) whose streams announce a receive window of zero: it never lets the
+/// server send a byte of an answer. The connection's task ends when the server closes it.
+async fn zero_window_h2(
+    server: &TestServer,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(server.info().addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .initial_stream_window_size(0)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    (send, tokio::spawn(conn))
+}
+
 /// Slots of upstream `up` in use now.
 fn in_flight(server: &TestServer) -> usize {
     server.state().upstreams.list()[0].in_flight
@@ -207,14 +224,7 @@ async fn a_client_that_reads_slowly_keeps_streaming() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_streams_with_a_zero_window_do_not_hold_the_connection_or_the_slots() {
     let (server, key) = start(|_| {}).await;
-    let tcp = TcpStream::connect(server.info().addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(0)
-        .initial_connection_window_size(65_535)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = zero_window_h2(&server).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         let req = http::Request::get(format!("http://{}/upstream/up/big", server.info().addr))
@@ -246,13 +256,7 @@ async fn http2_streams_with_a_zero_window_do_not_hold_the_connection_or_the_slot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_answers_never_sent_for_a_zero_window_are_released() {
     let (server, _) = start(|_| {}).await;
-    let tcp = TcpStream::connect(server.info().addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .initial_stream_window_size(0)
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
-        .await
-        .unwrap();
-    let conn = tokio::spawn(conn);
+    let (mut send, conn) = zero_window_h2(&server).await;
     let mut held = Vec::new();
     for _ in 0..20 {
         let req = http::Request::get(format!("http://{}/openapi.json", server.info().addr))
