@@ -49,17 +49,19 @@ pub fn check_password_policy(password: &str, username: &str) -> Result<()> {
     let head: String = password.chars().take(100).collect();
     let estimate = zxcvbn::zxcvbn(&head, &[username, "aegis"]);
     if estimate.score() < zxcvbn::Score::Three {
-        let mut advice = String::new();
+        let mut advice = Vec::new();
         if let Some(feedback) = estimate.feedback() {
             if let Some(warning) = feedback.warning() {
-                advice.push_str(&format!(" ({warning})"));
+                advice.push(warning.to_string());
             }
-            if let Some(first) = feedback.suggestions().first() {
-                advice.push_str(&format!("; {first}"));
-            }
+            advice.extend(feedback.suggestions().iter().map(ToString::to_string));
+        }
+        if advice.is_empty() {
+            advice.push("Use several unrelated words, or a password manager's.".into());
         }
         return Err(Error::Invalid(format!(
-            "password is too easy to guess{advice}; use several unrelated words, or a password manager's"
+            "password is too easy to guess: {}",
+            advice.join(" ")
         )));
     }
     Ok(())
