@@ -97,8 +97,11 @@ fn spawn_serve(d: &Path) -> (std::process::Child, String, Option<String>, Option
     let mut addr = None;
     let mut key = None;
     let mut code = None;
+    let mut secrets = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
+        // The start says where the secrets key file is, so it can be backed up.
+        secrets |= line.contains("secrets: ") && line.contains("secrets.key");
         if let Some(rest) = line.split("listening on http://").nth(1) {
             addr = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -117,6 +120,7 @@ fn spawn_serve(d: &Path) -> (std::process::Child, String, Option<String>, Option
         }
     }
     std::thread::spawn(move || for _ in lines {});
+    assert!(secrets, "the secrets key file is not named at start");
     (child, addr.expect("listening line"), key, code)
 }
 

@@ -243,7 +243,7 @@ impl Db {
             secrets: Default::default(),
         };
         db.migrate().await.map_err(|e| match e {
-            Error::Db { source, .. } if e_is_storage(&source) => {
+            Error::Db { source, .. } if crate::error::storage_unavailable(&source) => {
                 let target = match backend {
                     Backend::Sqlite => sqlite_path(url),
                     Backend::Postgres => redact_url(url),
@@ -543,21 +543,6 @@ fn diagnose_dir(dir: &Path) -> Option<String> {
         ErrorKind::NotFound => format!("{d} does not exist; create it or set server.data_dir"),
         _ => format!("cannot write in {d}: {e}"),
     })
-}
-
-/// Whether `e` is the database being unusable (full, read-only, unreachable) rather than a bug.
-fn e_is_storage(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            match code.parse::<i64>() {
-                Ok(n) => matches!(n & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26),
-                Err(_) => code.starts_with("53") || code.starts_with("08"),
-            }
-        }
-        sqlx::Error::Io(_) => true,
-        _ => false,
-    }
 }
 
 /// The file of a `sqlite:` URL.

@@ -110,15 +110,16 @@ impl Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// See [`Error::is_storage_unavailable`]. SQLite's primary result codes (the low byte of extended ones):
-/// 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN; PostgreSQL's classes 53 (insufficient resources), 57
-/// (operator intervention) and 08 (connection exception).
-fn storage_unavailable(e: &sqlx::Error) -> bool {
+/// See [`Error::is_storage_unavailable`]; also what start-up explains instead of failing with a bare driver error.
+/// SQLite's primary result codes (the low byte of extended ones): 5 BUSY, 6 LOCKED, 8 READONLY, 10 IOERR,
+/// 11 CORRUPT, 13 FULL, 14 CANTOPEN, 26 NOTADB; PostgreSQL's classes 53 (insufficient resources), 57 (operator
+/// intervention) and 08 (connection exception).
+pub(crate) fn storage_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             if let Ok(n) = code.parse::<i64>() {
-                matches!(n & 0xff, 5 | 6 | 10 | 13 | 14)
+                matches!(n & 0xff, 5 | 6 | 8 | 10 | 11 | 13 | 14 | 26)
             } else {
                 code.starts_with("53") || code.starts_with("57") || code.starts_with("08")
             }
@@ -128,5 +129,20 @@ fn storage_unavailable(e: &sqlx::Error) -> bool {
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_are_told_from_bugs() {
+        let db = |source| Error::Db { op: "x", source };
+        assert!(db(sqlx::Error::PoolTimedOut).is_storage_unavailable());
+        assert!(db(sqlx::Error::Io(std::io::Error::other("disk"))).is_storage_unavailable());
+        assert!(!db(sqlx::Error::RowNotFound).is_storage_unavailable());
+        assert!(!db(sqlx::Error::ColumnNotFound("c".into())).is_storage_unavailable());
+        assert!(!Error::Internal("x".into()).is_storage_unavailable());
     }
 }

@@ -71,6 +71,8 @@ pub struct StartupInfo {
     pub tls_cert: Option<PathBuf>,
     /// The database (password redacted).
     pub database: String,
+    /// The secrets key file (session MAC key, sealed TOTP secrets).
+    pub secrets_file: PathBuf,
     /// Model load decisions (loaded, refused, loaded despite findings).
     pub model_events: Vec<ModelEvent>,
     /// One-time code to create the first admin, when the database has no users.
@@ -161,7 +163,8 @@ pub async fn start(config: Config) -> Result<Running> {
         crate::db::prepare_data_dir(&config.server.data_dir)?;
     }
     let db = Db::connect(&url).await?;
-    db.load_secrets(&config.secrets_path()).await?;
+    let secrets_file = config.secrets_path();
+    db.load_secrets(&secrets_file).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
     let boot = crate::util::random_token(12)?;
     let (audit, writer) = AuditLog::spawn(db.clone(), boot.clone());
@@ -331,6 +334,7 @@ pub async fn start(config: Config) -> Result<Running> {
             tls_fingerprint,
             tls_cert,
             database: crate::db::redact_url(&url),
+            secrets_file: secrets_file.clone(),
             model_events,
             bootstrap_code,
             demo_key,

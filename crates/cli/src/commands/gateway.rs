@@ -95,6 +95,11 @@ fn banner(info: &StartupInfo) {
     } else {
         let _ = writeln!(e, "  TLS: off (--plaintext)");
     }
+    let _ = writeln!(
+        e,
+        "  secrets: {} (sessions and TOTP need it; back it up apart from the database)",
+        info.secrets_file.display()
+    );
     for event in &info.model_events {
         let _ = writeln!(
             e,
@@ -496,8 +501,11 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
                 let db = aegis_gateway::db::redact_url(&config.database_url());
                 let mut text = match &v.problem {
                     None => format!(
-                        "audit log {db}: {} records, chain intact (head {}); {} gateway runs, none missing records\n",
-                        v.records, v.head_seq, v.runs
+                        "audit log {db}: {} records, chain intact (head {}); {} gateway run{}, none missing records\n",
+                        v.records,
+                        v.head_seq,
+                        v.runs,
+                        if v.runs == 1 { "" } else { "s" }
                     ),
                     Some(p) => format!(
                         "audit log {db}: CHAIN BROKEN at record {}: {}\n({} records read, head {})\n",
