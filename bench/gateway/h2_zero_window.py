@@ -6,10 +6,16 @@ STREAMS streams for a large answer (`GET /openapi.json`, no key needed) that it 
 them HOLD seconds, closes them, waits SETTLE seconds. Prints the gateway's VmRSS at each step, how many
 connections the gateway closed on its own while held, and the time it took.
 
-Usage: h2_zero_window.py PID HOST:PORT [--conns 200] [--streams 60] [--hold 40] [--settle 5]
+With --sources N the connections come from N loopback addresses (127.0.0.2, 127.0.0.3, ...), as from many
+clients; with --traffic S ordinary requests follow for S seconds and the RSS after them is printed too (an
+allocator may return freed memory only once the process allocates again).
+
+Usage: h2_zero_window.py PID HOST:PORT [--conns 200] [--streams 60] [--hold 40] [--settle 5] [--sources 1]
+                         [--traffic 0]
 The load is bounded: at most --conns connections and --conns * --streams streams, for --hold seconds.
 """
 import argparse
+import http.client
 import socket
 import struct
 import threading
@@ -42,9 +48,9 @@ def headers_block(authority):
 
 
 class Conn(threading.Thread):
-    def __init__(self, addr, streams):
+    def __init__(self, addr, streams, source=None):
         super().__init__(daemon=True)
-        self.sock = socket.create_connection(addr, timeout=10)
+        self.sock = socket.create_connection(addr, timeout=10, source_address=source)
         self.streams = streams
         self.closed_by_server = False
         self.stop = False
@@ -53,9 +59,14 @@ class Conn(threading.Thread):
         block = headers_block(f"{addr[0]}:{addr[1]}")
         for i in range(streams):
             out += frame(0x1, 0x5, 2 * i + 1, block)  # END_STREAM | END_HEADERS
-        self.sock.sendall(out)
+        try:
+            self.sock.sendall(out)
+        except OSError:
+            self.closed_by_server = True  # refused at once (per-address cap)
 
     def run(self):
+        if self.closed_by_server:
+            return
         buf = b""
         self.sock.settimeout(1)
         while not self.stop:
@@ -102,14 +113,17 @@ def main():
     p.add_argument("--streams", type=int, default=60)
     p.add_argument("--hold", type=float, default=40)
     p.add_argument("--settle", type=float, default=5)
+    p.add_argument("--sources", type=int, default=1)
+    p.add_argument("--traffic", type=float, default=0)
     a = p.parse_args()
     host, port = a.addr.rsplit(":", 1)
     addr = (host, int(port))
     before = rss_kib(a.pid)
     started = time.time()
     conns = []
-    for _ in range(a.conns):
-        c = Conn(addr, a.streams)
+    for i in range(a.conns):
+        source = None if a.sources <= 1 else (f"127.0.0.{2 + i % a.sources}", 0)
+        c = Conn(addr, a.streams, source)
         c.start()
         conns.append(c)
     peak = before
@@ -128,11 +142,21 @@ def main():
         c.close()
     time.sleep(a.settle)
     after = rss_kib(a.pid)
+    requests = 0
+    until = time.time() + a.traffic
+    while time.time() < until:
+        client = http.client.HTTPConnection(host, int(port), timeout=10)
+        client.request("GET", "/openapi.json")
+        client.getresponse().read()
+        client.close()
+        requests += 1
+    after_traffic = rss_kib(a.pid)
     print(
         f"conns={a.conns} streams/conn={a.streams} rss_before_mib={before/1024:.1f} "
         f"rss_peak_mib={peak/1024:.1f} rss_end_of_hold_mib={during/1024:.1f} rss_after_mib={after/1024:.1f} "
         f"closed_by_gateway={closed}/{a.conns} first_close_s={first_close if first_close is None else round(first_close, 1)} "
-        f"held_s={time.time() - started - a.settle:.1f}"
+        f"held_s={time.time() - started - a.settle - a.traffic:.1f} sources={a.sources}"
+        + (f" rss_after_{requests}_requests_mib={after_traffic/1024:.1f}" if a.traffic else "")
     )
 
 

@@ -16,6 +16,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc returns freed pages to the system within moments; glibc kept about 130 MiB of arena after an HTTP/2
+/// zero-window attack had been closed (docs/BENCHMARKS.md, issue 25).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match commands::run(cli) {

@@ -89,8 +89,12 @@ pub struct ServerConfig {
     pub max_rows_per_request: usize,
     /// Most connections open at once; at the cap the idlest connection is closed to make room.
     pub max_connections: usize,
-    /// Most connections open at once from one client address (`trusted_proxies` excepted).
+    /// Most connections open at once from one client address (`trusted_proxies` excepted); answers that its
+    /// connections have kept waiting on the client for 2 s count as connections too.
     pub max_connections_per_address: usize,
+    /// MiB of answers all connections together may hold (built and not yet taken by the clients); above it the
+    /// connections holding the most are closed.
+    pub max_buffered_mib: u64,
     /// A connection with no request in flight is closed after this many seconds.
     pub idle_timeout_secs: u64,
     /// A client that does not read what it is sent (answers, HTTP/2 window updates) is disconnected after
@@ -137,6 +141,7 @@ impl Default for ServerConfig {
             max_rows_per_request: 1000,
             max_connections: 4096,
             max_connections_per_address: 256,
+            max_buffered_mib: 256,
             idle_timeout_secs: 60,
             write_timeout_secs: 30,
         }

@@ -11,7 +11,14 @@
 //!   [`Limits::write`] the connection is closed, which drops the answers and releases what they held (an
 //!   upstream permit, buffered bytes). Clients that read, however slowly, keep streaming.
 //! - **Many connections from one address**: at most [`Limits::per_address`] open at once per client address,
-//!   except for configured reverse proxies, which speak for many clients.
+//!   except for configured reverse proxies, which speak for many clients. Answers from that address's
+//!   connections that have waited on the peer for [`STALLED_AFTER`] count against the same cap: an address that
+//!   keeps HTTP/2 streams from draining gets no new connection, and when it opens them on connections it
+//!   already has, those holding the most are closed until it is back under the cap.
+//! - **Memory across all connections**: each connection knows the answer bytes it holds (built and not yet
+//!   handed to the protocol layer, plus handed and not yet taken by the socket). When the total passes
+//!   [`Limits::buffered`], the connections holding the most are closed until it is back under the bound, so
+//!   many addresses together cannot grow the process without limit either.
 //!
 //! The registry is a mutex-guarded map touched once per connection start and end and when shedding; the
 //! per-request bookkeeping is atomics plus a small per-connection map of answers waiting on the peer.
@@ -32,6 +39,9 @@ use tokio::sync::Notify;
 /// (17 bytes every 20 s) are not a client reading.
 pub(crate) const PROGRESS_BYTES: u64 = 1024;
 
+/// An answer waiting on the peer for this long counts against its address's connection cap.
+pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(500);
+
 /// Timeouts and caps of the connection rules.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
@@ -41,6 +51,8 @@ pub(crate) struct Limits {
     pub write: Duration,
     /// Open connections per client address (reverse proxies excepted).
     pub per_address: usize,
+    /// Answer bytes all connections together may hold before the heaviest are closed.
+    pub buffered: u64,
 }
 
 /// Milliseconds on a clock private to the registry; 0 means "never".
@@ -59,11 +71,19 @@ pub(crate) struct Activity {
     last_write: AtomicU64,
     /// Bytes taken since `last_write`.
     written: AtomicU64,
+    /// Bytes the socket has taken in all.
+    sent: AtomicU64,
+    /// Answer bytes handed to the protocol layer in all.
+    handed: AtomicU64,
+    /// Answer bytes built and not yet handed over (as the answers' size hints announce them).
+    unhanded: AtomicU64,
     next_body: AtomicU64,
     /// Answers with a frame handed over and not yet taken further, by body id: since when.
     waiting: Mutex<HashMap<u64, u64>>,
     /// Notified when the accept loop sheds this connection.
     pub(crate) shed: Notify,
+    /// Whether it has been asked to close by a rule that looks at all connections (not counted again).
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// Why a connection should close now.
@@ -86,9 +106,13 @@ impl Activity {
             write_blocked_since: AtomicU64::new(0),
             last_write: AtomicU64::new(now_ms(epoch)),
             written: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            handed: AtomicU64::new(0),
+            unhanded: AtomicU64::new(0),
             next_body: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
             shed: Notify::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -120,6 +144,7 @@ impl Activity {
     /// The socket took a write of `bytes` (progress once [`PROGRESS_BYTES`] add up) or a flush.
     pub(crate) fn write_done(&self, bytes: usize) {
         if bytes > 0 {
+            self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
             let total = self.written.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
             if total >= PROGRESS_BYTES {
                 self.written.store(0, Ordering::Relaxed);
@@ -130,6 +155,28 @@ impl Activity {
             self.write_blocked_since.store(0, Ordering::Relaxed);
             self.touch();
         }
+    }
+
+    /// Answer bytes this connection holds: built and not handed over, or handed over and not yet taken by the
+    /// socket (an estimate: the socket's count includes heads and framing).
+    pub(crate) fn held(&self) -> u64 {
+        let in_transit = self
+            .handed
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.sent.load(Ordering::Relaxed));
+        self.unhanded.load(Ordering::Relaxed) + in_transit
+    }
+
+    /// Answers that have waited on the peer for [`STALLED_AFTER`] or longer.
+    fn stalled_answers(&self) -> usize {
+        let now = now_ms(self.epoch);
+        let after = STALLED_AFTER.as_millis() as u64;
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|since| now.saturating_sub(**since) >= after)
+            .count()
     }
 
     fn idle(&self) -> bool {
@@ -196,16 +243,47 @@ impl Drop for InFlight {
 pub(crate) struct Tracked<B> {
     inner: B,
     flight: InFlight,
+    /// Of the bytes the body announced at creation, those not handed over yet.
+    unhanded: u64,
 }
 
 impl<B: Body> Tracked<B> {
     /// Track `inner`. A body with anything to send waits on the peer from the start: over HTTP/2 a stream whose
     /// window the peer keeps at zero is never asked for its first frame.
     pub(crate) fn new(inner: B, flight: InFlight) -> Tracked<B> {
-        if !inner.is_end_stream() {
+        let unhanded = if inner.is_end_stream() {
+            0
+        } else {
             flight.activity.set_waiting(flight.body, true);
+            inner.size_hint().lower()
+        };
+        flight
+            .activity
+            .unhanded
+            .fetch_add(unhanded, Ordering::Relaxed);
+        Tracked {
+            inner,
+            flight,
+            unhanded,
         }
-        Tracked { inner, flight }
+    }
+
+    /// `n` bytes were handed to the protocol layer.
+    fn handed(&mut self, n: u64) {
+        let announced = n.min(self.unhanded);
+        self.unhanded -= announced;
+        let activity = &self.flight.activity;
+        activity.unhanded.fetch_sub(announced, Ordering::Relaxed);
+        activity.handed.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.flight
+            .activity
+            .unhanded
+            .fetch_sub(self.unhanded, Ordering::Relaxed);
     }
 }
 
@@ -224,11 +302,13 @@ where
         let activity = &this.flight.activity;
         activity.set_waiting(this.flight.body, false);
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(_))) = &polled {
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
             // Until the protocol layer asks for more, or drops the body once the last frame is sent, the frame
             // waits on the peer (HTTP/2 can hold a whole answer in its buffers behind a closed window).
             activity.touch();
             activity.set_waiting(this.flight.body, true);
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            this.handed(n);
         }
         polled
     }
@@ -240,6 +320,23 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Ask a connection to close, once.
+fn close(activity: &Activity) {
+    activity.closing.store(true, Ordering::Relaxed);
+    activity.shed.notify_one();
+}
+
+/// What [`Registry::enforce`] closed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Enforced {
+    /// Connections of addresses over their cap with stalled answers counted.
+    pub per_address: usize,
+    /// Connections closed because all together held too many answer bytes.
+    pub buffered: usize,
+    /// The answer bytes those held.
+    pub held_bytes: u64,
 }
 
 /// Why a new connection was not admitted.
@@ -261,7 +358,7 @@ pub(crate) struct Registry {
 #[derive(Debug, Default)]
 struct Inner {
     next: u64,
-    conns: HashMap<u64, Arc<Activity>>,
+    conns: HashMap<u64, (IpAddr, Arc<Activity>)>,
     per_address: HashMap<IpAddr, usize>,
 }
 
@@ -320,14 +417,22 @@ impl Registry {
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Registered, Refusal> {
         let ip = canonical(ip);
         let mut inner = self.lock();
-        let count = inner.per_address.get(&ip).copied().unwrap_or(0);
-        if count >= self.limits.per_address.max(1) && !self.exempt.contains(&ip) {
-            return Err(Refusal::PerAddress);
+        let open = inner.per_address.get(&ip).copied().unwrap_or(0);
+        if open > 0 && !self.exempt.contains(&ip) {
+            let stalled: usize = inner
+                .conns
+                .values()
+                .filter(|(from, _)| *from == ip)
+                .map(|(_, a)| a.stalled_answers())
+                .sum();
+            if open + stalled >= self.limits.per_address.max(1) {
+                return Err(Refusal::PerAddress);
+            }
         }
         inner.next += 1;
         let id = inner.next;
         let activity = Arc::new(Activity::new(self.epoch));
-        inner.conns.insert(id, activity.clone());
+        inner.conns.insert(id, (ip, activity.clone()));
         *inner.per_address.entry(ip).or_insert(0) += 1;
         Ok(Registered {
             registry: self.clone(),
@@ -344,8 +449,8 @@ impl Registry {
         let idlest = inner
             .conns
             .iter()
-            .filter(|(id, a)| **id != newcomer.id && a.idle())
-            .map(|(_, a)| a)
+            .filter(|(id, (_, a))| **id != newcomer.id && a.idle())
+            .map(|(_, (_, a))| a)
             .min_by_key(|a| a.last_active.load(Ordering::Relaxed));
         match idlest {
             Some(a) => {
@@ -353,6 +458,74 @@ impl Registry {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Apply the rules that look at all connections at once, and say what they closed: an address whose open
+    /// connections and stalled answers together pass [`Limits::per_address`] loses the connections holding the
+    /// most stalled answers; then, while all connections together hold more than [`Limits::buffered`] answer
+    /// bytes, the heaviest are closed.
+    pub(crate) fn enforce(&self) -> Enforced {
+        let inner = self.lock();
+        let live: Vec<(IpAddr, &Arc<Activity>)> = inner
+            .conns
+            .values()
+            .filter(|(_, a)| !a.closing.load(Ordering::Relaxed))
+            .map(|(ip, a)| (*ip, a))
+            .collect();
+        let mut done = Enforced::default();
+        self.enforce_per_address(&live, &mut done);
+        self.enforce_buffered(&live, &mut done);
+        done
+    }
+
+    fn enforce_per_address(&self, live: &[(IpAddr, &Arc<Activity>)], done: &mut Enforced) {
+        let mut by_address: HashMap<IpAddr, Vec<(usize, &Arc<Activity>)>> = HashMap::new();
+        for (ip, a) in live {
+            if !self.exempt.contains(ip) {
+                by_address
+                    .entry(*ip)
+                    .or_default()
+                    .push((a.stalled_answers(), a));
+            }
+        }
+        let cap = self.limits.per_address.max(1);
+        for mut conns in by_address.into_values() {
+            let mut count = conns.len() + conns.iter().map(|(n, _)| n).sum::<usize>();
+            if count <= cap {
+                continue;
+            }
+            conns.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+            for (stalled, activity) in conns {
+                if count <= cap || stalled == 0 {
+                    break;
+                }
+                close(activity);
+                count -= 1 + stalled;
+                done.per_address += 1;
+            }
+        }
+    }
+
+    fn enforce_buffered(&self, live: &[(IpAddr, &Arc<Activity>)], done: &mut Enforced) {
+        let mut held: Vec<(u64, &Arc<Activity>)> = live
+            .iter()
+            .filter(|(_, a)| !a.closing.load(Ordering::Relaxed))
+            .map(|(_, a)| (a.held(), *a))
+            .collect();
+        let mut total: u64 = held.iter().map(|(h, _)| h).sum();
+        if total <= self.limits.buffered {
+            return;
+        }
+        held.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        for (bytes, activity) in held {
+            if total <= self.limits.buffered || bytes == 0 {
+                break;
+            }
+            close(activity);
+            total -= bytes;
+            done.buffered += 1;
+            done.held_bytes += bytes;
         }
     }
 
@@ -374,7 +547,137 @@ mod tests {
             idle: Duration::from_millis(50),
             write: Duration::from_millis(50),
             per_address,
+            buffered: 1 << 20,
         }
+    }
+
+    #[tokio::test]
+    async fn held_bytes_follow_an_answer_from_built_to_taken() {
+        let registry = Arc::new(Registry::new(limits(4), &[]));
+        let conn = registry.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        let body = Tracked::new(
+            Full::new(Bytes::from(vec![0u8; 10_000])),
+            conn.activity.begin(),
+        );
+        assert_eq!(conn.activity.held(), 10_000, "built, not handed over");
+        let mut body = body;
+        let frame = body.frame().await.unwrap().unwrap();
+        assert_eq!(frame.data_ref().unwrap().len(), 10_000);
+        assert_eq!(conn.activity.held(), 10_000, "handed over, not yet sent");
+        conn.activity.write_done(4_000);
+        assert_eq!(conn.activity.held(), 6_000);
+        conn.activity.write_done(6_100);
+        assert_eq!(conn.activity.held(), 0, "sent (with its framing)");
+        // An answer dropped before it was handed over holds nothing any more.
+        let unsent = Tracked::new(
+            Full::new(Bytes::from(vec![0u8; 5_000])),
+            conn.activity.begin(),
+        );
+        assert_eq!(conn.activity.held(), 5_000);
+        drop(unsent);
+        assert_eq!(conn.activity.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn over_the_bound_the_heaviest_connections_are_closed_first() {
+        let mut lim = limits(16);
+        lim.buffered = 1_000_000;
+        let registry = Arc::new(Registry::new(lim, &[]));
+        let ip: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let mut bodies = Vec::new();
+        let mut conns = Vec::new();
+        for size in [300_000usize, 600_000, 50_000] {
+            let conn = registry.admit(ip).unwrap();
+            bodies.push(Tracked::new(
+                Full::new(Bytes::from(vec![0u8; size])),
+                conn.activity.begin(),
+            ));
+            conns.push(conn);
+        }
+        assert_eq!(
+            registry.enforce(),
+            Enforced::default(),
+            "950 kB is under the bound"
+        );
+        let conn = registry.admit(ip).unwrap();
+        bodies.push(Tracked::new(
+            Full::new(Bytes::from(vec![0u8; 400_000])),
+            conn.activity.begin(),
+        ));
+        conns.push(conn);
+        // 1.35 MB: closing the 600 kB connection is enough.
+        let done = registry.enforce();
+        assert_eq!((done.buffered, done.held_bytes), (1, 600_000));
+        assert_eq!(registry.enforce(), Enforced::default(), "asked once");
+        let shed = |c: &Registered| {
+            futures_util::FutureExt::now_or_never(c.activity.shed.notified()).is_some()
+        };
+        let closed: Vec<bool> = conns.iter().map(shed).collect();
+        assert_eq!(closed, [false, true, false, false]);
+    }
+
+    #[tokio::test]
+    async fn answers_waiting_on_the_peer_count_against_the_address_cap() {
+        let registry = Arc::new(Registry::new(limits(4), &[]));
+        let ip: IpAddr = Ipv4Addr::LOCALHOST.into();
+        let conn = registry.admit(ip).unwrap();
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                Tracked::new(
+                    Full::new(Bytes::from_static(b"answer")),
+                    conn.activity.begin(),
+                )
+            })
+            .collect();
+        // Not yet stalled: a second connection is admitted.
+        let second = registry.admit(ip).unwrap();
+        drop(second);
+        tokio::time::sleep(STALLED_AFTER + Duration::from_millis(100)).await;
+        assert_eq!(
+            registry.admit(ip).unwrap_err(),
+            Refusal::PerAddress,
+            "1 connection + 3 stalled answers fill a cap of 4"
+        );
+        assert_eq!(
+            registry.enforce(),
+            Enforced::default(),
+            "at the cap, not over it"
+        );
+        // Another address is not affected, and once the answers go the address is admitted again.
+        assert!(registry.admit(Ipv4Addr::new(10, 0, 0, 9).into()).is_ok());
+        drop(waiting);
+        assert!(registry.admit(ip).is_ok());
+    }
+
+    #[tokio::test]
+    async fn stalled_answers_on_connections_already_open_close_the_heaviest() {
+        let registry = Arc::new(Registry::new(limits(6), &[]));
+        let ip: IpAddr = Ipv4Addr::LOCALHOST.into();
+        // Three connections opened first, then answers kept waiting on two of them: 3 + 2 + 5 = 10 > 6.
+        let conns: Vec<_> = (0..3).map(|_| registry.admit(ip).unwrap()).collect();
+        let answer = |c: &Registered| {
+            Tracked::new(Full::new(Bytes::from_static(b"answer")), c.activity.begin())
+        };
+        let _light: Vec<_> = (0..2).map(|_| answer(&conns[0])).collect();
+        let _heavy: Vec<_> = (0..5).map(|_| answer(&conns[1])).collect();
+        assert_eq!(registry.enforce(), Enforced::default(), "not stalled yet");
+        tokio::time::sleep(STALLED_AFTER + Duration::from_millis(100)).await;
+        let done = registry.enforce();
+        assert_eq!(
+            done.per_address, 1,
+            "closing the heaviest (3 - 1 + 2 = 4) is enough"
+        );
+        let shed: Vec<bool> = conns
+            .iter()
+            .map(|c| futures_util::FutureExt::now_or_never(c.activity.shed.notified()).is_some())
+            .collect();
+        assert_eq!(shed, [false, true, false]);
+        // Proxies are exempt.
+        let proxied = Arc::new(Registry::new(limits(1), &[ip]));
+        let conn = proxied.admit(ip).unwrap();
+        let _waiting: Vec<_> = (0..3).map(|_| answer(&conn)).collect();
+        tokio::time::sleep(STALLED_AFTER + Duration::from_millis(100)).await;
+        assert_eq!(proxied.enforce(), Enforced::default());
     }
 
     #[test]

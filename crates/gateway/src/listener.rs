@@ -16,6 +16,8 @@
 //! - **Memory per HTTP/2 connection**: at most [`H2_MAX_STREAMS`] concurrent streams, each buffering at most
 //!   [`H2_SEND_BUFFER`] bytes of answer and [`H2_STREAM_WINDOW`] of request, within a connection window of
 //!   [`H2_CONNECTION_WINDOW`]; a peer that keeps its window at zero is closed by the write rule.
+//! - **Memory across connections**: every [`ENFORCE_EVERY`] the loop applies the rules that look at all
+//!   connections at once (stalled answers per address, answer bytes held in all; see [`crate::connections`]).
 //! - **Oversized request heads**: the HTTP/1 read buffer and the HTTP/2 header list are capped at
 //!   [`MAX_HEADER_BYTES`]; bodies are limited by the router's own layers.
 //!
@@ -75,6 +77,12 @@ pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default cap on open connections per client address.
 pub(crate) const DEFAULT_MAX_PER_ADDRESS: usize = 256;
 
+/// Default bound on the answer bytes all connections together hold.
+pub(crate) const DEFAULT_MAX_BUFFERED: u64 = 256 << 20;
+
+/// How often the rules that look at all connections at once are applied.
+const ENFORCE_EVERY: Duration = Duration::from_millis(250);
+
 /// Pause after an accept error that is about the process (descriptors, memory), not one connection.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
@@ -106,6 +114,7 @@ impl Default for ListenOptions {
                 idle: DEFAULT_IDLE_TIMEOUT,
                 write: DEFAULT_WRITE_TIMEOUT,
                 per_address: DEFAULT_MAX_PER_ADDRESS,
+                buffered: DEFAULT_MAX_BUFFERED,
             },
             trusted_proxies: Vec::new(),
         }
@@ -145,12 +154,18 @@ pub(crate) async fn serve(
     });
     let mut tasks = JoinSet::new();
     let mut shutdown = pin!(shutdown);
+    let mut enforce_tick = tokio::time::interval(ENFORCE_EVERY);
+    enforce_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
     loop {
         let accepted = tokio::select! {
             biased;
             () = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+            _ = enforce_tick.tick() => {
+                enforce(&registry);
+                continue;
+            }
             accepted = listener.accept() => accepted,
         };
         let (stream, peer) = match accepted {
@@ -205,6 +220,33 @@ pub(crate) async fn serve(
         tasks.shutdown().await;
     }
     Ok(())
+}
+
+/// Apply the rules that look at all connections at once (stalled answers per address, answer bytes held in
+/// all), and log what they closed.
+fn enforce(registry: &Registry) {
+    let done = registry.enforce();
+    if done.per_address > 0 {
+        crate::log::emit(
+            crate::log::Level::Warn,
+            "connections_over_address_cap",
+            &[
+                ("closed", done.per_address.into()),
+                ("cap", registry.limits().per_address.into()),
+            ],
+        );
+    }
+    if done.buffered > 0 {
+        crate::log::emit(
+            crate::log::Level::Warn,
+            "connections_over_memory_bound",
+            &[
+                ("closed", done.buffered.into()),
+                ("held_bytes", done.held_bytes.into()),
+                ("bound_bytes", registry.limits().buffered.into()),
+            ],
+        );
+    }
 }
 
 /// What every connection task needs.
@@ -832,6 +874,7 @@ mod tests {
             idle: Duration::from_millis(idle),
             write: Duration::from_millis(write),
             per_address: 1,
+            buffered: 1,
         };
         assert_eq!(
             watchdog_period(&limits(60_000, 30_000)),

@@ -321,6 +321,7 @@ pub async fn start(config: Config) -> Result<Running> {
             idle: std::time::Duration::from_secs(server.idle_timeout_secs.max(1)),
             write: std::time::Duration::from_secs(server.write_timeout_secs.max(1)),
             per_address: server.max_connections_per_address,
+            buffered: server.max_buffered_mib.max(1).saturating_mul(1 << 20),
         },
         trusted_proxies: server.trusted_proxies.clone(),
     };

@@ -363,6 +363,119 @@ async fn one_address_cannot_take_more_than_its_share_of_connections() {
     server.stop().await;
 }
 
+/// Open `streams` HTTP/2 streams for `/openapi.json` (about 12 KiB each, no key needed) on a zero-window
+/// connection; the answers are built and never sent. Returns the connection's task and what keeps the streams
+/// open (the sender and the answer heads).
+async fn zero_window_streams(
+    server: &TestServer,
+    streams: usize,
+) -> (tokio::task::JoinHandle<hyper::Result<()>>, impl Sized) {
+    let (mut send, conn) = zero_window_h2(server).await;
+    let mut pending = Vec::new();
+    for _ in 0..streams {
+        let req = http::Request::get(format!("http://{}/openapi.json", server.info().addr))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        pending.push(send.send_request(req));
+    }
+    let heads = futures_util::future::join_all(pending).await;
+    let heads: Vec<_> = heads.into_iter().map(|r| r.unwrap()).collect();
+    assert!(heads.iter().all(|r| r.status() == 200));
+    (conn, (send, heads))
+}
+
+/// Streams that do not drain count against the per-address cap: with a cap of 8, a connection that keeps 20
+/// answers from draining is closed at once (long before the write timeout), while one with 5 and one whose 20
+/// answers were read are kept, and the address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_do_not_drain_count_against_the_per_address_cap() {
+    let (server, key) = start(|c| {
+        c.server.max_connections_per_address = 8;
+        c.server.header_timeout_ms = 60_000;
+        c.server.idle_timeout_secs = 60;
+        c.server.write_timeout_secs = 60;
+    })
+    .await;
+    // Negative: 20 answers read to the end on one connection.
+    let (mut send, drained) = {
+        let tcp = TcpStream::connect(server.info().addr).await.unwrap();
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .handshake::<_, Empty<Bytes>>(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        (send, tokio::spawn(conn))
+    };
+    for _ in 0..20 {
+        let req = http::Request::get(format!("http://{}/openapi.json", server.info().addr))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        resp.into_body().collect().await.unwrap();
+    }
+    // Negative: 5 stalled answers (2 connections + 5 = 7, under the cap).
+    let (light, light_streams) = zero_window_streams(&server, 5).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        !drained.is_finished() && !light.is_finished(),
+        "closed under the cap"
+    );
+
+    // Positive: 20 more stalled answers (3 + 25 = 28): the connection holding them is closed.
+    let (heavy, heavy_streams) = zero_window_streams(&server, 20).await;
+    tokio::time::timeout(Duration::from_secs(5), heavy)
+        .await
+        .expect("a connection holding 20 stalled answers over a cap of 8 was kept")
+        .unwrap()
+        .ok();
+    assert!(
+        !light.is_finished(),
+        "the lighter connection was closed too"
+    );
+    assert_eq!(fetch(&server, "/upstream/up/small", &key).await, (200, 5));
+    drop((light_streams, heavy_streams, send));
+    server.stop().await;
+}
+
+/// Above `max_buffered_mib` of answers held across all connections, the connections holding the most are
+/// closed at once (long before the write timeout); under the bound nothing is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_held_across_connections_are_bounded() {
+    for (bound_mib, expect_closed) in [(64, false), (1, true)] {
+        let (server, key) = start(|c| {
+            c.server.max_buffered_mib = bound_mib;
+            c.server.header_timeout_ms = 60_000;
+            c.server.idle_timeout_secs = 60;
+            c.server.write_timeout_secs = 60;
+        })
+        .await;
+        // Six connections of 20 unsent answers of about 12 KiB: about 1.4 MiB in all.
+        let mut conns = Vec::new();
+        let mut heads = Vec::new();
+        for _ in 0..6 {
+            let (conn, h) = zero_window_streams(&server, 20).await;
+            conns.push(conn);
+            heads.push(h);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let closed = conns.iter().filter(|c| c.is_finished()).count();
+        if expect_closed {
+            assert!(
+                (1..=3).contains(&closed),
+                "{closed} of 6 connections closed over a 1 MiB bound (the heaviest only)"
+            );
+        } else {
+            assert_eq!(closed, 0, "connections closed under a 64 MiB bound");
+        }
+        // Either way a legitimate client is served.
+        assert_eq!(fetch(&server, "/upstream/up/small", &key).await, (200, 5));
+        drop(heads);
+        for c in conns {
+            c.abort();
+        }
+        server.stop().await;
+    }
+}
+
 /// A refusal (401 without a key, 401 with a bad one) to a request whose body follows its head is a complete
 /// answer, and the keep-alive connection serves the next request; over HTTP/2 the refusal arrives as a
 /// response, not a stream error.
