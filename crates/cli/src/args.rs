@@ -744,6 +744,7 @@ const SCAN_EXAMPLES: &str = "Examples:
   aegis scan hub-cache/ --fail-on medium      fail on anything suspicious
   aegis scan ckpt.pt --allow mylab.models.FraudNet
   aegis scan . --policy aegis.toml --format json | jq '.findings[].rule'
+  aegis scan ./project --exclude '*.csv' --exclude 'tests/'   leave paths out of the walk
 
 The format is detected from the bytes, never from the file name. Pickle globals are judged by an
 allow-list (PyTorch weights_only set, numpy, scikit-learn estimators, collections, harmless builtins);
@@ -751,8 +752,12 @@ extend it with --allow or an aegis.toml policy file:
 
   [scan]
   allow = [\"mylab.models.FraudNet\", \"lightning.fabric.*\"]
+  exclude = [\".venv/\", \"*.csv\"]
   [limits]
-  max_depth = 8";
+  max_depth = 8
+
+Directory walks also obey .aegisignore files (gitignore syntax, relative to their directory). A run with
+nothing to scan (an empty directory, everything excluded) is an error (exit 2), not a pass.";
 
 const RULES_EXAMPLES: &str = "Examples:
   aegis rules                      list every rule
@@ -772,6 +777,10 @@ pub struct ScanArgs {
     /// Policy file (allow-list and limits). Default: ./aegis.toml when it exists.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Leave paths matching GLOB out of directory walks (gitignore syntax: `*.csv`, `tests/`, `/data/raw`);
+    /// repeatable, added to `[scan] exclude` and .aegisignore files. Files named as PATH are always scanned.
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Maximum nesting of archives and embedded payloads.
     #[arg(long, value_name = "N")]
     pub max_depth: Option<usize>,

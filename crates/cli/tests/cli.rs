@@ -303,3 +303,110 @@ fn rules_command_documents_each_rule() {
     let unique: std::collections::BTreeSet<&&str> = ids.iter().collect();
     assert_eq!(unique.len(), ids.len(), "rule ids are unique");
 }
+
+/// A standard MLflow model folder and the text files found next to models: nothing at high or above, while a
+/// protocol-0 pickle saved as text next to them is still caught.
+#[test]
+fn ordinary_text_next_to_a_model_is_not_read_as_a_pickle() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    let files: &[(&str, &str)] = &[
+        ("MLmodel", "artifact_path: model\nflavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"),
+        ("conda.yaml", "channels:\n- conda-forge\ndependencies:\n- python=3.11.7\n- pip:\n  - mlflow==3.18.0\n"),
+        ("requirements.txt", "mlflow==3.18.0\ncloudpickle==3.1.3\nscikit-learn==1.6.1\n"),
+        ("python_env.yaml", "python: 3.11.7\nbuild_dependencies:\n- pip==23.2.1\n"),
+        ("train.csv", "customer_id,amount,hour\n1,20.5,3\n2,11.0,4\n"),
+        ("model.py", "class FraudModel:\n    def __init__(self):\n        self.x = 1\n"),
+        ("imports.py", "import numpy as np\nimport os\n"),
+        ("RECORD", "charset_normalizer/__init__.py,sha256=abc,1590\ncharset_normalizer/api.py,sha256=def,2\n"),
+        ("meson.build", "project('x', 'c')\nexecutable('x', 'x.c')\n"),
+        ("words.txt", "cat\ndog\nelephant\n"),
+    ];
+    for (name, text) in files {
+        std::fs::write(model.join(name), text).unwrap();
+    }
+    std::fs::write(model.join("model.pkl"), BENIGN).unwrap();
+    let clean = aegis(&["scan", "model", "--format", "json"], dir.path());
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+    let report: Report = serde_json::from_slice(&clean.stdout).unwrap();
+    let high: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::High)
+        .collect();
+    assert!(high.is_empty(), "{high:?}");
+    // The same folder with a text-looking protocol-0 pickle in it fails.
+    std::fs::write(model.join("notes.txt"), "cos\nsystem\n(S'echo hi'\ntR.").unwrap();
+    let evil = aegis(&["scan", "model"], dir.path());
+    assert_eq!(evil.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&evil.stdout).contains("notes.txt"));
+}
+
+#[test]
+fn exclude_flag_policy_and_aegisignore_leave_paths_out_and_an_empty_run_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("project/tests")).unwrap();
+    std::fs::create_dir_all(root.join("project/sub")).unwrap();
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    std::fs::write(root.join("project/tests/evil.pkl"), EVIL).unwrap();
+    std::fs::write(root.join("project/sub/evil.pkl"), EVIL).unwrap();
+    std::fs::write(root.join("project/benign.pkl"), BENIGN).unwrap();
+    let scan = |args: &[&str]| aegis(args, root);
+    // Both payloads are found by default.
+    let all = scan(&["scan", "project", "--format", "json"]);
+    let report: Report = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Critical)
+            .count(),
+        2
+    );
+    // --exclude and .aegisignore each leave one out; the rest still fails the gate.
+    std::fs::write(root.join("project/sub/.aegisignore"), "evil.pkl\n").unwrap();
+    let out = scan(&["scan", "project", "--exclude", "tests/", "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let report: Report = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report.metrics["excluded"], 2);
+    // `!` in a deeper file re-includes; the policy file's `[scan] exclude` works like --exclude.
+    std::fs::write(root.join("project/sub/.aegisignore"), "*.pkl\n!evil.pkl\n").unwrap();
+    std::fs::write(root.join("aegis.toml"), "[scan]\nexclude = [\"tests/\"]\n").unwrap();
+    let policy = scan(&["scan", "project"]);
+    assert_eq!(policy.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&policy.stdout);
+    assert!(
+        text.contains("sub/evil.pkl") && !text.contains("tests/evil.pkl"),
+        "{text}"
+    );
+    // A file named on the command line is scanned even when a pattern matches it.
+    let named = scan(&["scan", "project/tests/evil.pkl"]);
+    assert_eq!(named.status.code(), Some(1));
+    std::fs::remove_file(root.join("aegis.toml")).unwrap();
+    // Nothing to scan is exit 2 with a message, never a pass.
+    for (args, says) in [
+        (vec!["scan", "empty"], "holds no files"),
+        (vec!["scan", "project", "--exclude", "*"], "excluded"),
+        (vec!["scan", "nomatch/*.pkl"], "no file matches"),
+    ] {
+        let out = scan(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("nothing to scan") && err.contains(says),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -156,18 +156,89 @@ pub fn is_pickle_start(head: &[u8]) -> bool {
     matches!(head, [0x80, 0..=5, next, ..] if is_opcode(*next))
 }
 
-/// Protocol 0/1 pickles have no header; accept a stream whose first opcode is one real writers start with
-/// and whose first bytes parse as opcodes. Only used after every format with a magic number was ruled out.
+/// Protocol 0/1 pickles have no header. A stream counts as one only when it looks like one and `pickle.load`
+/// would act on it before failing: its first opcode is one real writers start with, a leading `GLOBAL` names
+/// a module and an attribute that are identifiers and is followed by an opcode, and the first bytes emulate
+/// without a structural error before the first call or the end of a pickle. Text that merely starts with `c`
+/// (`customer_id,amount`, `class Model:`, `channels:`) or `(` is text: the loader would raise before doing
+/// anything. Only used after every format with a magic number was ruled out.
 fn is_pickle_text_start(head: &[u8]) -> bool {
-    match head.first() {
+    let shaped = match head.first() {
         // GLOBAL 'module\nname\n', MARK, EMPTY_DICT/LIST/TUPLE, INT, STRING, UNICODE, (
-        Some(b'c') => head.iter().take(256).filter(|b| **b == b'\n').count() >= 2,
+        Some(b'c') => global_operand(&head[1..])
+            .is_some_and(|rest| rest.first().is_some_and(|b| is_opcode(*b))),
         Some(b'(' | b'}' | b']' | b')') => head.len() > 1 && is_opcode(head[1]),
         Some(b'I' | b'S' | b'V' | b'L' | b'F') => {
             head.contains(&b'\n') && head.ends_with(b".")
                 || head.len() < 64 && head.last() == Some(&b'.')
         }
         _ => false,
+    };
+    shaped && acts_before_failing(head)
+}
+
+/// Printable text (ASCII or UTF-8, tabs and line ends): protocol-0 pickles are text too, but their opcodes are
+/// line-based, so a text head that ends inside a length-prefixed opcode is text read as binary.
+fn is_text(head: &[u8]) -> bool {
+    let valid = match std::str::from_utf8(head) {
+        Ok(_) => true,
+        // A head cut inside a multi-byte character.
+        Err(e) => e.error_len().is_none(),
+    };
+    valid
+        && head
+            .iter()
+            .all(|b| *b >= 0x20 && *b != 0x7f || matches!(b, b'\t' | b'\n' | b'\r'))
+}
+
+/// The `module\nname\n` operand of a text `GLOBAL` when both are dotted identifiers; the bytes after it.
+fn global_operand(bytes: &[u8]) -> Option<&[u8]> {
+    let mut rest = bytes;
+    for _ in 0..2 {
+        let end = rest.iter().take(256).position(|b| *b == b'\n')?;
+        if !is_dotted_identifier(&rest[..end]) {
+            return None;
+        }
+        rest = &rest[end + 1..];
+    }
+    Some(rest)
+}
+
+/// `a.b_c.D`: non-empty ASCII identifier parts, none starting with a digit.
+fn is_dotted_identifier(text: &[u8]) -> bool {
+    !text.is_empty()
+        && text.split(|b| *b == b'.').all(|part| {
+            part.first()
+                .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                && part.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        })
+}
+
+/// Whether emulating `head` reaches a call or a complete pickle before a structural error (an unknown opcode,
+/// a stack underflow, a memo miss, a text head read as a binary length): what `pickle.load` would do before
+/// raising. A binary head that simply ends is given the benefit of the doubt (the file goes on).
+fn acts_before_failing(head: &[u8]) -> bool {
+    use crate::pickle::AnomalyKind;
+    let limits = crate::limits::Limits::default();
+    let Ok(trace) = crate::pickle::Emulator::new(&limits).run(head) else {
+        return false;
+    };
+    let text = is_text(head);
+    let first_error = trace
+        .anomalies
+        .iter()
+        .filter(|a| match a.kind {
+            AnomalyKind::TrailingData => false,
+            AnomalyKind::Truncated => text,
+            _ => true,
+        })
+        .map(|a| a.offset)
+        .min();
+    let first_call = trace.calls.iter().map(|c| c.offset).min();
+    match (first_error, first_call) {
+        (None, _) => true,
+        (Some(error), Some(call)) => call < error,
+        (Some(_), None) => trace.pickles > 0,
     }
 }
 
@@ -261,6 +332,45 @@ mod tests {
         );
         assert_eq!(sniff(b"\x80\x03C\x01a.", b"", 6), Format::Pickle);
         assert_eq!(sniff(b"hello world", b"", 11), Format::Unknown);
+    }
+
+    /// Ordinary text next to a model starts with `c`, `(`, `I` or `S` as often as pickles do.
+    #[test]
+    fn text_that_starts_like_a_protocol_zero_opcode_is_text() {
+        let text: &[&[u8]] = &[
+            b"customer_id,amount,hour\n1,20.5,3\n2,11.0,4\n",
+            b"channels:\n- conda-forge\ndependencies:\n- python=3.11\n",
+            b"class Model:\n    def __init__(self):\n        self.x = 1\n",
+            b"charset_normalizer/__init__.py,sha256=abc,1590\ncharset_normalizer/api.py,sha256=def,2\n",
+            b"cat\ndog\nelephant\nfox\n",
+            b"(This is a note in parentheses.)\nAnd more text.\n",
+            b"Introduction\nSome text.\n",
+            b"Speed test results\nline two.",
+        ];
+        for t in text {
+            assert_eq!(
+                sniff(t, b"", t.len() as u64),
+                Format::Unknown,
+                "{}",
+                String::from_utf8_lossy(t)
+            );
+        }
+        // The pickles they might be confused with.
+        let pickles: &[&[u8]] = &[
+            b"cos\nsystem\n(S'echo hi'\ntR.",
+            b"cbuiltins\nexec\n(Vprint(1)\ntR.",
+            b"(lp0\nI1\naI2\na.",
+            b"(dp0\nS'a'\np1\nI1\ns.",
+            b"S'just a string'\np0\n.",
+        ];
+        for p in pickles {
+            assert_eq!(
+                sniff(p, b"", p.len() as u64),
+                Format::Pickle,
+                "{}",
+                String::from_utf8_lossy(p)
+            );
+        }
     }
 
     #[test]

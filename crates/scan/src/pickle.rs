@@ -237,11 +237,25 @@ pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     };
     let plausible =
         |module: &str, name: &str| is_dotted_identifier(module) && is_dotted_identifier(name);
+    // Bytes no format claimed: an import alone is reported only when it is a known gadget (text such as
+    // `cat\ndog\n` imports `at.dog` and then fails); a call on a plausible global always is.
+    let called = |g: &GlobalRef| {
+        trace
+            .calls
+            .iter()
+            .any(|c| c.callee.as_global() == Some((g.module.as_str(), g.name.as_str())))
+    };
+    let gadget = |g: &GlobalRef| {
+        matches!(
+            ctx.policy().verdict(&g.module, &g.name),
+            Verdict::Gadget { .. }
+        )
+    };
     let filtered = Trace {
         globals: trace
             .globals
             .iter()
-            .filter(|g| !g.dynamic && plausible(&g.module, &g.name))
+            .filter(|g| !g.dynamic && plausible(&g.module, &g.name) && (called(g) || gadget(g)))
             .cloned()
             .collect(),
         calls: trace

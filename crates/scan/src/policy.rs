@@ -39,6 +39,8 @@ pub enum Verdict {
 pub struct Policy {
     /// Exact `module.qualname` entries and `prefix.*` patterns added by the user.
     extra: BTreeSet<String>,
+    /// Paths left out of directory walks (gitignore syntax, relative to each directory scanned).
+    exclude: Vec<String>,
 }
 
 /// A policy file could not be used.
@@ -67,6 +69,14 @@ pub enum PolicyError {
     BadEntry {
         /// The entry.
         entry: String,
+    },
+    /// An exclude pattern is not a valid glob.
+    #[error("invalid exclude pattern `{pattern}`: {detail} (gitignore syntax, e.g. `*.csv`, `tests/`, `data/**/*.json`)")]
+    BadExclude {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        detail: String,
     },
 }
 
@@ -116,6 +126,8 @@ impl LimitsSection {
 struct ScanSection {
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
 }
 
 impl Policy {
@@ -136,6 +148,9 @@ impl Policy {
         let mut policy = Policy::default();
         for entry in file.scan.allow {
             policy.allow(&entry)?;
+        }
+        for pattern in file.scan.exclude {
+            policy.exclude(&pattern)?;
         }
         let mut limits = aegis_formats::Limits::default();
         file.limits.apply(&mut limits);
@@ -165,6 +180,29 @@ impl Policy {
         }
         self.extra.insert(entry.to_owned());
         Ok(())
+    }
+
+    /// Leave paths matching `pattern` (gitignore syntax: `*.csv`, `tests/`, `/data/raw`, `**/fixtures`) out of
+    /// directory walks. Files named on the command line are always scanned.
+    pub fn exclude(&mut self, pattern: &str) -> Result<(), PolicyError> {
+        let mut check = ignore::gitignore::GitignoreBuilder::new("/");
+        let bad = |detail: String| PolicyError::BadExclude {
+            pattern: pattern.to_owned(),
+            detail,
+        };
+        if pattern.trim().is_empty() {
+            return Err(bad("the pattern is empty".into()));
+        }
+        check
+            .add_line(None, pattern)
+            .map_err(|e| bad(e.to_string()))?;
+        self.exclude.push(pattern.to_owned());
+        Ok(())
+    }
+
+    /// The exclude patterns.
+    pub fn excludes(&self) -> &[String] {
+        &self.exclude
     }
 
     /// The user's additions.
@@ -219,6 +257,23 @@ fn py3_module(module: &str) -> &str {
         "cStringIO" | "StringIO" => "io",
         other => other,
     }
+}
+
+/// Python 2 builtins that `_compat_pickle.NAME_MAPPING` renames (the harmless subset; `reduce` and `intern`
+/// are judged as gadgets above).
+fn py3_name<'a>(module: &'a str, name: &'a str) -> (&'a str, &'a str) {
+    let module = py3_module(module);
+    if module != "builtins" {
+        return (module, name);
+    }
+    let name = match name {
+        "xrange" => "range",
+        "unicode" | "basestring" => "str",
+        "long" => "int",
+        "unichr" => "chr",
+        other => other,
+    };
+    (module, name)
 }
 
 const TORCH_ALLOWED: &[&str] = &[
@@ -322,6 +377,10 @@ const TORCH_TOP_LEVEL: &[&str] = &[
 
 const NUMPY_ALLOWED: &[&str] = &[
     "core.multiarray._reconstruct",
+    // Pickles of arrays from NumPy before 1.0: `ndarray.__new__(subtype, shape, dtype)`.
+    "core._internal._reconstruct",
+    // `numpy.matrix`, an ndarray subclass with no state of its own.
+    "matrixlib.defmatrix.matrix",
     "_core.multiarray._reconstruct",
     "core.multiarray.scalar",
     "_core.multiarray.scalar",
@@ -418,7 +477,7 @@ const SKLEARN_EXCLUDED: &[&str] = &[
 ];
 
 fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
-    let module = py3_module(module);
+    let (module, name) = py3_name(module, name);
     match module {
         "builtins" if BUILTINS_ALLOWED.contains(&name) => Some("builtins"),
         "collections" if COLLECTIONS_ALLOWED.contains(&name) => Some("collections"),
@@ -878,6 +937,16 @@ mod tests {
             Verdict::Allowed("collections")
         );
         assert_eq!(v("__builtin__", "set"), Verdict::Allowed("builtins"));
+        // `_compat_pickle.NAME_MAPPING`: Python 2's xrange is range.
+        assert_eq!(v("__builtin__", "xrange"), Verdict::Allowed("builtins"));
+        assert!(matches!(
+            v("__builtin__", "execfile"),
+            Verdict::Gadget { .. }
+        ));
+        assert_eq!(
+            v("numpy.matrixlib.defmatrix", "matrix"),
+            Verdict::Allowed("numpy")
+        );
         assert_eq!(v("argparse", "Namespace"), Verdict::Allowed("argparse"));
         assert_eq!(
             v("numpy.core.multiarray", "_reconstruct"),

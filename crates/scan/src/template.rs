@@ -781,6 +781,8 @@ fn ends_value(t: &[Token], before: Option<usize>) -> bool {
     }
 }
 
+/// Whether `v` holds a dunder name such as `__class__`. Python's special attributes are all lower case, so
+/// upper-case sentinels (`__NOT_A_NUMBER__`, `__END__`) are not internals.
 fn is_dunder(v: &str) -> bool {
     let b = v.as_bytes();
     let mut i = 0;
@@ -788,7 +790,7 @@ fn is_dunder(v: &str) -> bool {
         let body_start = start + 2;
         let body_len = b.get(body_start..).map_or(0, |rest| {
             rest.iter()
-                .take_while(|c| c.is_ascii_alphanumeric() || **c == b'_')
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || **c == b'_')
                 .count()
         });
         let body = b.get(body_start..body_start + body_len).unwrap_or_default();
@@ -1567,6 +1569,19 @@ mod tests {
                 "{name}: {rule} not in {hits:?}"
             );
         }
+    }
+
+    /// PyTorch's Inductor ships `triton_mm_grouped.py.jinja` with `{% set sentinel = "__NOT_A_NUMBER__" %}`.
+    #[test]
+    fn upper_case_sentinels_are_not_internals_but_stored_dunders_are() {
+        let sentinel =
+            r#"{%- set sentinel = "__NOT_A_NUMBER__" -%}{{ x | int(default=sentinel) }}"#;
+        assert_eq!(at_least(sentinel, Severity::Medium), vec![]);
+        let stored = r#"{%- set a = "__class__" -%}{{ ()|attr(a) }}"#;
+        assert!(!at_least(stored, Severity::High).is_empty());
+        // Folded to lower case, an upper-case spelling is still caught where it is used.
+        let folded = r#"{{ ()|attr('__CLASS__'|lower) }}"#;
+        assert!(!at_least(folded, Severity::High).is_empty());
     }
 
     #[test]

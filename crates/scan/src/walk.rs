@@ -1,11 +1,20 @@
 //! Walking paths and scanning files in parallel. Directories are walked without following symbolic links
 //! (a link loop or a link out of the tree is not followed); files named on the command line are scanned even
 //! when they are links. One file's failure is that file's finding, never the run's.
+//!
+//! What a walk leaves out, as users of ripgrep or ruff expect: the policy's exclude patterns (`--exclude`,
+//! `[scan] exclude` in `aegis.toml`), matched relative to each directory named on the command line, and the
+//! patterns of any `.aegisignore` file met on the way, relative to its own directory (gitignore syntax, `!` to
+//! re-include, deeper files win). Nothing else is skipped: hidden files and `.gitignore`d files are scanned,
+//! since a payload can hide there. Files named on the command line are always scanned. How many paths were
+//! left out is counted, so a run that excluded everything can say so.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use aegis_core::{Finding, Location};
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use ignore::Match;
 use rayon::prelude::*;
 
 use crate::engine::Stats;
@@ -35,7 +44,12 @@ pub struct ScanOutcome {
     pub findings: Vec<Finding>,
     /// Counters.
     pub stats: Stats,
+    /// Files and directories left out by exclude patterns and `.aegisignore` files.
+    pub excluded: u64,
 }
+
+/// The name of the per-directory ignore file.
+pub const IGNORE_FILE: &str = ".aegisignore";
 
 /// Bound on directory nesting during the walk.
 const MAX_WALK_DEPTH: usize = 64;
@@ -43,11 +57,19 @@ const MAX_WALK_DEPTH: usize = 64;
 impl Scanner {
     /// Scan files and directories (recursively), in parallel, reporting progress.
     pub fn scan_paths(&self, paths: &[PathBuf], progress: &dyn Progress) -> ScanOutcome {
-        let mut walk_findings = Vec::new();
-        let mut files = Vec::new();
+        let mut walk = Walk::default();
         for path in paths {
-            collect(path, 0, true, &mut files, &mut walk_findings);
+            let mut rules = Vec::new();
+            if path.is_dir() && !self.policy.excludes().is_empty() {
+                rules.push(self.exclude_rules(path, &mut walk.findings));
+            }
+            walk.collect(path, 0, true, &mut rules);
         }
+        let Walk {
+            files,
+            findings: walk_findings,
+            excluded,
+        } = walk;
         let total: u64 = files.iter().map(|(_, len)| len).sum();
         progress.start(files.len() as u64, total);
         let outcomes: Vec<_> = files
@@ -63,6 +85,7 @@ impl Scanner {
         let mut result = ScanOutcome {
             findings: walk_findings,
             stats: Stats::default(),
+            excluded,
         };
         for outcome in outcomes {
             result.findings.extend(outcome.findings);
@@ -72,48 +95,106 @@ impl Scanner {
     }
 }
 
-fn collect(
-    path: &Path,
-    depth: usize,
-    explicit: bool,
-    files: &mut Vec<(PathBuf, u64)>,
-    findings: &mut Vec<Finding>,
-) {
-    let meta = if explicit {
-        fs::metadata(path)
-    } else {
-        fs::symlink_metadata(path)
-    };
-    let meta = match meta {
-        Ok(meta) => meta,
-        Err(err) => {
-            findings.push(crate::engine_rules::unreadable(
-                Location::file(path.display().to_string()),
-                &err.to_string(),
-            ));
-            return;
+impl Scanner {
+    /// The policy's exclude patterns, relative to `root`.
+    fn exclude_rules(&self, root: &Path, findings: &mut Vec<Finding>) -> Gitignore {
+        let mut builder = GitignoreBuilder::new(root);
+        for pattern in self.policy.excludes() {
+            // Validated when added to the policy.
+            let _ = builder.add_line(None, pattern);
         }
-    };
-    if meta.is_file() {
-        files.push((path.to_path_buf(), meta.len()));
-    } else if meta.is_dir() {
-        if depth >= MAX_WALK_DEPTH {
-            return;
-        }
-        let entries = match fs::read_dir(path) {
-            Ok(entries) => entries,
+        build(builder, root, findings)
+    }
+}
+
+fn build(builder: GitignoreBuilder, source: &Path, findings: &mut Vec<Finding>) -> Gitignore {
+    builder.build().unwrap_or_else(|err| {
+        findings.push(crate::engine_rules::unreadable(
+            Location::file(source.display().to_string()),
+            &format!("exclude patterns not used: {err}"),
+        ));
+        Gitignore::empty()
+    })
+}
+
+/// What the walk found so far.
+#[derive(Default)]
+struct Walk {
+    files: Vec<(PathBuf, u64)>,
+    findings: Vec<Finding>,
+    excluded: u64,
+}
+
+impl Walk {
+    fn collect(&mut self, path: &Path, depth: usize, explicit: bool, rules: &mut Vec<Gitignore>) {
+        let meta = if explicit {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        };
+        let meta = match meta {
+            Ok(meta) => meta,
             Err(err) => {
-                findings.push(crate::engine_rules::unreadable(
-                    Location::file(path.display().to_string()),
-                    &err.to_string(),
-                ));
+                self.unreadable(path, &err.to_string());
                 return;
             }
         };
-        let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        children.sort();
-        for child in children {
-            collect(&child, depth + 1, false, files, findings);
+        if !explicit && excluded(rules, path, meta.is_dir()) {
+            self.excluded += 1;
+            return;
+        }
+        if meta.is_file() {
+            self.files.push((path.to_path_buf(), meta.len()));
+        } else if meta.is_dir() {
+            if depth >= MAX_WALK_DEPTH {
+                return;
+            }
+            let entries = match fs::read_dir(path) {
+                Ok(entries) => entries,
+                Err(err) => {
+                    self.unreadable(path, &err.to_string());
+                    return;
+                }
+            };
+            let mut children: Vec<PathBuf> =
+                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            children.sort();
+            let own = path.join(IGNORE_FILE);
+            let pushed = if own.is_file() {
+                let mut builder = GitignoreBuilder::new(path);
+                if let Some(err) = builder.add(&own) {
+                    self.unreadable(&own, &format!("some patterns not used: {err}"));
+                }
+                rules.push(build(builder, &own, &mut self.findings));
+                true
+            } else {
+                false
+            };
+            for child in children {
+                self.collect(&child, depth + 1, false, rules);
+            }
+            if pushed {
+                rules.pop();
+            }
         }
     }
+
+    fn unreadable(&mut self, path: &Path, detail: &str) {
+        self.findings.push(crate::engine_rules::unreadable(
+            Location::file(path.display().to_string()),
+            detail,
+        ));
+    }
+}
+
+/// Whether the innermost rule set with an opinion on `path` leaves it out.
+fn excluded(rules: &[Gitignore], path: &Path, is_dir: bool) -> bool {
+    for rule in rules.iter().rev() {
+        match rule.matched(path, is_dir) {
+            Match::Ignore(_) => return true,
+            Match::Whitelist(_) => return false,
+            Match::None => {}
+        }
+    }
+    false
 }

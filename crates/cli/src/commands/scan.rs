@@ -18,7 +18,13 @@ const DEFAULT_POLICY: &str = "aegis.toml";
 pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     for path in &args.paths {
         // A path the user named that does not exist is a usage error, not a finding.
-        std::fs::metadata(path).with_context(|| format!("cannot scan {}", path.display()))?;
+        let shown = path.display().to_string();
+        if !path.exists() && shown.contains(['*', '?', '[']) {
+            anyhow::bail!(
+                "nothing to scan: no file matches `{shown}` (the shell passed the pattern on unexpanded)"
+            );
+        }
+        std::fs::metadata(path).with_context(|| format!("cannot scan {shown}"))?;
     }
     let scanner = build_scanner(&args)?;
     let trust = trust_policy(&args)?;
@@ -31,6 +37,9 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let bar = progress::ScanProgress::new(global.quiet);
     let outcome = scanner.scan_paths(&args.paths, &bar);
+    if outcome.stats.files == 0 {
+        anyhow::bail!("{}", nothing_scanned(&args, outcome.excluded));
+    }
     report.duration_ms = started.elapsed().as_millis().try_into().unwrap_or(u64::MAX);
     report.findings = outcome.findings;
     if trust.is_configured() {
@@ -48,6 +57,11 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     report
         .metrics
         .insert("bytes".into(), outcome.stats.bytes.into());
+    if outcome.excluded > 0 {
+        report
+            .metrics
+            .insert("excluded".into(), outcome.excluded.into());
+    }
     report.metrics.insert(
         "formats".into(),
         serde_json::to_value(&outcome.stats.formats).unwrap_or_default(),
@@ -61,6 +75,23 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
     let mut rules = aegis_scan::rules::all();
     rules.extend(aegis_vault::trust::RULES.iter());
     output::emit(global, &report, &rules)
+}
+
+/// Why a run found no file to scan, and what to do.
+fn nothing_scanned(args: &ScanArgs, excluded: u64) -> String {
+    let named: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    let named = named.join(", ");
+    if excluded > 0 {
+        format!(
+            "nothing to scan: every file under {named} is excluded ({excluded} path(s) left out by --exclude, \
+             [scan] exclude or .aegisignore); loosen the patterns or name the files to scan"
+        )
+    } else {
+        format!(
+            "nothing to scan: {named} holds no files; check the path (a shell glob that matched nothing is \
+             passed on as it is written)"
+        )
+    }
 }
 
 /// The signature requirement of `--trusted-key` and `--trust-policy` (empty: no requirement).
@@ -84,6 +115,9 @@ fn build_scanner(args: &ScanArgs) -> anyhow::Result<Scanner> {
     };
     for entry in &args.allow {
         policy.allow(entry).context("in --allow")?;
+    }
+    for pattern in &args.exclude {
+        policy.exclude(pattern).context("in --exclude")?;
     }
     if let Some(depth) = args.max_depth {
         limits.max_depth = depth;
