@@ -174,6 +174,10 @@ pub struct ServeArgs {
     /// Print the OpenAPI document and exit.
     #[arg(long)]
     pub openapi: bool,
+    /// Start even when some configured models are refused (schema, scan or signature); by default the
+    /// gateway does not start unless every configured model loads.
+    #[arg(long)]
+    pub allow_partial: bool,
 }
 
 /// `aegis user` subcommands.
@@ -291,7 +295,12 @@ pub enum ModelCommand {
 pub enum AuditLogCommand {
     /// Check every record's hash and link; names the first edited, removed or reordered record (exit 1).
     Verify(GatewayArgs),
-    /// Print records (newest last) after a sequence number.
+    /// Print the newest records first, with their time in UTC.
+    #[command(
+        after_help = "Examples:\n  aegis audit-log show                     the newest 100 records\n  \
+aegis audit-log show --limit 20 --before 500   the 20 records before record 500\n  \
+aegis audit-log show --after 1200 --format json   records after 1200 (newest first)"
+    )]
     Show(AuditShowArgs),
 }
 
@@ -300,10 +309,13 @@ pub enum AuditLogCommand {
 pub struct AuditShowArgs {
     #[command(flatten)]
     pub gateway: GatewayArgs,
-    /// Show records after this sequence number.
-    #[arg(long, default_value_t = 0)]
+    /// Only records after this sequence number.
+    #[arg(long, default_value_t = 0, value_name = "SEQ")]
     pub after: i64,
-    /// At most this many records.
+    /// Only records before this sequence number (to page back from the newest).
+    #[arg(long, value_name = "SEQ")]
+    pub before: Option<i64>,
+    /// At most this many records (the newest of those selected).
     #[arg(long, default_value_t = 100)]
     pub limit: i64,
 }

@@ -98,10 +98,12 @@ fn spawn_serve(d: &Path) -> (std::process::Child, String, Option<String>, Option
     let mut key = None;
     let mut code = None;
     let mut secrets = false;
+    let mut serving = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         // The start says where the secrets key file is, so it can be backed up.
         secrets |= line.contains("secrets: ") && line.contains("secrets.key");
+        serving |= line.contains("1 of 1 models serving");
         if let Some(rest) = line.split("listening on http://").nth(1) {
             addr = rest.split_whitespace().next().map(str::to_owned);
         }
@@ -121,6 +123,7 @@ fn spawn_serve(d: &Path) -> (std::process::Child, String, Option<String>, Option
     }
     std::thread::spawn(move || for _ in lines {});
     assert!(secrets, "the secrets key file is not named at start");
+    assert!(serving, "no 'N of M models serving' line at start");
     (child, addr.expect("listening line"), key, code)
 }
 
@@ -201,8 +204,48 @@ fn users_keys_and_the_audit_log_from_the_command_line() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["problem"].is_null());
     assert!(v["records"].as_i64().unwrap() >= 4, "{v}");
+    // The head hash that docs/serve.md tells operators to anchor, in JSON and in words.
+    let head = v["head_hash"].as_str().unwrap().to_owned();
+    assert!(
+        head.len() == 64 && head.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{v}"
+    );
+    assert!(stdout(&run(d, &["audit-log", "verify"])).contains(&format!("head hash {head}")));
     let out = run(d, &["audit-log", "show", "--format", "json"]);
     let records: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Newest first, the newest being the head.
+    let seqs: Vec<i64> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+    assert_eq!(seqs[0], v["head_seq"].as_i64().unwrap());
+    // In words: a header, readable UTC times, and paging back with --before.
+    let shown = stdout(&run(
+        d,
+        &[
+            "audit-log",
+            "show",
+            "--limit",
+            "2",
+            "--before",
+            &seqs[0].to_string(),
+        ],
+    ));
+    let lines: Vec<&str> = shown.lines().collect();
+    assert!(lines[0].contains("TIME (UTC)"), "{shown}");
+    assert_eq!(lines.len(), 3, "{shown}");
+    assert!(
+        lines[1].trim_start().starts_with(&seqs[1].to_string()),
+        "{shown}"
+    );
+    let year = lines[1].split_whitespace().nth(1).unwrap();
+    assert!(
+        year.len() == 10 && year.starts_with("20") && year.as_bytes()[4] == b'-',
+        "{shown}"
+    );
     let decisions: Vec<&str> = records
         .as_array()
         .unwrap()
@@ -331,6 +374,53 @@ fn openapi_and_model_list_and_helpful_errors() {
         stdout(&out)
     );
     assert!(!stdout(&out).contains("demo-fraud"), "{}", stdout(&out));
+    // `aegis serve` with that configuration does not start (exit 2), naming the model and the way out.
+    let serve_junk = |extra: &[&str]| {
+        let mut args = vec![
+            "serve",
+            "--config",
+            "models.toml",
+            "--plaintext",
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        args.extend_from_slice(extra);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
+            .args(&args)
+            .arg("--data-dir")
+            .arg(d.join("junk-data"))
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut text = String::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            let line = line.unwrap();
+            text.push_str(&line);
+            text.push('\n');
+            if line.contains("Ctrl-C") {
+                break;
+            }
+        }
+        let _ = child.kill();
+        (child.wait().unwrap(), text)
+    };
+    let (status, text) = serve_junk(&[]);
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("junk")
+            && text.contains("1 of 1 configured models refused")
+            && text.contains("--allow-partial"),
+        "{text}"
+    );
+    assert!(!text.contains("listening"), "{text}");
+    // With --allow-partial it starts, and says how many of the configured models serve.
+    let (_, text) = serve_junk(&["--allow-partial"]);
+    assert!(
+        text.contains("listening") && text.contains("0 of 1 models serving"),
+        "{text}"
+    );
     // A bad config is refused naming the file and the key.
     std::fs::write(
         d.join("aegis.toml"),

@@ -713,6 +713,9 @@ pub struct Verification {
     pub records: i64,
     /// The head's sequence number: how many records the chain should have.
     pub head_seq: i64,
+    /// The head's hash: copy it somewhere an attacker cannot write, and compare later (a rewritten chain
+    /// with a rewritten head is otherwise consistent).
+    pub head_hash: String,
     /// The first problem found, if any.
     pub problem: Option<ChainProblem>,
     /// Gateway runs that wrote records.
@@ -1015,6 +1018,7 @@ pub async fn verify(db: &Db) -> Result<Verification> {
         return Ok(Verification {
             records: 0,
             head_seq: 0,
+            head_hash: String::new(),
             problem: Some(ChainProblem {
                 seq: 0,
                 reason: "the audit_head row is missing".into(),
@@ -1079,10 +1083,41 @@ pub async fn verify(db: &Db) -> Result<Verification> {
     Ok(Verification {
         records: verifier.records,
         head_seq,
+        head_hash: head_hash.clone(),
         problem: verifier.problem,
         runs: verifier.boots.runs.len(),
         unstopped: verifier.boots.unstopped(),
     })
+}
+
+/// Up to `limit` (at most 10 000) of the newest records with `after_seq < seq < before_seq`, newest first.
+pub async fn list_newest(
+    db: &Db,
+    after_seq: i64,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>> {
+    let limit = limit.clamp(0, MAX_LIST);
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM audit_log WHERE seq > $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+    ))
+    .bind(after_seq)
+    .bind(before_seq)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await
+    .map_err(Error::db("list audit records"))?;
+    rows.iter()
+        .map(|row| {
+            let stored = StoredRow::read(row)?;
+            let seq = stored.seq;
+            stored.record().ok_or_else(|| {
+                Error::Corrupt(format!("audit record {seq} holds an impossible value"))
+            })
+        })
+        .collect()
 }
 
 /// Up to `limit` (at most 10 000) records with `seq > after_seq`, in order.
@@ -1124,15 +1159,30 @@ mod tests {
     use super::*;
     use crate::db::tests::temp_db;
 
-    /// A clean verification of records written without a gateway run.
+    /// A clean verification of records written without a gateway run (any head hash).
     fn clean(records: i64, head_seq: i64) -> Verification {
         Verification {
             records,
             head_seq,
+            head_hash: String::new(),
             problem: None,
             runs: 0,
             unstopped: Vec::new(),
         }
+    }
+
+    /// `v` without its head hash, to compare with [`clean`]; the hash is the chain's last record's.
+    fn unhashed(mut v: Verification) -> Verification {
+        assert_eq!(
+            v.head_hash.len(),
+            if v.head_seq == 0 {
+                v.head_hash.len()
+            } else {
+                64
+            }
+        );
+        v.head_hash.clear();
+        v
     }
 
     /// No problem, `records` records and head, written by `runs` (none stopped cleanly).
@@ -1246,7 +1296,7 @@ mod tests {
         let (db, _dir) = chain(100).await;
         append(&db, &[]).await.unwrap();
         let v = verify(&db).await.unwrap();
-        assert_eq!(v, clean(100, 100));
+        assert_eq!(unhashed(v), clean(100, 100));
         assert_eq!(count(&db).await.unwrap(), 100);
         let page = list(&db, 10, 5).await.unwrap();
         assert_eq!(
@@ -1261,7 +1311,7 @@ mod tests {
         assert!(list(&db, 100, 10).await.unwrap().is_empty());
         // An empty log verifies too.
         let (empty, _dir2) = temp_db().await;
-        assert_eq!(verify(&empty).await.unwrap(), clean(0, 0));
+        assert_eq!(unhashed(verify(&empty).await.unwrap()), clean(0, 0));
     }
 
     #[tokio::test]
@@ -1379,7 +1429,7 @@ mod tests {
             .collect();
         append_in(&mut tx, &stamped).await.unwrap();
         tx.rollback().await.unwrap();
-        assert_eq!(verify(&db).await.unwrap(), clean(10, 10));
+        assert_eq!(unhashed(verify(&db).await.unwrap()), clean(10, 10));
 
         // A failure in the middle of a batch (a row already holds seq 12): the first records are not kept.
         exec(
@@ -1392,9 +1442,9 @@ mod tests {
         assert!(err.to_string().contains("insert audit records"), "{err}");
         assert_eq!(count(&db).await.unwrap(), 11);
         exec(&db, "DELETE FROM audit_log WHERE seq = 12").await;
-        assert_eq!(verify(&db).await.unwrap(), clean(10, 10));
+        assert_eq!(unhashed(verify(&db).await.unwrap()), clean(10, 10));
         append(&db, &events(10, 3)).await.unwrap();
-        assert_eq!(verify(&db).await.unwrap(), clean(13, 13));
+        assert_eq!(unhashed(verify(&db).await.unwrap()), clean(13, 13));
     }
 
     #[tokio::test]

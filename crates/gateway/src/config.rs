@@ -73,6 +73,9 @@ pub struct ServerConfig {
     pub session_ttl_secs: i64,
     /// Serve the bundled demo model when no `[[model]]` is configured.
     pub demo_model: bool,
+    /// Start even when some configured models are refused (schema, scan, signature); by default the gateway
+    /// does not start unless every configured model loads.
+    pub allow_partial: bool,
     /// Serve `/metrics` without a session (for a Prometheus scraper on a trusted network).
     pub metrics_public: bool,
     /// Write one JSON access-log line per request to stderr.
@@ -134,6 +137,7 @@ impl Default for ServerConfig {
             body_timeout_ms: 10_000,
             session_ttl_secs: 8 * 3600,
             demo_model: true,
+            allow_partial: false,
             metrics_public: false,
             access_log: false,
             trusted_proxies: Vec::new(),

@@ -156,12 +156,47 @@ impl Running {
     }
 }
 
+/// Refuse to start when a configured model was refused (schema, scan, signature), unless the operator allowed
+/// a partial start: a gateway that serves fewer models than configured and exits 0 hides the failure.
+fn check_models_serving(config: &Config, events: &[ModelEvent]) -> Result<()> {
+    let refused: Vec<&ModelEvent> = events.iter().filter(|e| e.decision == "refused").collect();
+    if refused.is_empty() || config.server.allow_partial {
+        return Ok(());
+    }
+    let configured = config.models.len();
+    let reasons: Vec<String> = refused
+        .iter()
+        .map(|e| format!("{}: {}", e.model, e.detail))
+        .collect();
+    Err(Error::Model {
+        name: refused
+            .iter()
+            .map(|e| e.model.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        reason: format!(
+            "{} of {configured} configured models refused, so the gateway did not start ({}). Fix the model \
+             or its [[model]] entry, or start anyway with --allow-partial (server.allow_partial = true)",
+            refused.len(),
+            reasons.join("; ")
+        ),
+    })
+}
+
 /// Start the gateway described by `config` on the current runtime.
 pub async fn start(config: Config) -> Result<Running> {
     let url = config.database_url();
     if config.server.database.is_none() {
         crate::db::prepare_data_dir(&config.server.data_dir)?;
     }
+    // Models first: a configured model that is refused stops the start before anything else happens.
+    let use_demo = config.models.is_empty() && config.server.demo_model;
+    let (models, model_events) = if use_demo {
+        LocalModels::with_demo(&config.server.data_dir)?
+    } else {
+        LocalModels::load(&config.models)
+    };
+    check_models_serving(&config, &model_events)?;
     let db = Db::connect(&url).await?;
     let secrets_file = config.secrets_path();
     db.load_secrets(&secrets_file).await?;
@@ -183,12 +218,6 @@ pub async fn start(config: Config) -> Result<Running> {
         })
         .await;
 
-    let use_demo = config.models.is_empty() && config.server.demo_model;
-    let (models, model_events) = if use_demo {
-        LocalModels::with_demo(&config.server.data_dir)?
-    } else {
-        LocalModels::load(&config.models)
-    };
     for event in &model_events {
         audit
             .record(AuditEvent {

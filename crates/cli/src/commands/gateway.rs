@@ -45,6 +45,16 @@ fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()
     )
 }
 
+/// `2026-12-07 06:30:12Z` for a Unix time in milliseconds.
+fn utc_time(ms: i64) -> String {
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]Z");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| format!("{ms} ms"))
+}
+
 /// `aegis serve`.
 pub fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.openapi {
@@ -57,6 +67,9 @@ pub fn serve(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = opts.resolve()?;
     if args.access_log {
         config.server.access_log = true;
+    }
+    if args.allow_partial {
+        config.server.allow_partial = true;
     }
     if config.server.plaintext && !config.server.listen.ip().is_loopback() {
         eprintln!(
@@ -107,6 +120,22 @@ fn banner(info: &StartupInfo) {
             event.model, event.decision, event.detail
         );
     }
+    let refused = info
+        .model_events
+        .iter()
+        .filter(|e| e.decision == "refused")
+        .count();
+    let _ = writeln!(
+        e,
+        "  {} of {} models serving{}",
+        info.models.len(),
+        info.models.len() + refused,
+        if refused > 0 {
+            " (started with --allow-partial; the refused ones are listed above)"
+        } else {
+            ""
+        }
+    );
     if let Some(code) = &info.bootstrap_code {
         let _ = writeln!(
             e,
@@ -501,11 +530,18 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
                 let db = aegis_gateway::db::redact_url(&config.database_url());
                 let mut text = match &v.problem {
                     None => format!(
-                        "audit log {db}: {} records, chain intact (head {}); {} gateway run{}, none missing records\n",
+                        "audit log {db}: {} records, chain intact (head {}); {} gateway run{}, none missing records\n\
+                         head hash {} (copy it where the database's writers cannot reach; later, \
+                         `aegis audit-log show --after {} --before {} --format json` must still show it as record \
+                         {}'s hash, or the log was rewritten)\n",
                         v.records,
                         v.head_seq,
                         v.runs,
-                        if v.runs == 1 { "" } else { "s" }
+                        if v.runs == 1 { "" } else { "s" },
+                        v.head_hash,
+                        v.head_seq - 1,
+                        v.head_seq + 1,
+                        v.head_seq
                     ),
                     Some(p) => format!(
                         "audit log {db}: CHAIN BROKEN at record {}: {}\n({} records read, head {})\n",
@@ -530,19 +566,31 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
         }
         AuditLogCommand::Show(args) => {
             let (_, off) = open(&args.gateway)?;
-            let records = off.block_on(audit_log::list(
+            let records = off.block_on(audit_log::list_newest(
                 off.db(),
                 args.after,
+                args.before.unwrap_or(i64::MAX),
                 args.limit.clamp(1, 100_000),
             ))?;
             off.close();
             if global.format == OutputFormat::Human {
-                let mut text = String::new();
+                let mut text = format!(
+                    "{:>6} {:<20} {:<9} {:<16} {:<12} {:<14} {:<30} {} {}\n",
+                    "SEQ",
+                    "TIME (UTC)",
+                    "KIND",
+                    "ACTOR",
+                    "KEY",
+                    "MODEL",
+                    "ROUTE",
+                    "STATUS",
+                    "DECISION"
+                );
                 for r in &records {
                     text.push_str(&format!(
-                        "{:>6} {} {:<9} {:<16} {:<12} {:<14} {:<30} {} {}\n",
+                        "{:>6} {:<20} {:<9} {:<16} {:<12} {:<14} {:<30} {} {}\n",
                         r.seq,
-                        r.ts_ms,
+                        utc_time(r.ts_ms),
                         r.kind,
                         r.actor,
                         r.key_id,
