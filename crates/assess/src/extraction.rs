@@ -58,6 +58,9 @@ pub const POLICY_EFFECT: f64 = 0.05;
 /// The largest query budget accepted (bounded memory: the stream and its replicated training set).
 pub const MAX_BUDGET: usize = 100_000;
 
+/// Fewest held-out rows fidelity is measured on: below this one row moves it by more than 2%.
+pub const MIN_HOLDOUT: usize = 50;
+
 /// Fewest optimiser steps any surrogate gets, so a small budget is not also an undertrained network.
 const MIN_UPDATES: usize = 1000;
 
@@ -852,6 +855,14 @@ pub fn assess_extraction(
             "{holdout} held-out rows of a {n}-row pool: need at least one held-out row and one for the attacker"
         )));
     }
+    if holdout < MIN_HOLDOUT {
+        return Err(Error::Invalid(format!(
+            "a {n}-row pool leaves {holdout} held-out rows to measure fidelity on; fewer than {MIN_HOLDOUT} is \
+             not a measurement. Pass more rows (about {} with the default 30% held out), or --holdout {MIN_HOLDOUT} \
+             or more",
+            MIN_HOLDOUT * 10 / 3 + 1
+        )));
+    }
     let mut notes = Vec::new();
     let mut rng = Rng::new(config.seed);
     let mut order: Vec<usize> = (0..n).collect();
@@ -996,10 +1007,22 @@ pub fn assess_extraction(
         let full = aegis_ml::gather_rows(&held_full, k, &rows);
         run_prada(&prada_cfg, &setup.space, &x, &full, k)
     };
-    let calibration: Vec<f64> = (0..streams)
-        .map(|_| benign_run(&mut brng).0.min_w.unwrap_or(1.0))
+    let calibration_runs: Vec<Option<f64>> = (0..streams)
+        .map(|_| benign_run(&mut brng).0.min_w)
         .collect();
-    let calibrated_delta = calibrate_delta(&calibration, config.target_false_alarm_rate);
+    let tested = calibration_runs.iter().any(Option::is_some);
+    let calibration: Vec<f64> = calibration_runs.iter().map(|w| w.unwrap_or(1.0)).collect();
+    // A benign stream too short for PRADA to test even once says nothing about false alarms: no calibration.
+    let calibrated_delta = if tested {
+        calibrate_delta(&calibration, config.target_false_alarm_rate)
+    } else {
+        notes.push(format!(
+            "PRADA never tested a benign stream of {holdout} queries (it needs {} distances first): its false-alarm \
+             rate and the calibrated threshold are not measured; use a larger pool or --holdout",
+            prada_cfg.min_distances
+        ));
+        None
+    };
     let mut alarm_at_list = Vec::new();
     let mut min_w = Vec::new();
     let mut calibrated_alarms = 0;

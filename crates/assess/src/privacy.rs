@@ -57,7 +57,7 @@ const MEMBERSHIP_DOC: RuleDoc = RuleDoc {
           the best attack's ROC AUC is >= 0.60 (medium from 0.55), or when it finds >= 1% of members at 0.1% \
           false-positive rate with >= 1,000 non-members, in both cases significantly above chance (z >= 3).",
     fix: "Reduce overfitting (regularisation, early stopping, more data), train with differential privacy \
-          (`aegis harden --dp`), and serve less than the full probability vector (`label`, `top-k`, `round`, \
+          (DP-SGD, for example Opacus for PyTorch), and serve less than the full probability vector (`label`, `top-k`, `round`, \
           `reverse-sigmoid` output policies; see AEG-PRIV-002 for the one that helped most here).",
     atlas: &["AML.T0024.000"],
     cwe: &[359, 200],
@@ -347,8 +347,33 @@ fn risk_of(r: &PolicyResult) -> Option<Severity> {
     None
 }
 
+/// Non-member rows that also appear among the members, with the same label.
+fn shared_rows(
+    members: &Table,
+    member_labels: &[u32],
+    others: &Table,
+    other_labels: &[u32],
+) -> usize {
+    let d = members.n_features();
+    let key = |t: &Table, labels: &[u32], i: usize| {
+        let mut k: Vec<u32> = t.features[i * d..(i + 1) * d]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        k.push(labels[i]);
+        k
+    };
+    let seen: std::collections::HashSet<Vec<u32>> = (0..members.n_rows())
+        .map(|i| key(members, member_labels, i))
+        .collect();
+    (0..others.n_rows())
+        .filter(|&i| seen.contains(&key(others, other_labels, i)))
+        .count()
+}
+
 /// Run the membership-inference attacks. `members` are rows the model was trained on, `non_members` rows it
-/// never saw from the same distribution; labels are class codes.
+/// never saw from the same distribution; labels are class codes. Non-members that are mostly member rows (10%
+/// or more) are refused: the measurement would be meaningless.
 pub fn assess_privacy(
     model: &dyn Model,
     members: &Table,
@@ -394,6 +419,15 @@ pub fn assess_privacy(
             "need at least 2 members and enough non-members to split off a population share of {} \
              (got {n_m} members, {n_n} non-members)",
             config.population_fraction
+        )));
+    }
+
+    let shared = shared_rows(members, member_labels, non_members, non_member_labels);
+    if shared * 10 >= n_n {
+        return Err(Error::Invalid(format!(
+            "{shared} of the {n_n} non-member rows are also member rows (same features and label): the attack \
+             would compare the training data with itself, and its score would mean nothing. Pass rows the model \
+             was not trained on as non-members (a held-out split)"
         )));
     }
 

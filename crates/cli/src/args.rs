@@ -22,19 +22,20 @@ pub struct Cli {
 /// Flags shared by all commands.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Output format of the report.
+    /// Output format of the report (report commands; listings take human or json; see each command's help).
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Human)]
     pub format: OutputFormat,
-    /// Write the report to FILE instead of standard output (a summary still goes to the terminal).
+    /// Write the report to FILE instead of standard output (a summary still goes to the terminal); for
+    /// `vault keygen` the key file, for `vault encrypt|decrypt` the output file or directory.
     #[arg(long, short = 'o', global = true, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Exit with code 1 when a finding is at or above this severity.
+    /// Exit with code 1 when a finding is at or above this severity (report commands).
     #[arg(long, global = true, value_name = "SEVERITY", default_value = "high", value_parser = parse_severity)]
     pub fail_on: Severity,
     /// No progress bar, no summary on stderr; human output lists findings at or above --fail-on only.
     #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Show evidence, remediation and references for every finding.
+    /// Show evidence, remediation and references for every finding (report commands).
     #[arg(long, short = 'v', global = true)]
     pub verbose: bool,
     /// Colour in human output.

@@ -11,10 +11,9 @@ mod commands;
 mod output;
 mod progress;
 mod prompt;
+mod scope;
 
 use std::process::ExitCode;
-
-use clap::Parser;
 
 /// mimalloc returns freed pages to the system within moments; glibc kept about 130 MiB of arena after an HTTP/2
 /// zero-window attack had been closed (docs/BENCHMARKS.md, issue 25).
@@ -22,7 +21,17 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let mut command = scope::command();
+    let matches = command.get_matches_mut();
+    if let Err(message) = scope::check(&matches) {
+        command
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+    let cli = match <args::Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.format(&mut command).exit(),
+    };
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::path::Path;
 use std::process::ExitCode;
 
 use aegis_core::{Report, RuleDoc};
@@ -109,6 +110,49 @@ fn summary_to_stderr(report: &Report, global: &GlobalArgs) -> anyhow::Result<()>
 }
 
 /// Write plain text (documentation, listings) to `--output` or stdout.
+/// Check before any work that `path` can be written: not a directory, its directory exists, and a file can be
+/// created there (or the existing file opened for writing). Nothing is created or truncated. `-` is stdout.
+pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
+    if path == Path::new("-") {
+        return Ok(());
+    }
+    let shown = path.display();
+    if path.is_dir() {
+        anyhow::bail!("cannot write {what} to {shown}: it is a directory; name a file");
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !parent.is_dir() {
+        anyhow::bail!(
+            "cannot write {what} to {shown}: the directory {} does not exist; create it first",
+            parent.display()
+        );
+    }
+    if path.exists() {
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .with_context(|| format!("cannot write {what} to {shown}"))?;
+        return Ok(());
+    }
+    let probe = parent.join(format!(".aegis-write-check-{}", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .with_context(|| {
+            format!(
+                "cannot write {what} to {shown}: cannot create files in {}",
+                parent.display()
+            )
+        })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 pub fn write_text(global: &GlobalArgs, text: &str) -> anyhow::Result<()> {
     let result = match &global.output {
         Some(path) => {

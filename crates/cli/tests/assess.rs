@@ -310,6 +310,20 @@ fn human_output_shows_the_table_and_errors_name_the_problem() {
     );
     let out = assess(&["--drop", "id", "--attacks", "deepfool"], dir.path());
     assert!(String::from_utf8_lossy(&out.stderr).contains("deepfool"));
+    // Degenerate runs are errors, not passes: an eps past every feature's range, no row to attack, a report
+    // path that cannot be written (checked before the attack runs).
+    for (extra, says) in [
+        (vec!["--eps", "1000"], "whole valid range"),
+        (vec!["--max-rows", "0"], "--max-rows 0"),
+        (vec!["-o", "no-such-dir/report.json"], "does not exist"),
+    ] {
+        let mut args = vec!["--drop", "id", "--attacks", "fgsm"];
+        args.extend(extra.iter().copied());
+        let out = assess(&args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{extra:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+    }
     let out = aegis(
         &[
             "assess",

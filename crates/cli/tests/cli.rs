@@ -410,3 +410,61 @@ fn exclude_flag_policy_and_aegisignore_leave_paths_out_and_an_empty_run_is_an_er
         );
     }
 }
+
+/// The shared flags are refused by commands that do not honour them: a secret key is never written to a file
+/// the user named for an HTML report, and listings write human or json only.
+#[test]
+fn shared_flags_are_refused_where_they_do_nothing() {
+    let dir = fixture();
+    let d = dir.path();
+    let refused: &[(&[&str], &str)] = &[
+        (
+            &["vault", "keygen", "--format", "html", "-o", "k.html"],
+            "writes human or json",
+        ),
+        (
+            &["vault", "keygen", "-v", "-o", "k.key"],
+            "-v/--verbose does nothing",
+        ),
+        (
+            &["vault", "keygen", "--fail-on", "low", "-o", "k.key"],
+            "--fail-on does nothing",
+        ),
+        (&["rules", "--format", "sarif"], "writes human or json"),
+        (
+            &["schema", "infer", "x.csv", "--format", "json"],
+            "--format does nothing",
+        ),
+    ];
+    for (args, says) in refused {
+        let out = aegis(args, d);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(
+        !d.join("k.html").exists() && !d.join("k.key").exists(),
+        "a key was written"
+    );
+    // Where they are honoured they still work.
+    let ok = aegis(&["vault", "keygen", "--format", "json", "-o", "k.key"], d);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let html = aegis(
+        &[
+            "scan",
+            "benign.pkl",
+            "--format",
+            "html",
+            "-v",
+            "--fail-on",
+            "low",
+        ],
+        d,
+    );
+    assert_eq!(html.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&html.stdout).contains("<html"));
+}

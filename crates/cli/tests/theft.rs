@@ -172,3 +172,47 @@ fn extraction_prada_distance_space_is_used_and_reported() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--prada-distance"));
 }
+
+/// Degenerate runs are errors (exit 2) that say why, never a pass: members that are the non-members, a pool too
+/// small to measure fidelity on.
+#[test]
+fn degenerate_privacy_and_extraction_runs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (a, _) = halves(d);
+    let model = assets().join("demo-fraud.onnx");
+    let model = model.to_str().unwrap();
+    // The same rows as members and non-members.
+    let same = aegis(
+        &[
+            "assess",
+            "privacy",
+            model,
+            "--members",
+            a.to_str().unwrap(),
+            "--non-members",
+            a.to_str().unwrap(),
+            "--label",
+            "label",
+        ],
+        d,
+    );
+    assert_eq!(same.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&same.stderr);
+    assert!(
+        err.contains("also member rows") && err.contains("held-out"),
+        "{err}"
+    );
+    // A 40-row pool leaves 12 held-out rows.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let small: Vec<&str> = text.lines().take(41).collect();
+    let small_path = d.join("small.csv");
+    std::fs::write(&small_path, small.join("\n") + "\n").unwrap();
+    let out = extraction(d, &small_path, &["--budgets", "20"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("held-out rows") && err.contains("not a measurement"),
+        "{err}"
+    );
+}

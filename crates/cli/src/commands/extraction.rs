@@ -18,12 +18,25 @@ pub fn run(global: &GlobalArgs, args: ExtractionArgs) -> anyhow::Result<ExitCode
     let data = inputs::load_data(&args.data)?;
     let model = inputs::load_model(&args.model, &data, &args.protocol, &args.header)?;
     let bar = progress::StageProgress::new(global.quiet, "extracting");
+    // The stages the assessment announces: the held-out queries, each strategy's fixed query set (Jacobian
+    // augmentation builds its own per policy), each strategy under each output policy, PRADA on benign streams.
+    let fixed = config
+        .strategies
+        .iter()
+        .filter(|s| **s != extraction::Strategy::Jacobian)
+        .count();
+    let mut total = 2 + fixed + config.strategies.len() * config.policies.len();
+    let mut done = 0;
     let mut result = extraction::assess_extraction(
         model.as_ref(),
         &data.table,
         &data.schema,
         &config,
-        &mut |_stage: &str| {},
+        &mut |stage: &str| {
+            total = total.max(done + 1);
+            bar.set(done, total, stage.to_string());
+            done += 1;
+        },
     )
     .with_context(|| format!("assessing {}", args.model))?;
     bar.finish();

@@ -13,6 +13,9 @@ use crate::args::ReadArgs;
 
 /// The reader options the flags ask for.
 pub fn read_options(args: &ReadArgs, label: Option<String>) -> anyhow::Result<ReadOptions> {
+    if args.max_rows == Some(0) {
+        bail!("--max-rows 0 reads no row; give at least 1, or leave it out to read every row");
+    }
     let mut opts = ReadOptions {
         label,
         drop: args.drop.clone(),

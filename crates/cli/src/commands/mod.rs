@@ -23,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if matches!(cli.command, Command::Assess(_) | Command::Harden(_)) {
         single_threaded_numerics();
     }
+    check_outputs(&cli)?;
     match cli.command {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Rules(args) => rules::run(&cli.global, args),
@@ -40,6 +41,25 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AuditLog(command) => gateway::audit_log(&cli.global, command),
         Command::Drift(args) => drift::run(&cli.global, args),
         Command::Vault(command) => vault::run(&cli.global, command),
+    }
+}
+
+/// Every file the command will write, checked before any work: a typo in a directory name must not cost the
+/// minutes of an assessment.
+fn check_outputs(cli: &Cli) -> anyhow::Result<()> {
+    // `aegis vault` checks its own outputs (a directory tree for `decrypt`, owner-only key files).
+    if let (Some(out), false) = (&cli.global.output, matches!(cli.command, Command::Vault(_))) {
+        crate::output::check_writable(out, "the output")?;
+    }
+    match &cli.command {
+        Command::Harden(args) => {
+            crate::output::check_writable(&args.out, "the hardened model (--out)")
+        }
+        Command::Audit(args) => match &args.flags {
+            Some(flags) => crate::output::check_writable(flags, "the per-row flags (--flags)"),
+            None => Ok(()),
+        },
+        _ => Ok(()),
     }
 }
 

@@ -1,0 +1,113 @@
+//! Which of the shared flags (`--format`, `-o`, `--fail-on`, `-q`, `-v`, `--color`) each command honours.
+//!
+//! The shared flags are declared once (`GlobalArgs`, clap `global = true`) so that every report command spells
+//! them the same way, but not every command has a report: `aegis vault keygen -o FILE` writes a secret key to
+//! FILE, and `--format html` there must be refused rather than silently write the key into a file the user
+//! named for a report. A flag a command does not honour is a usage error (exit 2) that says so, and each flag's
+//! help says which commands take it.
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+/// Every shared flag, by clap id, with how it is spelled.
+const SHARED: &[(&str, &str)] = &[
+    ("format", "--format"),
+    ("output", "-o/--output"),
+    ("fail_on", "--fail-on"),
+    ("quiet", "-q/--quiet"),
+    ("verbose", "-v/--verbose"),
+    ("color", "--color"),
+];
+
+/// What a command does with the shared flags.
+struct Honours {
+    flags: &'static [&'static str],
+    /// The `--format` values it writes (when it honours `--format`).
+    formats: &'static [&'static str],
+}
+
+const ALL_FORMATS: &[&str] = &["human", "json", "jsonl", "sarif", "html"];
+
+/// Commands that produce a report (findings, a verdict, an exit code from `--fail-on`).
+const REPORT: Honours = Honours {
+    flags: &["format", "output", "fail_on", "quiet", "verbose", "color"],
+    formats: ALL_FORMATS,
+};
+/// Commands that print a table for people or JSON for scripts.
+const LISTING: Honours = Honours {
+    flags: &["format", "output"],
+    formats: &["human", "json"],
+};
+
+/// What the command at `path` (`["vault", "keygen"]`) honours.
+fn honours(path: &[&str]) -> Honours {
+    match path {
+        ["scan"]
+        | ["assess", _]
+        | ["harden"]
+        | ["audit"]
+        | ["schema", "check"]
+        | ["drift"]
+        | ["vault", "verify"] => REPORT,
+        ["rules"] | ["user", _] | ["key", _] | ["model", _] | ["audit-log", _] => LISTING,
+        ["schema", "infer"] => Honours {
+            flags: &["output", "quiet"],
+            formats: &[],
+        },
+        // `-o` is where `--openapi` writes the document.
+        ["serve"] => Honours {
+            flags: &["output"],
+            formats: &[],
+        },
+        // `-o` is the key file; `--format json` prints where it went and the public key.
+        ["vault", "keygen"] => Honours {
+            flags: &["format", "output", "quiet"],
+            formats: &["human", "json"],
+        },
+        ["vault", _] => Honours {
+            flags: &["output", "quiet"],
+            formats: &[],
+        },
+        _ => REPORT,
+    }
+}
+
+/// The command line parser. (Hiding the shared flags from the help of the commands that do not honour them
+/// with `mut_arg` after clap has propagated them breaks `--help` parsing in clap 4.6; the check below refuses
+/// them instead, and each flag's help says which commands take it.)
+pub fn command() -> clap::Command {
+    <crate::args::Cli as clap::CommandFactory>::command()
+}
+
+/// Refuse a shared flag the chosen command does not honour, or a `--format` it does not write.
+pub fn check(matches: &ArgMatches) -> Result<(), String> {
+    let mut path = Vec::new();
+    let mut leaf = matches;
+    while let Some((name, sub)) = leaf.subcommand() {
+        path.push(name);
+        leaf = sub;
+    }
+    let honoured = honours(&path);
+    let command = format!("aegis {}", path.join(" "));
+    for (id, spelled) in SHARED {
+        let given = leaf.value_source(id) == Some(ValueSource::CommandLine);
+        if given && !honoured.flags.contains(id) {
+            return Err(format!(
+                "{spelled} does nothing for `{command}`; see `{command} --help` for what it takes"
+            ));
+        }
+    }
+    if leaf.value_source("format") == Some(ValueSource::CommandLine) {
+        let format = leaf
+            .get_one::<crate::args::OutputFormat>("format")
+            .map(|f| format!("{f:?}").to_ascii_lowercase())
+            .unwrap_or_default();
+        if !honoured.formats.contains(&format.as_str()) {
+            return Err(format!(
+                "`{command}` writes {}, not --format {format}",
+                honoured.formats.join(" or ")
+            ));
+        }
+    }
+    Ok(())
+}
