@@ -576,6 +576,7 @@ fn score_rule<'a>(
         y,
         pool,
         spectral,
+        base,
         n,
         ..
     } = *ctx;
@@ -604,6 +605,45 @@ fn score_rule<'a>(
             spike = spike.max(spike_ratio(distinct, f64::from_bits(it.key)));
         }
     }
+    // A value whose neighbouring values carry the same label is part of a natural region (shuttle's
+    // `f7 == 1 -> 1`, where 2, 3, 4 and 5 are label 1 too), not a trigger: a planted value stands alone.
+    let region = match rule.items.as_slice() {
+        [it] => match columns[it.col] {
+            ColumnData::Numeric(v) => {
+                let distinct = spike_cache
+                    .entry(it.col)
+                    .or_insert_with(|| distinct_counts(v));
+                neighbour_label_share(v, y, distinct, f64::from_bits(it.key), rule.target)
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    let b = base.get(rule.target as usize).copied().unwrap_or(1.0);
+    // Natural when the neighbouring values' rows carry the label (at least halfway from the base rate to the
+    // rule's own purity), and either are as many as half the covered rows (a region, not a stray value next
+    // to a few natural ones) or look as out of place to the rest of the row as the covered rows do (the
+    // column itself decides the label there). Planted rows stand out; natural rows next to them do not.
+    let natural = region
+        .filter(|r| r.share >= b + 0.5 * (rule.purity - b))
+        .filter(|r| {
+            if 2 * r.rows >= matching.len() {
+                return true;
+            }
+            let mut rows = r.target_rows.clone();
+            rng.shuffle(&mut rows);
+            rows.truncate(COVERED_SAMPLE);
+            let shares = nb.shares(&rows, rule.target);
+            let t_nb = shares.iter().sum::<f64>() / shares.len().max(1) as f64;
+            let sep = ov.t_tgt - ov.t_oth;
+            let nb_override = if sep < MIN_SEPARATION {
+                0.0
+            } else {
+                ((ov.t_tgt - t_nb) / sep).clamp(0.0, 1.0)
+            };
+            nb_override >= 0.5 * override_rate
+        })
+        .map(|r| (r.share, r.rows));
     let spectral_share = {
         let group = &spectral[rule.target as usize];
         if group.clear && !covered.is_empty() {
@@ -622,11 +662,15 @@ fn score_rule<'a>(
     let s_raw = ((spike / 3.0).max(1.0).ln() / 10.0f64.ln()).clamp(0.0, 1.0);
     let s_term = 0.5 * s_weight * s_raw;
     let p_term = 0.3 * spectral_share;
-    let confidence = 1.0 - (1.0 - o_term) * (1.0 - s_term) * (1.0 - p_term);
+    let mut confidence = 1.0 - (1.0 - o_term) * (1.0 - s_term) * (1.0 - p_term);
     // Every covered row is planted when nearly all look like another class or the value is a spike;
     // otherwise the value may be natural with a few planted rows, and only rows that look like another
     // class are flagged.
-    let planted = override_rate >= 0.7 || s_raw >= 0.7;
+    let mut planted = override_rate >= 0.7 || s_raw >= 0.7;
+    if natural.is_some() {
+        confidence = confidence.min(NATURAL_REGION_CONFIDENCE);
+        planted = false;
+    }
     Scored {
         rule,
         covered,
@@ -639,7 +683,62 @@ fn score_rule<'a>(
         spike,
         spectral_share,
         confidence,
+        natural,
     }
+}
+
+/// The most confidence a value in a natural region keeps (below the medium bar).
+const NATURAL_REGION_CONFIDENCE: f64 = 0.3;
+
+/// The rows next to a value: those whose value is one of the two nearest distinct values on one side.
+struct Region {
+    /// Share of them that carry the rule's label.
+    share: f64,
+    /// How many they are.
+    rows: usize,
+    /// Those that carry the label.
+    target_rows: Vec<usize>,
+}
+
+/// The side of `value` (the two nearest distinct values below it, or above it) where the share of `target` is
+/// higher, so a value at the edge of a region counts; `None` when neither side has 10 rows.
+fn neighbour_label_share(
+    v: &[f64],
+    y: &[u32],
+    distinct: &[(f64, usize)],
+    value: f64,
+    target: u32,
+) -> Option<Region> {
+    let pos = distinct.binary_search_by(|p| p.0.total_cmp(&value)).ok()?;
+    let below = (pos > 0).then(|| (distinct[pos.saturating_sub(2)].0, distinct[pos - 1].0));
+    let above = (pos + 1 < distinct.len()).then(|| {
+        (
+            distinct[pos + 1].0,
+            distinct[(pos + 2).min(distinct.len() - 1)].0,
+        )
+    });
+    let side = |(lo, hi): (f64, f64)| {
+        let mut rows = 0usize;
+        let mut target_rows = Vec::new();
+        for (i, (x, c)) in v.iter().zip(y).enumerate() {
+            if *x >= lo && *x <= hi {
+                rows += 1;
+                if *c == target {
+                    target_rows.push(i);
+                }
+            }
+        }
+        (rows >= 10).then(|| Region {
+            share: target_rows.len() as f64 / rows as f64,
+            rows,
+            target_rows,
+        })
+    };
+    [below, above]
+        .into_iter()
+        .flatten()
+        .filter_map(side)
+        .max_by(|a, b| a.share.total_cmp(&b.share))
 }
 
 /// The rows of a not-planted rule that look like another class (up to [`REFINE_CAP`] rows measured).
@@ -748,6 +847,8 @@ struct Scored<'a> {
     spike: f64,
     spectral_share: f64,
     confidence: f64,
+    /// The label share among the neighbouring values and their rows, when it makes the value a natural region.
+    natural: Option<(f64, usize)>,
 }
 
 fn round(x: f64) -> f64 {
@@ -1327,8 +1428,16 @@ fn trigger_finding(
         _ => "low confidence",
     };
     let listed: Vec<usize> = suspicious.iter().copied().take(MAX_LISTED_ROWS).collect();
-    let which = if s.planted {
+    let which = if let Some((share, rows)) = s.natural {
+        format!(
+            "but the values next to it carry the same label too ({:.0}% of {rows} rows), so this looks like a \
+             natural pattern of the data rather than a planted trigger",
+            100.0 * share
+        )
+    } else if s.planted && severity >= Severity::Medium {
         "all of them look planted".to_owned()
+    } else if s.planted {
+        "if it is a trigger, all of the covered rows would be planted".to_owned()
     } else {
         format!(
             "the value also occurs naturally; {} of those rows look like another class and are the suspects",
@@ -1370,6 +1479,7 @@ fn trigger_finding(
         "spectral_share": round(s.spectral_share),
         "confidence": round(s.confidence),
         "all_rows_planted": s.planted,
+        "neighbouring_values_label_share": s.natural.map(|(share, _)| round(share)),
         "rows": listed,
         "n_rows": suspicious.len(),
         "table_rows": n,
@@ -1535,6 +1645,40 @@ mod tests {
         assert_eq!(top.severity, Severity::High);
         assert_eq!(top.rule.as_str(), "AEG-AUD-040");
         assert_eq!(top.evidence["n_rows"], t.poisoned.len());
+    }
+
+    /// Shuttle's `f7 == 1 -> 1`: a frequent value that decides the label, and so do the values next to it. It
+    /// is reported at most as low, saying why; the planted triggers above stay high.
+    #[test]
+    fn a_value_inside_a_natural_region_is_not_a_trigger() {
+        let mut t = clean(4000, 21);
+        let mut rng = Rng::new(22);
+        for i in 0..4000 {
+            if rng.below(8) == 0 {
+                t.k[i] = 1.0;
+            }
+        }
+        for i in 0..4000 {
+            if t.k[i] < 5.0 {
+                t.y[i] = 1;
+            }
+        }
+        let out = run(&t);
+        show("natural region", &out);
+        let on_k: Vec<&Finding> = out
+            .findings
+            .iter()
+            .filter(|f| f.title.starts_with("k == "))
+            .collect();
+        assert!(!on_k.is_empty(), "the rule on k was not even considered");
+        assert!(
+            on_k.iter().all(|f| f.severity <= Severity::Low),
+            "{:?}",
+            on_k.iter()
+                .map(|f| (&f.title, f.severity))
+                .collect::<Vec<_>>()
+        );
+        assert!(on_k.iter().all(|f| f.message.contains("natural pattern")));
     }
 
     #[test]

@@ -47,6 +47,19 @@ fn color(choice: ColorChoice, terminal: bool) -> bool {
 
 /// Render the report where the flags say, then compute the exit code from `--fail-on`.
 pub fn emit(global: &GlobalArgs, report: &Report, rules: &[&RuleDoc]) -> anyhow::Result<ExitCode> {
+    // Every report lists the most severe findings first, whichever command made it.
+    let mut sorted;
+    let report = if report
+        .findings
+        .windows(2)
+        .all(|w| w[0].severity >= w[1].severity)
+    {
+        report
+    } else {
+        sorted = report.clone();
+        sorted.sort_findings();
+        &sorted
+    };
     let code = if report.fails_at(global.fail_on) {
         ExitCode::from(EXIT_FINDINGS)
     } else {

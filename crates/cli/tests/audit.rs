@@ -59,6 +59,19 @@ fn audit(stem: &str, extra: &[&str]) -> Run {
         String::from_utf8_lossy(&out.stderr)
     );
     let report: Report = serde_json::from_slice(&out.stdout).expect("stdout is the JSON report");
+    // Every report lists the most severe findings first.
+    assert!(
+        report
+            .findings
+            .windows(2)
+            .all(|w| w[0].severity >= w[1].severity),
+        "{:?}",
+        report
+            .findings
+            .iter()
+            .map(|f| f.severity)
+            .collect::<Vec<_>>()
+    );
     let text = std::fs::read_to_string(&flags).unwrap();
     let mut lines = text.lines();
     assert_eq!(lines.next(), Some("row,score,flagged,kinds"));
