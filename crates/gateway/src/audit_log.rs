@@ -1090,6 +1090,19 @@ pub async fn verify(db: &Db) -> Result<Verification> {
     })
 }
 
+/// Stored rows as records; a row whose integers are impossible is corruption.
+fn decode(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AuditRecord>> {
+    rows.iter()
+        .map(|row| {
+            let stored = StoredRow::read(row)?;
+            let seq = stored.seq;
+            stored.record().ok_or_else(|| {
+                Error::Corrupt(format!("audit record {seq} holds an impossible value"))
+            })
+        })
+        .collect()
+}
+
 /// Up to `limit` (at most 10 000) of the newest records with `after_seq < seq < before_seq`, newest first.
 pub async fn list_newest(
     db: &Db,
@@ -1109,15 +1122,7 @@ pub async fn list_newest(
     .fetch_all(db.pool())
     .await
     .map_err(Error::db("list audit records"))?;
-    rows.iter()
-        .map(|row| {
-            let stored = StoredRow::read(row)?;
-            let seq = stored.seq;
-            stored.record().ok_or_else(|| {
-                Error::Corrupt(format!("audit record {seq} holds an impossible value"))
-            })
-        })
-        .collect()
+    decode(&rows)
 }
 
 /// Up to `limit` (at most 10 000) records with `seq > after_seq`, in order.
@@ -1133,15 +1138,7 @@ pub async fn list(db: &Db, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord
     .fetch_all(db.pool())
     .await
     .map_err(Error::db("list audit records"))?;
-    rows.iter()
-        .map(|row| {
-            let stored = StoredRow::read(row)?;
-            let seq = stored.seq;
-            stored.record().ok_or_else(|| {
-                Error::Corrupt(format!("audit record {seq} holds an impossible value"))
-            })
-        })
-        .collect()
+    decode(&rows)
 }
 
 /// Records stored.
