@@ -769,8 +769,9 @@ extend it with --allow or an aegis.toml policy file:
   [limits]
   max_depth = 8
 
-Directory walks also obey .aegisignore files (gitignore syntax, relative to their directory). A run with
-nothing to scan (an empty directory, everything excluded) is an error (exit 2), not a pass.";
+Directory walks also obey ./.aegisignore in the working directory (gitignore syntax). An .aegisignore inside
+the scanned tree is not obeyed (a repository must not hide its own files) and is reported (AEG-SCAN-004). A
+run with nothing to scan (an empty directory, everything excluded) is an error (exit 2), not a pass.";
 
 const RULES_EXAMPLES: &str = "Examples:
   aegis rules                      list every rule
@@ -791,7 +792,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Leave paths matching GLOB out of directory walks (gitignore syntax: `*.csv`, `tests/`, `/data/raw`);
-    /// repeatable, added to `[scan] exclude` and .aegisignore files. Files named as PATH are always scanned.
+    /// repeatable, added to `[scan] exclude` and ./.aegisignore. Files named as PATH are always scanned.
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
     /// Maximum nesting of archives and embedded payloads.

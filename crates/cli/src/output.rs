@@ -124,11 +124,9 @@ fn summary_to_stderr(report: &Report, global: &GlobalArgs) -> anyhow::Result<()>
 
 /// Write plain text (documentation, listings) to `--output` or stdout.
 /// Check before any work that `path` can be written: not a directory, its directory exists, and a file can be
-/// created there (or the existing file opened for writing). Nothing is created or truncated. `-` is stdout.
+/// created there (or the existing regular file opened for writing; a FIFO or a device is left alone, opening it
+/// would be a write). Nothing is created or truncated.
 pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
-    if path == Path::new("-") {
-        return Ok(());
-    }
     let shown = path.display();
     if path.is_dir() {
         anyhow::bail!("cannot write {what} to {shown}: it is a directory; name a file");
@@ -143,7 +141,10 @@ pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
             parent.display()
         );
     }
-    if path.exists() {
+    if let Ok(meta) = std::fs::metadata(path) {
+        if !meta.is_file() {
+            return Ok(());
+        }
         std::fs::OpenOptions::new()
             .append(true)
             .open(path)
@@ -151,7 +152,10 @@ pub fn check_writable(path: &Path, what: &str) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {what} to {shown}"))?;
         return Ok(());
     }
-    let probe = parent.join(format!(".aegis-write-check-{}", std::process::id()));
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let probe = parent.join(format!(".aegis-write-check-{}-{nanos}", std::process::id()));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

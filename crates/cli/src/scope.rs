@@ -49,7 +49,16 @@ fn honours(path: &[&str]) -> Honours {
         | ["schema", "check"]
         | ["drift"]
         | ["vault", "verify"] => REPORT,
-        ["rules"] | ["user", _] | ["key", _] | ["model", _] | ["audit-log", _] => LISTING,
+        ["rules"]
+        | ["user", "add" | "list"]
+        | ["key", "create" | "list" | "rotate"]
+        | ["model", _]
+        | ["audit-log", _] => LISTING,
+        // They say what they did on stderr and print nothing else.
+        ["user", _] | ["key", _] => Honours {
+            flags: &[],
+            formats: &[],
+        },
         ["schema", "infer"] => Honours {
             flags: &["output", "quiet"],
             formats: &[],
@@ -64,8 +73,12 @@ fn honours(path: &[&str]) -> Honours {
             flags: &["format", "output", "quiet"],
             formats: &["human", "json"],
         },
-        ["vault", _] => Honours {
+        ["vault", "encrypt" | "decrypt"] => Honours {
             flags: &["output", "quiet"],
+            formats: &[],
+        },
+        ["vault", _] => Honours {
+            flags: &["quiet"],
             formats: &[],
         },
         _ => REPORT,

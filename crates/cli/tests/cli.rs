@@ -359,19 +359,26 @@ fn exclude_flag_policy_and_aegisignore_leave_paths_out_and_an_empty_run_is_an_er
     std::fs::write(root.join("project/sub/evil.pkl"), EVIL).unwrap();
     std::fs::write(root.join("project/benign.pkl"), BENIGN).unwrap();
     let scan = |args: &[&str]| aegis(args, root);
-    // Both payloads are found by default.
-    let all = scan(&["scan", "project", "--format", "json"]);
-    let report: Report = serde_json::from_slice(&all.stdout).unwrap();
-    assert_eq!(
+    let criticals = |out: &std::process::Output| {
+        let report: Report = serde_json::from_slice(&out.stdout).unwrap();
         report
             .findings
             .iter()
             .filter(|f| f.severity == Severity::Critical)
-            .count(),
+            .count()
+    };
+    // Both payloads are found by default.
+    assert_eq!(
+        criticals(&scan(&["scan", "project", "--format", "json"])),
         2
     );
-    // --exclude and .aegisignore each leave one out; the rest still fails the gate.
+    // An .aegisignore shipped inside the scanned tree does not hide its payload: it is reported.
     std::fs::write(root.join("project/sub/.aegisignore"), "evil.pkl\n").unwrap();
+    let planted = scan(&["scan", "project", "--format", "json"]);
+    assert_eq!(criticals(&planted), 2);
+    assert!(String::from_utf8_lossy(&planted.stdout).contains("AEG-SCAN-004"));
+    // --exclude and the working directory's .aegisignore leave paths out; the rest still fails the gate.
+    std::fs::write(root.join(".aegisignore"), "project/sub/evil.pkl\n").unwrap();
     let out = scan(&["scan", "project", "--exclude", "tests/", "--format", "json"]);
     assert_eq!(
         out.status.code(),
@@ -381,8 +388,8 @@ fn exclude_flag_policy_and_aegisignore_leave_paths_out_and_an_empty_run_is_an_er
     );
     let report: Report = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report.metrics["excluded"], 2);
-    // `!` in a deeper file re-includes; the policy file's `[scan] exclude` works like --exclude.
-    std::fs::write(root.join("project/sub/.aegisignore"), "*.pkl\n!evil.pkl\n").unwrap();
+    // `!` re-includes; the policy file's `[scan] exclude` works like --exclude.
+    std::fs::write(root.join(".aegisignore"), "*.pkl\n!project/sub/evil.pkl\n").unwrap();
     std::fs::write(root.join("aegis.toml"), "[scan]\nexclude = [\"tests/\"]\n").unwrap();
     let policy = scan(&["scan", "project"]);
     assert_eq!(policy.status.code(), Some(1));
@@ -395,6 +402,7 @@ fn exclude_flag_policy_and_aegisignore_leave_paths_out_and_an_empty_run_is_an_er
     let named = scan(&["scan", "project/tests/evil.pkl"]);
     assert_eq!(named.status.code(), Some(1));
     std::fs::remove_file(root.join("aegis.toml")).unwrap();
+    std::fs::remove_file(root.join(".aegisignore")).unwrap();
     // Nothing to scan is exit 2 with a message, never a pass.
     for (args, says) in [
         (vec!["scan", "empty"], "holds no files"),

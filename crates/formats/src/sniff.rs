@@ -132,7 +132,7 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
         return Format::Pickle;
     }
     // `(S` and a few other protocol-0 starts are also valid zlib headers: a zlib stream must inflate.
-    if is_zlib(head) && (!is_pickle_text_start(head) || inflates(head)) {
+    if is_zlib(head) && (!is_pickle_text_start(head, len) || inflates(head)) {
         return Format::Zlib;
     }
     match crate::onnx::sniff_protobuf(head) {
@@ -144,7 +144,7 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
     if text.starts_with(b"{") || text.starts_with(b"[") {
         return Format::Json;
     }
-    if is_pickle_text_start(head) {
+    if is_pickle_text_start(head, len) {
         return Format::Pickle;
     }
     Format::Unknown
@@ -162,7 +162,7 @@ pub fn is_pickle_start(head: &[u8]) -> bool {
 /// without a structural error before the first call or the end of a pickle. Text that merely starts with `c`
 /// (`customer_id,amount`, `class Model:`, `channels:`) or `(` is text: the loader would raise before doing
 /// anything. Only used after every format with a magic number was ruled out.
-fn is_pickle_text_start(head: &[u8]) -> bool {
+fn is_pickle_text_start(head: &[u8], len: u64) -> bool {
     let shaped = match head.first() {
         // GLOBAL 'module\nname\n', MARK, EMPTY_DICT/LIST/TUPLE, INT, STRING, UNICODE, (
         Some(b'c') => global_operand(&head[1..])
@@ -174,21 +174,7 @@ fn is_pickle_text_start(head: &[u8]) -> bool {
         }
         _ => false,
     };
-    shaped && acts_before_failing(head)
-}
-
-/// Printable text (ASCII or UTF-8, tabs and line ends): protocol-0 pickles are text too, but their opcodes are
-/// line-based, so a text head that ends inside a length-prefixed opcode is text read as binary.
-fn is_text(head: &[u8]) -> bool {
-    let valid = match std::str::from_utf8(head) {
-        Ok(_) => true,
-        // A head cut inside a multi-byte character.
-        Err(e) => e.error_len().is_none(),
-    };
-    valid
-        && head
-            .iter()
-            .all(|b| *b >= 0x20 && *b != 0x7f || matches!(b, b'\t' | b'\n' | b'\r'))
+    shaped && acts_before_failing(head, head.len() as u64 >= len)
 }
 
 /// The `module\nname\n` operand of a text `GLOBAL` when both are dotted identifiers; the bytes after it.
@@ -215,21 +201,21 @@ fn is_dotted_identifier(text: &[u8]) -> bool {
 }
 
 /// Whether emulating `head` reaches a call or a complete pickle before a structural error (an unknown opcode,
-/// a stack underflow, a memo miss, a text head read as a binary length): what `pickle.load` would do before
-/// raising. A binary head that simply ends is given the benefit of the doubt (the file goes on).
-fn acts_before_failing(head: &[u8]) -> bool {
+/// a stack underflow, a memo miss): what `pickle.load` would do before raising. Running out of bytes is an error
+/// only when `head` is the `whole` file; otherwise the file goes on, and a padded pickle whose first call lies
+/// past the head is still a pickle.
+fn acts_before_failing(head: &[u8], whole: bool) -> bool {
     use crate::pickle::AnomalyKind;
     let limits = crate::limits::Limits::default();
     let Ok(trace) = crate::pickle::Emulator::new(&limits).run(head) else {
         return false;
     };
-    let text = is_text(head);
     let first_error = trace
         .anomalies
         .iter()
         .filter(|a| match a.kind {
             AnomalyKind::TrailingData => false,
-            AnomalyKind::Truncated => text,
+            AnomalyKind::Truncated => whole,
             _ => true,
         })
         .map(|a| a.offset)
@@ -370,6 +356,15 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(p)
             );
+        }
+        // A protocol-0 pickle padded so that its first call lies past the head is still a pickle (the `(S`
+        // start is also a zlib header: it must not be routed there).
+        for start in [&b"(S'"[..], b"(lp0\nS'"] {
+            let mut padded = start.to_vec();
+            padded.extend(std::iter::repeat_n(b'A', 2 * HEAD_LEN));
+            padded.extend_from_slice(b"'\n0cos\nsystem\n(S'id'\ntR.");
+            let head = &padded[..HEAD_LEN];
+            assert_eq!(sniff(head, b"", padded.len() as u64), Format::Pickle);
         }
     }
 

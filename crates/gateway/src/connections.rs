@@ -39,6 +39,9 @@ use tokio::sync::Notify;
 /// (17 bytes every 20 s) are not a client reading.
 pub(crate) const PROGRESS_BYTES: u64 = 1024;
 
+/// Most bytes of one answer counted as held before it is handed over: what HTTP/2 buffers per stream.
+pub(crate) const MAX_ANNOUNCED: u64 = 64 * 1024;
+
 /// An answer waiting on the peer for this long counts against its address's connection cap.
 pub(crate) const STALLED_AFTER: Duration = Duration::from_millis(500);
 
@@ -71,11 +74,11 @@ pub(crate) struct Activity {
     last_write: AtomicU64,
     /// Bytes taken since `last_write`.
     written: AtomicU64,
-    /// Bytes the socket has taken in all.
-    sent: AtomicU64,
-    /// Answer bytes handed to the protocol layer in all.
-    handed: AtomicU64,
-    /// Answer bytes built and not yet handed over (as the answers' size hints announce them).
+    /// Answer bytes handed to the protocol layer and not yet taken by the socket (an estimate that never
+    /// drifts: each write takes off what it wrote, heads and framing included, down to zero).
+    in_transit: AtomicU64,
+    /// Answer bytes built and not yet handed over (as the answers' size hints announce them, at most
+    /// [`MAX_ANNOUNCED`] per answer).
     unhanded: AtomicU64,
     next_body: AtomicU64,
     /// Answers with a frame handed over and not yet taken further, by body id: since when.
@@ -106,8 +109,7 @@ impl Activity {
             write_blocked_since: AtomicU64::new(0),
             last_write: AtomicU64::new(now_ms(epoch)),
             written: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
-            handed: AtomicU64::new(0),
+            in_transit: AtomicU64::new(0),
             unhanded: AtomicU64::new(0),
             next_body: AtomicU64::new(0),
             waiting: Mutex::new(HashMap::new()),
@@ -144,7 +146,11 @@ impl Activity {
     /// The socket took a write of `bytes` (progress once [`PROGRESS_BYTES`] add up) or a flush.
     pub(crate) fn write_done(&self, bytes: usize) {
         if bytes > 0 {
-            self.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+            let _ = self
+                .in_transit
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                    Some(t.saturating_sub(bytes as u64))
+                });
             let total = self.written.fetch_add(bytes as u64, Ordering::Relaxed) + bytes as u64;
             if total >= PROGRESS_BYTES {
                 self.written.store(0, Ordering::Relaxed);
@@ -158,24 +164,22 @@ impl Activity {
     }
 
     /// Answer bytes this connection holds: built and not handed over, or handed over and not yet taken by the
-    /// socket (an estimate: the socket's count includes heads and framing).
+    /// socket.
     pub(crate) fn held(&self) -> u64 {
-        let in_transit = self
-            .handed
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.sent.load(Ordering::Relaxed));
-        self.unhanded.load(Ordering::Relaxed) + in_transit
+        self.unhanded.load(Ordering::Relaxed) + self.in_transit.load(Ordering::Relaxed)
     }
 
-    /// Answers that have waited on the peer for [`STALLED_AFTER`] or longer.
+    /// Answers that have waited on the peer for [`STALLED_AFTER`] or longer while the socket took nothing (a
+    /// slow reader of a large answer keeps taking bytes and is not stalled; the same rule as [`Self::verdict`]).
     fn stalled_answers(&self) -> usize {
         let now = now_ms(self.epoch);
         let after = STALLED_AFTER.as_millis() as u64;
+        let last_write = self.last_write.load(Ordering::Relaxed);
         self.waiting
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .filter(|since| now.saturating_sub(**since) >= after)
+            .filter(|since| now.saturating_sub((**since).max(last_write)) >= after)
             .count()
     }
 
@@ -255,7 +259,8 @@ impl<B: Body> Tracked<B> {
             0
         } else {
             flight.activity.set_waiting(flight.body, true);
-            inner.size_hint().lower()
+            // A streamed answer (a proxied upstream body) announces its whole length but holds little of it.
+            inner.size_hint().lower().min(MAX_ANNOUNCED)
         };
         flight
             .activity
@@ -274,7 +279,7 @@ impl<B: Body> Tracked<B> {
         self.unhanded -= announced;
         let activity = &self.flight.activity;
         activity.unhanded.fetch_sub(announced, Ordering::Relaxed);
-        activity.handed.fetch_add(n, Ordering::Relaxed);
+        activity.in_transit.fetch_add(n, Ordering::Relaxed);
     }
 }
 
@@ -576,17 +581,30 @@ mod tests {
         assert_eq!(conn.activity.held(), 5_000);
         drop(unsent);
         assert_eq!(conn.activity.held(), 0);
+        // A large answer (a proxied upstream body announces its whole length) counts what HTTP/2 buffers.
+        let large = Tracked::new(
+            Full::new(Bytes::from(vec![0u8; 1 << 20])),
+            conn.activity.begin(),
+        );
+        assert_eq!(conn.activity.held(), MAX_ANNOUNCED);
+        drop(large);
+        assert_eq!(conn.activity.held(), 0);
+        // Heads and framing written do not build up: the count only goes down to zero.
+        conn.activity.write_done(1 << 20);
+        let small = Tracked::new(Full::new(Bytes::from_static(b"abc")), conn.activity.begin());
+        assert_eq!(conn.activity.held(), 3);
+        drop(small);
     }
 
     #[tokio::test]
     async fn over_the_bound_the_heaviest_connections_are_closed_first() {
         let mut lim = limits(16);
-        lim.buffered = 1_000_000;
+        lim.buffered = 66_000;
         let registry = Arc::new(Registry::new(lim, &[]));
         let ip: IpAddr = Ipv4Addr::LOCALHOST.into();
         let mut bodies = Vec::new();
         let mut conns = Vec::new();
-        for size in [300_000usize, 600_000, 50_000] {
+        for size in [20_000usize, 40_000, 5_000] {
             let conn = registry.admit(ip).unwrap();
             bodies.push(Tracked::new(
                 Full::new(Bytes::from(vec![0u8; size])),
@@ -597,17 +615,17 @@ mod tests {
         assert_eq!(
             registry.enforce(),
             Enforced::default(),
-            "950 kB is under the bound"
+            "65 kB is under the bound"
         );
         let conn = registry.admit(ip).unwrap();
         bodies.push(Tracked::new(
-            Full::new(Bytes::from(vec![0u8; 400_000])),
+            Full::new(Bytes::from(vec![0u8; 30_000])),
             conn.activity.begin(),
         ));
         conns.push(conn);
-        // 1.35 MB: closing the 600 kB connection is enough.
+        // 95 kB: closing the 40 kB connection is enough.
         let done = registry.enforce();
-        assert_eq!((done.buffered, done.held_bytes), (1, 600_000));
+        assert_eq!((done.buffered, done.held_bytes), (1, 40_000));
         assert_eq!(registry.enforce(), Enforced::default(), "asked once");
         let shed = |c: &Registered| {
             futures_util::FutureExt::now_or_never(c.activity.shed.notified()).is_some()

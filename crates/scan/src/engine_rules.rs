@@ -52,7 +52,27 @@ pub const LIMIT_HIT: RuleDoc = RuleDoc {
 };
 
 /// The rules of the engine itself.
-pub(crate) const ENGINE_RULES: &[&RuleDoc] = &[&UNREADABLE, &EXTENSION_MISMATCH, &LIMIT_HIT];
+/// An ignore file inside the scanned tree, which the scan does not obey.
+pub const IGNORE_FILE_IN_TREE: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-004",
+    name: "ignore-file-in-tree",
+    severity: Severity::Low,
+    summary: "An .aegisignore file inside the scanned tree was not obeyed",
+    why: "Exclude patterns are read only from --exclude, `[scan] exclude` in the policy file and the \
+          `.aegisignore` of the working directory. A downloaded model repository could otherwise ship an \
+          `.aegisignore` that hides its own payload from the scan; every file under it was scanned.",
+    fix: "If the patterns are yours, move them to `./.aegisignore` in the directory you run aegis from, or pass \
+          them with --exclude; otherwise check who added the file and why.",
+    atlas: &["AML.T0010.003"],
+    cwe: &[693],
+};
+
+pub(crate) const ENGINE_RULES: &[&RuleDoc] = &[
+    &UNREADABLE,
+    &EXTENSION_MISMATCH,
+    &LIMIT_HIT,
+    &IGNORE_FILE_IN_TREE,
+];
 
 /// The finding for a file or member that could not be read at all.
 pub(crate) fn unreadable(location: Location, error: &str) -> Finding {

@@ -32,4 +32,4 @@ pub mod rules;
 pub use context::Ctx;
 pub use engine::{FileOutcome, Scanner};
 pub use policy::{Policy, PolicyError};
-pub use walk::{Progress, ScanOutcome};
+pub use walk::{Progress, ScanOutcome, IGNORE_FILE};

@@ -41,6 +41,8 @@ pub struct Policy {
     extra: BTreeSet<String>,
     /// Paths left out of directory walks (gitignore syntax, relative to each directory scanned).
     exclude: Vec<String>,
+    /// The user's own ignore file (`./.aegisignore`), whose patterns apply relative to its directory.
+    ignore_file: Option<std::path::PathBuf>,
 }
 
 /// A policy file could not be used.
@@ -203,6 +205,18 @@ impl Policy {
     /// The exclude patterns.
     pub fn excludes(&self) -> &[String] {
         &self.exclude
+    }
+
+    /// Obey the gitignore-syntax file at `path` (the working directory's `.aegisignore`), relative to its
+    /// directory. Ignore files met inside a scanned tree are never obeyed (a scanned repository must not hide
+    /// its own files); they are reported.
+    pub fn ignore_file(&mut self, path: std::path::PathBuf) {
+        self.ignore_file = Some(path);
+    }
+
+    /// The ignore file obeyed, if any.
+    pub fn ignore_file_path(&self) -> Option<&std::path::Path> {
+        self.ignore_file.as_deref()
     }
 
     /// The user's additions.

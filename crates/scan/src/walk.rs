@@ -2,12 +2,15 @@
 //! (a link loop or a link out of the tree is not followed); files named on the command line are scanned even
 //! when they are links. One file's failure is that file's finding, never the run's.
 //!
-//! What a walk leaves out, as users of ripgrep or ruff expect: the policy's exclude patterns (`--exclude`,
+//! What a walk leaves out (gitignore syntax, `!` to re-include): the policy's exclude patterns (`--exclude`,
 //! `[scan] exclude` in `aegis.toml`), matched relative to each directory named on the command line, and the
-//! patterns of any `.aegisignore` file met on the way, relative to its own directory (gitignore syntax, `!` to
-//! re-include, deeper files win). Nothing else is skipped: hidden files and `.gitignore`d files are scanned,
-//! since a payload can hide there. Files named on the command line are always scanned. How many paths were
-//! left out is counted, so a run that excluded everything can say so.
+//! user's own ignore file (`./.aegisignore` of the working directory), relative to its directory. An
+//! `.aegisignore` met inside the scanned tree is not obeyed, unlike ripgrep's ignore files: a downloaded model
+//! repository must not be able to hide its own payload; it is reported instead (`AEG-SCAN-004`). Nothing else
+//! is skipped: hidden files and `.gitignore`d files are scanned, since a payload can hide there. Files named on
+//! the command line are always scanned. How many paths were left out is counted, so a run that excluded
+//! everything can say so; a tree deeper than the walk goes and a directory entry that cannot be read are
+//! findings, never silent.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -58,17 +61,34 @@ impl Scanner {
     /// Scan files and directories (recursively), in parallel, reporting progress.
     pub fn scan_paths(&self, paths: &[PathBuf], progress: &dyn Progress) -> ScanOutcome {
         let mut walk = Walk::default();
+        let own = self.policy.ignore_file_path().map(|file| {
+            let dir = file.parent().unwrap_or(Path::new("."));
+            let mut builder = GitignoreBuilder::new(dir);
+            if let Some(err) = builder.add(file) {
+                walk.unreadable(file, &format!("some patterns not used: {err}"));
+            }
+            (
+                build(builder, file, &mut walk.findings),
+                fs::canonicalize(file).ok(),
+            )
+        });
+        let (own_rules, own_file) = match own {
+            Some((rules, file)) => (Some(rules), file),
+            None => (None, None),
+        };
+        walk.own_ignore_file = own_file;
         for path in paths {
-            let mut rules = Vec::new();
+            let mut rules: Vec<Gitignore> = own_rules.iter().cloned().collect();
             if path.is_dir() && !self.policy.excludes().is_empty() {
                 rules.push(self.exclude_rules(path, &mut walk.findings));
             }
-            walk.collect(path, 0, true, &mut rules);
+            walk.collect(path, 0, true, &rules);
         }
         let Walk {
             files,
             findings: walk_findings,
             excluded,
+            ..
         } = walk;
         let total: u64 = files.iter().map(|(_, len)| len).sum();
         progress.start(files.len() as u64, total);
@@ -123,10 +143,12 @@ struct Walk {
     files: Vec<(PathBuf, u64)>,
     findings: Vec<Finding>,
     excluded: u64,
+    /// The obeyed ignore file, canonical, so that meeting it in the tree is not reported.
+    own_ignore_file: Option<PathBuf>,
 }
 
 impl Walk {
-    fn collect(&mut self, path: &Path, depth: usize, explicit: bool, rules: &mut Vec<Gitignore>) {
+    fn collect(&mut self, path: &Path, depth: usize, explicit: bool, rules: &[Gitignore]) {
         let meta = if explicit {
             fs::metadata(path)
         } else {
@@ -144,9 +166,26 @@ impl Walk {
             return;
         }
         if meta.is_file() {
+            if path.file_name() == Some(std::ffi::OsStr::new(IGNORE_FILE))
+                && fs::canonicalize(path).ok() != self.own_ignore_file
+            {
+                self.findings.push(Finding::new(
+                    &crate::engine_rules::IGNORE_FILE_IN_TREE,
+                    Location::file(path.display().to_string()),
+                    "an .aegisignore inside the scanned tree was not obeyed; every file under it was scanned",
+                ));
+            }
             self.files.push((path.to_path_buf(), meta.len()));
         } else if meta.is_dir() {
             if depth >= MAX_WALK_DEPTH {
+                self.findings.push(Finding::new(
+                    &crate::engine_rules::LIMIT_HIT,
+                    Location::file(path.display().to_string()),
+                    format!(
+                        "directories nested deeper than {MAX_WALK_DEPTH} levels were not walked; scan this \
+                         directory on its own"
+                    ),
+                ));
                 return;
             }
             let entries = match fs::read_dir(path) {
@@ -156,25 +195,16 @@ impl Walk {
                     return;
                 }
             };
-            let mut children: Vec<PathBuf> =
-                entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            children.sort();
-            let own = path.join(IGNORE_FILE);
-            let pushed = if own.is_file() {
-                let mut builder = GitignoreBuilder::new(path);
-                if let Some(err) = builder.add(&own) {
-                    self.unreadable(&own, &format!("some patterns not used: {err}"));
+            let mut children = Vec::new();
+            for entry in entries {
+                match entry {
+                    Ok(entry) => children.push(entry.path()),
+                    Err(err) => self.unreadable(path, &format!("a directory entry: {err}")),
                 }
-                rules.push(build(builder, &own, &mut self.findings));
-                true
-            } else {
-                false
-            };
+            }
+            children.sort();
             for child in children {
                 self.collect(&child, depth + 1, false, rules);
-            }
-            if pushed {
-                rules.pop();
             }
         }
     }

@@ -84,7 +84,7 @@ fn nothing_scanned(args: &ScanArgs, excluded: u64) -> String {
     if excluded > 0 {
         format!(
             "nothing to scan: every file under {named} is excluded ({excluded} path(s) left out by --exclude, \
-             [scan] exclude or .aegisignore); loosen the patterns or name the files to scan"
+             [scan] exclude or ./.aegisignore); loosen the patterns or name the files to scan"
         )
     } else {
         format!(
@@ -118,6 +118,9 @@ fn build_scanner(args: &ScanArgs) -> anyhow::Result<Scanner> {
     }
     for pattern in &args.exclude {
         policy.exclude(pattern).context("in --exclude")?;
+    }
+    if Path::new(aegis_scan::IGNORE_FILE).is_file() {
+        policy.ignore_file(Path::new(aegis_scan::IGNORE_FILE).to_path_buf());
     }
     if let Some(depth) = args.max_depth {
         limits.max_depth = depth;
