@@ -117,6 +117,11 @@ fn render_summary(
         .and_then(|v| v.as_u64())
         .map(|n| format!(" in {n} file(s)"))
         .unwrap_or_default();
+    // Paths a scan left out by request are said, so a pass is never read as covering them.
+    let files = match report.metrics.get("excluded").and_then(|v| v.as_u64()) {
+        Some(n) if n > 0 => format!("{files} ({n} path(s) excluded)"),
+        _ => files,
+    };
     let summary = if report.findings.is_empty() {
         paint.wrap("1;32", &format!("no findings{files}"))
     } else {
@@ -149,6 +154,13 @@ mod tests {
         assert!(text.contains("models/evil.pt!archive/data.pkl@0x2a"));
         assert!(text.contains("call os.system"));
         assert!(text.contains("2 finding(s) in 2 file(s): 1 critical, 1 high"));
+        let mut excluded = sample();
+        excluded.metrics.insert("excluded".into(), 3.into());
+        let mut buf = Vec::new();
+        render(&excluded, &HumanOptions::default(), &mut buf).unwrap();
+        assert!(String::from_utf8(buf)
+            .unwrap()
+            .contains("in 2 file(s) (3 path(s) excluded):"));
         assert!(!text.contains('\x1b'));
     }
 
