@@ -276,6 +276,21 @@ pub fn evaluate(
             "label {bad} is not a class of this {k}-class model"
         )));
     }
+    if n == 0 {
+        return Err(Error::Invalid("no rows to attack".into()));
+    }
+    // A radius that covers every feature's whole range reaches any label: the curve would mean nothing.
+    for &e in &cfg.eps {
+        let (_, _, least_share, _) = constraints.radius_summary(e);
+        if (1.0..f32::MAX).contains(&least_share) {
+            return Err(Error::Invalid(format!(
+                "eps {e} lets the attack move every feature across its whole valid range (the smallest radius \
+                 is {:.0}% of its feature's range), so any label can be reached and the result would mean \
+                 nothing; use a smaller eps",
+                least_share * 100.0
+            )));
+        }
+    }
     let mut eps = cfg.eps.clone();
     eps.sort_by(f32::total_cmp);
     let clean = predict_proba_batched(model, x, n, 512)?;

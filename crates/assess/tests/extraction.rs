@@ -292,3 +292,31 @@ fn default_configuration_figures() {
         eprintln!("{} {}", f.rule, f.message);
     }
 }
+
+/// A held-out stream too short for PRADA to test once says so and reports no calibrated threshold; one long
+/// enough is calibrated. Fewer than 50 held-out rows is no measurement at all.
+#[test]
+fn prada_on_streams_too_short_to_test_is_not_measured() {
+    let m = victim();
+    let short = ExtractionConfig {
+        holdout: Some(60),
+        ..config(vec![Strategy::Pool], vec![OutputPolicy::Full], vec![50])
+    };
+    let r = run(&m, &short);
+    assert!(r.benign.calibrated_delta.is_none());
+    assert!(
+        r.notes.iter().any(|n| n.contains("PRADA never tested")),
+        "{:?}",
+        r.notes
+    );
+    let long = config(vec![Strategy::Pool], vec![OutputPolicy::Full], vec![50]);
+    let r = run(&m, &long);
+    assert!(r.benign.calibrated_delta.is_some());
+    assert!(!r.notes.iter().any(|n| n.contains("PRADA never tested")));
+    let tiny = ExtractionConfig {
+        holdout: Some(20),
+        ..long
+    };
+    let err = assess_extraction(&m, &pool(1000), &schema(), &tiny, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("not a measurement"), "{err}");
+}

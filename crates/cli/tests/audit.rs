@@ -351,6 +351,26 @@ fn bad_input_gets_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope") && err.contains("clean.csv"), "{err}");
 
+    // A flags file that cannot be written is refused before the audit runs (no report on stdout).
+    let out = aegis(
+        &[
+            "audit",
+            clean.to_str().unwrap(),
+            "--label",
+            "label",
+            "--flags",
+            "no-dir/flags.csv",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--flags") && err.contains("does not exist"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+
     let ragged = dir.path().join("ragged.csv");
     std::fs::write(&ragged, "a,b,label\n1,2,0\n3,0\n").unwrap();
     let out = aegis(

@@ -1090,8 +1090,46 @@ pub async fn verify(db: &Db) -> Result<Verification> {
     })
 }
 
-/// Stored rows as records; a row whose integers are impossible is corruption.
-fn decode(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AuditRecord>> {
+/// Up to `limit` (at most 10 000) of the newest records with `after_seq < seq < before_seq`, newest first.
+pub async fn list_newest(
+    db: &Db,
+    after_seq: i64,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM audit_log WHERE seq > $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+    );
+    page(db, sql, after_seq, before_seq, limit).await
+}
+
+/// Up to `limit` (at most 10 000) records with `seq > after_seq`, in order.
+pub async fn list(db: &Db, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+    let sql = concat!(
+        "SELECT ",
+        columns!(),
+        " FROM audit_log WHERE seq > $1 AND seq < $2 ORDER BY seq LIMIT $3"
+    );
+    page(db, sql, after_seq, i64::MAX, limit).await
+}
+
+/// One page of records by `sql` (bound to after, before and limit), decoded.
+async fn page(
+    db: &Db,
+    sql: &'static str,
+    after_seq: i64,
+    before_seq: i64,
+    limit: i64,
+) -> Result<Vec<AuditRecord>> {
+    let rows = sqlx::query(sql)
+        .bind(after_seq)
+        .bind(before_seq)
+        .bind(limit.clamp(0, MAX_LIST))
+        .fetch_all(db.pool())
+        .await
+        .map_err(Error::db("list audit records"))?;
     rows.iter()
         .map(|row| {
             let stored = StoredRow::read(row)?;
@@ -1101,44 +1139,6 @@ fn decode(rows: &[sqlx::any::AnyRow]) -> Result<Vec<AuditRecord>> {
             })
         })
         .collect()
-}
-
-/// Up to `limit` (at most 10 000) of the newest records with `after_seq < seq < before_seq`, newest first.
-pub async fn list_newest(
-    db: &Db,
-    after_seq: i64,
-    before_seq: i64,
-    limit: i64,
-) -> Result<Vec<AuditRecord>> {
-    let limit = limit.clamp(0, MAX_LIST);
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM audit_log WHERE seq > $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-    ))
-    .bind(after_seq)
-    .bind(before_seq)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await
-    .map_err(Error::db("list audit records"))?;
-    decode(&rows)
-}
-
-/// Up to `limit` (at most 10 000) records with `seq > after_seq`, in order.
-pub async fn list(db: &Db, after_seq: i64, limit: i64) -> Result<Vec<AuditRecord>> {
-    let limit = limit.clamp(0, MAX_LIST);
-    let rows = sqlx::query(concat!(
-        "SELECT ",
-        columns!(),
-        " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
-    ))
-    .bind(after_seq)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await
-    .map_err(Error::db("list audit records"))?;
-    decode(&rows)
 }
 
 /// Records stored.

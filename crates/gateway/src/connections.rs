@@ -667,6 +667,25 @@ mod tests {
         assert!(registry.admit(ip).is_ok());
     }
 
+    /// A client reading a large answer slowly keeps taking bytes: its waiting answer is not stalled.
+    #[tokio::test]
+    async fn an_answer_to_a_slow_reader_is_not_stalled() {
+        let registry = Arc::new(Registry::new(limits(4), &[]));
+        let conn = registry.admit(Ipv4Addr::LOCALHOST.into()).unwrap();
+        let _answer = Tracked::new(
+            Full::new(Bytes::from_static(b"answer")),
+            conn.activity.begin(),
+        );
+        tokio::time::sleep(STALLED_AFTER + Duration::from_millis(100)).await;
+        assert_eq!(conn.activity.stalled_answers(), 1, "nothing taken: stalled");
+        conn.activity.write_done(PROGRESS_BYTES as usize);
+        assert_eq!(
+            conn.activity.stalled_answers(),
+            0,
+            "bytes just taken: reading"
+        );
+    }
+
     #[tokio::test]
     async fn stalled_answers_on_connections_already_open_close_the_heaviest() {
         let registry = Arc::new(Registry::new(limits(6), &[]));

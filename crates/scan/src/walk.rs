@@ -228,3 +228,40 @@ fn excluded(rules: &[Gitignore], path: &Path, is_dir: bool) -> bool {
     }
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tree deeper than the walk goes is a finding that fails the default gate, never a silent skip; a
+    /// shallower one is walked to the bottom.
+    #[test]
+    fn a_tree_deeper_than_the_walk_is_a_finding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut deep = dir.path().to_path_buf();
+        for i in 0..MAX_WALK_DEPTH + 2 {
+            deep.push(format!("d{i}"));
+        }
+        fs::create_dir_all(&deep).unwrap();
+        fs::write(deep.join("model.pkl"), b"\x80\x04K\x01.").unwrap();
+        let out = Scanner::default().scan_paths(&[dir.path().to_path_buf()], &());
+        assert_eq!(out.stats.files, 0);
+        assert!(
+            out.findings
+                .iter()
+                .any(|f| f.rule.as_str() == "AEG-SCAN-003"
+                    && f.severity >= aegis_core::Severity::High)
+        );
+
+        let shallow = tempfile::tempdir().unwrap();
+        let mut path = shallow.path().to_path_buf();
+        for i in 0..10 {
+            path.push(format!("d{i}"));
+        }
+        fs::create_dir_all(&path).unwrap();
+        fs::write(path.join("model.pkl"), b"\x80\x04K\x01.").unwrap();
+        let out = Scanner::default().scan_paths(&[shallow.path().to_path_buf()], &());
+        assert_eq!(out.stats.files, 1);
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+    }
+}

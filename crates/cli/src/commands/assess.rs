@@ -10,7 +10,7 @@ use aegis_core::Report;
 use anyhow::{bail, Context};
 
 use super::inputs;
-use crate::args::{EpsUnitsArg, GlobalArgs, NormArg, RobustnessArgs};
+use crate::args::{GlobalArgs, NormArg, RobustnessArgs};
 use crate::{output, progress};
 
 pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode> {
@@ -26,22 +26,6 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
         NormArg::L2 => Norm::L2,
     };
     let constraints = inputs::constraints(&data.schema, args.data.eps_units, norm);
-    for &eps in &config.eps {
-        let (_, _, least_share, _) = constraints.radius_summary(eps);
-        if (1.0..f32::MAX).contains(&least_share) {
-            bail!(
-                "--eps {eps} lets the attack move every feature across its whole valid range (the smallest \
-                 radius is {:.0}% of its feature's range), so any label can be reached and the result would mean \
-                 nothing; use a smaller --eps (in --eps-units {}: {})",
-                least_share * 100.0,
-                format!("{:?}", args.data.eps_units).to_lowercase(),
-                match args.data.eps_units {
-                    EpsUnitsArg::Raw => "feature units",
-                    EpsUnitsArg::Range => "a fraction of each feature's range, below 1",
-                }
-            );
-        }
-    }
     if args.max_rows == Some(0) {
         bail!("--max-rows 0 attacks no row; give at least 1, or leave it out to attack every row");
     }
