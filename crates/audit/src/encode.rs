@@ -231,14 +231,28 @@ pub fn robust_scale(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let scale = if iqr > 0.0 {
         iqr / 1.349
     } else {
-        let mad = v.iter().map(|x| (x - median).abs()).sum::<f64>() / v.len() as f64;
-        if mad > 0.0 {
-            mad * 1.253
-        } else {
-            1.0
-        }
+        mostly_constant_scale(&v, median)
     };
     (median, scale)
+}
+
+/// The scale of a column whose middle half is one value (a flag that is mostly 0, a count that is mostly
+/// zero, an image border pixel): the larger of the mean absolute deviation and the standard deviation. The mean
+/// absolute deviation alone of a column that is 0 in 99.9% of rows is 0.001, and every row with the flag set
+/// then sits a thousand "standard deviations" out: clean image and flag tables read as full of outliers. The
+/// standard deviation keeps rarity meaningful (a value held by 1% of rows is about 10 out, one held by 20% about
+/// 2) without letting one rare value dwarf every other column.
+fn mostly_constant_scale(sorted: &[f64], median: f64) -> f64 {
+    let n = sorted.len() as f64;
+    let mad = sorted.iter().map(|x| (x - median).abs()).sum::<f64>() / n;
+    let mean = sorted.iter().sum::<f64>() / n;
+    let sd = (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let scale = (mad * 1.253).max(sd);
+    if scale > 0.0 {
+        scale
+    } else {
+        1.0
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +296,28 @@ mod tests {
         assert!(scale > 0.0);
         assert!(e.row(4)[0].is_nan(), "a missing number stays missing");
         assert!(e.row(3)[1].is_nan(), "a missing category stays missing");
+    }
+
+    #[test]
+    fn a_mostly_constant_column_is_scaled_by_its_standard_deviation() {
+        // 0 in 99% of rows, 1 in 1%: the rare 1 is about 10 out, not 80 (what the mean absolute deviation says).
+        let flag: Vec<f64> = (0..1000)
+            .map(|i| if i % 100 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let (median, scale) = robust_scale(flag.iter().copied());
+        assert_eq!(median, 0.0);
+        let z = 1.0 / scale;
+        assert!((z - 10.05).abs() < 0.1, "z {z}");
+        // Held by 20% of rows, it is about 2 out.
+        let common: Vec<f64> = (0..1000)
+            .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        let (_, scale) = robust_scale(common.iter().copied());
+        assert!((1.0 / scale - 2.5).abs() < 0.01, "scale {scale}");
+        // A spread column keeps its interquartile scale; a constant one gets 1.
+        let (_, scale) = robust_scale((0..100).map(f64::from));
+        assert!((scale - 49.0 / 1.349).abs() < 0.5, "scale {scale}");
+        assert_eq!(robust_scale([5.0; 10].into_iter()), (5.0, 1.0));
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //! 3. The expected number of flips is what the transition implies (label counts pushed back through `T` give
 //!    the true class sizes, times each class's flip rate). Rows are ranked by their flip probability, only
 //!    rows whose predicted class differs from their label being eligible, and the cut-off is the one that
-//!    maximises the expected F1 (`2·Σ_top P / (m + N̂)`). `expected_rate` overrides the count.
+//!    maximises the expected F1 (`2·Σ_top P / (m + N̂)`). `expected_rate` overrides the count. When the flip
+//!    probabilities of a table with three or more classes add up to less than `N̂` (a soft model spreads its
+//!    probability over the classes), they are scaled up to add up to it first: they rank well but count too
+//!    low, and the cut-off would stop at half.
 //!
 //! On synthetic data with 5–10% inherent (Bayes) error this flags close to the true number of flips, where
 //! cleanlab's default rule flags 1.3–9 times as many; the gain in F1 is largest at low flip rates and for
@@ -554,13 +557,23 @@ fn estimate(oof: &[f32], y: &[u32], k: usize, expected_rate: Option<f64>) -> Est
     let expected = by_transition;
     let mut order: Vec<usize> = (0..n).filter(|&i| pred[i] != y[i] as usize).collect();
     order.sort_by(|&a, &b| p_flip[b].total_cmp(&p_flip[a]).then(a.cmp(&b)));
+    // A soft model (many classes, few rows per class) spreads probability over every class, and the per-row
+    // flip probabilities then add up to less than the count the transition implies: they are underconfident,
+    // and the expected-F1 cut-off below would stop early. Scaled up to add up to that count, they keep their
+    // order and give the cut-off back its calibration. With two classes there is nothing to spread over: a
+    // shortfall there is the classes' natural overlap, which the anchors do not see, and scaling would flag it.
+    let lift = if k >= 3 && posterior_sum > 0.0 && expected > posterior_sum {
+        expected / posterior_sum
+    } else {
+        1.0
+    };
     let m = match expected_rate {
         Some(rate) => ((rate * n as f64).round() as usize).min(order.len()),
         None => {
             let mut best = (0.0f64, 0usize);
             let mut tp = 0.0f64;
             for (idx, &r) in order.iter().enumerate() {
-                tp += p_flip[r] as f64;
+                tp += (p_flip[r] as f64 * lift).min(1.0);
                 let f1 = 2.0 * tp / ((idx + 1) as f64 + expected);
                 if f1 > best.0 {
                     best = (f1, idx + 1);
@@ -1022,6 +1035,60 @@ mod tests {
             theirs.len(),
             truth.len(),
         )
+    }
+
+    /// Out-of-fold probabilities of a soft model over ten classes (the predicted class gets 0.45 to 0.65, the
+    /// rest is spread), with 10% of labels flipped at random: the flip probabilities are underconfident, and
+    /// without scaling them up to the count the transition implies the cut-off stopped at about half the flips
+    /// (scikit-learn's digits table with 10% flips: recall 0.53, F1 0.70; with the scaling F1 0.78).
+    #[test]
+    fn underconfident_flip_probabilities_still_flag_about_the_flipped_count() {
+        let (n, k) = (2000usize, 10usize);
+        let mut rng = Rng::new(21);
+        let mut oof = vec![0.0f32; n * k];
+        let mut y = vec![0u32; n];
+        let mut flipped = Vec::new();
+        for r in 0..n {
+            let truth = r % k;
+            let top = rng.range(0.45, 0.65);
+            for c in 0..k {
+                oof[r * k + c] = if c == truth {
+                    top
+                } else {
+                    (1.0 - top) / (k - 1) as f32
+                };
+            }
+            y[r] = truth as u32;
+            if rng.uniform() < 0.1 {
+                y[r] = ((truth + 1 + rng.below(k - 1)) % k) as u32;
+                flipped.push(r);
+            }
+        }
+        let est = estimate(&oof, &y, k, None);
+        let tp = est.flagged.iter().filter(|r| flipped.contains(r)).count();
+        let recall = tp as f64 / flipped.len() as f64;
+        let precision = tp as f64 / est.flagged.len().max(1) as f64;
+        assert!(
+            est.posterior_sum < est.expected,
+            "the case is underconfident"
+        );
+        // Without the scaling: recall 0.52; with it 0.65, precision unchanged.
+        assert!(
+            recall >= 0.6 && precision >= 0.9,
+            "recall {recall}, precision {precision}"
+        );
+        // Negative: confident probabilities with no flips flag nothing.
+        let clean: Vec<u32> = (0..n).map(|r| (r % k) as u32).collect();
+        let sharp: Vec<f32> = (0..n * k)
+            .map(|i| {
+                if i % k == (i / k) % k {
+                    0.9
+                } else {
+                    0.1 / (k - 1) as f32
+                }
+            })
+            .collect();
+        assert!(estimate(&sharp, &clean, k, None).flagged.is_empty());
     }
 
     /// The comparison reported in the module docs and the reply: `cargo test -p aegis-audit --lib

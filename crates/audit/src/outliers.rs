@@ -893,6 +893,59 @@ mod tests {
         }
     }
 
+    /// A table like an image's border pixels or a set of rare flags: columns that are 0 in almost every row
+    /// and small counts in a few. Rows with a rare flag set are not outliers; a value far beyond any that
+    /// occurs still is (scikit-learn's clean digits table had 48 rows flagged, at high, before).
+    #[test]
+    fn rare_values_of_mostly_constant_columns_are_not_outliers() {
+        let n = 3000;
+        let mut rng = Rng::new(11);
+        let mut columns: Vec<Column> = (0..8)
+            .map(|j| {
+                let v: Vec<f64> = (0..n)
+                    .map(|_| {
+                        if rng.uniform() < 0.01 + 0.005 * j as f32 {
+                            f64::from(1 + rng.below(6) as u32)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                Column {
+                    name: format!("pixel{j}"),
+                    data: ColumnData::Numeric(v),
+                }
+            })
+            .collect();
+        for j in 0..6 {
+            columns.push(Column {
+                name: format!("x{j}"),
+                data: ColumnData::Numeric((0..n).map(|_| f64::from(rng.normal())).collect()),
+            });
+        }
+        let mut f = Frame {
+            source: "t.csv".into(),
+            columns,
+            labels: None,
+            n_rows: n,
+        };
+        let out = check(&f, &Encoded::new(&f), &OutlierConfig::default()).unwrap();
+        let clean = flagged(&out);
+        // 50 of the 3000 rows were flagged when the scale was the mean absolute deviation.
+        assert!(clean.len() <= 6, "{} clean rows flagged", clean.len());
+        // Positive: values far beyond the ones that occur, in the sparse columns, still stand out.
+        let planted: Vec<usize> = (0..15).map(|k| 100 + k * 173).collect();
+        for (k, &i) in planted.iter().enumerate() {
+            if let ColumnData::Numeric(v) = &mut f.columns[k % 8].data {
+                v[i] = 120.0;
+            }
+        }
+        let out = check(&f, &Encoded::new(&f), &OutlierConfig::default()).unwrap();
+        let found = flagged(&out);
+        let score = f1(&found, &planted);
+        assert!(score >= 0.8, "F1 {score}: found {found:?}");
+    }
+
     #[test]
     fn expected_rate_and_top_flag_that_many() {
         let (f, far, _) = table(2000, 5, 20, 0, 8);

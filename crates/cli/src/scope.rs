@@ -85,11 +85,54 @@ fn honours(path: &[&str]) -> Honours {
     }
 }
 
-/// The command line parser. (Hiding the shared flags from the help of the commands that do not honour them
-/// with `mut_arg` after clap has propagated them breaks `--help` parsing in clap 4.6; the check below refuses
-/// them instead, and each flag's help says which commands take it.)
+/// The command line parser, with the shared flags hidden from the help of every command that does not honour
+/// them.
+///
+/// clap copies a `global` flag into each subcommand when the parser is built, unless the subcommand already
+/// has an argument with that id. So before that happens every subcommand gets its own copy of each shared
+/// flag: visible where the command honours it, hidden elsewhere (and on commands that only group others). The
+/// copies stay `global`, so a value still reaches the top-level matches wherever it is written, and [`check`]
+/// still refuses a hidden flag that is given.
 pub fn command() -> clap::Command {
-    <crate::args::Cli as clap::CommandFactory>::command()
+    let root = <crate::args::Cli as clap::CommandFactory>::command();
+    let shared: Vec<clap::Arg> = root
+        .get_arguments()
+        .filter(|a| SHARED.iter().any(|(id, _)| a.get_id() == *id))
+        .cloned()
+        .collect();
+    let names: Vec<String> = root
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    names.into_iter().fold(root, |root, name| {
+        root.mut_subcommand(&name, |sub| scoped(sub, &[name.as_str()], &shared))
+    })
+}
+
+/// `cmd` (at `path`) and its subcommands with their own copies of the shared flags.
+fn scoped(cmd: clap::Command, path: &[&str], shared: &[clap::Arg]) -> clap::Command {
+    let groups_others = cmd.get_subcommands().next().is_some();
+    let honoured = honours(path);
+    let mut cmd = shared.iter().fold(cmd, |cmd, arg| {
+        let shown = !groups_others && honoured.flags.contains(&arg.get_id().as_str());
+        let arg = match (path, arg.get_id().as_str()) {
+            (["serve"], "output") => arg
+                .clone()
+                .help("Where --openapi writes the OpenAPI document (default: standard output)"),
+            _ => arg.clone(),
+        };
+        cmd.arg(arg.hide(!shown))
+    });
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    for name in names {
+        let mut sub_path = path.to_vec();
+        sub_path.push(&name);
+        cmd = cmd.mut_subcommand(&name, |sub| scoped(sub, &sub_path, shared));
+    }
+    cmd
 }
 
 /// Refuse a shared flag the chosen command does not honour, or a `--format` it does not write.

@@ -476,3 +476,53 @@ fn shared_flags_are_refused_where_they_do_nothing() {
     assert_eq!(html.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&html.stdout).contains("<html"));
 }
+
+/// `--help` shows the shared flags only where they do something: a report command lists them all, a listing
+/// `--format` and `-o`, and a command that prints nothing but a message none of them.
+#[test]
+fn help_lists_only_the_shared_flags_a_command_honours() {
+    let dir = fixture();
+    let help = |args: &[&str]| {
+        let out = aegis(args, dir.path());
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shows = |text: &str, flag: &str| text.lines().any(|l| l.trim_start().starts_with(flag));
+    let scan = help(&["scan", "--help"]);
+    for flag in [
+        "--format",
+        "-o, --output",
+        "--fail-on",
+        "-q, --quiet",
+        "-v, --verbose",
+        "--color",
+    ] {
+        assert!(shows(&scan, flag), "scan --help lacks {flag}:\n{scan}");
+    }
+    let list = help(&["model", "list", "--help"]);
+    assert!(
+        shows(&list, "--format") && shows(&list, "-o, --output"),
+        "{list}"
+    );
+    assert!(
+        !shows(&list, "--fail-on") && !shows(&list, "-v, --verbose"),
+        "{list}"
+    );
+    let keygen = help(&["vault", "keygen", "--help"]);
+    assert!(
+        shows(&keygen, "-o, --output") && !shows(&keygen, "--fail-on"),
+        "{keygen}"
+    );
+    let disable = help(&["user", "disable", "--help"]);
+    for flag in ["--format", "-o, --output", "--fail-on", "--color"] {
+        assert!(
+            !shows(&disable, flag),
+            "user disable --help shows {flag}:\n{disable}"
+        );
+    }
+    let serve = help(&["serve", "--help"]);
+    assert!(serve.contains("--openapi writes"), "{serve}");
+    // A flag written after a subcommand still reaches the command that honours it.
+    let json = aegis(&["rules", "--format", "json"], dir.path());
+    assert!(serde_json::from_slice::<serde_json::Value>(&json.stdout).is_ok());
+}

@@ -402,6 +402,12 @@ const NUMPY_ALLOWED: &[&str] = &[
     "dtype",
     "ma.core._mareconstruct",
     "ma.core.MaskedArray",
+    // The public path of the same class (every `GridSearchCV` pickles its `cv_results_` with it).
+    "ma.MaskedArray",
+    // Protocol 5 pickles of arrays (NumPy 2 with `pickle.HIGHEST_PROTOCOL`): `frombuffer(buf, dtype)
+    // .reshape(shape, order)`; NumPy refuses object dtypes there, so no pickle runs inside.
+    "_core.numeric._frombuffer",
+    "core.numeric._frombuffer",
     "random._pickle.__randomstate_ctor",
     "random._pickle.__bit_generator_ctor",
     "random._pickle.__generator_ctor",
@@ -409,6 +415,9 @@ const NUMPY_ALLOWED: &[&str] = &[
     "random._mt19937.MT19937",
     "random._pcg64.PCG64",
     "random.bit_generator.SeedSequence",
+    // Cython's reconstructor of a `SeedSequence` (any pickled generator, `HistGradientBoosting`, `MLP`):
+    // `SeedSequence.__new__(cls)` then its own state; a `cls` that is not a SeedSequence raises.
+    "random.bit_generator.__pyx_unpickle_SeedSequence",
     "random._generator.Generator",
 ];
 
@@ -966,6 +975,21 @@ mod tests {
             v("numpy.core.multiarray", "_reconstruct"),
             Verdict::Allowed("numpy")
         );
+        // What scikit-learn 1.9 and NumPy 2 write with `pickle.HIGHEST_PROTOCOL`.
+        for (module, name) in [
+            ("numpy._core.numeric", "_frombuffer"),
+            ("numpy.ma", "MaskedArray"),
+            ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"),
+        ] {
+            assert_eq!(
+                v(module, name),
+                Verdict::Allowed("numpy"),
+                "{module}.{name}"
+            );
+        }
+        // Their neighbours are not.
+        assert_eq!(v("numpy._core.numeric", "fromfile"), Verdict::NotAllowed);
+        assert_eq!(v("numpy.ma", "load"), Verdict::NotAllowed);
     }
 
     #[test]

@@ -1199,15 +1199,15 @@ impl<'l, R: Read> Machine<'l, R> {
             }
             op::GET => {
                 let index = self.with_line(MAX_LINE, |_, line, _| text::parse_int(line, false))?;
-                self.get_op(index);
+                self.get_op(index)?;
             }
             op::BINGET => {
                 let index = self.input.byte()?;
-                self.memo_get(u64::from(index));
+                self.memo_get(u64::from(index))?;
             }
             op::LONG_BINGET => {
                 let index = u32::from_le_bytes(self.input.array()?);
-                self.memo_get(u64::from(index));
+                self.memo_get(u64::from(index))?;
             }
             op::PUT => {
                 let index = self.with_line(MAX_LINE, |_, line, _| text::parse_int(line, false))?;
@@ -1400,21 +1400,27 @@ impl<'l, R: Read> Machine<'l, R> {
         }
     }
 
-    fn get_op(&mut self, index: Option<Value>) {
+    fn get_op(&mut self, index: Option<Value>) -> Step<()> {
         match index {
             Some(Value::Int(i)) if i >= 0 => self.memo_get(i as u64),
             _ => {
                 let v = self.malformed("not a memo index");
                 self.push(v);
+                Ok(())
             }
         }
     }
 
-    fn memo_get(&mut self, index: u64) {
+    /// A memo read. Every real unpickler (CPython's C and Python ones, and the subclasses of them that
+    /// joblib and PyTorch use) raises on an index never stored, so the pickle ends there: nothing after it
+    /// runs. Only when this emulator itself dropped PUTs (the memo bound) can a miss be ours, and then the
+    /// value is unknown rather than absent.
+    fn memo_get(&mut self, index: u64) -> Step<()> {
         match self.frame.memo.get(index) {
             Some(v) => {
                 let v = v.clone();
                 self.push(v);
+                Ok(())
             }
             None => {
                 let detail = format!(
@@ -1422,7 +1428,12 @@ impl<'l, R: Read> Machine<'l, R> {
                     op::name(self.op_code)
                 );
                 self.anomaly(AnomalyKind::MemoMiss, detail);
-                self.push(Value::Unknown(self.labels.memo_miss.clone()));
+                if self.bounds_hit.contains(&Bound::Memo) {
+                    self.push(Value::Unknown(self.labels.memo_miss.clone()));
+                    Ok(())
+                } else {
+                    Err(Halt::Fatal)
+                }
             }
         }
     }
@@ -1524,11 +1535,24 @@ impl<'l, R: Read> Machine<'l, R> {
         }
     }
 
-    /// `STACK_GLOBAL`: module and name from the stack; non-constant ones make a dynamic global.
+    /// `STACK_GLOBAL`: module and name from the stack; non-constant ones make a dynamic global. Every real
+    /// unpickler raises unless both are exactly `str`, so an operand that cannot be one ends the pickle
+    /// (joblib's nested object-array pickles, read as plain `pickle.load` reads them, do this).
     fn stack_global(&mut self) -> Step<()> {
         self.need(2)?;
         let name = self.pop();
         let module = self.pop();
+        if never_str(&module) || never_str(&name) {
+            let detail = format!(
+                "STACK_GLOBAL of a {} and a {}: loaders raise (both must be str)",
+                module.type_name(),
+                name.type_name()
+            );
+            self.anomaly(AnomalyKind::TypeConfusion, detail);
+            dispose(module);
+            dispose(name);
+            return Err(Halt::Fatal);
+        }
         let (m, n) = (constant_str(&module), constant_str(&name));
         let dynamic = m.is_none() || n.is_none();
         let m = m.unwrap_or_else(|| describe(&module));
@@ -1733,6 +1757,35 @@ fn constant_str(v: &Value) -> Option<Rc<str>> {
     match v {
         Value::Str { text, len } if text.len() as u64 == *len => Some(text.clone()),
         _ => None,
+    }
+}
+
+/// Whether `v` can never be exactly a `str` when a real loader reaches it: constants of other types, containers,
+/// and instances of a class other than `str` (`cls.__new__(cls)`; a class whose `__new__` returned a str would
+/// itself be imported, and judged, as a global). Call results, globals (a module constant can be a str) and
+/// unknown values may be strings.
+fn never_str(v: &Value) -> bool {
+    match v {
+        Value::None
+        | Value::Bool(_)
+        | Value::Int(_)
+        | Value::BigInt(_)
+        | Value::Float(_)
+        | Value::Bytes { .. }
+        | Value::Tuple(_)
+        | Value::List(_)
+        | Value::Dict(_)
+        | Value::Set(_) => true,
+        Value::Object(obj) => {
+            let obj = obj.borrow();
+            obj.kind == ObjectKind::Instance
+                && matches!(obj.callable.as_global(),
+                Some((module, name)) if !matches!(
+                    (module, name),
+                    ("builtins" | "__builtin__", "str" | "unicode")
+                ))
+        }
+        _ => false,
     }
 }
 
