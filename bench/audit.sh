@@ -5,7 +5,7 @@
 # then a 1,000,000 x 20 synthetic table audited under /usr/bin/time -v for the peak memory.
 # Usage: bench/audit.sh [--no-build] [--skip-big] [--skip-aegis] [--repeat N]   (results: bench/audit/results.md)
 #        bench/audit.sh --wide [--no-build] [--seeds N]   (ten tables, independent poisoning, median and worst
-#        case per poisoning kind: wide.py; results: bench/audit/wide.md; about 40 minutes on 2 cores)
+#        case per poisoning kind: wide.py; results: bench/audit/wide.md; about 35 minutes on 2 cores)
 # Env: AEGIS=path/to/aegis POISON=path/to/poison override the release binaries.
 set -euo pipefail
 cd "$(dirname "$0")/.."

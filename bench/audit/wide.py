@@ -5,8 +5,8 @@ case across tables.
 
 Usage: wide.py WORK_DIR --aegis BIN [--seeds 3] [--tables a,b] [--cases a,b] [--max-rows 10000]
 
-Tables: WORK_DIR/tables/<name>.csv with a `label` column (clean_tables.py writes eight of them) plus the
-phishing, spam and adult tables of prepare.py (WORK_DIR/<name>/clean.csv) when present. Tables above --max-rows
+Tables: WORK_DIR/tables/<name>.csv with a `label` column (clean_tables.py writes eight of them, phishing among
+them) plus the spam and adult tables of prepare.py (WORK_DIR/<name>/clean.csv) when present. Tables above --max-rows
 are sampled once (seed 0) to keep a run under half an hour on two cores.
 
 The poisoning here is written independently of the `poison` binary that the Rust tests use, so the benchmark
@@ -29,6 +29,7 @@ Nothing from the tables is executed.
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import subprocess
@@ -337,7 +338,9 @@ def main():
                 base = os.path.join(args.work, "wide", name, f"{case[0].replace('%', 'pct')}.s{seed}")
                 os.makedirs(os.path.dirname(base), exist_ok=True)
                 pdf.to_csv(base + ".csv", index=False)
-                key = f"{name}/{case[0]}/{seed}/{len(pdf)}/{sorted(truth)[:5]}"
+                # Keyed by the poisoned file's bytes: a change to a table or to the poisoning reruns the baseline.
+                with open(base + ".csv", "rb") as f:
+                    key = f"{name}/{case[0]}/{seed}/{hashlib.sha256(f.read()).hexdigest()}"
                 if key not in cache:
                     got, secs = baseline(base + ".csv")
                     cache[key] = {"cleanlab": sorted(got["cleanlab"]), "iforest": sorted(got["iforest"]),

@@ -241,14 +241,27 @@ pub fn robust_scale(values: impl Iterator<Item = f64>) -> (f64, f64) {
 /// absolute deviation alone of a column that is 0 in 99.9% of rows is 0.001, and every row with the flag set
 /// then sits a thousand "standard deviations" out: clean image and flag tables read as full of outliers. The
 /// standard deviation keeps rarity meaningful (a value held by 1% of rows is about 10 out, one held by 20% about
-/// 2) without letting one rare value dwarf every other column.
+/// 2.5) without letting one rare value dwarf every other column. Unlike the interquartile scale it is widened
+/// by an extreme value, which is accepted for these columns only.
 fn mostly_constant_scale(sorted: &[f64], median: f64) -> f64 {
     let n = sorted.len() as f64;
+    // Deviations are divided by the largest one before squaring, so values near f64::MAX stay finite.
+    let widest = sorted
+        .iter()
+        .map(|x| (x - median).abs())
+        .fold(0.0f64, f64::max);
+    if !(widest > 0.0 && widest.is_finite()) {
+        return 1.0;
+    }
     let mad = sorted.iter().map(|x| (x - median).abs()).sum::<f64>() / n;
-    let mean = sorted.iter().sum::<f64>() / n;
-    let sd = (sorted.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let scale = (mad * 1.253).max(sd);
-    if scale > 0.0 {
+    let mean = sorted.iter().map(|x| (x - median) / widest).sum::<f64>() / n;
+    let var = sorted
+        .iter()
+        .map(|x| ((x - median) / widest - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let scale = (mad * 1.253).max(var.sqrt() * widest);
+    if scale > 0.0 && scale.is_finite() {
         scale
     } else {
         1.0
@@ -308,7 +321,7 @@ mod tests {
         assert_eq!(median, 0.0);
         let z = 1.0 / scale;
         assert!((z - 10.05).abs() < 0.1, "z {z}");
-        // Held by 20% of rows, it is about 2 out.
+        // Held by 20% of rows, it is 2.5 out.
         let common: Vec<f64> = (0..1000)
             .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
             .collect();
@@ -318,6 +331,14 @@ mod tests {
         let (_, scale) = robust_scale((0..100).map(f64::from));
         assert!((scale - 49.0 / 1.349).abs() < 0.5, "scale {scale}");
         assert_eq!(robust_scale([5.0; 10].into_iter()), (5.0, 1.0));
+        // Values near the top of f64 keep a finite scale, so the extreme value still stands out.
+        let mut huge = vec![0.0; 99];
+        huge.push(1e300);
+        let (_, scale) = robust_scale(huge.iter().copied());
+        assert!(
+            scale.is_finite() && scale > 0.0 && 1e300 / scale > 9.0,
+            "scale {scale}"
+        );
     }
 
     #[test]

@@ -21,8 +21,8 @@
 //!    rows whose predicted class differs from their label being eligible, and the cut-off is the one that
 //!    maximises the expected F1 (`2·Σ_top P / (m + N̂)`). `expected_rate` overrides the count. When the flip
 //!    probabilities of a table with three or more classes add up to less than `N̂` (a soft model spreads its
-//!    probability over the classes), they are scaled up to add up to it first: they rank well but count too
-//!    low, and the cut-off would stop at half.
+//!    probability over the classes), each is first multiplied by the shortfall (at most 3) and capped at 1:
+//!    they rank well but count too low, and the cut-off would stop at half.
 //!
 //! On synthetic data with 5–10% inherent (Bayes) error this flags close to the true number of flips, where
 //! cleanlab's default rule flags 1.3–9 times as many; the gain in F1 is largest at low flip rates and for
@@ -118,6 +118,10 @@ const MIN_ANCHORS: usize = 20;
 const ANCHOR_SHARE: f64 = 0.25;
 /// Probability floor of the out-of-fold probabilities.
 const P_FLOOR: f32 = 1e-5;
+
+/// Largest factor by which underconfident flip probabilities are scaled (see `estimate`): digits with 10%
+/// flips needs 1.4; an unbounded factor would flag every row whose predicted class differs from its label.
+const MAX_LIFT: f64 = 3.0;
 
 /// Training rows per fold at most: enough for good probabilities, and it keeps a million-row audit bounded.
 const MAX_TRAIN_ROWS: usize = 30_000;
@@ -559,11 +563,13 @@ fn estimate(oof: &[f32], y: &[u32], k: usize, expected_rate: Option<f64>) -> Est
     order.sort_by(|&a, &b| p_flip[b].total_cmp(&p_flip[a]).then(a.cmp(&b)));
     // A soft model (many classes, few rows per class) spreads probability over every class, and the per-row
     // flip probabilities then add up to less than the count the transition implies: they are underconfident,
-    // and the expected-F1 cut-off below would stop early. Scaled up to add up to that count, they keep their
-    // order and give the cut-off back its calibration. With two classes there is nothing to spread over: a
-    // shortfall there is the classes' natural overlap, which the anchors do not see, and scaling would flag it.
+    // and the expected-F1 cut-off below would stop early. Each is multiplied by that shortfall (at most
+    // MAX_LIFT) and capped at 1: the confident rows then count as one flip each, and the cut-off goes on to the
+    // rows that follow. (A uniform factor without the cap would not move the cut-off at all.) With two classes
+    // there is nothing to spread over: a shortfall there is the classes' natural overlap, which the anchors do
+    // not see, and scaling would flag it.
     let lift = if k >= 3 && posterior_sum > 0.0 && expected > posterior_sum {
-        expected / posterior_sum
+        (expected / posterior_sum).min(MAX_LIFT)
     } else {
         1.0
     };

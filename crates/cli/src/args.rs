@@ -1064,5 +1064,7 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
+        // And the parser the binary uses, with its per-command copies of the shared flags.
+        crate::scope::command().debug_assert();
     }
 }

@@ -167,6 +167,10 @@ pub(super) struct Frame {
     pub proto: Option<u8>,
     /// Whether a protocol mismatch was already reported for this pickle.
     pub mismatch_reported: bool,
+    /// Whether a store may have been missed: a text `PUT` whose index this emulator could not read exactly
+    /// (malformed or over-long), where CPython's own parser may still have stored it. A later miss is then
+    /// not proof that the real loader raised.
+    pub memo_unreliable: bool,
 }
 
 impl Frame {

@@ -543,6 +543,45 @@ fn stack_global_of_a_non_string_ends_the_pickle() {
     );
 }
 
+/// Where this emulator cannot be sure a value is not a str, or that a store did not happen, it must not stop:
+/// a stop there would hide what CPython runs next (review of the two rules above).
+#[test]
+fn a_stop_is_only_where_cpython_surely_raises() {
+    // `PUT` with a vertical tab before its index: CPython's int() skips it and stores; the GET then hits.
+    let trace = run(b"\x80\x02Np\x0b7\n0h\x070cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+    assert!(
+        calls_global(&trace, "os", "system"),
+        "{:?}",
+        trace.anomalies
+    );
+    // A `PUT` index longer than the kept line: the same.
+    let mut bytes = b"\x80\x02Np".to_vec();
+    bytes.extend_from_slice(&[b' '; 5000]);
+    bytes.extend_from_slice(b"7\n0h\x070cos\nsystem\nX\x02\x00\x00\x00id\x85R.");
+    assert!(calls_global(&run(&bytes), "os", "system"));
+    // OBJ calls any callable: `copyreg._reconstructor(str, str, "os")` is the str "os".
+    let trace = run(
+        b"\x80\x04(ccopyreg\n_reconstructor\ncbuiltins\nstr\ncbuiltins\nstr\nX\x02\x00\x00\x00osoX\x06\x00\x00\x00system\x93.",
+    );
+    assert!(
+        trace
+            .globals
+            .iter()
+            .any(|g| g.dynamic || (g.module == "os" && g.name == "system")),
+        "{:?}",
+        trace.globals
+    );
+    // NEWOBJ of a name of str (`basestring` is `str` after Python 2 name mapping).
+    let trace = run(
+        b"\x80\x02c__builtin__\nbasestring\nX\x02\x00\x00\x00os\x85\x81X\x06\x00\x00\x00system\x93.",
+    );
+    assert!(
+        trace.globals.iter().any(|g| g.dynamic),
+        "{:?}",
+        trace.globals
+    );
+}
+
 /// Every real unpickler raises on a memo index never stored: what follows the miss never runs, so it is not
 /// reported as called (joblib's nested object-array pickles, read as plain `pickle.load` would, used to turn
 /// into "dynamic globals" built from the misses). What ran before the miss still counts.

@@ -61,8 +61,10 @@ pub enum Value {
 pub enum ObjectKind {
     /// `callable(*args)` via REDUCE.
     Call,
-    /// A class instantiated via INST/OBJ/NEWOBJ/NEWOBJ_EX.
+    /// A class instantiated via INST/OBJ (`klass(*args)`: any callable, any result).
     Instance,
+    /// A class allocated via NEWOBJ/NEWOBJ_EX (`cls.__new__(cls, *args)`).
+    New,
 }
 
 /// The result of a call.

@@ -1198,8 +1198,17 @@ impl<'l, R: Read> Machine<'l, R> {
                 self.add_items_at(i, items);
             }
             op::GET => {
-                let index = self.with_line(MAX_LINE, |_, line, _| text::parse_int(line, false))?;
-                self.get_op(index)?;
+                let index = self.with_line(MAX_LINE, |_, line, total| {
+                    (text::parse_int(line, false), total > line.len() as u64)
+                })?;
+                match index {
+                    (index, false) => self.get_op(index)?,
+                    // An index longer than the kept line: what CPython reads is not known here.
+                    (_, true) => {
+                        let v = self.malformed("memo index longer than the kept line");
+                        self.push(v);
+                    }
+                }
             }
             op::BINGET => {
                 let index = self.input.byte()?;
@@ -1210,10 +1219,13 @@ impl<'l, R: Read> Machine<'l, R> {
                 self.memo_get(u64::from(index))?;
             }
             op::PUT => {
-                let index = self.with_line(MAX_LINE, |_, line, _| text::parse_int(line, false))?;
+                let index = self.with_line(MAX_LINE, |_, line, total| {
+                    (text::parse_int(line, false), total > line.len() as u64)
+                })?;
                 match index {
-                    Some(Value::Int(i)) if i >= 0 => self.memo_put(i as u64)?,
+                    (Some(Value::Int(i)), false) if i >= 0 => self.memo_put(i as u64)?,
                     _ => {
+                        self.frame.memo_unreliable = true;
                         self.malformed("not a memo index");
                     }
                 }
@@ -1272,7 +1284,7 @@ impl<'l, R: Read> Machine<'l, R> {
                 let cls = self.pop();
                 self.check_args(&args);
                 self.record_call(CallKind::NewObj, &cls, &args, false);
-                let v = self.new_object(cls, ObjectKind::Instance, args);
+                let v = self.new_object(cls, ObjectKind::New, args);
                 self.push(v);
             }
             op::NEWOBJ_EX => {
@@ -1283,7 +1295,7 @@ impl<'l, R: Read> Machine<'l, R> {
                 self.check_args(&args);
                 let call_args = Value::Tuple(Rc::new(vec![args, kwargs]));
                 self.record_call(CallKind::NewObjEx, &cls, &call_args, false);
-                let v = self.new_object(cls, ObjectKind::Instance, call_args);
+                let v = self.new_object(cls, ObjectKind::New, call_args);
                 self.push(v);
             }
             op::NEXT_BUFFER => self.push(Value::Unknown(self.labels.buffer.clone())),
@@ -1413,8 +1425,8 @@ impl<'l, R: Read> Machine<'l, R> {
 
     /// A memo read. Every real unpickler (CPython's C and Python ones, and the subclasses of them that
     /// joblib and PyTorch use) raises on an index never stored, so the pickle ends there: nothing after it
-    /// runs. Only when this emulator itself dropped PUTs (the memo bound) can a miss be ours, and then the
-    /// value is unknown rather than absent.
+    /// runs. Only when this emulator itself may have missed a store (the memo bound, or a text `PUT` index it
+    /// could not read exactly) can a miss be ours, and then the value is unknown rather than absent.
     fn memo_get(&mut self, index: u64) -> Step<()> {
         match self.frame.memo.get(index) {
             Some(v) => {
@@ -1428,7 +1440,7 @@ impl<'l, R: Read> Machine<'l, R> {
                     op::name(self.op_code)
                 );
                 self.anomaly(AnomalyKind::MemoMiss, detail);
-                if self.bounds_hit.contains(&Bound::Memo) {
+                if self.bounds_hit.contains(&Bound::Memo) || self.frame.memo_unreliable {
                     self.push(Value::Unknown(self.labels.memo_miss.clone()));
                     Ok(())
                 } else {
@@ -1761,9 +1773,11 @@ fn constant_str(v: &Value) -> Option<Rc<str>> {
 }
 
 /// Whether `v` can never be exactly a `str` when a real loader reaches it: constants of other types, containers,
-/// and instances of a class other than `str` (`cls.__new__(cls)`; a class whose `__new__` returned a str would
-/// itself be imported, and judged, as a global). Call results, globals (a module constant can be a str) and
-/// unknown values may be strings.
+/// and objects allocated by NEWOBJ/NEWOBJ_EX (`cls.__new__(cls, …)`) of a plain class name that is not a name
+/// of `str` (`str`, `unicode`, `basestring`, `Text`, `text_type`). A class whose `__new__` returns a str is
+/// itself imported, and judged, as a global. Call results and INST/OBJ objects (`klass(*args)` calls any
+/// callable: `copyreg._reconstructor(str, str, "os")` is `"os"`), globals (a module constant can be a str),
+/// attribute walks and unknown values may be strings.
 fn never_str(v: &Value) -> bool {
     match v {
         Value::None
@@ -1778,12 +1792,10 @@ fn never_str(v: &Value) -> bool {
         | Value::Set(_) => true,
         Value::Object(obj) => {
             let obj = obj.borrow();
-            obj.kind == ObjectKind::Instance
-                && matches!(obj.callable.as_global(),
-                Some((module, name)) if !matches!(
-                    (module, name),
-                    ("builtins" | "__builtin__", "str" | "unicode")
-                ))
+            obj.kind == ObjectKind::New
+                && matches!(obj.callable.as_global(), Some((_, name))
+                    if !name.contains('.')
+                        && !matches!(name, "str" | "unicode" | "basestring" | "Text" | "text_type"))
         }
         _ => false,
     }
