@@ -145,6 +145,11 @@ pub fn check(matches: &ArgMatches) -> Result<(), String> {
     }
     let honoured = honours(&path);
     let command = format!("aegis {}", path.join(" "));
+    // clap checks `conflicts_with` within one level only: `aegis -q scan x -v` gives one flag to the top level
+    // and the other to the subcommand.
+    if leaf.get_flag("quiet") && leaf.get_flag("verbose") {
+        return Err("-q/--quiet and -v/--verbose cannot be used together".to_owned());
+    }
     for (id, spelled) in SHARED {
         let given = leaf.value_source(id) == Some(ValueSource::CommandLine);
         if given && !honoured.flags.contains(id) {

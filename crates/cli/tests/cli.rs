@@ -520,6 +520,16 @@ fn help_lists_only_the_shared_flags_a_command_honours() {
             "user disable --help shows {flag}:\n{disable}"
         );
     }
+    // -q and -v conflict wherever each is written.
+    for args in [
+        &["-q", "scan", "benign.pkl", "-v"][..],
+        &["scan", "benign.pkl", "-q", "-v"][..],
+    ] {
+        let out = aegis(args, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("cannot be used"), "{err}");
+    }
     let serve = help(&["serve", "--help"]);
     assert!(serve.contains("--openapi writes"), "{serve}");
     // A flag written after a subcommand still reaches the command that honours it.
