@@ -126,8 +126,9 @@ def prf(flagged, truth, groups=None):
     return {"precision": p, "recall": r, "f1": f, "flagged": len(flagged), "true": len(truth)}
 
 
-def python_pipeline(path, label):
-    """The Python baseline, timed end to end (read included). Returns (cleanlab rows, iforest rows, seconds)."""
+def python_pipeline(path, label, folds=5):
+    """The Python baseline, timed end to end (read included). Returns (cleanlab rows, iforest rows, seconds,
+    scores). `folds` is lowered by callers whose smallest class has fewer than five rows."""
     import pandas as pd
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -143,7 +144,7 @@ def python_pipeline(path, label):
         if not pd.api.types.is_numeric_dtype(df[c]):
             df[c] = df[c].astype("category")
     hgb = HistGradientBoostingClassifier(random_state=0, categorical_features="from_dtype")
-    cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
     probs = cross_val_predict(hgb, df, y, cv=cv, method="predict_proba")
     issues = find_label_issues(labels=y, pred_probs=probs)
     quality = get_label_quality_scores(labels=y, pred_probs=probs)

@@ -42,7 +42,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # two cores shared with `aegis`: 
 import numpy as np
 import pandas as pd
 
-MISSING = ["", "?", "NA", "N/A", "NaN", "nan", "null", "NULL", "None"]
+from run import MISSING, prf, python_pipeline  # the three-table run's baseline and scoring, shared
+
 CLEAN = ["iris", "wine", "breast_cancer", "digits", "shuttle", "phishing", "bananas", "segment"]
 PREPARED = {"spam": "yesno", "adult": "income"}
 
@@ -264,32 +265,11 @@ def poison(df, case, seed):
     return df, truth, groups, note
 
 
-def baseline(path):
-    """cleanlab-flagged rows and IsolationForest-flagged rows, and the seconds taken."""
-    from cleanlab.filter import find_label_issues
-    from sklearn.ensemble import HistGradientBoostingClassifier, IsolationForest
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    t0 = time.perf_counter()
-    df = pd.read_csv(path, na_values=MISSING, keep_default_na=True, dtype={"label": str})
-    y_raw = df.pop("label")
-    classes = sorted(y_raw.unique())
-    y = y_raw.map({c: i for i, c in enumerate(classes)}).to_numpy()
-    for c in df.columns:
-        if not pd.api.types.is_numeric_dtype(df[c]):
-            df[c] = df[c].astype("category")
-    folds = max(2, min(5, int(np.bincount(y).min())))
-    hgb = HistGradientBoostingClassifier(random_state=0, categorical_features="from_dtype")
-    probs = cross_val_predict(hgb, df, y, cv=StratifiedKFold(folds, shuffle=True, random_state=0),
-                              method="predict_proba")
-    issues = set(np.flatnonzero(find_label_issues(labels=y, pred_probs=probs)).tolist())
-    enc = np.empty((len(df), df.shape[1]), dtype=float)
-    for j, c in enumerate(df.columns):
-        col = df[c].cat.codes.astype(float).where(df[c].notna(), np.nan) if df[c].dtype.name == "category" \
-            else df[c].astype(float)
-        enc[:, j] = col.fillna(col.median()).to_numpy()
-    iso = set(np.flatnonzero(IsolationForest(random_state=0).fit(enc).predict(enc) == -1).tolist())
-    return {"cleanlab": issues, "iforest": iso}, time.perf_counter() - t0
+def baseline(path, labels):
+    """cleanlab-flagged rows and IsolationForest-flagged rows (run.py's pipeline), and the seconds taken."""
+    folds = max(2, min(5, int(pd.Series(labels).value_counts().min())))
+    cleanlab, iforest, seconds, _scores = python_pipeline(path, "label", folds)
+    return {"cleanlab": cleanlab, "iforest": iforest}, seconds
 
 
 def aegis(bin_, path, flags):
@@ -303,13 +283,6 @@ def aegis(bin_, path, flags):
         rows = {int(r["row"]): set(k for k in r["kinds"].split(";") if k)
                 for r in csv.DictReader(f) if r["flagged"] == "1"}
     return rows, secs
-
-
-def prf(flagged, truth, groups):
-    tp = len(flagged & truth)
-    p = tp / len(flagged) if flagged else 0.0
-    r = (sum(1 for g in groups if g & flagged) / len(groups)) if groups else (tp / len(truth) if truth else 0.0)
-    return 2 * p * r / (p + r) if p + r else 0.0
 
 
 def main():
@@ -342,7 +315,7 @@ def main():
                 with open(base + ".csv", "rb") as f:
                     key = f"{name}/{case[0]}/{seed}/{hashlib.sha256(f.read()).hexdigest()}"
                 if key not in cache:
-                    got, secs = baseline(base + ".csv")
+                    got, secs = baseline(base + ".csv", pdf["label"])
                     cache[key] = {"cleanlab": sorted(got["cleanlab"]), "iforest": sorted(got["iforest"]),
                                   "seconds": secs}
                     with open(cache_path, "w") as f:
@@ -351,8 +324,8 @@ def main():
                 flagged, asecs = aegis(args.aegis, base + ".csv", base + ".flags.csv")
                 mine = {r for r, ks in flagged.items() if ks & case[3]}
                 run = {"table": name, "case": case[0], "seed": seed, "note": note, "truth": len(truth),
-                       "baseline": prf(set(py[case[4]]), truth, groups),
-                       "aegis": prf(mine, truth, groups), "baseline_s": py["seconds"], "aegis_s": asecs}
+                       "baseline": prf(set(py[case[4]]), truth, groups)["f1"],
+                       "aegis": prf(mine, truth, groups)["f1"], "baseline_s": py["seconds"], "aegis_s": asecs}
                 runs.append(run)
                 print(f"{name} {case[0]} s{seed}: baseline {run['baseline']:.2f} aegis {run['aegis']:.2f}",
                       file=sys.stderr)

@@ -37,6 +37,10 @@ fn kinds(trace: &Trace) -> Vec<AnomalyKind> {
 }
 
 /// Whether some call (other than BUILD) has `module.name` as its callee.
+fn has_dynamic_global(trace: &Trace) -> bool {
+    trace.globals.iter().any(|g| g.dynamic)
+}
+
 fn calls_global(trace: &Trace, module: &str, name: &str) -> bool {
     trace
         .calls
@@ -521,11 +525,7 @@ fn stack_global_of_a_non_string_ends_the_pickle() {
         .stop();
     let trace = run(&b.into_bytes());
     assert!(kinds(&trace).contains(&AnomalyKind::TypeConfusion));
-    assert!(
-        !trace.globals.iter().any(|g| g.dynamic),
-        "{:?}",
-        trace.globals
-    );
+    assert!(!has_dynamic_global(&trace), "{:?}", trace.globals);
     // Negative: a module name returned by a call may be a str, so it is a dynamic global.
     let mut b = PickleBuilder::new();
     b.proto(4)
@@ -536,11 +536,7 @@ fn stack_global_of_a_non_string_ends_the_pickle() {
         .stack_global()
         .stop();
     let trace = run(&b.into_bytes());
-    assert!(
-        trace.globals.iter().any(|g| g.dynamic),
-        "{:?}",
-        trace.globals
-    );
+    assert!(has_dynamic_global(&trace), "{:?}", trace.globals);
 }
 
 /// Where this emulator cannot be sure a value is not a str, or that a store did not happen, it must not stop:
@@ -575,11 +571,7 @@ fn a_stop_is_only_where_cpython_surely_raises() {
     let trace = run(
         b"\x80\x02c__builtin__\nbasestring\nX\x02\x00\x00\x00os\x85\x81X\x06\x00\x00\x00system\x93.",
     );
-    assert!(
-        trace.globals.iter().any(|g| g.dynamic),
-        "{:?}",
-        trace.globals
-    );
+    assert!(has_dynamic_global(&trace), "{:?}", trace.globals);
 }
 
 /// Every real unpickler raises on a memo index never stored: what follows the miss never runs, so it is not
