@@ -2,6 +2,8 @@
 //! that is a pickle, no extension at all); the scanner routes on what the bytes are and reports a name that
 //! disagrees as a finding of its own.
 
+pub use crate::compressed::Codec;
+
 /// What a blob is, judged from its bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
@@ -9,12 +11,8 @@ pub enum Format {
     Zip,
     /// A POSIX/GNU tar archive (legacy PyTorch tar checkpoints).
     Tar,
-    /// A gzip stream (joblib `compress=`, `.tar.gz`).
-    Gzip,
-    /// A zlib stream (joblib `compress=True`).
-    Zlib,
-    /// A bzip2, xz or lz4 stream: recognised, not decompressed.
-    OtherCompression(&'static str),
+    /// A compressed stream (joblib `compress=`, `.tar.gz`, pandas `.pkl.bz2`, 7z).
+    Compressed(Codec),
     /// A pickle stream (protocol 2+ with `PROTO`, or a plausible protocol 0/1 opcode start).
     Pickle,
     /// A numpy `.npy` array.
@@ -41,9 +39,7 @@ impl Format {
         match self {
             Format::Zip => "zip",
             Format::Tar => "tar",
-            Format::Gzip => "gzip",
-            Format::Zlib => "zlib",
-            Format::OtherCompression(name) => name,
+            Format::Compressed(codec) => codec.name(),
             Format::Pickle => "pickle",
             Format::Npy => "npy",
             Format::Gguf => "gguf",
@@ -63,14 +59,16 @@ impl Format {
             "pt" | "pth" | "bin" | "ckpt" | "pytorch" => {
                 &[Format::Zip, Format::Pickle, Format::Tar]
             }
-            "pkl" | "pickle" | "p" => &[Format::Pickle, Format::Gzip, Format::Zlib],
-            "joblib" => &[
+            // joblib and pandas write every codec under the plain name too.
+            "pkl" | "pickle" | "p" | "joblib" => &[
                 Format::Pickle,
-                Format::Gzip,
-                Format::Zlib,
-                Format::OtherCompression("bzip2"),
-                Format::OtherCompression("xz"),
-                Format::OtherCompression("lz4"),
+                Format::Compressed(Codec::Gzip),
+                Format::Compressed(Codec::Zlib),
+                Format::Compressed(Codec::Bzip2),
+                Format::Compressed(Codec::Xz),
+                Format::Compressed(Codec::Lzma),
+                Format::Compressed(Codec::Zstd),
+                Format::Compressed(Codec::Lz4),
             ],
             "npy" => &[Format::Npy],
             "npz" => &[Format::Zip],
@@ -81,7 +79,13 @@ impl Format {
             "h5" | "hdf5" | "keras" => &[Format::Hdf5, Format::Zip],
             "zip" | "mar" | "nemo" => &[Format::Zip, Format::Tar],
             "tar" => &[Format::Tar],
-            "gz" | "tgz" => &[Format::Gzip],
+            "gz" | "gzip" | "tgz" => &[Format::Compressed(Codec::Gzip)],
+            "bz2" | "tbz2" => &[Format::Compressed(Codec::Bzip2)],
+            "xz" | "txz" => &[Format::Compressed(Codec::Xz)],
+            "lzma" => &[Format::Compressed(Codec::Lzma)],
+            "zst" | "zstd" => &[Format::Compressed(Codec::Zstd)],
+            "lz4" => &[Format::Compressed(Codec::Lz4)],
+            "7z" => &[Format::Compressed(Codec::SevenZip)],
             "json" => &[Format::Json],
             _ => return None,
         })
@@ -113,17 +117,8 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
     if is_tar_header(head) {
         return Format::Tar;
     }
-    if head.starts_with(&[0x1f, 0x8b]) {
-        return Format::Gzip;
-    }
-    if head.starts_with(b"BZh") {
-        return Format::OtherCompression("bzip2");
-    }
-    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        return Format::OtherCompression("xz");
-    }
-    if head.starts_with(&[0x04, 0x22, 0x4d, 0x18]) {
-        return Format::OtherCompression("lz4");
+    if let Some(codec) = Codec::from_magic(head) {
+        return Format::Compressed(codec);
     }
     if is_safetensors(head, len) {
         return Format::Safetensors;
@@ -133,7 +128,7 @@ pub fn sniff(head: &[u8], tail: &[u8], len: u64) -> Format {
     }
     // `(S` and a few other protocol-0 starts are also valid zlib headers: a zlib stream must inflate.
     if is_zlib(head) && (!is_pickle_text_start(head, len) || inflates(head)) {
-        return Format::Zlib;
+        return Format::Compressed(Codec::Zlib);
     }
     match crate::onnx::sniff_protobuf(head) {
         Some(crate::onnx::ProtobufKind::Onnx) => return Format::Onnx,
@@ -294,8 +289,14 @@ mod tests {
         assert_eq!(sniff(b"GGUF\x03\0\0\0", b"", 8), Format::Gguf);
         assert_eq!(sniff(b"\x93NUMPY\x01\x00", b"", 8), Format::Npy);
         assert_eq!(sniff(b"\x80\x04\x95\x00", b"", 4), Format::Pickle);
-        assert_eq!(sniff(b"\x1f\x8b\x08\x00", b"", 4), Format::Gzip);
-        assert_eq!(sniff(&[0x78, 0x9c, 1, 2], b"", 4), Format::Zlib);
+        assert_eq!(
+            sniff(b"\x1f\x8b\x08\x00", b"", 4),
+            Format::Compressed(Codec::Gzip)
+        );
+        assert_eq!(
+            sniff(&[0x78, 0x9c, 1, 2], b"", 4),
+            Format::Compressed(Codec::Zlib)
+        );
     }
 
     #[test]

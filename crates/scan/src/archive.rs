@@ -417,7 +417,7 @@ fn scan_by_head(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     match sniff::sniff(&head, &[], len) {
         Format::Pickle => crate::pickle::scan(ctx, blob, len),
         Format::Tar => scan_tar(ctx, blob, len),
-        format @ (Format::Gzip | Format::Zlib) => crate::compressed::scan(ctx, blob, len, format),
+        Format::Compressed(codec) => crate::compressed::scan(ctx, blob, len, codec),
         _ => {}
     }
 }

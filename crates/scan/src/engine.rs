@@ -160,8 +160,7 @@ pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     match format {
         Format::Zip => archive::scan_zip(ctx, blob, len),
         Format::Tar => archive::scan_tar(ctx, blob, len),
-        Format::Gzip | Format::Zlib => compressed::scan(ctx, blob, len, format),
-        Format::OtherCompression(codec) => compressed::not_inspected(ctx, codec),
+        Format::Compressed(codec) => compressed::scan(ctx, blob, len, codec),
         Format::Pickle => pickle::scan(ctx, blob, len),
         Format::Npy => npy::scan(ctx, blob, len),
         Format::Gguf => gguf::scan(ctx, blob, len),
@@ -177,17 +176,24 @@ pub(crate) fn scan_blob(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
     }
     // A zip is found by its end record, but torch.load, pickle and tarfile decide by the first bytes: when
     // the head is not a zip local header, scan the blob as what its head says too.
+    let mut as_pickle = matches!(format, Format::Pickle | Format::Unknown)
+        || format == Format::Zip && head.starts_with(b"PK\x03\x04");
     if format == Format::Zip && !head.starts_with(b"PK\x03\x04") {
         let by_head = sniff::sniff(&head, &[], len);
+        as_pickle |= matches!(by_head, Format::Pickle | Format::Unknown);
         if by_head != Format::Zip && blob.seek(SeekFrom::Start(0)).is_ok() {
             match by_head {
                 Format::Pickle => pickle::scan(ctx, blob, len),
                 Format::Tar => archive::scan_tar(ctx, blob, len),
-                Format::Gzip | Format::Zlib => compressed::scan(ctx, blob, len, by_head),
+                Format::Compressed(codec) => compressed::scan(ctx, blob, len, codec),
                 Format::Unknown => scan_unknown(ctx, blob, len, &head),
                 _ => {}
             }
         }
+    }
+    // Every other format: `pickle.load` reads whatever bytes it is given. A file that is both is found here.
+    if !as_pickle && head.first().is_some_and(|b| sniff::is_opcode(*b)) {
+        pickle::scan_polyglot(ctx, blob, len, format.name());
     }
     ctx.add_bytes(len);
 }
@@ -211,10 +217,12 @@ fn scan_template_file(ctx: &mut Ctx<'_>, blob: &mut dyn Blob) {
 }
 
 /// Content no format claimed that starts like a pickle opcode: `pickle.load` reads it regardless of a
-/// header.
+/// header, whatever it is named (the `storages` member of a legacy torch tar, a gzip member of any name, a
+/// zlib stream).
 ///
-/// Inside archives only members named like pickles are tried: loaders unpickle a named entry point
-/// (`data.pkl`), never raw tensor storage, which is most of a checkpoint's members.
+/// A file given on its own, or a member named like a pickle, is read as the emulator reads any pickle
+/// (resynchronising after garbage). Other members are read strictly, up to the first structural error as
+/// `pickle.load` would: most are raw tensor storage, which fails on its first bytes.
 fn scan_unknown(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, head: &[u8]) {
     let name = ctx.name.to_ascii_lowercase();
     let pickle_name = [
@@ -222,8 +230,9 @@ fn scan_unknown(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, head: &[u8]) {
     ]
     .iter()
     .any(|ext| name.ends_with(ext));
-    if (ctx.depth == 0 || pickle_name) && head.first().is_some_and(|b| sniff::is_opcode(*b)) {
-        pickle::scan_fallback(ctx, blob, len);
+    if head.first().is_some_and(|b| sniff::is_opcode(*b)) {
+        let strict = ctx.depth > 0 && !pickle_name;
+        pickle::scan_fallback(ctx, blob, len, strict);
     }
 }
 

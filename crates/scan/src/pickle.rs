@@ -150,8 +150,26 @@ pub(crate) const COMPUTED_CALLABLE: RuleDoc = RuleDoc {
     cwe: &[502],
 };
 
+/// Bytes that another format claims are also a pickle that a real load would run.
+pub(crate) const POLYGLOT: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-110",
+    name: "pickle-polyglot",
+    severity: Severity::High,
+    summary: "File is another format and also a pickle a loader would run",
+    why: "pickle.load, joblib and legacy torch.load read any bytes as opcodes, whatever magic number they \
+          start with: `GGUF` is a float opcode, `BZh` a bytes length, a tar header's name field a run of \
+          opcodes. A file built to be both looks like weights or an archive to tools that route by magic \
+          number, and runs its pickle when someone loads it with a pickle-based loader. No writer produces \
+          such a file by accident.",
+    fix: "Do not load this file with pickle, joblib or torch.load. Obtain it again from its source; if it \
+          should be GGUF, safetensors or an archive, open it only with that format's own loader.",
+    atlas: ATLAS_PICKLE,
+    cwe: &[502, 434],
+};
+
 /// Rules of this module.
 pub(crate) const RULES: &[&RuleDoc] = &[
+    &POLYGLOT,
     &KNOWN_GADGET,
     &NOT_ALLOWED,
     &DYNAMIC_GLOBAL,
@@ -227,14 +245,54 @@ pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: 
 /// `\x8c…\x93`): `pickle.load` reads them regardless. They are emulated, and only what a real load could
 /// reach is judged: globals whose module and name are Python identifiers (an import of anything else fails
 /// and ends the load) and calls of such globals. Garbage anomalies are not reported: the bytes may well be
-/// something else entirely.
-pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
-    if blob.seek(SeekFrom::Start(0)).is_err() {
-        return;
+/// something else entirely. `strict` stops at the first structural error, as `pickle.load` does (members of
+/// containers, which only a loader handed exactly these bytes would read); otherwise the emulator
+/// resynchronises on the next `PROTO`, as for a file given on its own.
+pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) {
+    if let Some(trace) = reachable(ctx, blob, len, strict) {
+        judge(ctx, &trace, 0, &mut BTreeSet::new());
     }
-    let Ok(trace) = Emulator::new(ctx.limits()).run((&mut *blob).take(len)) else {
+}
+
+/// A blob another format claimed (GGUF, tar, bzip2, …) whose first bytes are also pickle opcodes:
+/// `pickle.load`, joblib and legacy `torch.load` read it as a pickle whatever its magic number says (`GGUF`
+/// is a `BINFLOAT`, `BZh` a `BINBYTES` length, a tar's name field a run of opcodes). When a real load
+/// would import or call something before its first error, the file is a polyglot: that is a finding of its
+/// own, and what the pickle reaches is judged like any pickle.
+pub(crate) fn scan_polyglot(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, claimed: &str) {
+    let Some(trace) = reachable(ctx, blob, len, true) else {
         return;
     };
+    if trace.globals.is_empty() && trace.calls.is_empty() {
+        return;
+    }
+    let first = trace
+        .globals
+        .iter()
+        .map(|g| qualified(&g.module, &g.name))
+        .chain(trace.calls.iter().map(|c| c.callee.render(80)))
+        .next()
+        .unwrap_or_default();
+    ctx.report(
+        &POLYGLOT,
+        Some(0),
+        format!(
+            "the file is {claimed} and also a pickle: `pickle.load`, joblib and legacy `torch.load` would read \
+             it and reach `{first}`"
+        ),
+        json!({ "format": claimed, "first_global": first, "globals": trace.globals.len(), "calls": trace.calls.len() }),
+    );
+    judge(ctx, &trace, 0, &mut BTreeSet::new());
+}
+
+/// What a real load of the blob as a pickle reaches: imports of plausible globals that are called or are
+/// known gadgets, and calls of plausible globals. `None` when the blob cannot be read.
+fn reachable(ctx: &Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) -> Option<Trace> {
+    blob.seek(SeekFrom::Start(0)).ok()?;
+    let trace = Emulator::new(ctx.limits())
+        .strict(strict)
+        .run((&mut *blob).take(len))
+        .ok()?;
     let plausible =
         |module: &str, name: &str| is_dotted_identifier(module) && is_dotted_identifier(name);
     // Bytes no format claimed: an import alone is reported only when it is a known gadget (text such as
@@ -251,7 +309,7 @@ pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
             Verdict::Gadget { .. }
         )
     };
-    let filtered = Trace {
+    Some(Trace {
         globals: trace
             .globals
             .iter()
@@ -266,8 +324,7 @@ pub(crate) fn scan_fallback(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
             .collect(),
         anomalies: Vec::new(),
         ..trace
-    };
-    judge(ctx, &filtered, 0, &mut BTreeSet::new());
+    })
 }
 
 /// `a.b_c.D`: non-empty components of identifier characters, not starting with a digit.

@@ -16,5 +16,6 @@ pub fn all() -> Vec<Case> {
     cases.extend(crate::hdf5::corpus());
     cases.extend(crate::savedmodel::corpus());
     cases.extend(crate::evasion::corpus());
+    cases.extend(crate::loaders::corpus());
     cases
 }

@@ -16,6 +16,7 @@ pub mod gguf;
 pub mod hdf5;
 pub mod keras;
 mod keras_config;
+pub mod loaders;
 pub mod mutate;
 pub mod npy;
 pub mod onnx;

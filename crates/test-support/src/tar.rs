@@ -299,6 +299,47 @@ pub fn zlib(data: &[u8]) -> Vec<u8> {
     enc.finish().expect("writing to a Vec cannot fail")
 }
 
+/// A bzip2 stream of `data` (joblib `compress='bz2'`, pandas `.pkl.bz2`).
+pub fn bzip2(data: &[u8]) -> Vec<u8> {
+    let mut enc = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
+/// An xz stream of `data` (joblib `compress='xz'`).
+pub fn xz(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = lzma_rust2::XzWriter::new(&mut out, lzma_rust2::XzOptions::with_preset(1))
+        .expect("xz options are valid");
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A raw LZMA "alone" stream of `data` as joblib `compress='lzma'` writes it (properties 0x5d, unknown
+/// length, end marker).
+pub fn lzma_alone(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let options = lzma_rust2::LzmaOptions::with_preset(1);
+    let mut enc = lzma_rust2::LzmaWriter::new_use_header(&mut out, &options, None)
+        .expect("lzma options are valid");
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A zstd frame of `data` (`.pkl.zst`).
+pub fn zstd(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).expect("encoding into memory cannot fail")
+}
+
+/// An lz4 frame of `data` (joblib `compress='lz4'`).
+pub fn lz4(data: &[u8]) -> Vec<u8> {
+    let mut enc = lz4_flex::frame::FrameEncoder::new(Vec::new());
+    enc.write_all(data).expect("writing to a Vec cannot fail");
+    enc.finish().expect("writing to a Vec cannot fail")
+}
+
 /// Malicious and benign cases of this format (tar archives and compressed streams).
 pub fn corpus() -> Vec<Case> {
     let benign = state_dict_pickle();

@@ -51,6 +51,7 @@ pub struct Emulator<'l> {
     limits: &'l Limits,
     base_offset: u64,
     joblib: bool,
+    strict: bool,
 }
 
 impl<'l> Emulator<'l> {
@@ -60,7 +61,16 @@ impl<'l> Emulator<'l> {
             limits,
             base_offset: 0,
             joblib: true,
+            strict: false,
         }
+    }
+
+    /// Stop at the first structural error (an unknown opcode, a stack underflow, a memo miss) or at the first
+    /// bytes after a `STOP` that do not form a pickle, as `pickle.load` does, instead of resynchronising on
+    /// the next `PROTO`. For bytes that are some other format first: only what a real load reaches counts.
+    pub fn strict(mut self, on: bool) -> Self {
+        self.strict = on;
+        self
     }
 
     /// Whether to read the stream as joblib's unpickler does (skip inline array bytes after a
@@ -82,6 +92,7 @@ impl<'l> Emulator<'l> {
     pub fn run<R: Read>(self, reader: R) -> Result<Trace> {
         let mut machine = Machine::new(self.limits, self.base_offset, reader);
         machine.joblib = self.joblib;
+        machine.strict = self.strict;
         match machine.run() {
             Err(Halt::Io(source)) => {
                 let offset = self.base_offset.saturating_add(machine.input.offset());
@@ -288,6 +299,8 @@ struct Machine<'l, R> {
     top_level_stops: u32,
     /// Read joblib inline arrays (see [`Emulator::joblib`]).
     joblib: bool,
+    /// Stop at the first structural error (see [`Emulator::strict`]).
+    strict: bool,
 }
 
 impl<'l, R: Read> Machine<'l, R> {
@@ -317,6 +330,7 @@ impl<'l, R: Read> Machine<'l, R> {
             binary_seen: false,
             top_level_stops: 0,
             joblib: true,
+            strict: false,
         }
     }
 
@@ -364,7 +378,7 @@ impl<'l, R: Read> Machine<'l, R> {
             match self.run_pickle(tentative) {
                 Ok(PickleEnd::Stop) => after_stop = true,
                 Ok(PickleEnd::NotAPickle) => {
-                    if !self.skip_trailing(start)? {
+                    if self.strict || !self.skip_trailing(start)? {
                         return Ok(());
                     }
                     after_stop = false;
@@ -388,7 +402,7 @@ impl<'l, R: Read> Machine<'l, R> {
                 Err(Halt::Fatal) => {
                     let from = self.input.offset();
                     self.end_pickle();
-                    if !self.resync(from)? {
+                    if self.strict || !self.resync(from)? {
                         return Ok(());
                     }
                     after_stop = false;

@@ -1,0 +1,194 @@
+//! Files whose magic number says one thing while a loader reads another: polyglot pickles (a first opcode that
+//! swallows another format's magic), every compression codec joblib and pandas write, and headerless
+//! (protocol 0/1) pickles inside containers whose member names promise nothing. Each malicious case has a
+//! benign twin made the same way.
+
+use crate::gguf::honest_model;
+use crate::tar::{bzip2, gzip, legacy_torch_tar, lz4, lzma_alone, xz, zlib, zstd, TarWriter};
+use crate::zip::{state_dict_pickle, tensor_bytes, BENIGN_PICKLE, PAYLOAD_PICKLE};
+use crate::Case;
+
+/// A protocol-1 pickle without a `PROTO` header that calls `os.system`: `K\x01` (an int), `0` (pop it),
+/// then the call. No sniffer shape matches its first byte.
+pub const HEADERLESS_PAYLOAD: &[u8] = b"K\x010cos\nsystem\n(X\x02\x00\x00\x00idtR.";
+
+/// The benign twin: a headerless protocol-1 pickle of a small list.
+pub const HEADERLESS_BENIGN: &[u8] = b"]q\x00(K\x01K\x02e.";
+
+/// The call every polyglot ends with: pop what the magic number pushed, then `os.system('id')`.
+const TAIL: &[u8] = b"0cos\nsystem\n(X\x02\x00\x00\x00idtR.";
+
+/// `GGUF` read as `BINFLOAT` (`G` and eight bytes: `GUF`, the version, one byte), then the call.
+pub fn gguf_polyglot() -> Vec<u8> {
+    let mut out = b"GGUF\x03\x00\x00\x00\x00".to_vec();
+    out.extend_from_slice(TAIL);
+    out
+}
+
+/// `BZh1` read as `BINBYTES` whose four-byte length is `Zh1\0` (3,237,978 bytes), then the call.
+pub fn bzip2_polyglot() -> Vec<u8> {
+    let len = u32::from_le_bytes(*b"Zh1\x00") as usize;
+    let mut out = b"BZh1\x00".to_vec();
+    out.resize(out.len() + len, b'A');
+    out.extend_from_slice(TAIL);
+    out
+}
+
+/// A protocol-2 pickle whose first string puts `ustar\0` at offset 257, where tar sniffers look.
+pub fn tar_polyglot() -> Vec<u8> {
+    let mut out = b"\x80\x02X".to_vec();
+    let text_start = out.len() + 4;
+    let mut text = vec![b'a'; 257 - text_start];
+    text.extend_from_slice(b"ustar\x0000");
+    text.resize(600, b'a');
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(TAIL);
+    out
+}
+
+/// A compressor: bytes in, compressed stream out.
+pub type Encode = fn(&[u8]) -> Vec<u8>;
+
+/// Every codec joblib and pandas compress with, by its file-name extension.
+pub const CODECS: [(&str, Encode); 5] = [
+    ("bz2", bzip2),
+    ("xz", xz),
+    ("lzma", lzma_alone),
+    ("zst", zstd),
+    ("lz4", lz4),
+];
+
+/// Malicious and benign cases of this module.
+pub fn corpus() -> Vec<Case> {
+    let mut cases = vec![
+        Case::malicious(
+            "polyglot/gguf-magic-pickle",
+            "model.gguf",
+            gguf_polyglot(),
+            "AEG-SCAN-101",
+            "pickle whose BINFLOAT swallows the GGUF magic",
+        ),
+        Case::benign(
+            "polyglot/gguf-honest",
+            "model.gguf",
+            honest_model(crate::gguf::CHATML_TEMPLATE),
+            "an honest GGUF (its magic is also a pickle opcode)",
+        ),
+        Case::malicious(
+            "polyglot/bzip2-magic-pickle",
+            "model.pt",
+            bzip2_polyglot(),
+            "AEG-SCAN-101",
+            "pickle whose BINBYTES length swallows the bzip2 magic",
+        ),
+        Case::benign(
+            "polyglot/bzip2-honest",
+            "model.pkl.bz2",
+            bzip2(&state_dict_pickle()),
+            "a real bzip2 stream of a benign pickle",
+        ),
+        Case::malicious(
+            "polyglot/ustar-at-257-pickle",
+            "model.pt",
+            tar_polyglot(),
+            "AEG-SCAN-101",
+            "pickle with a tar magic at offset 257",
+        ),
+        Case::benign(
+            "polyglot/tar-honest",
+            "model.tar",
+            legacy_torch_tar(&state_dict_pickle()),
+            "a real tar whose first bytes are a member name",
+        ),
+        Case::malicious(
+            "container/zlib-headerless",
+            "model.joblib",
+            zlib(HEADERLESS_PAYLOAD),
+            "AEG-SCAN-101",
+            "headerless pickle in a zlib joblib stream",
+        ),
+        Case::benign(
+            "container/zlib-headerless-benign",
+            "model.joblib",
+            zlib(HEADERLESS_BENIGN),
+            "headerless benign pickle in a zlib joblib stream",
+        ),
+        Case::malicious(
+            "container/gzip-any-name-headerless",
+            "model.gz",
+            gzip(HEADERLESS_PAYLOAD, Some("weights.data")),
+            "AEG-SCAN-101",
+            "headerless pickle in a gzip member of an arbitrary name",
+        ),
+        Case::benign(
+            "container/gzip-any-name-text",
+            "notes.gz",
+            gzip(b"cat\ndog\nelephant\n", Some("labels.txt")),
+            "text in a gzip member",
+        ),
+        Case::malicious(
+            "container/torch-tar-storages-headerless",
+            "model.tar",
+            TarWriter::new()
+                .file("sys_info", b"\x80\x02}q\x00.")
+                .file("pickle", &state_dict_pickle())
+                .file("storages", HEADERLESS_PAYLOAD)
+                .file("tensors", b"\x80\x02K\x00.")
+                .finish(),
+            "AEG-SCAN-101",
+            "headerless pickle as the storages member of a legacy torch tar",
+        ),
+        Case::benign(
+            "container/torch-tar-storages-raw",
+            "model.tar",
+            TarWriter::new()
+                .file("pickle", &state_dict_pickle())
+                .file("storages", &tensor_bytes())
+                .finish(),
+            "raw storage bytes in a legacy torch tar",
+        ),
+        Case::malicious(
+            "container/pandas-tar-gz-headerless",
+            "frame.pkl.tar.gz",
+            gzip(
+                &TarWriter::new().file("frame", HEADERLESS_PAYLOAD).finish(),
+                None,
+            ),
+            "AEG-SCAN-101",
+            "headerless pickle inside a pandas .pkl.tar.gz",
+        ),
+        Case::benign(
+            "container/pandas-tar-gz-benign",
+            "frame.pkl.tar.gz",
+            gzip(
+                &TarWriter::new().file("frame", BENIGN_PICKLE).finish(),
+                None,
+            ),
+            "benign pickle inside a .pkl.tar.gz",
+        ),
+    ];
+    for (ext, encode) in CODECS {
+        cases.push(Case::malicious(
+            &format!("compressed/joblib-{ext}-payload"),
+            "model.joblib",
+            encode(PAYLOAD_PICKLE),
+            "AEG-SCAN-101",
+            "payload pickle in a joblib or pandas compressed stream",
+        ));
+        cases.push(Case::benign(
+            &format!("compressed/pickle-{ext}-benign"),
+            &format!("model.pkl.{ext}"),
+            encode(&state_dict_pickle()),
+            "benign pickle in a compressed stream",
+        ));
+    }
+    cases.push(Case::malicious(
+        "compressed/7z-not-inspected",
+        "model.7z",
+        b"7z\xbc\xaf\x27\x1c\x00\x04 an archive the scanner cannot open".to_vec(),
+        "AEG-SCAN-250",
+        "a 7z archive, which the scanner cannot decompress",
+    ));
+    cases
+}
