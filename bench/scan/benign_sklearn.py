@@ -42,8 +42,8 @@ def estimators():
     yield "rng", np.random.default_rng(1)
 
 
-def main():
-    out = sys.argv[1]
+def write(out):
+    """Write every file into OUT (created if missing); bench/scan/benign_libraries.py calls this too."""
     os.makedirs(out, exist_ok=True)
     for name, obj in estimators():
         with open(os.path.join(out, f"{name}.pkl"), "wb") as f:
@@ -59,6 +59,10 @@ def main():
     np.save(os.path.join(out, "objects.npy"), np.array([{"a": 1}, "text", 3], dtype=object), allow_pickle=True)
     np.save(os.path.join(out, "structured.npy"), np.zeros(3, dtype=[("x", "f4"), ("y", "i8")]))
     print(f"{len(os.listdir(out))} files in {out}")
+
+
+def main():
+    write(sys.argv[1])
 
 
 if __name__ == "__main__":

@@ -66,6 +66,20 @@ pub enum Item {
         /// The path it loads.
         filepath: String,
     },
+    /// A layer whose config names a file it reads at load time (`StringLookup`/`IntegerLookup`/
+    /// `TextVectorization` with `vocabulary` a path: any local file, or a URL through `tf.io.gfile`).
+    FileRead {
+        /// JSON path of the layer.
+        path: String,
+        /// Layer name.
+        layer: Option<String>,
+        /// Layer class.
+        class_name: String,
+        /// Config key holding the path.
+        key: String,
+        /// The path or URL.
+        file: String,
+    },
     /// A custom object registered with `register_keras_serializable` (needs user code to load).
     RegisteredObject {
         /// JSON path of the object.
@@ -138,6 +152,30 @@ pub fn is_keras_module(module: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
     })
 }
+
+/// Keras modules whose functions only compute (activations, losses, metrics, initializers, regularizers,
+/// constraints, optimizers and their schedules, ops, random): a serialized reference to a function there is
+/// what honest configs hold. Keras functions elsewhere (`keras.utils.get_file`, `keras.saving.load_model`,
+/// `keras.config.enable_unsafe_deserialization`, dataset loaders) download, read or write files, or turn
+/// safety off: they are trusted by what they do, not by living under `keras`.
+pub fn is_keras_compute_module(module: &str) -> bool {
+    const COMPUTE: &[&str] = &[
+        "activations",
+        "losses",
+        "metrics",
+        "initializers",
+        "regularizers",
+        "constraints",
+        "optimizers",
+        "schedules",
+        "ops",
+        "random",
+    ];
+    is_keras_module(module) && module.split('.').any(|part| COMPUTE.contains(&part))
+}
+
+/// Lookup layers whose `vocabulary` may be a file path.
+const VOCABULARY_LAYERS: &[&str] = &["StringLookup", "IntegerLookup", "TextVectorization"];
 
 /// A registration by a Keras package itself (`keras_hub>BertBackbone` from a `keras_hub` module).
 fn keras_registration(registered: &str, module: Option<&str>) -> bool {
@@ -213,7 +251,7 @@ impl ConfigWalker {
             "function" => {
                 if let Some(function) = config.and_then(Value::as_str) {
                     let module = module.unwrap_or_default();
-                    if !is_keras_module(module) {
+                    if !is_keras_compute_module(module) {
                         self.report.items.push(Item::FunctionRef {
                             path: path.to_owned(),
                             module: module.to_owned(),
@@ -235,9 +273,38 @@ impl ConfigWalker {
                     });
                 }
             }
+            name if VOCABULARY_LAYERS.contains(&name) => {
+                if let Some(file) = config
+                    .and_then(|c| c.get("vocabulary"))
+                    .and_then(Value::as_str)
+                {
+                    self.report.items.push(Item::FileRead {
+                        path: path.to_owned(),
+                        layer: layer.clone(),
+                        class_name: name.to_owned(),
+                        key: "vocabulary".to_owned(),
+                        file: file.to_owned(),
+                    });
+                }
+            }
             _ => {}
         }
         if let Some(module) = module {
+            // A Keras function deserialized as if it were a layer class: Keras imports the module and calls
+            // the attribute with the config (CVE-2025-8747: `keras.utils.get_file` downloads anywhere).
+            let function_shaped = class_name
+                .trim_start_matches('_')
+                .chars()
+                .next()
+                .is_some_and(char::is_lowercase);
+            if is_keras_module(module) && function_shaped && !is_keras_compute_module(module) {
+                self.report.items.push(Item::FunctionRef {
+                    path: path.to_owned(),
+                    module: module.to_owned(),
+                    function: class_name.to_owned(),
+                });
+                return;
+            }
             if !is_keras_module(module) {
                 self.report.items.push(Item::ClassImport {
                     path: path.to_owned(),
@@ -316,7 +383,7 @@ impl ConfigWalker {
                         .get("module")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
-                    if !is_keras_module(module) {
+                    if !is_keras_compute_module(module) {
                         self.report.items.push(Item::FunctionRef {
                             path: sub,
                             module: module.to_owned(),

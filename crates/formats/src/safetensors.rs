@@ -33,7 +33,8 @@ pub fn dtype_bits(dtype: &str) -> Option<u64> {
     Some(match dtype {
         "F4" => 4,
         "F6_E2M3" | "F6_E3M2" => 6,
-        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 8,
+        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" | "F8_E4M3FNUZ"
+        | "F8_E5M2FNUZ" => 8,
         "I16" | "U16" | "F16" | "BF16" => 16,
         "I32" | "U32" | "F32" => 32,
         "I64" | "U64" | "F64" | "C64" => 64,
@@ -689,6 +690,26 @@ mod tests {
         assert_eq!(h.anomalies, vec![]);
         assert_eq!(h.tensors.len(), 3);
         assert_eq!(h.metadata, vec![("format".to_owned(), "pt".to_owned())]);
+    }
+
+    /// Every dtype of the format's specification (safetensors 0.6: float8 variants, fp4/fp6 microscaling)
+    /// has a size; a made-up one has none.
+    #[test]
+    fn every_specified_dtype_has_a_size() {
+        for (dtype, bits) in [
+            ("F8_E4M3FNUZ", 8),
+            ("F8_E5M2FNUZ", 8),
+            ("F8_E8M0", 8),
+            ("F8_E4M3", 8),
+            ("F4", 4),
+            ("F6_E2M3", 6),
+            ("BF16", 16),
+            ("C64", 64),
+        ] {
+            assert_eq!(dtype_bits(dtype), Some(bits), "{dtype}");
+        }
+        assert_eq!(dtype_bits("F8_E4M3FNUZZ"), None);
+        assert_eq!(dtype_bits("f32"), None, "dtypes are case-sensitive");
     }
 
     #[test]

