@@ -451,10 +451,7 @@ fn raw_search(blob: &mut dyn Blob, len: u64, limits: &Limits) -> std::io::Result
         out.mentions_class_name |= mentions_class_name(&buf);
         let mut pos = 0usize;
         let window_len = usize::try_from(limits.max_header.min(RAW_WINDOW)).unwrap_or(usize::MAX);
-        loop {
-            let Some(found) = find_candidate(&buf, pos) else {
-                break;
-            };
+        while let Some(found) = find_candidate(&buf, pos) {
             if attempts == RAW_CANDIDATES {
                 out.exhausted = true;
                 break;
