@@ -9,9 +9,10 @@ COPIES="${1:-12}"
 WORK=bench/work
 
 cargo build --release -q -p aegis-cli -p aegis-test-support --bins
-if [ ! -x bench/.venv/bin/picklescan ] || [ ! -x bench/.venv/bin/modelscan ]; then
+if [ ! -x bench/.venv/bin/picklescan ] || [ ! -x bench/.venv/bin/modelscan ] || [ ! -x bench/.venv/bin/modelaudit ]; then
   python3 -m venv bench/.venv
-  bench/.venv/bin/pip install -q "picklescan==1.0.5" "modelscan==0.8.8"
+  bench/.venv/bin/pip install -q "picklescan==1.0.5" "modelscan==0.8.8" \
+    "modelaudit[h5,onnx,xgboost,safetensors,joblib,dill,flax,sevenzip]==0.2.54"
 fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
@@ -20,3 +21,4 @@ target/release/gen-corpus "$WORK/corpus" --copies "$COPIES"
 target/release/gen-corpus "$WORK/mixed" --copies "$COPIES" --hub 100
 target/release/gen-corpus "$WORK/big" --copies 0 --torch-zip $((1 << 30)) --numpy-pickle $((256 << 20))
 python3 bench/compare.py "$WORK" | tee bench/results.md
+# modelaudit (pinned above) is compared per file, on real-library files too, by bench/scan/run_tools.sh

