@@ -35,8 +35,8 @@ if ! "$LIBVENV/bin/python" -c "import torch, transformers, keras, xgboost, light
     transformers==5.25.0 accelerate==1.16.0 keras==3.15.1 h5py==3.16.0
 fi
 
-rm -rf "$WORK"
 mkdir -p "$WORK"
+rm -rf "$WORK/labelled" "$WORK/benignlib"
 "$GEN" "$WORK/labelled"
 "$LIBVENV/bin/python" bench/scan/benign_libraries.py "$WORK/benignlib" > "$WORK/benignlib.txt" 2>&1
 VERSIONS=$("$LIBVENV/bin/python" - <<'PY'

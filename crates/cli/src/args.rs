@@ -782,7 +782,8 @@ const RULES_EXAMPLES: &str = "Examples:
 /// `aegis scan`.
 #[derive(Debug, Args)]
 pub struct ScanArgs {
-    /// Files or directories (scanned recursively; symbolic links inside directories are not followed).
+    /// Files or directories (scanned recursively; symbolic links are followed, and a link leaving the tree is
+    /// reported).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Allow one more pickle global (`module.qualname` or `prefix.*`); repeatable.

@@ -67,11 +67,28 @@ pub const IGNORE_FILE_IN_TREE: RuleDoc = RuleDoc {
     cwe: &[693],
 };
 
+/// A symbolic link inside the scanned tree points outside it.
+pub const LINK_LEAVES_TREE: RuleDoc = RuleDoc {
+    id: "AEG-SCAN-005",
+    name: "link-leaves-scanned-tree",
+    severity: Severity::High,
+    summary: "A symbolic link in the model directory points outside it",
+    why: "Loaders follow links: an ONNX external-data file, a tokenizer or a weights file that is a link to \
+          `/etc/shadow` or `~/.ssh/id_rsa` makes loading read a host file into the model, where its outputs or \
+          a re-save can leak it. The link's target was scanned under the link's name. Links into a Hugging Face \
+          cache's `blobs/` directory are the cache's normal layout and are reported at low severity.",
+    fix: "Replace the link by the file it should be, or check that its target is part of the model; do not \
+          load a model whose files point into the host's system or home directories.",
+    atlas: &["AML.T0010.003"],
+    cwe: &[59, 22],
+};
+
 pub(crate) const ENGINE_RULES: &[&RuleDoc] = &[
     &UNREADABLE,
     &EXTENSION_MISMATCH,
     &LIMIT_HIT,
     &IGNORE_FILE_IN_TREE,
+    &LINK_LEAVES_TREE,
 ];
 
 /// The finding for a file or member that could not be read at all.

@@ -1,6 +1,9 @@
-//! Walking paths and scanning files in parallel. Directories are walked without following symbolic links
-//! (a link loop or a link out of the tree is not followed); files named on the command line are scanned even
-//! when they are links. One file's failure is that file's finding, never the run's.
+//! Walking paths and scanning files in parallel. Symbolic links are followed, as loaders follow them (a
+//! Hugging Face cache snapshot is nothing but links into `blobs/`; an ONNX external-data sidecar may be a
+//! link): the target is scanned under the link's name. A link whose target leaves the scanned tree is a
+//! finding (low for a cache's `blobs/`, high otherwise); a directory reached twice (a link loop, or a link to
+//! a directory already walked) is walked once; a dangling link is a finding. One file's failure is that file's
+//! finding, never the run's.
 //!
 //! What a walk leaves out (gitignore syntax, `!` to re-include): the policy's exclude patterns (`--exclude`,
 //! `[scan] exclude` in `aegis.toml`), matched relative to each directory named on the command line, and the
@@ -82,6 +85,7 @@ impl Scanner {
             if path.is_dir() && !self.policy.excludes().is_empty() {
                 rules.push(self.exclude_rules(path, &mut walk.findings));
             }
+            walk.root = fs::canonicalize(path).ok();
             walk.collect(path, 0, true, &rules);
         }
         let Walk {
@@ -145,6 +149,10 @@ struct Walk {
     excluded: u64,
     /// The obeyed ignore file, canonical, so that meeting it in the tree is not reported.
     own_ignore_file: Option<PathBuf>,
+    /// The canonical form of the path named on the command line being walked.
+    root: Option<PathBuf>,
+    /// Canonical directories already walked (loop protection for followed links).
+    visited: std::collections::HashSet<PathBuf>,
 }
 
 impl Walk {
@@ -165,6 +173,14 @@ impl Walk {
             self.excluded += 1;
             return;
         }
+        let meta = if meta.file_type().is_symlink() {
+            match self.follow(path) {
+                Some(meta) => meta,
+                None => return,
+            }
+        } else {
+            meta
+        };
         if meta.is_file() {
             if path.file_name() == Some(std::ffi::OsStr::new(IGNORE_FILE))
                 && fs::canonicalize(path).ok() != self.own_ignore_file
@@ -188,6 +204,11 @@ impl Walk {
                 ));
                 return;
             }
+            if let Ok(canonical) = fs::canonicalize(path) {
+                if !self.visited.insert(canonical) {
+                    return; // reached before, through a link: walked once
+                }
+            }
             let entries = match fs::read_dir(path) {
                 Ok(entries) => entries,
                 Err(err) => {
@@ -207,6 +228,56 @@ impl Walk {
                 self.collect(&child, depth + 1, false, rules);
             }
         }
+    }
+
+    /// Resolve a link met in the walk: report a target outside the scanned tree, and return the target's
+    /// metadata (`None` for a dangling link, which is reported).
+    fn follow(&mut self, path: &Path) -> Option<fs::Metadata> {
+        let target = match fs::canonicalize(path).and_then(|t| fs::metadata(&t).map(|m| (t, m))) {
+            Ok(found) => found,
+            Err(err) => {
+                let to = fs::read_link(path)
+                    .map(|t| t.display().to_string())
+                    .unwrap_or_default();
+                self.unreadable(
+                    path,
+                    &format!("symbolic link to `{to}` cannot be followed: {err}"),
+                );
+                return None;
+            }
+        };
+        let (target, meta) = target;
+        let inside = self
+            .root
+            .as_ref()
+            .is_some_and(|root| target.starts_with(root));
+        if !inside {
+            let cache_blob = target
+                .parent()
+                .and_then(Path::file_name)
+                .is_some_and(|d| d == "blobs");
+            let severity = if cache_blob {
+                aegis_core::Severity::Low
+            } else {
+                aegis_core::Severity::High
+            };
+            self.findings.push(
+                Finding::new(
+                    &crate::engine_rules::LINK_LEAVES_TREE,
+                    Location::file(path.display().to_string()),
+                    format!(
+                        "symbolic link to `{}`, outside the scanned tree; its target was scanned under this name",
+                        target.display()
+                    ),
+                )
+                .with_severity(severity)
+                .with_evidence(serde_json::json!({
+                    "target": target.display().to_string(),
+                    "cache_blob": cache_blob,
+                })),
+            );
+        }
+        Some(meta)
     }
 
     fn unreadable(&mut self, path: &Path, detail: &str) {
@@ -232,6 +303,54 @@ fn excluded(rules: &[Gitignore], path: &Path, is_dir: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rules_of(out: &ScanOutcome) -> Vec<(String, aegis_core::Severity)> {
+        out.findings
+            .iter()
+            .map(|f| (f.rule.as_str().to_owned(), f.severity))
+            .collect()
+    }
+
+    /// A Hugging Face cache snapshot (every file a relative link into `blobs/`) is scanned through its
+    /// links, and the links are low findings; a link to a host file is high; a loop is walked once.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_with_loop_protection() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("models--acme--m");
+        let blobs = repo.join("blobs");
+        let snapshot = repo.join("snapshots").join("abc123");
+        fs::create_dir_all(&blobs).unwrap();
+        fs::create_dir_all(&snapshot).unwrap();
+        fs::write(blobs.join("0f1e"), aegis_test_support::zip::PAYLOAD_PICKLE).unwrap();
+        symlink("../../blobs/0f1e", snapshot.join("pytorch_model.bin")).unwrap();
+        symlink("..", snapshot.join("loop")).unwrap();
+        let out = Scanner::default().scan_paths(std::slice::from_ref(&snapshot), &());
+        let rules = rules_of(&out);
+        assert_eq!(out.stats.files, 1, "{rules:?}");
+        assert!(rules.contains(&("AEG-SCAN-101".to_owned(), aegis_core::Severity::Critical)));
+        assert!(rules.contains(&("AEG-SCAN-005".to_owned(), aegis_core::Severity::Low)));
+
+        let host = dir.path().join("host_secret");
+        fs::write(&host, b"root:x:0:0\n").unwrap();
+        let model = dir.path().join("model");
+        fs::create_dir(&model).unwrap();
+        symlink(&host, model.join("weights.data")).unwrap();
+        symlink(model.join("missing"), model.join("dangling")).unwrap();
+        let out = Scanner::default().scan_paths(std::slice::from_ref(&model), &());
+        let rules = rules_of(&out);
+        assert!(rules.contains(&("AEG-SCAN-005".to_owned(), aegis_core::Severity::High)));
+        assert!(rules.iter().any(|(r, _)| r == "AEG-SCAN-001"), "{rules:?}");
+
+        // Links that stay inside the tree are quiet.
+        let inside = tempfile::tempdir().unwrap();
+        fs::write(inside.path().join("a.pkl"), b"\x80\x04K\x01.").unwrap();
+        symlink("a.pkl", inside.path().join("b.pkl")).unwrap();
+        let out = Scanner::default().scan_paths(&[inside.path().to_path_buf()], &());
+        assert!(out.findings.is_empty(), "{:?}", out.findings);
+        assert_eq!(out.stats.files, 2);
+    }
 
     /// A tree deeper than the walk goes is a finding that fails the default gate, never a silent skip; a
     /// shallower one is walked to the bottom.
