@@ -171,6 +171,17 @@ def tool_versions(args):
     return v
 
 
+def aegis_build(aegis):
+    """Which aegis was measured: the binary's build time and the commit of the work tree it sits in."""
+    built = time.strftime("%Y-%m-%d %H:%M", time.localtime(os.path.getmtime(aegis)))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(aegis)))
+    code, sha, _, _ = run(["git", "-C", repo, "rev-parse", "--short", "HEAD"], 30)
+    _, dirty, _, _ = run(["git", "-C", repo, "status", "--porcelain", "crates"], 30)
+    return f"`{os.path.relpath(aegis, repo)}` built {built}" + (
+        f" from commit {sha.strip()}" + (" plus uncommitted changes under crates/" if dirty.strip() else "")
+        if code == 0 else "")
+
+
 def benign_files(root):
     files = []
     for dirpath, _, names in os.walk(root):
@@ -224,7 +235,8 @@ def report(raw):
     w = L.append
     w("# aegis scan vs picklescan, ModelScan and modelaudit (issue 18)\n")
     w(f"machine: {raw['machine']}  \ndate: {raw['date']}  \ntools: " + ", ".join(names.values())
-      + f"  \nper-file timeout: {raw['timeout']} s; one process per file for every tool.\n")
+      + f"  \naegis binary: {raw.get('aegis_build', '?')}  \nper-file timeout: {raw['timeout']} s; one process "
+      "per file for every tool.\n")
     w("Rerun (one command, from the repository root): `bench/scan/run_tools.sh` (see the header of that "
       "script and of `bench/scan/compare_tools.py` for what counts as flagged).\n")
     w("**Flagged** = a tool's own top severities: aegis high/critical finding; picklescan a *dangerous* global "
@@ -363,11 +375,26 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--raw", help="also write the per-file results as JSON here")
     ap.add_argument("--report-only", help="print the report of an earlier --raw file without scanning")
+    ap.add_argument("--rescan-aegis", metavar="RAW",
+                    help="rescan only with aegis (e.g. after a fix), update the --raw file RAW in place and print "
+                         "the report; the other tools' results are kept")
     ap.add_argument("--library-versions", default="", help="text for the header (';'-separated)")
     args = ap.parse_args()
     if args.report_only:
         with open(args.report_only) as f:
             print(report(json.load(f)))
+        return
+    if args.rescan_aegis:
+        args.aegis = os.path.abspath(args.aegis)
+        with open(args.rescan_aegis) as f:
+            raw = json.load(f)
+        paths = list(raw["results"]["aegis"])
+        raw["results"]["aegis"] = {p: scan_aegis(args, p) for p in paths}
+        raw["versions"]["aegis"] = tool_versions(args)["aegis"]
+        raw["aegis_build"] = aegis_build(args.aegis)
+        with open(args.rescan_aegis, "w") as f:
+            json.dump(raw, f, indent=1)
+        print(report(raw))
         return
     if not (args.benign and args.labelled):
         ap.error("--benign and --labelled are required")
@@ -384,7 +411,7 @@ def main():
         libmanifest = []
     bfiles = benign_files(benign_root)
     lfiles = [os.path.join(labelled_root, m["path"]) for m in manifest]
-    raw = {"versions": tool_versions(args), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+    raw = {"versions": tool_versions(args), "aegis_build": aegis_build(args.aegis), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "timeout": args.timeout, "benign_root": benign_root, "labelled_root": labelled_root,
            "benign_files": bfiles, "labelled_manifest": manifest, "benign_manifest": libmanifest,
            "library_versions": [s.strip() for s in args.library_versions.split(";") if s.strip()]}

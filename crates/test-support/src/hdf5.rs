@@ -8,7 +8,7 @@
 //! `str` that way: `keras_version`, `backend`), and optionally a continuation block. [`keras_h5_v2`] writes a
 //! superblock version 2 file with an `OHDR` root header and lookup3 checksums.
 
-use crate::keras_config::{sequential_config, Variant};
+use crate::keras_config::{config_first, sequential_config, Variant};
 use crate::Case;
 
 const UNDEF: u64 = u64::MAX;
@@ -541,14 +541,14 @@ pub fn corpus() -> Vec<Case> {
         Case::malicious(
             "hdf5/dense-attributes-config-first-lambda",
             "model.h5",
-            keras_h5_dense(&crate::keras::config_first(&evil)),
+            keras_h5_dense(&config_first(&evil)),
             "AEG-SCAN-600",
             "dense attribute storage and a config whose keys put `config` before `class_name`",
         ),
         Case::benign(
             "hdf5/dense-attributes-config-first-honest",
             "model.h5",
-            keras_h5_dense(&crate::keras::config_first(&honest)),
+            keras_h5_dense(&config_first(&honest)),
             "dense attribute storage and a config whose keys put `config` before `class_name`",
         ),
     ]
