@@ -373,21 +373,27 @@ pub fn lookup3(data: &[u8], init: u32) -> u32 {
     c
 }
 
-/// A superblock version 2 file whose root group (an `OHDR` version 2 header with Link Info and Group Info
-/// messages) carries `model_config` as a version 3 attribute with a fixed-length string.
-pub fn keras_h5_v2(model_config: &str) -> Vec<u8> {
+/// One object header message: type, size, flags, body.
+fn message(out: &mut Vec<u8>, kind: u8, body: &[u8]) {
+    out.push(kind);
+    out.extend_from_slice(&(body.len() as u16).to_le_bytes());
+    out.push(0);
+    out.extend_from_slice(body);
+}
+
+/// The root group's Link Info and Group Info messages (a compact, empty group).
+fn group_messages() -> Vec<u8> {
     let mut messages = Vec::new();
-    let mut push = |kind: u8, body: &[u8]| {
-        messages.push(kind);
-        messages.extend_from_slice(&(body.len() as u16).to_le_bytes());
-        messages.push(0);
-        messages.extend_from_slice(body);
-    };
     let mut link_info = vec![0, 0];
     le(&mut link_info, UNDEF, 8);
     le(&mut link_info, UNDEF, 8);
-    push(0x02, &link_info);
-    push(0x0A, &[0, 0]);
+    message(&mut messages, 0x02, &link_info);
+    message(&mut messages, 0x0A, &[0, 0]);
+    messages
+}
+
+/// A version 3 attribute message body: `model_config` as a fixed-length string.
+fn model_config_attribute(model_config: &str) -> Vec<u8> {
     let config = model_config.as_bytes();
     let mut attr = vec![3, 0];
     le(&mut attr, "model_config\0".len() as u64, 2);
@@ -398,27 +404,46 @@ pub fn keras_h5_v2(model_config: &str) -> Vec<u8> {
     attr.extend_from_slice(&fixed_string_type(config.len()));
     attr.extend_from_slice(&[2, 0, 0, 0]);
     attr.extend_from_slice(config);
-    push(0x0C, &attr);
+    attr
+}
 
-    let root = 48u64;
+/// An `OHDR` version 2 header around `messages` (its checksum appended).
+fn ohdr(messages: &[u8]) -> Vec<u8> {
     let mut header = b"OHDR".to_vec();
     header.extend_from_slice(&[2, 0x02]);
     le(&mut header, messages.len() as u64, 4);
-    header.extend_from_slice(&messages);
+    header.extend_from_slice(messages);
+    header
+}
+
+/// Where a version 2 superblock puts the root object header.
+const V2_ROOT: u64 = 48;
+
+/// A superblock version 2 file: the superblock, the root object header (without its checksum, appended here),
+/// then `rest`.
+fn superblock_v2_file(mut header: Vec<u8>, rest: &[u8]) -> Vec<u8> {
     let sum = lookup3(&header, 0);
     header.extend_from_slice(&sum.to_le_bytes());
-    let eof = root + header.len() as u64;
-
+    let eof = V2_ROOT + header.len() as u64 + rest.len() as u64;
     let mut out = b"\x89HDF\r\n\x1a\n".to_vec();
     out.extend_from_slice(&[2, 8, 8, 0]);
     le(&mut out, 0, 8);
     le(&mut out, UNDEF, 8);
     le(&mut out, eof, 8);
-    le(&mut out, root, 8);
+    le(&mut out, V2_ROOT, 8);
     let sum = lookup3(&out, 0);
     out.extend_from_slice(&sum.to_le_bytes());
     out.extend_from_slice(&header);
+    out.extend_from_slice(rest);
     out
+}
+
+/// A superblock version 2 file whose root group (an `OHDR` version 2 header with Link Info and Group Info
+/// messages) carries `model_config` as a version 3 attribute with a fixed-length string.
+pub fn keras_h5_v2(model_config: &str) -> Vec<u8> {
+    let mut messages = group_messages();
+    message(&mut messages, 0x0C, &model_config_attribute(model_config));
+    superblock_v2_file(ohdr(&messages), &[])
 }
 
 /// A superblock version 2 file whose root group keeps its attributes in dense storage: an Attribute Info
@@ -426,61 +451,21 @@ pub fn keras_h5_v2(model_config: &str) -> Vec<u8> {
 /// writes once attributes outgrow the object header). The heap is laid out as bytes (`FRHP`, `FHDB`) for
 /// readers that search them; it is not a complete fractal heap.
 pub fn keras_h5_dense(model_config: &str) -> Vec<u8> {
-    let root = 48u64;
-    let mut messages = Vec::new();
-    let mut push = |kind: u8, body: &[u8]| {
-        messages.push(kind);
-        messages.extend_from_slice(&(body.len() as u16).to_le_bytes());
-        messages.push(0);
-        messages.extend_from_slice(body);
-    };
-    let mut link_info = vec![0, 0];
-    le(&mut link_info, UNDEF, 8);
-    le(&mut link_info, UNDEF, 8);
-    push(0x02, &link_info);
-    push(0x0A, &[0, 0]);
-    // Attribute Info: version 0, no flags, fractal heap address, name-index B-tree address (patched below).
+    let mut messages = group_messages();
+    // Attribute Info: version 0, no flags, fractal heap address (patched below), name-index B-tree address.
     let mut attr_info = vec![0, 0];
     le(&mut attr_info, 0, 8);
     le(&mut attr_info, UNDEF, 8);
-    push(0x15, &attr_info);
-    let mut header = b"OHDR".to_vec();
-    header.extend_from_slice(&[2, 0x02]);
-    le(&mut header, messages.len() as u64, 4);
-    header.extend_from_slice(&messages);
-    let heap = root + header.len() as u64 + 4;
+    message(&mut messages, 0x15, &attr_info);
+    let mut header = ohdr(&messages);
+    let heap = V2_ROOT + header.len() as u64 + 4;
     let at = header.len() - 16;
     header[at..at + 8].copy_from_slice(&heap.to_le_bytes());
-    let sum = lookup3(&header, 0);
-    header.extend_from_slice(&sum.to_le_bytes());
-
-    let config = model_config.as_bytes();
     let mut block = b"FRHP\x00".to_vec();
     block.resize(64, 0);
     block.extend_from_slice(b"FHDB\x00");
-    let mut attr = vec![3, 0];
-    le(&mut attr, "model_config\0".len() as u64, 2);
-    le(&mut attr, 8, 2);
-    le(&mut attr, 4, 2);
-    attr.push(0);
-    attr.extend_from_slice(b"model_config\0");
-    attr.extend_from_slice(&fixed_string_type(config.len()));
-    attr.extend_from_slice(&[2, 0, 0, 0]);
-    attr.extend_from_slice(config);
-    block.extend_from_slice(&attr);
-    let eof = heap + block.len() as u64;
-
-    let mut out = b"\x89HDF\r\n\x1a\n".to_vec();
-    out.extend_from_slice(&[2, 8, 8, 0]);
-    le(&mut out, 0, 8);
-    le(&mut out, UNDEF, 8);
-    le(&mut out, eof, 8);
-    le(&mut out, root, 8);
-    let sum = lookup3(&out, 0);
-    out.extend_from_slice(&sum.to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(&block);
-    out
+    block.extend_from_slice(&model_config_attribute(model_config));
+    superblock_v2_file(header, &block)
 }
 
 /// Malicious and benign cases of this format.
