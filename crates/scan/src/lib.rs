@@ -25,6 +25,7 @@ mod pickle;
 mod safetensors;
 mod savedmodel;
 mod template;
+mod tensors;
 
 pub mod policy;
 pub mod rules;

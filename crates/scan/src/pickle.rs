@@ -225,6 +225,7 @@ pub(crate) fn scan_at(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, offset: u64, end: 
     };
     let mut judged = BTreeSet::new();
     judge(ctx, &trace, offset, &mut judged);
+    crate::tensors::judge(ctx, &trace, offset);
     report_anomalies(ctx, &trace, offset);
     // joblib reads inline array bytes after a NumpyArrayWrapper; pickle.load and torch.load execute them
     // as opcodes. The loader is unknown, so read the stream the second way too and judge what it imports.

@@ -24,6 +24,7 @@ pub fn all() -> Vec<&'static RuleDoc> {
         crate::onnx::RULES,
         crate::keras::RULES,
         crate::savedmodel::RULES,
+        crate::tensors::RULES,
     ]
     .concat();
     rules.sort_by_key(|r| r.id);

@@ -5,7 +5,7 @@
 
 use crate::gguf::honest_model;
 use crate::tar::{bzip2, gzip, legacy_torch_tar, lz4, lzma_alone, xz, zlib, zstd, TarWriter};
-use crate::zip::{state_dict_pickle, tensor_bytes, BENIGN_PICKLE, PAYLOAD_PICKLE};
+use crate::zip::{pytorch_zip, state_dict_pickle, tensor_bytes, BENIGN_PICKLE, PAYLOAD_PICKLE};
 use crate::Case;
 
 /// A protocol-1 pickle without a `PROTO` header that calls `os.system`: `K\x01` (an int), `0` (pop it),
@@ -49,6 +49,27 @@ pub fn tar_polyglot() -> Vec<u8> {
 
 /// A compressor: bytes in, compressed stream out.
 pub type Encode = fn(&[u8]) -> Vec<u8>;
+
+/// A `data.pkl` of one tensor over storage `0` (FloatStorage, `numel` elements): a view of `size` elements
+/// from `offset`, optionally followed by `SETITEMS` on the tensor (`tensor[0] = 7` at load).
+pub fn tensor_pickle(numel: u8, size: u8, offset: u8, setitems: bool) -> Vec<u8> {
+    let mut p =
+        b"\x80\x02ccollections\nOrderedDict\nq\x00)Rq\x01X\x06\x00\x00\x00weightq\x02".to_vec();
+    p.extend_from_slice(b"ctorch._utils\n_rebuild_tensor_v2\nq\x03");
+    p.extend_from_slice(b"((X\x07\x00\x00\x00storageq\x04ctorch\nFloatStorage\nq\x05");
+    p.extend_from_slice(b"X\x01\x00\x00\x000q\x06X\x03\x00\x00\x00cpuq\x07K");
+    p.push(numel);
+    p.extend_from_slice(b"tq\x08QK");
+    p.push(offset);
+    p.push(b'K');
+    p.push(size);
+    p.extend_from_slice(b"\x85q\tK\x01\x85q\n\x89h\x00)Rq\x0btq\x0cRq\r");
+    if setitems {
+        p.extend_from_slice(b"(K\x00K\x07u");
+    }
+    p.extend_from_slice(b"s.");
+    p
+}
 
 /// Every codec joblib and pandas compress with, by its file-name extension.
 pub const CODECS: [(&str, Encode); 5] = [
@@ -202,6 +223,34 @@ pub fn corpus() -> Vec<Case> {
         "model.pkl",
         b"\x80\x04csklearn.pipeline\nPipeline\n)\x81}X\x05\x00\x00\x00stepsq\x00]q\x01sb.".to_vec(),
         "a plain scikit-learn Pipeline",
+    ));
+    // Memory primitives from allowed names only (the storage member holds 4 floats).
+    cases.push(Case::malicious(
+        "tensor/setitems-on-tensor",
+        "model.pt",
+        pytorch_zip(&tensor_pickle(4, 4, 0, true)),
+        "AEG-SCAN-111",
+        "SETITEMS applied to a tensor during unpickling",
+    ));
+    cases.push(Case::malicious(
+        "tensor/view-past-storage",
+        "model.pt",
+        pytorch_zip(&tensor_pickle(4, 64, 0, false)),
+        "AEG-SCAN-111",
+        "a tensor view reaching past the elements its storage declares",
+    ));
+    cases.push(Case::malicious(
+        "tensor/storage-past-data",
+        "model.pt",
+        pytorch_zip(&tensor_pickle(64, 64, 0, false)),
+        "AEG-SCAN-111",
+        "a storage declaring more elements than its data member holds (CVE-2026-24747 class)",
+    ));
+    cases.push(Case::benign(
+        "tensor/view-at-the-end",
+        "model.pt",
+        pytorch_zip(&tensor_pickle(4, 2, 2, false)),
+        "a view over the last two elements of its storage",
     ));
     cases.push(Case::malicious(
         "compressed/7z-not-inspected",

@@ -41,6 +41,7 @@ mod joblib;
 pub mod opcodes;
 mod reader;
 mod state;
+pub mod tensors;
 mod text;
 mod value;
 mod vm;
@@ -75,6 +76,12 @@ pub struct Trace {
     pub torch_legacy: bool,
     /// joblib `NumpyArrayWrapper` arrays whose inline data was skipped (or whose nested pickle was emulated).
     pub joblib_arrays: u64,
+    /// PyTorch storages declared by persistent ids (bounded; see [`tensors`]).
+    pub storages: Vec<tensors::StorageDecl>,
+    /// Tensor views built over declared storages (bounded).
+    pub tensor_views: Vec<tensors::TensorView>,
+    /// Item opcodes applied to tensors (bounded).
+    pub tensor_writes: Vec<tensors::TensorWrite>,
 }
 
 /// A global the unpickler would import (`find_class(module, name)`).

@@ -1464,3 +1464,27 @@ fn emulate_file_from_env() {
         trace.bytes as f64 / secs / 1e6
     );
 }
+
+/// Storages, views and item writes into tensors are extracted from a PyTorch `data.pkl`; an honest one has
+/// no write and a view inside its storage.
+#[test]
+fn tensor_declarations_views_and_writes_are_extracted() {
+    use aegis_test_support::loaders::tensor_pickle;
+    let limits = Limits::default();
+    let honest = emulate(&tensor_pickle(4, 2, 2, false)[..], &limits).unwrap();
+    assert_eq!(honest.storages.len(), 1);
+    assert_eq!(
+        (honest.storages[0].key.as_str(), honest.storages[0].numel),
+        ("0", 4)
+    );
+    assert_eq!(honest.storages[0].storage_type, "FloatStorage");
+    assert_eq!(honest.tensor_views.len(), 1);
+    assert_eq!(honest.tensor_views[0].extent(), Some(4));
+    assert!(honest.tensor_writes.is_empty());
+    let written = emulate(&tensor_pickle(4, 4, 0, true)[..], &limits).unwrap();
+    assert_eq!(written.tensor_writes.len(), 1);
+    assert_eq!(written.tensor_writes[0].opcode, "SETITEMS");
+    assert_eq!(written.tensor_writes[0].target, "torch._utils._rebuild_tensor_v2");
+    let past = emulate(&tensor_pickle(4, 64, 0, false)[..], &limits).unwrap();
+    assert_eq!(past.tensor_views[0].extent(), Some(64));
+}

@@ -23,6 +23,7 @@ use super::joblib::{self, ArrayData};
 use super::opcodes as op;
 use super::reader::{Halt, Input, Step};
 use super::state::{dispose, dispose_all, Frame};
+use super::tensors;
 use super::text;
 use super::{Anomaly, AnomalyKind, Call, CallKind, GlobalRef, ObjectKind, PyObject, Trace, Value};
 use crate::{Error, Limits, Result};
@@ -42,6 +43,8 @@ const MAX_INTERNED: usize = 65_536;
 const MAX_ITEMS_PER_PICKLE: usize = 1 << 22;
 /// The magic number legacy `torch.save` pickles first, `0x1950a86a20f9469cfc6c`.
 const TORCH_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// Storage declarations, tensor views and tensor writes kept per stream (a checkpoint has thousands at most).
+const MAX_TENSOR_RECORDS: usize = 1 << 16;
 /// Pickles a legacy `torch.save` stream holds before its raw storage bytes.
 const TORCH_LEGACY_PICKLES: u32 = 5;
 
@@ -563,6 +566,34 @@ impl<'l, R: Read> Machine<'l, R> {
             count: 1,
             dynamic,
         });
+    }
+
+    /// `persistent_load(pid)`: push the result, and note a PyTorch storage declaration.
+    fn persistent(&mut self, pid: Value) {
+        self.trace.persistent_ids += 1;
+        if self.trace.storages.len() < MAX_TENSOR_RECORDS {
+            if let Some(decl) = tensors::storage_decl(&pid, self.at()) {
+                self.trace.storages.push(decl);
+            }
+        }
+        self.push(Value::Persistent(Rc::new(pid)));
+    }
+
+    /// Note an item opcode applied to a tensor (an exploit primitive: no writer produces one).
+    fn note_tensor_write(&mut self, target: &Value) {
+        let Value::Object(obj) = target else {
+            return;
+        };
+        let made_by = tensors::makes_tensor(&obj.borrow().callable);
+        if let Some(made_by) = made_by {
+            if self.trace.tensor_writes.len() < MAX_TENSOR_RECORDS {
+                self.trace.tensor_writes.push(tensors::TensorWrite {
+                    opcode: op::name(self.op_code),
+                    target: made_by,
+                    offset: self.at(),
+                });
+            }
+        }
     }
 
     /// Record a call, keeping at most `max_calls_per_callable` entries per callee and kind.
@@ -1260,14 +1291,12 @@ impl<'l, R: Read> Machine<'l, R> {
                 let pid = self.with_line(SMALL_CONSTANT, |_, line, total| {
                     text::str_value(line, total)
                 })?;
-                self.trace.persistent_ids += 1;
-                self.push(Value::Persistent(Rc::new(pid)));
+                self.persistent(pid);
             }
             op::BINPERSID => {
                 self.need(1)?;
                 let pid = self.pop();
-                self.trace.persistent_ids += 1;
-                self.push(Value::Persistent(Rc::new(pid)));
+                self.persistent(pid);
             }
             op::GLOBAL => {
                 let module = self.read_name()?;
@@ -1492,7 +1521,11 @@ impl<'l, R: Read> Machine<'l, R> {
                 }
             }
             // An instance's own `append`/`extend` runs; its class is already recorded.
-            Some(Value::Object(_) | Value::Unknown(_)) => dispose_all(items),
+            Some(obj @ Value::Object(_)) => {
+                self.note_tensor_write(obj);
+                dispose_all(items)
+            }
+            Some(Value::Unknown(_)) => dispose_all(items),
             other => {
                 let what = other.as_ref().map_or("nothing", Value::type_name);
                 let detail = format!("{} onto a {what}", op::name(self.op_code));
@@ -1520,9 +1553,11 @@ impl<'l, R: Read> Machine<'l, R> {
                     }
                 }
             }
-            Some(Value::Object(_) | Value::Unknown(_)) => {
+            Some(obj @ Value::Object(_)) => {
+                self.note_tensor_write(obj);
                 dispose_all(pairs.into_iter().flat_map(|(k, v)| [k, v]))
             }
+            Some(Value::Unknown(_)) => dispose_all(pairs.into_iter().flat_map(|(k, v)| [k, v])),
             other => {
                 let what = other.as_ref().map_or("nothing", Value::type_name);
                 let detail = format!("{} on a {what}", op::name(self.op_code));
@@ -1658,6 +1693,11 @@ impl<'l, R: Read> Machine<'l, R> {
             self.anomaly(AnomalyKind::TypeConfusion, detail);
         }
         self.record_call(CallKind::Reduce, &func, &args, false);
+        if self.trace.tensor_views.len() < MAX_TENSOR_RECORDS {
+            if let Some(view) = tensors::view(&func, &args, self.at()) {
+                self.trace.tensor_views.push(view);
+            }
+        }
         let result = match self.evaluate(&func, &args) {
             Some(v) => {
                 dispose(args);
