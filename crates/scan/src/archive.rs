@@ -390,6 +390,7 @@ pub(crate) fn scan_zip(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
         scan_zip_entry(ctx, blob, len, entry, &mut budget);
     }
     crate::tensors::check_archive(ctx, blob, &archive);
+    crate::torchscript::check_archive(ctx, blob, &archive);
     ctx.cap_findings(mark, "AEG-SCAN-2", MAX_FINDINGS_PER_RULE);
     if let Some(first) = budget.skipped.first() {
         let limit = limits.max_expanded_bytes;

@@ -26,6 +26,7 @@ mod safetensors;
 mod savedmodel;
 mod template;
 mod tensors;
+mod torchscript;
 
 pub mod policy;
 pub mod rules;

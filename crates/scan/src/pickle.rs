@@ -365,11 +365,69 @@ fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64, judged: &mut BTreeSet<(Str
         }
         if call.kind == CallKind::Build {
             judge_build(ctx, call, base);
+        } else if let Some((module, name)) = legacy_module_class(&call.callee) {
+            // Legacy `torch.save` of a whole module: `persistent_load(("module", cls, file, source))`
+            // returns `cls`, which is what is called; judge it as the global it is.
+            if judged.insert((module.to_owned(), name.to_owned())) {
+                let reached = GlobalRef {
+                    module: module.to_owned(),
+                    name: name.to_owned(),
+                    offset: call.offset,
+                    opcode: call.kind.opcode(),
+                    count: call.count,
+                    dynamic: false,
+                };
+                judge_global(ctx, trace, &reached, base);
+            }
         } else if !matches!(call.callee, Value::Global { .. }) {
             judge_computed(ctx, call, base, judged);
         }
         judge_nested(ctx, call, base);
     }
+}
+
+/// The class a legacy PyTorch `("module", cls, source_file, source)` persistent id stands for.
+fn legacy_module_class(callee: &Value) -> Option<(&str, &str)> {
+    let Value::Persistent(pid) = callee else {
+        return None;
+    };
+    let Value::Tuple(items) = &**pid else {
+        return None;
+    };
+    match items.as_slice() {
+        [Value::Str { text, .. }, class, ..] if &**text == "module" => class.as_global(),
+        _ => None,
+    }
+}
+
+/// Whether every `getattr` call of the trace reads a constant attribute of a global and lands on an allowed
+/// one (pickle writes `getattr(ZoneInfo, "_unpickle")` for any class method it reduces): then `getattr` did
+/// nothing the allow-list did not judge. Calls beyond the kept ones cannot be checked, so they count against.
+fn getattr_lands_on_allowed(ctx: &Ctx<'_>, trace: &Trace, global: &GlobalRef) -> bool {
+    let calls: Vec<&Call> = trace
+        .calls
+        .iter()
+        .filter(|c| c.callee.as_global() == Some((global.module.as_str(), global.name.as_str())))
+        .collect();
+    !calls.is_empty()
+        && calls.iter().all(|call| {
+            let Value::Tuple(args) = &call.args else {
+                return false;
+            };
+            match args.as_slice() {
+                [target, Value::Str { text, .. }] if call.count == 1 => {
+                    target.as_global().is_some_and(|(m, n)| {
+                        let attr = if n.is_empty() {
+                            text.to_string()
+                        } else {
+                            format!("{n}.{text}")
+                        };
+                        matches!(ctx.policy().verdict(m, &attr), Verdict::Allowed(_))
+                    })
+                }
+                _ => false,
+            }
+        })
 }
 
 /// A REDUCE/NEWOBJ/… whose callable is an object, a persistent id or unknown.
@@ -431,6 +489,11 @@ fn judge_global(ctx: &mut Ctx<'_>, trace: &Trace, global: &GlobalRef, base: u64)
             ),
             evidence,
         );
+        return;
+    }
+    let getattr =
+        matches!(global.module.as_str(), "builtins" | "__builtin__") && global.name == "getattr";
+    if getattr && !global.dynamic && getattr_lands_on_allowed(ctx, trace, global) {
         return;
     }
     match ctx.policy().verdict(&global.module, &global.name) {

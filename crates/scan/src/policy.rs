@@ -229,6 +229,9 @@ impl Policy {
     /// A known gadget is never allowed, whatever the user's list says: `lightning.*` must not admit
     /// `lightning.fabric.utilities.cloud_io` + `os.system`.
     pub fn verdict(&self, module: &str, name: &str) -> Verdict {
+        if torchscript_helper(module, name) {
+            return Verdict::Allowed("torchscript");
+        }
         if let Some((matched, why)) = gadget(module, name) {
             return Verdict::Gadget { matched, why };
         }
@@ -494,6 +497,14 @@ const PANDAS_ALLOWED: &[&str] = &[
     "pandas._libs.sparse.IntIndex",
     "pandas._libs.sparse.BlockIndex",
     "pandas._libs.interval.Interval",
+    "pandas._libs.interval.__pyx_unpickle_IntervalMixin",
+    "pandas.NA",
+    "pandas.ArrowDtype",
+    "pandas.arrays.ArrowStringArray",
+    "pandas.arrays.ArrowExtensionArray",
+    "pandas.core.arrays.string_arrow.ArrowStringArray",
+    "pandas.core.arrays.arrow.array.ArrowExtensionArray",
+    "pandas.core.dtypes.dtypes.ArrowDtype",
     "pandas._libs.missing.NA",
     "pandas._libs.tslibs.nattype.__nat_unpickle",
     "pandas._libs.tslibs.timestamps._unpickle_timestamp",
@@ -521,6 +532,86 @@ const PANDAS_ALLOWED: &[&str] = &[
     "pandas.core.dtypes.dtypes.IntervalDtype",
     "pandas.core.dtypes.dtypes.SparseDtype",
 ];
+
+/// Exact names of other libraries' own model and data classes, as their real files pickle them: gradient
+/// boosting estimators (their `__setstate__` parses the library's own model buffer), the pyarrow pieces pandas
+/// 3 uses for its default string arrays, transformers' `TrainingArguments` (a dataclass and the enums it
+/// holds), and time zones (`ZoneInfo._unpickle` looks a key up in the time-zone database, which refuses
+/// paths). Each is reached by its defining module, the path pickle writes.
+const OTHER_ALLOWED: &[(&str, &str)] = &[
+    ("xgboost", "xgboost.core.Booster"),
+    ("xgboost", "xgboost.sklearn.XGBModel"),
+    ("xgboost", "xgboost.sklearn.XGBClassifier"),
+    ("xgboost", "xgboost.sklearn.XGBRegressor"),
+    ("xgboost", "xgboost.sklearn.XGBRanker"),
+    ("xgboost", "xgboost.sklearn.XGBRFClassifier"),
+    ("xgboost", "xgboost.sklearn.XGBRFRegressor"),
+    ("lightgbm", "lightgbm.basic.Booster"),
+    ("lightgbm", "lightgbm.sklearn.LGBMModel"),
+    ("lightgbm", "lightgbm.sklearn.LGBMClassifier"),
+    ("lightgbm", "lightgbm.sklearn.LGBMRegressor"),
+    ("lightgbm", "lightgbm.sklearn.LGBMRanker"),
+    ("pyarrow", "pyarrow.lib._restore_array"),
+    ("pyarrow", "pyarrow.lib.type_for_alias"),
+    ("pyarrow", "pyarrow.lib.py_buffer"),
+    ("pyarrow", "pyarrow.lib.chunked_array"),
+    (
+        "transformers",
+        "transformers.training_args.TrainingArguments",
+    ),
+    ("transformers", "transformers.training_args.OptimizerNames"),
+    (
+        "transformers",
+        "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
+    ),
+    ("transformers", "transformers.trainer_utils.SchedulerType"),
+    (
+        "transformers",
+        "transformers.trainer_utils.IntervalStrategy",
+    ),
+    ("transformers", "transformers.trainer_utils.HubStrategy"),
+    ("transformers", "transformers.trainer_utils.SaveStrategy"),
+    (
+        "transformers",
+        "transformers.trainer_utils.EvaluationStrategy",
+    ),
+    ("transformers", "transformers.trainer_utils.FSDPOption"),
+    ("transformers", "transformers.debug_utils.DebugOption"),
+    (
+        "transformers",
+        "transformers.trainer_pt_utils.AcceleratorConfig",
+    ),
+    (
+        "transformers",
+        "accelerate.utils.dataclasses.DistributedType",
+    ),
+    ("transformers", "accelerate.state.PartialState"),
+    ("builtins", "zoneinfo.ZoneInfo"),
+    ("builtins", "zoneinfo.ZoneInfo._unpickle"),
+];
+
+/// TorchScript's own unpickling helpers (`torch.jit._pickle`): they build lists and restore type tags. The
+/// rest of `torch.jit` (loading programs) stays a gadget.
+const TORCHSCRIPT_HELPERS: &[&str] = &[
+    "build_intlist",
+    "build_tensorlist",
+    "build_doublelist",
+    "build_boollist",
+    "build_tensor_from_id",
+    "restore_type_tag",
+];
+
+/// Whether a global is exactly one of TorchScript's unpickling helpers (checked before the gadget list, which
+/// names all of `torch.jit`).
+fn torchscript_helper(module: &str, name: &str) -> bool {
+    module == "torch.jit._pickle" && TORCHSCRIPT_HELPERS.contains(&name)
+}
+
+/// A TorchScript class (`__torch__.*`): a class the archive's own `code/` defines, resolved by
+/// `torch.jit.load`; `pickle.load` cannot import it.
+fn torchscript_class(module: &str, name: &str) -> bool {
+    (module == "__torch__" || module.starts_with("__torch__.")) && !name.contains('.')
+}
 
 /// pandas' nullable integer and float dtypes and the frequency offsets periods carry: plain classes whose
 /// constructors only store their parameters.
@@ -670,11 +761,23 @@ fn builtin_allowed(module: &str, name: &str) -> Option<&'static str> {
             if sklearn_estimator(module, name) {
                 return Some("scikit-learn");
             }
+            let full = format!("{module}.{name}");
             if module.starts_with("pandas")
-                && (PANDAS_ALLOWED.contains(&format!("{module}.{name}").as_str())
-                    || pandas_class(module, name))
+                && (PANDAS_ALLOWED.contains(&full.as_str()) || pandas_class(module, name))
             {
                 return Some("pandas");
+            }
+            if torchscript_class(module, name) {
+                return Some("torchscript");
+            }
+            if let Some((ecosystem, _)) = OTHER_ALLOWED.iter().find(|(_, n)| *n == full) {
+                return Some(ecosystem);
+            }
+            // Every class-shaped name under `torch.nn.modules` is a torch module class or a re-exported
+            // tensor, parameter, hook or PackedSequence (checked on torch 2.15: 168 classes defined there, no
+            // other re-exports); a whole pickled `nn.Module` is rebuilt from them.
+            if module.starts_with("torch.nn.modules.") && is_class_name(name) {
+                return Some("pytorch");
             }
             if scipy_sparse(module, name) {
                 return Some("scipy");
@@ -1518,7 +1621,28 @@ mod tests {
     #[test]
     fn unknown_globals_are_not_allowed_and_not_gadgets() {
         assert_eq!(v("mylab.models", "FraudNet"), Verdict::NotAllowed);
-        assert_eq!(v("torch.nn.modules.linear", "Linear"), Verdict::NotAllowed);
+        assert_eq!(v("torch.nn.modules.linear", "linear"), Verdict::NotAllowed);
+        assert_eq!(
+            v("torch.nn.modules.linear", "Linear"),
+            Verdict::Allowed("pytorch")
+        );
+        assert_eq!(
+            v("torch.jit._pickle", "build_intlist"),
+            Verdict::Allowed("torchscript")
+        );
+        assert!(matches!(v("torch.jit", "load"), Verdict::Gadget { .. }));
+        assert!(matches!(
+            v("torch.jit._pickle", "os.system"),
+            Verdict::Gadget { .. }
+        ));
+        assert_eq!(
+            v("__torch__.torch.nn.modules.linear", "Linear"),
+            Verdict::Allowed("torchscript")
+        );
+        assert!(matches!(
+            v("__torch__", "os.system"),
+            Verdict::Gadget { .. }
+        ));
     }
 
     #[test]

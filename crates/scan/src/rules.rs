@@ -25,6 +25,7 @@ pub fn all() -> Vec<&'static RuleDoc> {
         crate::keras::RULES,
         crate::savedmodel::RULES,
         crate::tensors::RULES,
+        crate::torchscript::RULES,
     ]
     .concat();
     rules.sort_by_key(|r| r.id);

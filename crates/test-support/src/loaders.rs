@@ -71,6 +71,26 @@ pub fn tensor_pickle(numel: u8, size: u8, offset: u8, setitems: bool) -> Vec<u8>
     p
 }
 
+/// A TorchScript archive (`torch.jit.save` layout) whose module's `forward` is `body` (TorchScript source).
+pub fn torchscript_zip(body: &str) -> Vec<u8> {
+    use crate::zip::{Member, ZipWriter};
+    let code = format!(
+        "class Net(Module):\n  __parameters__ = []\n  __buffers__ = []\n  training : bool\n  \
+         def forward(self: __torch__.Net,\n    input: Tensor) -> Tensor:\n{body}"
+    );
+    let data = b"\x80\x02c__torch__\nNet\n)\x81}X\x08\x00\x00\x00trainingq\x00\x88sb.";
+    // A source map as TorchScript writes it: list builders from `torch.jit._pickle`.
+    let debug = b"\x80\x02ctorch.jit._pickle\nbuild_intlist\n]\x85R.";
+    ZipWriter::from_members(vec![
+        Member::stored("net/data.pkl", data),
+        Member::stored("net/code/__torch__.py", code.as_bytes()),
+        Member::stored("net/code/__torch__.py.debug_pkl", debug),
+        Member::stored("net/constants.pkl", b"\x80\x02).".as_slice()),
+        Member::stored("net/version", b"6\n"),
+    ])
+    .finish()
+}
+
 /// Every codec joblib and pandas compress with, by its file-name extension.
 pub const CODECS: [(&str, Encode); 5] = [
     ("bz2", bzip2),
@@ -251,6 +271,23 @@ pub fn corpus() -> Vec<Case> {
         "model.pt",
         pytorch_zip(&tensor_pickle(4, 2, 2, false)),
         "a view over the last two elements of its storage",
+    ));
+    cases.push(Case::malicious(
+        "torchscript/custom-operator-and-from-file",
+        "model.pt",
+        torchscript_zip(
+            "    x = torch.from_file(\"/etc/shadow\", False, 4096)\n    return ops.acme.exfiltrate(input, x)\n",
+        ),
+        "AEG-SCAN-112",
+        "TorchScript calling a custom native operator and reading a host file",
+    ));
+    cases.push(Case::benign(
+        "torchscript/builtin-operators",
+        "model.pt",
+        torchscript_zip(
+            "    _0 = ops.aten.relu(input)\n    return torch.linear(_0, self.w, self.b)\n",
+        ),
+        "TorchScript with built-in operators, its source maps and TorchScript classes",
     ));
     cases.push(Case::malicious(
         "compressed/7z-not-inspected",

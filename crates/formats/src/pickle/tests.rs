@@ -1484,7 +1484,10 @@ fn tensor_declarations_views_and_writes_are_extracted() {
     let written = emulate(&tensor_pickle(4, 4, 0, true)[..], &limits).unwrap();
     assert_eq!(written.tensor_writes.len(), 1);
     assert_eq!(written.tensor_writes[0].opcode, "SETITEMS");
-    assert_eq!(written.tensor_writes[0].target, "torch._utils._rebuild_tensor_v2");
+    assert_eq!(
+        written.tensor_writes[0].target,
+        "torch._utils._rebuild_tensor_v2"
+    );
     let past = emulate(&tensor_pickle(4, 64, 0, false)[..], &limits).unwrap();
     assert_eq!(past.tensor_views[0].extent(), Some(64));
 }
