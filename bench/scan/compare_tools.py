@@ -375,24 +375,30 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--raw", help="also write the per-file results as JSON here")
     ap.add_argument("--report-only", help="print the report of an earlier --raw file without scanning")
-    ap.add_argument("--rescan-aegis", metavar="RAW",
-                    help="rescan only with aegis (e.g. after a fix), update the --raw file RAW in place and print "
-                         "the report; the other tools' results are kept")
+    ap.add_argument("--rescan", metavar="RAW",
+                    help="rescan the files of an earlier --raw file RAW with the --only tools (e.g. aegis after a "
+                         "fix), update RAW in place and print the report; the other tools' results are kept")
+    ap.add_argument("--only", default="aegis", help="comma-separated tools for --rescan (default aegis)")
     ap.add_argument("--library-versions", default="", help="text for the header (';'-separated)")
     args = ap.parse_args()
     if args.report_only:
         with open(args.report_only) as f:
             print(report(json.load(f)))
         return
-    if args.rescan_aegis:
-        args.aegis = os.path.abspath(args.aegis)
-        with open(args.rescan_aegis) as f:
+    if args.rescan:
+        args.aegis, args.venv, args.modelscan = map(os.path.abspath, (args.aegis, args.venv, args.modelscan))
+        with open(args.rescan) as f:
             raw = json.load(f)
-        paths = list(raw["results"]["aegis"])
-        raw["results"]["aegis"] = {p: scan_aegis(args, p) for p in paths}
-        raw["versions"]["aegis"] = tool_versions(args)["aegis"]
-        raw["aegis_build"] = aegis_build(args.aegis)
-        with open(args.rescan_aegis, "w") as f:
+        only = [t.strip() for t in args.only.split(",") if t.strip()]
+        versions = tool_versions(args)
+        for tool in only:
+            paths = list(raw["results"][tool])
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1 if tool == "aegis" else args.workers) as ex:
+                raw["results"][tool] = dict(zip(paths, ex.map(lambda p, t=tool: SCAN[t](args, p), paths)))
+            raw["versions"][tool] = versions[tool]
+        if "aegis" in only:
+            raw["aegis_build"] = aegis_build(args.aegis)
+        with open(args.rescan, "w") as f:
             json.dump(raw, f, indent=1)
         print(report(raw))
         return

@@ -262,9 +262,7 @@ fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
     }
     // pandas' `to_pickle("x.pkl.tar.gz")` names the tar member `x.pkl.tar.gz` too: inside a container, a
     // compression extension on content that is not compressed says nothing a loader routes by.
-    let compression_name = expected
-        .iter()
-        .all(|f| matches!(f, Format::Compressed(_)));
+    let compression_name = expected.iter().all(|f| matches!(f, Format::Compressed(_)));
     if ctx.depth > 0 && compression_name {
         return;
     }
@@ -309,7 +307,10 @@ mod tests {
             !mismatch("tokenizer.bin", b"\x00\x01 plain binary"),
             "unknown content in .bin"
         );
-        assert!(mismatch("model.pkl.gz", pickle), "a file named .gz must be gzip");
+        assert!(
+            mismatch("model.pkl.gz", pickle),
+            "a file named .gz must be gzip"
+        );
         // pandas `to_pickle("x.pkl.tar.gz")`: the tar member is named like the archive.
         let member = aegis_test_support::tar::TarWriter::new()
             .file("x.pkl.tar.gz", pickle)

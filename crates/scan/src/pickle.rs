@@ -701,6 +701,34 @@ mod tests {
         assert!(rules_and_severities("a.pkl", b"\x80\x02}q\x00.").is_empty());
     }
 
+    /// `getattr(cls, "name")` is what pickle writes for a class method; it passes only when every such call
+    /// lands on an allowed global, and a legacy torch module id is judged as the class it names.
+    #[test]
+    fn getattr_and_legacy_module_ids_are_judged_by_what_they_reach() {
+        let high = |bytes: &[u8]| {
+            rules_and_severities("a.pkl", bytes)
+                .into_iter()
+                .filter(|(_, s)| *s >= Severity::High)
+                .collect::<Vec<_>>()
+        };
+        let zone = b"\x80\x04cbuiltins\ngetattr\nczoneinfo\nZoneInfo\nX\x09\x00\x00\x00_unpickle\x86RX\x0d\x00\x00\x00Europe/BerlinK\x01\x86R.";
+        assert!(high(zone).is_empty(), "{:?}", high(zone));
+        let walk = b"\x80\x04cbuiltins\ngetattr\ncposix\nsystem\nX\x08\x00\x00\x00__call__\x86R.";
+        assert!(high(walk).iter().any(|(r, _)| r == KNOWN_GADGET.id));
+        let other = b"\x80\x04cbuiltins\ngetattr\nccollections\nOrderedDict\nX\x08\x00\x00\x00fromkeys\x86R.";
+        assert!(high(other).iter().any(|(r, _)| r == KNOWN_GADGET.id));
+        let module = |class: &[u8]| {
+            let mut p = b"\x80\x02(X\x06\x00\x00\x00module".to_vec();
+            p.extend_from_slice(class);
+            p.extend_from_slice(b"X\x04\x00\x00\x00a.pyX\x03\x00\x00\x00srctQ)\x81.");
+            p
+        };
+        assert!(high(&module(b"ctorch.nn.modules.linear\nLinear\n")).is_empty());
+        assert!(high(&module(b"cposix\nsystem\n"))
+            .iter()
+            .any(|(r, _)| r == KNOWN_GADGET.id));
+    }
+
     #[test]
     fn protocol_mismatch_is_low() {
         // PROTO 2, then SHORT_BINUNICODE (a protocol 4 opcode).
