@@ -31,6 +31,12 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 OUT = None
 MANIFEST = []
+NOTES = []  # what was skipped and why (also written to OUTDIR/skipped.json)
+
+
+def note(text):
+    NOTES.append(text)
+    print(f"  {text}", flush=True)
 
 
 def version(module):
@@ -66,9 +72,11 @@ def run_blocks():
             print(f"[ok]      {fn.__name__}: {len(MANIFEST) - before} files", flush=True)
         except ImportError as e:
             print(f"[skipped] {fn.__name__}: library not installed ({e})", flush=True)
+            NOTES.append(f"{fn.__name__}: library not installed ({e})")
         except Exception as e:  # noqa: BLE001 - one broken library must not stop the others
             print(f"[failed]  {fn.__name__}: {type(e).__name__}: {e} ({len(MANIFEST) - before} files written)",
                   flush=True)
+            NOTES.append(f"{fn.__name__} failed: {type(e).__name__}: {e}")
             traceback.print_exc(limit=3)
 
 
@@ -130,7 +138,7 @@ def pandas_block():
     try:
         frames["string_pyarrow"] = pd.DataFrame({"s": pd.array(list("abcdef"), dtype="string[pyarrow]")})
     except Exception as e:  # noqa: BLE001
-        print(f"  pandas: string[pyarrow] skipped ({e})")
+        note(f"pandas: string[pyarrow] skipped ({e})")
     for name, obj in frames.items():
         p = os.path.join(d, f"{name}.pkl")
         obj.to_pickle(p)
@@ -156,7 +164,7 @@ def pandas_block():
                 obj.to_pickle(p)
                 record(p, lib, f"{type(obj).__name__}.to_pickle ({name}, mode.string_storage='python')")
     except Exception as e:  # noqa: BLE001
-        print(f"  pandas: python string storage skipped ({type(e).__name__}: {e})")
+        note(f"pandas: python string storage skipped ({type(e).__name__}: {e})")
     for ext in ["gz", "bz2", "xz", "zst", "zip", "tar.gz", "tar.bz2", "tar.xz"]:
         for name in ("mixed", "categorical", "datetime_tz"):
             p = os.path.join(d, f"{name}.pkl.{ext}")
@@ -164,7 +172,7 @@ def pandas_block():
                 frames[name].to_pickle(p)  # compression inferred from the extension
                 record(p, lib, f"DataFrame.to_pickle (compression inferred from .{ext})")
             except Exception as e:  # noqa: BLE001
-                print(f"  pandas: .pkl.{ext} skipped ({type(e).__name__}: {e})")
+                note(f"pandas: .pkl.{ext} skipped ({type(e).__name__}: {e})")
                 break
 
 
@@ -322,7 +330,7 @@ def safetensors_torch_block():
             names.append(name)
         except Exception as e:  # noqa: BLE001
             t.pop(name, None)
-            print(f"  safetensors: {name} not supported ({type(e).__name__}: {e})")
+            note(f"safetensors: {name} not supported ({type(e).__name__}: {e})")
     if os.path.exists(os.path.join(d, "_probe.safetensors")):
         os.remove(os.path.join(d, "_probe.safetensors"))
     p = os.path.join(d, "torch_low_precision.safetensors")
@@ -425,7 +433,7 @@ def torch_block():
         torch.export.save(torch.export.export(model.eval(), (torch.randn(2, 4),)), p)
         record(p, lib, "torch.export.save(torch.export.export(module))")
     except Exception as e:  # noqa: BLE001
-        print(f"  torch: torch.export skipped ({type(e).__name__}: {e})")
+        note(f"torch: torch.export skipped ({type(e).__name__}: {e})")
 
 
 @block
@@ -449,8 +457,8 @@ def transformers_block():
     if "safe_serialization" in inspect.signature(model.save_pretrained).parameters:
         variants.append(("bert_pickle", {"safe_serialization": False}))
     else:  # transformers 5 removed it: save_pretrained writes safetensors only and ignores the keyword
-        print(f"  transformers {transformers.__version__}: save_pretrained(safe_serialization=False) no longer "
-              "exists (safetensors only); pickle variant skipped")
+        note(f"transformers {transformers.__version__}: save_pretrained(safe_serialization=False) no longer "
+             "exists (safetensors only); pickle variant skipped")
     for name, kw in variants:
         d = os.path.join(base, name)
         model.save_pretrained(d, **kw)
@@ -464,7 +472,7 @@ def transformers_block():
         torch.save(args, p)
         record(p, lib, "torch.save(TrainingArguments) as Trainer._save writes training_args.bin")
     except Exception as e:  # noqa: BLE001
-        print(f"  transformers: training_args.bin skipped ({type(e).__name__}: {e})")
+        note(f"transformers: training_args.bin skipped ({type(e).__name__}: {e})")
 
 
 @block
@@ -492,7 +500,7 @@ def keras_block():
         model.save(p)
         record(p, lib + f", h5py {h5py.__version__}", "model.save(.h5) (legacy HDF5)")
     except Exception as e:  # noqa: BLE001
-        print(f"  keras: legacy .h5 skipped ({type(e).__name__}: {e})")
+        note(f"keras: legacy .h5 skipped ({type(e).__name__}: {e})")
     inp = keras.Input((4,))
     out = keras.layers.Dense(2)(keras.layers.Concatenate()([keras.layers.Dense(3)(inp), keras.layers.Dense(3)(inp)]))
     fmodel = keras.Model(inp, out)
@@ -511,10 +519,12 @@ def main():
     run_blocks()
     missing = [m["file"] for m in MANIFEST if not os.path.isfile(os.path.join(OUT, m["file"]))]
     for m in missing:
-        print(f"  warning: {m} listed but not written")
+        note(f"warning: {m} listed but not written")
     MANIFEST.sort(key=lambda m: m["file"])
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(MANIFEST, f, indent=1)
+    with open(os.path.join(OUT, "skipped.json"), "w") as f:
+        json.dump(NOTES, f, indent=1)
     print(f"\n{len(MANIFEST)} files in {OUT}\n\n| file | library, version | how written |\n|---|---|---|")
     for m in MANIFEST:
         print(f"| {m['file']} | {m['library']} | {m['how']} |")

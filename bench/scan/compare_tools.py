@@ -187,7 +187,7 @@ def benign_files(root):
     for dirpath, _, names in os.walk(root):
         for n in names:
             p = os.path.join(dirpath, n)
-            if os.path.relpath(p, root) != "manifest.json":
+            if os.path.relpath(p, root) not in ("manifest.json", "skipped.json"):
                 files.append(p)
     return sorted(files)
 
@@ -237,8 +237,10 @@ def report(raw):
     w(f"machine: {raw['machine']}  \ndate: {raw['date']}  \ntools: " + ", ".join(names.values())
       + f"  \naegis binary: {raw.get('aegis_build', '?')}  \nper-file timeout: {raw['timeout']} s; one process "
       "per file for every tool.\n")
-    w("Rerun (one command, from the repository root): `bench/scan/run_tools.sh` (see the header of that "
-      "script and of `bench/scan/compare_tools.py` for what counts as flagged).\n")
+    w("Rerun (one command, from the repository root): `bench/scan/run_tools.sh [AEGIS_BIN]` (sets up the "
+      "venvs, writes both corpora, scans, writes this file; about 25 minutes, nearly all of it modelaudit). "
+      "After a fix, rescan with aegis alone: `python3 bench/scan/compare_tools.py --rescan "
+      "/tmp/aegis-tools/raw.json --only aegis > bench/scan/tools.md` (seconds).\n")
     w("**Flagged** = a tool's own top severities: aegis high/critical finding; picklescan a *dangerous* global "
       "(its exit 1; suspicious globals alone do not count); ModelScan an issue of severity HIGH or CRITICAL; "
       "modelaudit an issue of severity `critical`. **Lenient** = any issue at all (aegis medium or above, "
@@ -251,6 +253,10 @@ def report(raw):
     lib_of = {os.path.join(benign_root, m["file"]): m for m in libmanifest}
     w(f"## (a) Benign files written by the real libraries ({len(bfiles)} files)\n")
     w("Written by `bench/scan/benign_libraries.py` with: " + "; ".join(raw.get("library_versions", [])) + ".\n")
+    for n in raw.get("benign_notes", []):
+        w(f"- not written: {n}")
+    if raw.get("benign_notes"):
+        w("")
     w("| tool | flagged (false alarms) | lenient | skipped | errors |\n|---|---|---|---|---|")
     for t in TOOLS:
         c = counts([res[t][p] for p in bfiles])
@@ -415,12 +421,18 @@ def main():
             libmanifest = json.load(f)
     except OSError:
         libmanifest = []
+    try:
+        with open(os.path.join(benign_root, "skipped.json")) as f:
+            notes = json.load(f)
+    except OSError:
+        notes = []
     bfiles = benign_files(benign_root)
     lfiles = [os.path.join(labelled_root, m["path"]) for m in manifest]
     raw = {"versions": tool_versions(args), "aegis_build": aegis_build(args.aegis), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "timeout": args.timeout, "benign_root": benign_root, "labelled_root": labelled_root,
            "benign_files": bfiles, "labelled_manifest": manifest, "benign_manifest": libmanifest,
-           "library_versions": [s.strip() for s in args.library_versions.split(";") if s.strip()]}
+           "library_versions": [s.strip() for s in args.library_versions.split(";") if s.strip()],
+           "benign_notes": notes}
     print(f"scanning {len(bfiles)} real benign + {len(lfiles)} labelled files", file=sys.stderr, flush=True)
     raw["results"] = scan_all(args, bfiles + lfiles)
     if args.raw:

@@ -17,7 +17,7 @@ export OMP_NUM_THREADS=1
 
 # the scanners (versions measured in bench/scan/tools.md)
 # (modelaudit with the extras its format scanners need, minus torch/tensorflow/tflite/mlflow; ModelScan in a
-#  venv of its own with NumPy < 2.3, see compare_tools.py)
+#  venv of its own with NumPy < 2.3, see compare_tools.py, and tensorflow-cpu for its Keras/SavedModel scanners)
 if [ ! -x bench/.venv/bin/modelaudit ] || [ ! -x bench/.venv/bin/picklescan ]; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install -q "picklescan==1.0.5" \
@@ -25,7 +25,7 @@ if [ ! -x bench/.venv/bin/modelaudit ] || [ ! -x bench/.venv/bin/picklescan ]; t
 fi
 if [ ! -x bench/.venv/modelscan/bin/modelscan ]; then
   python3 -m venv bench/.venv/modelscan
-  bench/.venv/modelscan/bin/pip install -q "modelscan[h5py]==0.8.8" "numpy==2.2.6"
+  bench/.venv/modelscan/bin/pip install -q "modelscan[h5py]==0.8.8" "numpy==2.2.6" "tensorflow-cpu==2.21.0"
 fi
 # the libraries that write the benign files (PyPI torch pulls ~3.5 GB of CUDA wheels; CPU use only)
 if ! "$LIBVENV/bin/python" -c "import torch, transformers, keras, xgboost, lightgbm, onnx, safetensors" 2>/dev/null; then

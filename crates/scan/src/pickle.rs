@@ -286,6 +286,9 @@ pub(crate) fn scan_polyglot(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, cl
     judge(ctx, &trace, 0, &mut BTreeSet::new());
 }
 
+/// Modules whose import alone acts (opens a browser, prints, starts a GUI).
+const IMPORT_ACTS: &[&str] = &["antigravity", "this", "idlelib.idle", "turtledemo.__main__"];
+
 /// What a real load of the blob as a pickle reaches: imports of plausible globals that are called or are
 /// known gadgets, and calls of plausible globals. `None` when the blob cannot be read.
 fn reachable(ctx: &Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) -> Option<Trace> {
@@ -310,11 +313,27 @@ fn reachable(ctx: &Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) -> Opti
             Verdict::Gadget { .. }
         )
     };
+    // Read strictly (a member or another format's bytes), an imported gadget counts only when a call uses
+    // it (as callee or argument) or its import acts by itself: `cos\nsine\n(radians)` in a notes file
+    // imports `os.sine` and then fails without calling anything.
+    let used = |g: &GlobalRef| {
+        let needle = qualified(&g.module, &g.name);
+        called(g)
+            || trace
+                .calls
+                .iter()
+                .any(|c| c.args.render(400).contains(&needle))
+            || IMPORT_ACTS.contains(&g.module.as_str())
+    };
     Some(Trace {
         globals: trace
             .globals
             .iter()
-            .filter(|g| !g.dynamic && plausible(&g.module, &g.name) && (called(g) || gadget(g)))
+            .filter(|g| {
+                !g.dynamic
+                    && plausible(&g.module, &g.name)
+                    && (called(g) || gadget(g) && (!strict || used(g)))
+            })
             .cloned()
             .collect(),
         calls: trace

@@ -208,6 +208,20 @@ pub fn corpus() -> Vec<Case> {
             ),
             "benign pickle inside a .pkl.tar.gz",
         ),
+        Case::benign(
+            "container/text-members-in-tar",
+            "run.tar.gz",
+            gzip(
+                &TarWriter::new()
+                    .file("labels.txt", b"cat\ndog\nelephant\n")
+                    .file("hparams.yaml", b"lr: 0.001\nbatch_size: 32\nclasses:\n- cat\n- dog\n")
+                    .file("vocab.txt", b"[PAD]\n[UNK]\n(\n)\nI\nS\n")
+                    .file("notes", b"cos\nsine\n(radians)\n")
+                    .finish(),
+                None,
+            ),
+            "text members (labels, YAML, vocabularies) inside a compressed tar",
+        ),
     ];
     for (ext, encode) in CODECS {
         cases.push(Case::malicious(
