@@ -383,6 +383,17 @@ pub fn nodes(model: &SavedModel) -> Vec<NodeRef<'_>> {
     out
 }
 
+/// Names of the functions in every meta graph's library (a node whose op is one of them calls it).
+pub fn function_names(model: &SavedModel) -> std::collections::BTreeSet<&str> {
+    model
+        .meta_graphs
+        .iter()
+        .filter_map(|meta| meta.graph_def.as_ref())
+        .flat_map(|graph| graph.library.iter().flat_map(|l| &l.function))
+        .filter_map(|f| f.signature.as_ref().map(|s| s.name.as_str()))
+        .collect()
+}
+
 /// The string values of an attribute (`s`, or the strings of a list), lossily decoded.
 pub fn attr_strings(node: &NodeDef, key: &str) -> Vec<String> {
     match node.attr.get(key).and_then(|a| a.value.as_ref()) {

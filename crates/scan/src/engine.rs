@@ -257,7 +257,9 @@ fn check_extension(ctx: &mut Ctx<'_>, format: Format) {
     let Some(expected) = Format::expected_for_extension(ext) else {
         return;
     };
-    if expected.contains(&format) || format == Format::Unknown && ext.eq_ignore_ascii_case("bin") {
+    // `.bin` and `.pb` name any binary or any protobuf message (`fingerprint.pb` beside every SavedModel).
+    let any_binary = ext.eq_ignore_ascii_case("bin") || ext.eq_ignore_ascii_case("pb");
+    if expected.contains(&format) || format == Format::Unknown && any_binary {
         return;
     }
     // pandas' `to_pickle("x.pkl.tar.gz")` names the tar member `x.pkl.tar.gz` too: inside a container, a
@@ -311,6 +313,11 @@ mod tests {
             mismatch("model.pkl.gz", pickle),
             "a file named .gz must be gzip"
         );
+        assert!(
+            !mismatch("fingerprint.pb", b"\x08\x96\x01\x10\x02"),
+            "a protobuf message that is no model"
+        );
+        assert!(mismatch("saved_model.pb", pickle));
         // pandas `to_pickle("x.pkl.tar.gz")`: the tar member is named like the archive.
         let member = aegis_test_support::tar::TarWriter::new()
             .file("x.pkl.tar.gz", pickle)

@@ -214,7 +214,10 @@ pub fn corpus() -> Vec<Case> {
             gzip(
                 &TarWriter::new()
                     .file("labels.txt", b"cat\ndog\nelephant\n")
-                    .file("hparams.yaml", b"lr: 0.001\nbatch_size: 32\nclasses:\n- cat\n- dog\n")
+                    .file(
+                        "hparams.yaml",
+                        b"lr: 0.001\nbatch_size: 32\nclasses:\n- cat\n- dog\n",
+                    )
                     .file("vocab.txt", b"[PAD]\n[UNK]\n(\n)\nI\nS\n")
                     .file("notes", b"cos\nsine\n(radians)\n")
                     .finish(),

@@ -487,6 +487,13 @@ pub fn corpus() -> Vec<Case> {
     const LAMBDA: &str = "Keras Lambda bytecode in keras_metadata.pb";
     vec![
         Case::malicious(
+            "savedmodel/custom-native-op",
+            "saved_model.pb",
+            with_ops(&[], &["AcmeRunCommand"]),
+            "AEG-SCAN-704",
+            "an op no TensorFlow defines: a custom kernel from a native library",
+        ),
+        Case::malicious(
             "savedmodel/dataset-to-tfrecord",
             "saved_model.pb",
             with_ops(&["DatasetToTFRecord:/root/.ssh/authorized_keys"], &[]),
