@@ -103,18 +103,18 @@ impl Codec {
     }
 }
 
-/// An LZMA "alone" header as joblib and `lzma.FORMAT_ALONE` write it: properties byte 0x5d (lc=3, lp=0,
-/// pb=2, the only one liblzma's presets produce), a dictionary size of 4 KiB to 1.5 GiB, and an unpacked size
-/// that is either unknown (all ones) or below 2^48.
+/// An LZMA "alone" header as joblib recognises it: `5d 00` (properties lc=3, lp=0, pb=2, the only ones
+/// liblzma's presets produce, then the low byte of a dictionary size that is a multiple of 256), followed by
+/// the rest of the dictionary size and an unpacked size that is unknown (all ones) or below 2^48. A pickle
+/// cannot start with these bytes (`]` then a byte that is no opcode).
 fn is_lzma_alone(head: &[u8]) -> bool {
     let Some(header) = head.get(..13) else {
         return false;
     };
-    let dict = u32::from_le_bytes([header[1], header[2], header[3], header[4]]);
     let mut size = [0u8; 8];
     size.copy_from_slice(&header[5..13]);
     let size = u64::from_le_bytes(size);
-    header[0] == 0x5d && (4096..=(3 << 29)).contains(&dict) && (size == u64::MAX || size < 1 << 48)
+    header[..2] == [0x5d, 0x00] && (size == u64::MAX || size < 1 << 48)
 }
 
 /// What decompressing a stream produced.
@@ -150,23 +150,67 @@ pub fn inflate(blob: &mut dyn Blob, len: u64, codec: Codec, bound: u64) -> Infla
             &mut lzma_rust2::XzReader::new(std::io::BufReader::new(input), true),
             bound,
         ),
-        Codec::Lzma => {
+        Codec::Lzma => read_streams(input, bound, "LZMA", |input| {
             // Memory limit in KiB: liblzma's presets use dictionaries of 64 MiB at most; a header that asks
             // for more than the bound and 256 MiB is refused rather than allocated.
             let limit_kb = u32::try_from(bound.max(LZMA_DICT_MIN_LIMIT) / 1024).unwrap_or(u32::MAX);
-            match lzma_rust2::LzmaReader::new_mem_limit(input, limit_kb, None) {
-                Ok(mut reader) => read_bounded(&mut reader, bound),
-                Err(err) => failed(err.to_string()),
-            }
-        }
+            lzma_rust2::LzmaReader::new_mem_limit(input, limit_kb, None)
+                .map(|r| Box::new(r) as Box<dyn Read + '_>)
+                .map_err(|e| e.to_string())
+        }),
         Codec::Zstd => match zstd::stream::read::Decoder::new(input) {
             Ok(mut decoder) => read_bounded(&mut decoder, bound),
             Err(err) => failed(err.to_string()),
         },
-        Codec::Lz4 => read_bounded(&mut lz4_flex::frame::FrameDecoder::new(input), bound),
+        Codec::Lz4 => read_streams(input, bound, "lz4", |input| {
+            Ok(Box::new(lz4_flex::frame::FrameDecoder::new(input)) as Box<dyn Read + '_>)
+        }),
         Codec::SevenZip => failed("7z archives are not decompressed".to_owned()),
     }
 }
+
+/// Decode concatenated streams (Python's `LZMAFile` and `lz4.frame` read one after another; an empty lz4
+/// frame ends a decoder's output but not the file) until the input is used up, the bound is reached or a
+/// stream breaks. Leftover input that does not decode is an error, never silently ignored.
+fn read_streams<'a>(
+    mut input: std::io::Take<&'a mut dyn Blob>,
+    bound: u64,
+    what: &str,
+    open: impl for<'r> Fn(&'r mut std::io::Take<&'a mut dyn Blob>) -> Result<Box<dyn Read + 'r>, String>,
+) -> Inflated {
+    let mut out = Inflated::default();
+    for _ in 0..MAX_STREAMS {
+        if input.limit() == 0 {
+            return out;
+        }
+        let before = input.limit();
+        let room = bound.saturating_sub(out.bytes.len() as u64);
+        let part = match open(&mut input) {
+            Ok(mut reader) => read_bounded(&mut reader, room),
+            Err(err) => failed(err),
+        };
+        out.bytes.extend_from_slice(&part.bytes);
+        if part.error.is_some() || part.truncated {
+            out.error = part.error;
+            out.truncated = part.truncated;
+            return out;
+        }
+        if input.limit() == before {
+            out.error = Some(format!(
+                "{} bytes after the {what} stream do not decode",
+                before
+            ));
+            return out;
+        }
+    }
+    out.error = Some(format!(
+        "more than {MAX_STREAMS} concatenated {what} streams"
+    ));
+    out
+}
+
+/// Concatenated streams decoded from one file.
+const MAX_STREAMS: usize = 4096;
 
 fn failed(error: String) -> Inflated {
     Inflated {
@@ -243,11 +287,6 @@ mod tests {
             Codec::from_magic(b"\x5d\x00\x00\x80\x00\xff\xff\xff\xff\xff\xff\xff\xff\x00"),
             Some(Codec::Lzma)
         );
-        assert_eq!(
-            Codec::from_magic(b"\x5d\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff"),
-            None,
-            "a zero dictionary is not LZMA"
-        );
         assert_eq!(Codec::from_magic(b"]q\x00(K\x01"), None, "a pickle list");
         assert_eq!(
             Codec::from_magic(b"7z\xbc\xaf\x27\x1c\0\x04"),
@@ -261,6 +300,45 @@ mod tests {
             Codec::from_magic(&[4, 0x22, 0x4d, 0x18, 0]),
             Some(Codec::Lz4)
         );
+    }
+
+    fn lz4(data: &[u8]) -> Vec<u8> {
+        let mut e = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn lzma(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let options = lzma_rust2::LzmaOptions::with_preset(1);
+        let mut e = lzma_rust2::LzmaWriter::new_use_header(&mut out, &options, None).unwrap();
+        e.write_all(data).unwrap();
+        e.finish().unwrap();
+        out
+    }
+
+    /// Python reads concatenated LZMA streams and lz4 frames one after another, an empty frame included;
+    /// so does the scanner, and leftover bytes that do not decode are an error.
+    #[test]
+    fn concatenated_streams_are_all_read() {
+        let frames = [lz4(b"first "), lz4(b""), lz4(b"second")].concat();
+        let out = run(&frames, 4096);
+        assert_eq!(
+            (out.bytes.as_slice(), out.error),
+            (&b"first second"[..], None)
+        );
+        let streams = [lzma(b"first "), lzma(b"second")].concat();
+        let out = run(&streams, 4096);
+        assert_eq!(
+            (out.bytes.as_slice(), out.error),
+            (&b"first second"[..], None)
+        );
+        let trailing = [lzma(b"first "), b"not lzma at all, just bytes".to_vec()].concat();
+        assert!(run(&trailing, 4096).error.is_some());
+        // A 2 KiB dictionary (`5d 00 08 00 00`), which joblib's `5d 00` test accepts, is LZMA too.
+        let mut small_dict = lzma(b"abc");
+        small_dict[1..5].copy_from_slice(&2048u32.to_le_bytes());
+        assert_eq!(Codec::from_magic(&small_dict), Some(Codec::Lzma));
     }
 
     #[test]

@@ -431,6 +431,8 @@ pub type ConstTable<'a> = BTreeMap<(usize, Option<&'a str>), BTreeMap<&'a str, V
 
 /// Rounds of constant folding through `StringJoin`/`Identity` (a chain longer than this stays unresolved).
 const FOLD_ROUNDS: usize = 8;
+/// Longest folded string kept (a chain of self-joins doubles each time): paths are short.
+const FOLD_MAX_LEN: usize = 4096;
 
 /// Gather the string constants of every scope, so op inputs can be resolved to literal paths. Paths computed
 /// from constants (`StringJoin` of constant parts, `Identity` of a constant) are folded too, so a
@@ -468,6 +470,18 @@ pub fn const_table<'a>(nodes: &[NodeRef<'a>]) -> ConstTable<'a> {
     table
 }
 
+/// Keep at most [`FOLD_MAX_LEN`] bytes of a folded string (cut on a character boundary).
+fn truncate(mut text: String) -> String {
+    if text.len() > FOLD_MAX_LEN {
+        let mut cut = FOLD_MAX_LEN;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
+}
+
 /// The strings a `StringJoin` or `Identity` node yields when every data input is a known constant.
 fn fold(node: &NodeDef, scope: &BTreeMap<&str, Vec<String>>) -> Option<Vec<String>> {
     let inputs: Vec<&Vec<String>> = node
@@ -477,7 +491,12 @@ fn fold(node: &NodeDef, scope: &BTreeMap<&str, Vec<String>>) -> Option<Vec<Strin
         .map(|i| scope.get(input_node(i)))
         .collect::<Option<_>>()?;
     match node.op.as_str() {
-        "Identity" => inputs.first().map(|v| (*v).clone()),
+        "Identity" | "PlaceholderWithDefault" => inputs.first().map(|v| (*v).clone()),
+        "ReduceJoin" => {
+            let separator = attr_strings(node, "separator").concat();
+            let joined = inputs.first()?.join(&separator);
+            Some(vec![truncate(joined)])
+        }
         "StringJoin" if !inputs.is_empty() => {
             let separator = attr_strings(node, "separator").concat();
             let width = inputs.iter().map(|v| v.len()).max().unwrap_or(0).min(16);
@@ -489,6 +508,7 @@ fn fold(node: &NodeDef, scope: &BTreeMap<&str, Vec<String>>) -> Option<Vec<Strin
                         .collect::<Vec<_>>()
                         .join(&separator)
                 })
+                .map(truncate)
                 .collect();
             Some(joined)
         }
@@ -500,6 +520,47 @@ fn fold(node: &NodeDef, scope: &BTreeMap<&str, Vec<String>>) -> Option<Vec<Strin
 mod tests {
     use super::*;
     use aegis_test_support::savedmodel as gen;
+
+    /// A chain of self-joins doubles a string each step; folding keeps it bounded (40 steps would be 1 TiB).
+    #[test]
+    fn folding_self_joins_stays_bounded() {
+        let node = |name: &str, op: &str, inputs: Vec<String>| NodeDef {
+            name: name.to_owned(),
+            op: op.to_owned(),
+            input: inputs,
+            ..NodeDef::default()
+        };
+        let mut defs = vec![NodeDef {
+            attr: [(
+                "value".to_owned(),
+                proto::AttrValue {
+                    value: Some(Value::Tensor(proto::TensorProto {
+                        string_val: vec![b"ab".to_vec()],
+                        ..Default::default()
+                    })),
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..node("n0", "Const", vec![])
+        }];
+        for i in 1..=40 {
+            let prev = format!("n{}", i - 1);
+            defs.push(node(&format!("n{i}"), "StringJoin", vec![prev.clone(), prev]));
+        }
+        let nodes: Vec<NodeRef<'_>> = defs
+            .iter()
+            .map(|node| NodeRef {
+                meta_graph: 0,
+                function: None,
+                node,
+            })
+            .collect();
+        let table = const_table(&nodes);
+        let scope = &table[&(0, None)];
+        assert_eq!(scope["n3"], vec!["abababababababab".to_owned()]);
+        assert!(scope.values().all(|v| v.iter().all(|s| s.len() <= FOLD_MAX_LEN)));
+    }
 
     fn decode_bytes(bytes: Vec<u8>) -> TfProto {
         decode(Bytes::from(bytes), &Limits::default()).unwrap()

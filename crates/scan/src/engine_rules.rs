@@ -71,12 +71,13 @@ pub const IGNORE_FILE_IN_TREE: RuleDoc = RuleDoc {
 pub const LINK_LEAVES_TREE: RuleDoc = RuleDoc {
     id: "AEG-SCAN-005",
     name: "link-leaves-scanned-tree",
-    severity: Severity::High,
+    severity: Severity::Medium,
     summary: "A symbolic link in the model directory points outside it",
     why: "Loaders follow links: an ONNX external-data file, a tokenizer or a weights file that is a link to \
           `/etc/shadow` or `~/.ssh/id_rsa` makes loading read a host file into the model, where its outputs or \
-          a re-save can leak it. The link's target was scanned under the link's name. Links into a Hugging Face \
-          cache's `blobs/` directory are the cache's normal layout and are reported at low severity.",
+          a re-save can leak it. A file link's target was scanned under the link's name; a directory outside \
+          the tree is not walked. A link into a system or credential location is high, into a \
+          content-addressed cache (Hugging Face `blobs/`, DVC, git-annex) low, anywhere else medium.",
     fix: "Replace the link by the file it should be, or check that its target is part of the model; do not \
           load a model whose files point into the host's system or home directories.",
     atlas: &["AML.T0010.003"],

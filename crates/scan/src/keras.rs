@@ -613,11 +613,16 @@ fn report_item(
             module,
             function,
         } => {
-            let keras_danger = aegis_formats::keras::is_keras_module(module)
-                && KERAS_DANGEROUS.contains(&function.as_str());
+            // A Keras package's own function outside its compute modules (keras_hub's `gelu_approximate`
+            // activation) is reported at medium, the ones that reach files, models or safety settings at
+            // critical.
+            let keras = aegis_formats::keras::is_keras_module(module);
+            let keras_danger = keras && KERAS_DANGEROUS.contains(&function.as_str());
             let gadget = is_gadget_module(module) || keras_danger;
             let severity = if gadget {
                 Severity::Critical
+            } else if keras {
+                Severity::Medium
             } else {
                 FUNCTION_REF.severity
             };

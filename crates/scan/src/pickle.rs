@@ -293,10 +293,26 @@ const IMPORT_ACTS: &[&str] = &["antigravity", "this", "idlelib.idle", "turtledem
 /// known gadgets, and calls of plausible globals. `None` when the blob cannot be read.
 fn reachable(ctx: &Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) -> Option<Trace> {
     blob.seek(SeekFrom::Start(0)).ok()?;
-    let trace = Emulator::new(ctx.limits())
+    let mut trace = Emulator::new(ctx.limits())
         .strict(strict)
         .run((&mut *blob).take(len))
         .ok()?;
+    // As for any pickle: bytes joblib skips as array data are opcodes to `pickle.load`; read both ways.
+    let wrapper_seen = trace.joblib_arrays > 0
+        || trace
+            .anomalies
+            .iter()
+            .any(|a| a.kind == AnomalyKind::JoblibArray);
+    if wrapper_seen && blob.seek(SeekFrom::Start(0)).is_ok() {
+        if let Ok(plain) = Emulator::new(ctx.limits())
+            .strict(strict)
+            .joblib(false)
+            .run((&mut *blob).take(len))
+        {
+            trace.globals.extend(plain.globals);
+            trace.calls.extend(plain.calls);
+        }
+    }
     let plausible =
         |module: &str, name: &str| is_dotted_identifier(module) && is_dotted_identifier(name);
     // Bytes no format claimed: an import alone is reported only when it is a known gadget (text such as
@@ -313,17 +329,11 @@ fn reachable(ctx: &Ctx<'_>, blob: &mut dyn Blob, len: u64, strict: bool) -> Opti
             Verdict::Gadget { .. }
         )
     };
-    // Read strictly (a member or another format's bytes), an imported gadget counts only when a call uses
-    // it (as callee or argument) or its import acts by itself: `cos\nsine\n(radians)` in a notes file
-    // imports `os.sine` and then fails without calling anything.
+    // Read strictly (a member or another format's bytes), an imported gadget counts only when the stream
+    // makes any call at all (a call may reach it through nested arguments, a memo or a wrapper) or its import
+    // acts by itself: `cos\nsine\n(radians)` in a notes file imports `os.sine` and fails without a call.
     let used = |g: &GlobalRef| {
-        let needle = qualified(&g.module, &g.name);
-        called(g)
-            || trace
-                .calls
-                .iter()
-                .any(|c| c.args.render(400).contains(&needle))
-            || IMPORT_ACTS.contains(&g.module.as_str())
+        called(g) || !trace.calls.is_empty() || IMPORT_ACTS.contains(&g.module.as_str())
     };
     Some(Trace {
         globals: trace

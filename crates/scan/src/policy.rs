@@ -586,6 +586,12 @@ const OTHER_ALLOWED: &[(&str, &str)] = &[
         "accelerate.utils.dataclasses.DistributedType",
     ),
     ("transformers", "accelerate.state.PartialState"),
+    // pytz zones (pandas 2 tz-aware columns): `_p` looks the zone up by name, and pytz refuses names with
+    // `..` or a leading `/`.
+    ("builtins", "pytz._p"),
+    ("builtins", "pytz._UTC"),
+    ("builtins", "dateutil.tz.tz.tzutc"),
+    ("builtins", "dateutil.tz.tz.tzoffset"),
     ("builtins", "zoneinfo.ZoneInfo"),
     ("builtins", "zoneinfo.ZoneInfo._unpickle"),
 ];
@@ -610,7 +616,13 @@ fn torchscript_helper(module: &str, name: &str) -> bool {
 /// A TorchScript class (`__torch__.*`): a class the archive's own `code/` defines, resolved by
 /// `torch.jit.load`; `pickle.load` cannot import it.
 fn torchscript_class(module: &str, name: &str) -> bool {
-    (module == "__torch__" || module.starts_with("__torch__.")) && !name.contains('.')
+    // `__torch__.torch.classes.ns.Class` is a C++ custom class whose native `__setstate__` reads the
+    // pickle's data; only PyTorch's own namespaces pass.
+    let custom = module
+        .strip_prefix("__torch__.torch.classes.")
+        .map(|rest| rest.split('.').next().unwrap_or_default());
+    let custom_ok = custom.is_none_or(crate::torchscript::builtin_namespace);
+    (module == "__torch__" || module.starts_with("__torch__.")) && !name.contains('.') && custom_ok
 }
 
 /// pandas' nullable integer and float dtypes and the frequency offsets periods carry: plain classes whose
@@ -1643,6 +1655,17 @@ mod tests {
             v("__torch__", "os.system"),
             Verdict::Gadget { .. }
         ));
+        assert_eq!(
+            v("__torch__.torch.classes.acme", "Shell"),
+            Verdict::NotAllowed
+        );
+        assert_eq!(
+            v(
+                "__torch__.torch.classes.quantized",
+                "LinearPackedParamsBase"
+            ),
+            Verdict::Allowed("torchscript")
+        );
     }
 
     #[test]

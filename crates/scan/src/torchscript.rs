@@ -53,7 +53,16 @@ const BUILTIN_NAMESPACES: &[&str] = &[
     "_test",
     "cuda",
     "fbgemm",
+    // PyTorch's own domain libraries, whose scripted models (detection, audio) call their kernels.
+    "torchvision",
+    "torchaudio",
+    "torchtext",
 ];
+
+/// Whether a custom-class or operator namespace is PyTorch's own.
+pub(crate) fn builtin_namespace(namespace: &str) -> bool {
+    BUILTIN_NAMESPACES.contains(&namespace)
+}
 
 /// Code members read per archive, and bytes per member.
 const MAX_CODE_MEMBERS: usize = 4096;
@@ -73,6 +82,21 @@ pub(crate) fn check_archive(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, archive: &Zi
         .iter()
         .filter(|e| e.name.contains("code/") && e.name.ends_with(".py"))
         .take(MAX_CODE_MEMBERS);
+    let members = archive
+        .entries
+        .iter()
+        .filter(|e| e.name.contains("code/") && e.name.ends_with(".py"))
+        .count();
+    if members > MAX_CODE_MEMBERS {
+        ctx.report(
+            &crate::engine_rules::LIMIT_HIT,
+            None,
+            format!(
+                "{members} TorchScript code members; only the first {MAX_CODE_MEMBERS} were read"
+            ),
+            json!({ "limit": "torchscript_code_members", "value": MAX_CODE_MEMBERS }),
+        );
+    }
     for entry in code {
         let Ok(mut reader) = entry.reader(blob, MAX_CODE_BYTES) else {
             continue;
@@ -80,6 +104,22 @@ pub(crate) fn check_archive(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, archive: &Zi
         let mut bytes = Vec::new();
         if std::io::Read::read_to_end(&mut reader, &mut bytes).is_err() {
             continue;
+        }
+        if entry.uncompressed_size > MAX_CODE_BYTES {
+            let location = ctx.location().clone().member(&entry.name);
+            ctx.emit(
+                Finding::new(
+                    &crate::engine_rules::LIMIT_HIT,
+                    location,
+                    format!(
+                        "TorchScript code of {} bytes; only the first {MAX_CODE_BYTES} were read",
+                        entry.uncompressed_size
+                    ),
+                )
+                .with_evidence(
+                    json!({ "limit": "torchscript_code_bytes", "value": MAX_CODE_BYTES }),
+                ),
+            );
         }
         let text = String::from_utf8_lossy(&bytes);
         for (what, line) in host_access(&text) {
@@ -96,9 +136,42 @@ pub(crate) fn check_archive(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, archive: &Zi
     }
 }
 
+/// The source with white space around `.` removed (`ops . evil\n  .run` is `ops.evil.run` to the TorchScript
+/// lexer); newlines removed that way are put back at the next line break, so line numbers stay close.
+fn join_attribute_chains(code: &str) -> String {
+    let mut out = String::with_capacity(code.len());
+    let mut pending_newlines = 0usize;
+    let mut chars = code.chars().peekable();
+    while let Some(c) = chars.next() {
+        if !c.is_whitespace() {
+            out.push(c);
+            continue;
+        }
+        let mut run = String::from(c);
+        while let Some(&n) = chars.peek() {
+            if !n.is_whitespace() {
+                break;
+            }
+            run.push(n);
+            chars.next();
+        }
+        if out.ends_with('.') || chars.peek() == Some(&'.') {
+            pending_newlines += run.matches('\n').count();
+            continue;
+        }
+        if run.contains('\n') {
+            out.extend(std::iter::repeat_n('\n', pending_newlines));
+            pending_newlines = 0;
+        }
+        out.push_str(&run);
+    }
+    out
+}
+
 /// What in a TorchScript source leaves computation, with 1-based line numbers (one finding per distinct
 /// thing).
 fn host_access(code: &str) -> Vec<(String, usize)> {
+    let code = join_attribute_chains(code);
     let mut found: Vec<(String, usize)> = Vec::new();
     let mut push = |what: String, line: usize| {
         if !found.iter().any(|(w, _)| *w == what) {
@@ -138,15 +211,18 @@ fn host_access(code: &str) -> Vec<(String, usize)> {
                 );
             }
         }
-        if let Some(at) = line.find("torch.classes.") {
+        for (at, _) in line.match_indices("torch.classes.") {
             let class: String = line[at + "torch.classes.".len()..]
                 .chars()
                 .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
                 .collect();
-            push(
-                format!("uses custom C++ class `torch.classes.{class}`"),
-                line_no,
-            );
+            let namespace = class.split('.').next().unwrap_or_default();
+            if !builtin_namespace(namespace) {
+                push(
+                    format!("uses custom C++ class `torch.classes.{class}`"),
+                    line_no,
+                );
+            }
         }
         if line.contains("torch.from_file(") {
             push(
@@ -178,6 +254,16 @@ mod tests {
         assert!(
             host_access("x = myops.other.thing(1)\n").is_empty(),
             "not the ops namespace"
+        );
+        let spaced = "    y = (ops .evil\n      . run)(x)\n    return y\n";
+        let found = host_access(spaced);
+        assert!(found[0].0.contains("ops.evil.run"), "{found:?}");
+        let quantized = "    _0 = __torch__.torch.classes.quantized.LinearPackedParamsBase\n    \
+                         return ops.quantized.linear(x, _0, 1.0, 0)\n    z = ops.torchvision.nms(b, s, 0.5)\n";
+        assert!(
+            host_access(quantized).is_empty(),
+            "{:?}",
+            host_access(quantized)
         );
     }
 }

@@ -1,8 +1,9 @@
 //! Walking paths and scanning files in parallel. Symbolic links are followed, as loaders follow them (a
 //! Hugging Face cache snapshot is nothing but links into `blobs/`; an ONNX external-data sidecar may be a
 //! link): the target is scanned under the link's name. A link whose target leaves the scanned tree is a
-//! finding (low for a cache's `blobs/`, high otherwise); a directory reached twice (a link loop, or a link to
-//! a directory already walked) is walked once; a dangling link is a finding. One file's failure is that file's
+//! finding (see [`link_target_kind`]) and a directory there is not walked (a link to `/` must not scan the
+//! host); a directory reached twice (a loop) is walked once, a file behind many links is scanned once; a
+//! dangling link is a finding. One file's failure is that file's
 //! finding, never the run's.
 //!
 //! What a walk leaves out (gitignore syntax, `!` to re-include): the policy's exclude patterns (`--exclude`,
@@ -153,6 +154,8 @@ struct Walk {
     root: Option<PathBuf>,
     /// Canonical directories already walked (loop protection for followed links).
     visited: std::collections::HashSet<PathBuf>,
+    /// Canonical files reached through links (ten thousand links to one file are one scan).
+    linked_files: std::collections::HashSet<PathBuf>,
 }
 
 impl Walk {
@@ -251,31 +254,32 @@ impl Walk {
             .root
             .as_ref()
             .is_some_and(|root| target.starts_with(root));
+        if meta.is_file() && !self.linked_files.insert(target.clone()) {
+            return None; // the same file through another link: scanned once
+        }
         if !inside {
-            let cache_blob = target
-                .parent()
-                .and_then(Path::file_name)
-                .is_some_and(|d| d == "blobs");
-            let severity = if cache_blob {
-                aegis_core::Severity::Low
+            let (severity, kind) = link_target_kind(&target);
+            let what = if meta.is_dir() {
+                "a directory outside the scanned tree, not walked"
             } else {
-                aegis_core::Severity::High
+                "outside the scanned tree; its target was scanned under this name"
             };
             self.findings.push(
                 Finding::new(
                     &crate::engine_rules::LINK_LEAVES_TREE,
                     Location::file(path.display().to_string()),
-                    format!(
-                        "symbolic link to `{}`, outside the scanned tree; its target was scanned under this name",
-                        target.display()
-                    ),
+                    format!("symbolic link to `{}`, {what}", target.display()),
                 )
                 .with_severity(severity)
                 .with_evidence(serde_json::json!({
                     "target": target.display().to_string(),
-                    "cache_blob": cache_blob,
+                    "kind": kind,
                 })),
             );
+            if meta.is_dir() {
+                // A link to `/` must not scan the host.
+                return None;
+            }
         }
         Some(meta)
     }
@@ -285,6 +289,44 @@ impl Walk {
             Location::file(path.display().to_string()),
             detail,
         ));
+    }
+}
+
+/// How serious a link out of the scanned tree is, by where it points: a content-addressed cache (Hugging Face
+/// `blobs/`, DVC, git-annex) is the normal layout (low); a system or credential location is what a malicious
+/// model links to (high); anything else is reported at medium.
+fn link_target_kind(target: &Path) -> (aegis_core::Severity, &'static str) {
+    use aegis_core::Severity;
+    let text = target.to_string_lossy();
+    let cache = target
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|d| d == "blobs")
+        || text.contains("/.dvc/cache/")
+        || text.contains("/.git/annex/objects/");
+    if cache {
+        return (Severity::Low, "content-addressed cache");
+    }
+    const SENSITIVE_ROOTS: &[&str] = &[
+        "/etc/", "/root/", "/proc/", "/sys/", "/dev/", "/var/", "/boot/",
+    ];
+    const SENSITIVE_DIRS: &[&str] = &[
+        "/.ssh/",
+        "/.aws/",
+        "/.gnupg/",
+        "/.kube/",
+        "/.docker/",
+        "/.config/",
+        "/.netrc",
+        "/.git-credentials",
+    ];
+    let sensitive = SENSITIVE_ROOTS.iter().any(|r| text.starts_with(r))
+        || SENSITIVE_DIRS.iter().any(|d| text.contains(d))
+        || text == "/";
+    if sensitive {
+        (Severity::High, "system or credential location")
+    } else {
+        (Severity::Medium, "outside the scanned tree")
     }
 }
 
@@ -337,11 +379,22 @@ mod tests {
         let model = dir.path().join("model");
         fs::create_dir(&model).unwrap();
         symlink(&host, model.join("weights.data")).unwrap();
+        symlink("/etc/passwd", model.join("tokenizer.json")).unwrap();
+        symlink("/", model.join("root")).unwrap();
         symlink(model.join("missing"), model.join("dangling")).unwrap();
+        for i in 0..50 {
+            symlink(&host, model.join(format!("copy{i}"))).unwrap();
+        }
         let out = Scanner::default().scan_paths(std::slice::from_ref(&model), &());
         let rules = rules_of(&out);
+        assert!(rules.contains(&("AEG-SCAN-005".to_owned(), aegis_core::Severity::Medium)));
         assert!(rules.contains(&("AEG-SCAN-005".to_owned(), aegis_core::Severity::High)));
         assert!(rules.iter().any(|(r, _)| r == "AEG-SCAN-001"), "{rules:?}");
+        assert!(
+            out.stats.files <= 2,
+            "`/` is not walked and one file behind 51 links is scanned once: {}",
+            out.stats.files
+        );
 
         // Links that stay inside the tree are quiet.
         let inside = tempfile::tempdir().unwrap();
