@@ -546,7 +546,11 @@ mod tests {
         }];
         for i in 1..=40 {
             let prev = format!("n{}", i - 1);
-            defs.push(node(&format!("n{i}"), "StringJoin", vec![prev.clone(), prev]));
+            defs.push(node(
+                &format!("n{i}"),
+                "StringJoin",
+                vec![prev.clone(), prev],
+            ));
         }
         let nodes: Vec<NodeRef<'_>> = defs
             .iter()
@@ -559,7 +563,9 @@ mod tests {
         let table = const_table(&nodes);
         let scope = &table[&(0, None)];
         assert_eq!(scope["n3"], vec!["abababababababab".to_owned()]);
-        assert!(scope.values().all(|v| v.iter().all(|s| s.len() <= FOLD_MAX_LEN)));
+        assert!(scope
+            .values()
+            .all(|v| v.iter().all(|s| s.len() <= FOLD_MAX_LEN)));
     }
 
     fn decode_bytes(bytes: Vec<u8>) -> TfProto {

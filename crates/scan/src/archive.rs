@@ -944,9 +944,16 @@ pub(crate) fn scan_tar(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
             continue;
         }
         match Window::new(blob, entry.data_offset, entry.size) {
-            Ok(mut window) => {
-                ctx.scan_member(&entry.name, &mut window, entry.size);
-            }
+            Ok(mut window) => match crate::legacy::Layout::of(&entry.name) {
+                Some(layout) => {
+                    ctx.scan_member_with(&entry.name, &mut window, entry.size, |ctx, blob, len| {
+                        crate::legacy::scan(ctx, blob, len, layout)
+                    });
+                }
+                None => {
+                    ctx.scan_member(&entry.name, &mut window, entry.size);
+                }
+            },
             Err(err) => unreadable_member(ctx, &entry.name, &err.to_string()),
         }
     }

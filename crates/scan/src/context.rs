@@ -161,6 +161,18 @@ impl<'a> Ctx<'a> {
     /// detection, extension check and the format's rules, one level deeper. Depth overflow is a finding.
     /// Returns the number of findings the member produced.
     pub fn scan_member(&mut self, name: &str, blob: &mut dyn Blob, len: u64) -> usize {
+        self.scan_member_with(name, blob, len, engine::scan_blob)
+    }
+
+    /// Like [`Ctx::scan_member`], with `scan` in place of the engine's format dispatch (members whose
+    /// layout the container defines, such as a legacy PyTorch tar's `storages`).
+    pub(crate) fn scan_member_with(
+        &mut self,
+        name: &str,
+        blob: &mut dyn Blob,
+        len: u64,
+        scan: impl FnOnce(&mut Ctx<'_>, &mut dyn Blob, u64),
+    ) -> usize {
         let before = self.findings.len();
         let location = self.location.clone().member(name);
         if self.depth + 1 > self.limits().max_depth {
@@ -183,7 +195,7 @@ impl<'a> Ctx<'a> {
             stats: self.stats,
             name: name.rsplit('/').next().unwrap_or(name).to_owned(),
         };
-        engine::scan_blob(&mut child, blob, len);
+        scan(&mut child, blob, len);
         self.findings.len() - before
     }
 

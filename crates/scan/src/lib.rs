@@ -19,6 +19,7 @@ mod archive;
 mod compressed;
 mod gguf;
 mod keras;
+mod legacy;
 mod npy;
 mod onnx;
 mod pickle;

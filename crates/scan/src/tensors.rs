@@ -84,7 +84,7 @@ pub(crate) fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64) {
 }
 
 /// Bytes per element of a storage class, when known.
-fn element_size(storage_type: &str) -> Option<u64> {
+pub(crate) fn element_size(storage_type: &str) -> Option<u64> {
     let name = storage_type.strip_suffix("Storage")?;
     Some(match name {
         "Double" | "Long" | "ComplexFloat" | "UInt64" => 8,

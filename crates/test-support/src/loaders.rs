@@ -91,6 +91,30 @@ pub fn torchscript_zip(body: &str) -> Vec<u8> {
     .finish()
 }
 
+/// A legacy torch tar `storages` member as `torch.save` (< 1.6) lays it out: the count, one storage record
+/// (`('0', 'cpu', torch.FloatStorage)`, its element count and four bytes of data), then the storage views
+/// pickle `views` (a protocol-0 pickle after raw bytes, which `pickle.load` runs).
+pub fn legacy_storages(views: &[u8]) -> Vec<u8> {
+    let mut out = b"\x80\x02K\x01.".to_vec();
+    out.extend_from_slice(
+        b"\x80\x02(X\x01\x00\x00\x000X\x03\x00\x00\x00cpuctorch\nFloatStorage\ntq\x00.",
+    );
+    out.extend_from_slice(&1u64.to_le_bytes());
+    out.extend_from_slice(&0.5f32.to_le_bytes());
+    out.extend_from_slice(views);
+    out
+}
+
+/// A legacy torch tar whose `storages` member is [`legacy_storages`] of `views`.
+pub fn legacy_tar_with_storages(views: &[u8]) -> Vec<u8> {
+    TarWriter::new()
+        .file("sys_info", b"\x80\x02}q\x00.")
+        .file("pickle", &state_dict_pickle())
+        .file("storages", &legacy_storages(views))
+        .file("tensors", b"\x80\x02K\x00.")
+        .finish()
+}
+
 /// Every codec joblib and pandas compress with, by its file-name extension.
 pub const CODECS: [(&str, Encode); 5] = [
     ("bz2", bzip2),
@@ -188,6 +212,19 @@ pub fn corpus() -> Vec<Case> {
                 .file("storages", &tensor_bytes())
                 .finish(),
             "raw storage bytes in a legacy torch tar",
+        ),
+        Case::malicious(
+            "container/torch-tar-payload-after-storage-data",
+            "model.tar",
+            legacy_tar_with_storages(b"cposix\nsystem\n(S'id'\ntR."),
+            "AEG-SCAN-101",
+            "a protocol-0 pickle after a storage's raw bytes in a legacy torch tar",
+        ),
+        Case::benign(
+            "container/torch-tar-storage-layout",
+            "model.tar",
+            legacy_tar_with_storages(b"\x80\x02]q\x00."),
+            "a legacy torch tar's storages member with raw data between its pickles",
         ),
         Case::malicious(
             "container/pandas-tar-gz-headerless",
