@@ -164,6 +164,14 @@ impl<'a> Ctx<'a> {
         self.scan_member_with(name, blob, len, engine::scan_blob)
     }
 
+    /// Scan the current blob from its start with the engine's format dispatch (a module that tried a layout of
+    /// its own and found the blob does not follow it).
+    pub(crate) fn scan_as_any_blob(&mut self, blob: &mut dyn Blob, len: u64) {
+        if blob.seek(std::io::SeekFrom::Start(0)).is_ok() {
+            engine::scan_blob(self, blob, len);
+        }
+    }
+
     /// Like [`Ctx::scan_member`], with `scan` in place of the engine's format dispatch (members whose
     /// layout the container defines, such as a legacy PyTorch tar's `storages`).
     pub(crate) fn scan_member_with(

@@ -77,9 +77,7 @@ pub(crate) fn scan(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, layout: Lay
 
 /// The engine's own dispatch, from the start of the blob.
 fn generic(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64) {
-    if blob.seek(std::io::SeekFrom::Start(0)).is_ok() {
-        crate::engine::scan_blob(ctx, blob, len);
-    }
+    ctx.scan_as_any_blob(blob, len);
 }
 
 struct Walker {

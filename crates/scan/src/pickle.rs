@@ -380,16 +380,8 @@ fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64, judged: &mut BTreeSet<(Str
     for call in &trace.calls {
         if let Some((module, name)) = call.callee.as_global() {
             // Globals reached through getattr/__import__ walks never appear as GLOBAL opcodes.
-            if call.kind != CallKind::Build && judged.insert((module.to_owned(), name.to_owned())) {
-                let reached = GlobalRef {
-                    module: module.to_owned(),
-                    name: name.to_owned(),
-                    offset: call.offset,
-                    opcode: call.kind.opcode(),
-                    count: call.count,
-                    dynamic: false,
-                };
-                judge_global(ctx, trace, &reached, base);
+            if call.kind != CallKind::Build {
+                judge_reached(ctx, trace, call, (module, name), base, judged);
             }
         }
         if call.kind == CallKind::Build {
@@ -397,22 +389,36 @@ fn judge(ctx: &mut Ctx<'_>, trace: &Trace, base: u64, judged: &mut BTreeSet<(Str
         } else if let Some((module, name)) = legacy_module_class(&call.callee) {
             // Legacy `torch.save` of a whole module: `persistent_load(("module", cls, file, source))`
             // returns `cls`, which is what is called; judge it as the global it is.
-            if judged.insert((module.to_owned(), name.to_owned())) {
-                let reached = GlobalRef {
-                    module: module.to_owned(),
-                    name: name.to_owned(),
-                    offset: call.offset,
-                    opcode: call.kind.opcode(),
-                    count: call.count,
-                    dynamic: false,
-                };
-                judge_global(ctx, trace, &reached, base);
-            }
+            judge_reached(ctx, trace, call, (module, name), base, judged);
         } else if !matches!(call.callee, Value::Global { .. }) {
             judge_computed(ctx, call, base, judged);
         }
         judge_nested(ctx, call, base);
     }
+}
+
+/// Judge a global a call reached without a GLOBAL opcode (through a `getattr`/`__import__` walk or a legacy
+/// module id), once.
+fn judge_reached(
+    ctx: &mut Ctx<'_>,
+    trace: &Trace,
+    call: &Call,
+    (module, name): (&str, &str),
+    base: u64,
+    judged: &mut BTreeSet<(String, String)>,
+) {
+    if !judged.insert((module.to_owned(), name.to_owned())) {
+        return;
+    }
+    let reached = GlobalRef {
+        module: module.to_owned(),
+        name: name.to_owned(),
+        offset: call.offset,
+        opcode: call.kind.opcode(),
+        count: call.count,
+        dynamic: false,
+    };
+    judge_global(ctx, trace, &reached, base);
 }
 
 /// The class a legacy PyTorch `("module", cls, source_file, source)` persistent id stands for.
