@@ -493,6 +493,15 @@ pub fn corpus() -> Vec<Case> {
             "AEG-SCAN-704",
             "an op no TensorFlow defines: a custom kernel from a native library",
         ),
+        Case::benign(
+            "savedmodel/stateful-but-reviewed",
+            "saved_model.pb",
+            with_ops(
+                &["HashTableV2", "LookupTableFindV2", "RandomUniform"],
+                &["StatefulPartitionedCall", "AssignVariableOp"],
+            ),
+            "stateful ops honest models use: tables, random numbers, variables",
+        ),
         Case::malicious(
             "savedmodel/dataset-to-tfrecord",
             "saved_model.pb",
