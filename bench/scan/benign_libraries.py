@@ -50,6 +50,13 @@ def record(path, library, how):
     MANIFEST.append({"file": os.path.relpath(path, OUT), "library": library, "how": how})
 
 
+def dump_pickle(path, obj, library, how, **kwargs):
+    """`pickle.dump(obj)` to `path`, recorded in the manifest."""
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, **kwargs)
+    record(path, library, how)
+
+
 def sub(name):
     d = os.path.join(OUT, name)
     os.makedirs(d, exist_ok=True)
@@ -204,9 +211,7 @@ def numpy_block():
     record(p, lib, "np.savez_compressed (int, object)")
     for name in ("structured", "object_mixed"):
         p = os.path.join(d, f"{name}.pkl")
-        with open(p, "wb") as f:
-            pickle.dump(arrays[name], f, protocol=pickle.HIGHEST_PROTOCOL)
-        record(p, lib, f"pickle.dump(ndarray {name}, protocol=5)")
+        dump_pickle(p, arrays[name], lib, f"pickle.dump(ndarray {name}, protocol=5)", protocol=pickle.HIGHEST_PROTOCOL)
     p = os.path.join(d, "ndarray_dump.pkl")
     arrays["float16"].dump(p)
     record(p, lib, "ndarray.dump")
@@ -235,13 +240,9 @@ def xgboost_block():
         f.write(booster.save_raw(raw_format="ubj"))
     record(p, lib, "Booster.save_raw('ubj')")
     p = os.path.join(d, "classifier.pkl")
-    with open(p, "wb") as f:
-        pickle.dump(clf, f)
-    record(p, lib, "pickle.dump(XGBClassifier)")
+    dump_pickle(p, clf, lib, "pickle.dump(XGBClassifier)")
     p = os.path.join(d, "booster.pkl")
-    with open(p, "wb") as f:
-        pickle.dump(booster, f)
-    record(p, lib, "pickle.dump(Booster)")
+    dump_pickle(p, booster, lib, "pickle.dump(Booster)")
     p = os.path.join(d, "classifier.joblib")
     joblib.dump(clf, p)
     record(p, lib + f", joblib {joblib.__version__}", "joblib.dump(XGBClassifier)")
@@ -274,9 +275,7 @@ def lightgbm_block():
     record(p, lib, "json.dump(Booster.dump_model())")
     for name, obj in (("classifier", clf), ("booster", booster)):
         p = os.path.join(d, f"{name}.pkl")
-        with open(p, "wb") as f:
-            pickle.dump(obj, f)
-        record(p, lib, f"pickle.dump({type(obj).__name__})")
+        dump_pickle(p, obj, lib, f"pickle.dump({type(obj).__name__})")
     p = os.path.join(d, "classifier.joblib")
     joblib.dump(clf, p)
     record(p, lib + f", joblib {joblib.__version__}", "joblib.dump(LGBMClassifier)")

@@ -98,18 +98,25 @@ def scan_picklescan(args, path):
     return result("clean", secs, "", lenient)
 
 
-def scan_modelscan(args, path):
+def run_with_report(cmd, timeout):
+    """Run a tool that writes a JSON report to the path substituted for `{report}`; (exit, out, err, secs,
+    parsed report or None)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = os.path.join(tmp, "report.json")
-        code, out, err, secs = run([args.modelscan, "scan", "-p", path,
-                                    "-r", "json", "-o", report], args.timeout, cwd=tmp)
-        if code is None:
-            return result("error", secs, "timeout")
+        code, out, err, secs = run([report if a == "{report}" else a for a in cmd], timeout, cwd=tmp)
         try:
             with open(report) as f:
                 rep = json.load(f)
         except (OSError, ValueError):
             rep = None
+    return code, out, err, secs, rep
+
+
+def scan_modelscan(args, path):
+    code, out, err, secs, rep = run_with_report(
+        [args.modelscan, "scan", "-p", path, "-r", "json", "-o", "{report}"], args.timeout)
+    if code is None:
+        return result("error", secs, "timeout")
     if rep is None:
         if code == 3:
             return result("skipped", secs, "no supported files")
@@ -128,17 +135,11 @@ def scan_modelscan(args, path):
 
 
 def scan_modelaudit(args, path):
-    with tempfile.TemporaryDirectory() as tmp:
-        report = os.path.join(tmp, "report.json")
-        code, out, err, secs = run([os.path.join(args.venv, "bin", "modelaudit"), "scan", "--no-cache",
-                                    "--format", "json", "-o", report, path], args.timeout, cwd=tmp)
-        if code is None:
-            return result("error", secs, "timeout")
-        try:
-            with open(report) as f:
-                rep = json.load(f)
-        except (OSError, ValueError):
-            rep = None
+    code, out, err, secs, rep = run_with_report(
+        [os.path.join(args.venv, "bin", "modelaudit"), "scan", "--no-cache", "--format", "json",
+         "-o", "{report}", path], args.timeout)
+    if code is None:
+        return result("error", secs, "timeout")
     if rep is None:
         return result("error", secs, f"exit {code}: {(out + err).strip()[-300:]}")
     issues = rep.get("issues", [])

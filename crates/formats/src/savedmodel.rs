@@ -560,9 +560,23 @@ mod tests {
                 node,
             })
             .collect();
+        let extra = [
+            node("default", "PlaceholderWithDefault", vec!["n1".into()]),
+            node("reduced", "ReduceJoin", vec!["n1".into()]),
+        ];
+        let nodes: Vec<NodeRef<'_>> = nodes
+            .into_iter()
+            .chain(extra.iter().map(|node| NodeRef {
+                meta_graph: 0,
+                function: None,
+                node,
+            }))
+            .collect();
         let table = const_table(&nodes);
         let scope = &table[&(0, None)];
         assert_eq!(scope["n3"], vec!["abababababababab".to_owned()]);
+        assert_eq!(scope["default"], vec!["abab".to_owned()]);
+        assert_eq!(scope["reduced"], vec!["abab".to_owned()]);
         assert!(scope
             .values()
             .all(|v| v.iter().all(|s| s.len() <= FOLD_MAX_LEN)));

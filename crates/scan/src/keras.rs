@@ -870,6 +870,51 @@ mod tests {
         assert!(all.iter().all(|f| f.severity < Severity::Medium), "{all:?}");
     }
 
+    /// Keras functions: one that downloads is critical, a Keras package's own activation outside the compute
+    /// modules is medium, an activation in a compute module passes.
+    #[test]
+    fn keras_functions_are_judged_by_what_they_do() {
+        let config = |module: &str, function: &str| {
+            serde_json::json!({"class_name": "Sequential", "config": {"layers": [{
+                "module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2,
+                "activation": {"module": module, "class_name": "function", "config": function,
+                               "registered_name": function}}}]}})
+            .to_string()
+        };
+        let severity = |module: &str, function: &str| {
+            scan("config.json", config(module, function).as_bytes())
+                .iter()
+                .find(|f| f.rule.as_str() == "AEG-SCAN-602")
+                .map(|f| f.severity)
+        };
+        assert_eq!(
+            severity("keras.utils", "get_file"),
+            Some(Severity::Critical)
+        );
+        assert_eq!(
+            severity("keras_hub.src.utils.keras_utils", "gelu_approximate"),
+            Some(Severity::Medium)
+        );
+        assert_eq!(severity("keras.src.activations.activations", "relu"), None);
+    }
+
+    /// An HDF5 file whose attributes sit in dense storage (not read structurally), that mentions
+    /// `class_name` but whose config does not parse, is high: its config went unexamined. Without the mention
+    /// (a weights-only file) it is quiet.
+    #[test]
+    fn unread_dense_attributes_with_an_unparsed_config_are_high() {
+        let broken =
+            h5gen::keras_h5_dense(r#"{"config": {"layers": [}, "class_name": "Sequential""#);
+        let all = scan("model.h5", &broken);
+        assert!(
+            all.iter()
+                .any(|f| f.rule.as_str() == super::HDF5_UNPARSED.id && f.severity == Severity::High),
+            "{all:?}"
+        );
+        let weights = h5gen::keras_h5_dense(r#"{"layer_names": ["dense"]}"#);
+        assert!(scan("model.weights.h5", &weights).is_empty());
+    }
+
     #[test]
     fn h5_falls_back_to_byte_search() {
         let evil = gen::sequential_config(gen::Variant::LambdaList);

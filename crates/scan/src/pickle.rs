@@ -278,7 +278,7 @@ pub(crate) fn scan_polyglot(ctx: &mut Ctx<'_>, blob: &mut dyn Blob, len: u64, cl
         &POLYGLOT,
         Some(0),
         format!(
-            "the file is {claimed} and also a pickle: `pickle.load`, joblib and legacy `torch.load` would read \
+            "the file reads as {claimed} and also as a pickle: `pickle.load`, joblib and legacy `torch.load` would read \
              it and reach `{first}`"
         ),
         json!({ "format": claimed, "first_global": first, "globals": trace.globals.len(), "calls": trace.calls.len() }),

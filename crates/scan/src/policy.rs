@@ -1585,6 +1585,14 @@ mod tests {
                 "{module}.{name}"
             );
         }
+        for (module, name) in [("pytz", "_p"), ("zoneinfo", "ZoneInfo._unpickle")] {
+            assert_eq!(
+                v(module, name),
+                Verdict::Allowed("builtins"),
+                "{module}.{name}"
+            );
+        }
+        assert_ne!(v("pytz", "timezone.open"), Verdict::Allowed("builtins"));
         for (module, name) in [
             ("pandas", "read_pickle"),
             ("pandas.io.pickle", "read_pickle"),

@@ -260,15 +260,15 @@ impl Walk {
         if !inside {
             let (severity, kind) = link_target_kind(&target);
             let what = if meta.is_dir() {
-                "a directory outside the scanned tree, not walked"
+                "a directory, not walked"
             } else {
-                "outside the scanned tree; its target was scanned under this name"
+                "scanned under this name"
             };
             self.findings.push(
                 Finding::new(
                     &crate::engine_rules::LINK_LEAVES_TREE,
                     Location::file(path.display().to_string()),
-                    format!("symbolic link to `{}`, {what}", target.display()),
+                    format!("symbolic link to `{}` ({kind}), {what}", target.display()),
                 )
                 .with_severity(severity)
                 .with_evidence(serde_json::json!({

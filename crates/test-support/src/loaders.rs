@@ -299,31 +299,38 @@ pub fn corpus() -> Vec<Case> {
         "a plain scikit-learn Pipeline",
     ));
     // Memory primitives from allowed names only (the storage member holds 4 floats).
-    cases.push(Case::malicious(
-        "tensor/setitems-on-tensor",
-        "model.pt",
-        pytorch_zip(&tensor_pickle(4, 4, 0, true)),
-        "AEG-SCAN-111",
-        "SETITEMS applied to a tensor during unpickling",
-    ));
-    cases.push(Case::malicious(
-        "tensor/view-past-storage",
-        "model.pt",
-        pytorch_zip(&tensor_pickle(4, 64, 0, false)),
-        "AEG-SCAN-111",
-        "a tensor view reaching past the elements its storage declares",
-    ));
-    cases.push(Case::malicious(
-        "tensor/storage-past-data",
-        "model.pt",
-        pytorch_zip(&tensor_pickle(64, 64, 0, false)),
-        "AEG-SCAN-111",
-        "a storage declaring more elements than its data member holds (CVE-2026-24747 class)",
-    ));
+    let tensor =
+        |numel, size, offset, setitems| pytorch_zip(&tensor_pickle(numel, size, offset, setitems));
+    for (name, bytes, what) in [
+        (
+            "setitems-on-tensor",
+            tensor(4, 4, 0, true),
+            "SETITEMS applied to a tensor during unpickling",
+        ),
+        (
+            "view-past-storage",
+            tensor(4, 64, 0, false),
+            "a tensor view past the elements its storage declares",
+        ),
+        (
+            "storage-past-data",
+            tensor(64, 64, 0, false),
+            "a storage declaring more elements than its data holds",
+        ),
+    ] {
+        let name = format!("tensor/{name}");
+        cases.push(Case::malicious(
+            &name,
+            "model.pt",
+            bytes,
+            "AEG-SCAN-111",
+            what,
+        ));
+    }
     cases.push(Case::benign(
         "tensor/view-at-the-end",
         "model.pt",
-        pytorch_zip(&tensor_pickle(4, 2, 2, false)),
+        tensor(4, 2, 2, false),
         "a view over the last two elements of its storage",
     ));
     cases.push(Case::malicious(
