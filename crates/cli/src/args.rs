@@ -104,9 +104,29 @@ pub enum Command {
     /// Manage the gateway's API keys.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// List the gateway's models and the scan verdict for each.
+    /// Register models (`model add`) and list the gateway's models with their scan verdict.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Register datasets (training, test, reference); their schema check and audit run by themselves.
+    #[command(subcommand)]
+    Dataset(crate::args_inventory::DatasetCommand),
+    /// The inventory: models, datasets and their versions, owners, tags and links.
+    #[command(subcommand, after_help = crate::args_inventory::ASSET_EXAMPLES)]
+    Asset(crate::args_inventory::AssetCommand),
+    /// Run checks on assets, see their runs, set their schedules.
+    #[command(subcommand, after_help = crate::args_inventory::CHECK_EXAMPLES)]
+    Check(crate::args_inventory::CheckCommand),
+    /// Every finding of every check and live signal: list, show, triage.
+    #[command(subcommand, after_help = crate::args_inventory::FINDINGS_EXAMPLES)]
+    Findings(crate::args_inventory::FindingsCommand),
+    /// Per asset, the latest result of each check and the open findings (human, json or html).
+    Posture(crate::args_inventory::PostureArgs),
+    /// Add reports made elsewhere (a CI pipeline's `--format json`) to an asset's history.
+    #[command(subcommand)]
+    Report(crate::args_inventory::ReportCommand),
+    /// Who is told when something happens: signed webhooks and email.
+    #[command(subcommand, after_help = crate::args_inventory::NOTIFY_EXAMPLES)]
+    Notify(crate::args_inventory::NotifyCommand),
     /// Verify or read the gateway's hash-chained audit log.
     #[command(subcommand, name = "audit-log")]
     AuditLog(AuditLogCommand),
@@ -287,6 +307,8 @@ pub struct KeyIdArgs {
 /// `aegis model` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
+    /// Register a model (with its training, test and reference data) or add a version; its checks run.
+    Add(Box<crate::args_inventory::ModelAddArgs>),
     /// Load (and scan) the configured models as the gateway would, and list them.
     List(GatewayArgs),
 }

@@ -53,7 +53,22 @@ fn honours(path: &[&str]) -> Honours {
         | ["user", "add" | "list"]
         | ["key", "create" | "list" | "rotate"]
         | ["model", _]
-        | ["audit-log", _] => LISTING,
+        | ["audit-log", _]
+        | ["asset", "add" | "list" | "show" | "update"]
+        | ["dataset", _]
+        | ["check", _]
+        | ["findings", _]
+        | ["report", _]
+        | ["notify", "list" | "deliveries" | "test"] => LISTING,
+        ["asset", _] | ["notify", _] => Honours {
+            flags: &[],
+            formats: &[],
+        },
+        // `--format html -o posture.html` is the self-contained page.
+        ["posture"] => Honours {
+            flags: &["format", "output"],
+            formats: &["human", "json", "html"],
+        },
         // They say what they did on stderr and print nothing else.
         ["user", _] | ["key", _] => Honours {
             flags: &[],

@@ -42,6 +42,7 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/admin/extraction", get(list_extraction))
         .route("/admin/extraction/{key_id}", delete(clear_extraction))
         .route("/admin/drift", get(list_drift))
+        .merge(crate::inventory_api::routes())
 }
 
 /// The session on the request, if its role is one of `roles`; 401 without a valid session, 403 otherwise.
@@ -88,12 +89,12 @@ pub(crate) async fn require_session(
     }
 }
 
-const ADMINS: &[Role] = &[Role::Admin];
-const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
-const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
-const STAFF: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
+pub(crate) const ADMINS: &[Role] = &[Role::Admin];
+pub(crate) const OPERATORS: &[Role] = &[Role::Admin, Role::Operator];
+pub(crate) const AUDITORS: &[Role] = &[Role::Admin, Role::Auditor];
+pub(crate) const STAFF: &[Role] = &[Role::Admin, Role::Operator, Role::Auditor];
 
-async fn json_body<T: DeserializeOwned>(
+pub(crate) async fn json_body<T: DeserializeOwned>(
     state: &AppState,
     request: Request,
     ctx: &AuditCtx,
@@ -104,7 +105,12 @@ async fn json_body<T: DeserializeOwned>(
     })
 }
 
-fn done(mut response: Response, mut ctx: AuditCtx, decision: &str, detail: String) -> Response {
+pub(crate) fn done(
+    mut response: Response,
+    mut ctx: AuditCtx,
+    decision: &str,
+    detail: String,
+) -> Response {
     ctx.decision = decision.to_string();
     ctx.detail = detail;
     response.extensions_mut().insert(ctx);
@@ -113,7 +119,7 @@ fn done(mut response: Response, mut ctx: AuditCtx, decision: &str, detail: Strin
 
 /// The response for a failed admin operation (statuses by error type, see `From<Error> for ApiError`);
 /// refusals the caller caused are audited.
-fn admin_error(e: crate::Error, ctx: &AuditCtx) -> ApiError {
+pub(crate) fn admin_error(e: crate::Error, ctx: &AuditCtx) -> ApiError {
     let error = ApiError::from(e);
     if error.is_client_error() {
         error.audited(ctx.clone())

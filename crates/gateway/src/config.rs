@@ -36,12 +36,58 @@ pub struct Config {
     /// Upstream model servers.
     #[serde(default, rename = "upstream")]
     pub upstreams: Vec<UpstreamConfig>,
+    /// The checks the server runs by itself on registered assets (`[checks]`).
+    #[serde(default)]
+    pub checks: ChecksConfig,
     /// `aegis scan`'s allow-list section: the same `aegis.toml` may hold both (read by the scanner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<toml::Table>,
     /// `aegis scan`'s safety bounds section (read by the scanner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<toml::Table>,
+}
+
+/// How the server checks the assets registered in it (`[checks]` in `aegis.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChecksConfig {
+    /// Run checks on this node (replicas sharing a database may leave it to some of them).
+    pub worker: bool,
+    /// Checks running at once on this node; heavy ones (assessments, audits) run one at a time regardless.
+    pub concurrency: usize,
+    /// Public keys (PEM) model signatures must verify with; without them an unsigned model is a medium finding.
+    pub trusted_keys: Vec<PathBuf>,
+    /// Most rows a robustness or privacy check attacks.
+    pub max_rows: usize,
+    /// Largest model or dataset accepted by upload or registration, in MiB.
+    pub max_upload_mib: u64,
+}
+
+impl Default for ChecksConfig {
+    fn default() -> Self {
+        ChecksConfig {
+            worker: true,
+            concurrency: 2,
+            trusted_keys: Vec::new(),
+            max_rows: 200,
+            max_upload_mib: 16 * 1024,
+        }
+    }
+}
+
+impl ChecksConfig {
+    /// The settings the store's checks share.
+    pub fn settings(&self) -> aegis_store::checks::CheckSettings {
+        aegis_store::checks::CheckSettings {
+            trusted_keys: self.trusted_keys.clone(),
+            max_rows: Some(self.max_rows.max(10)),
+        }
+    }
+
+    /// The upload bound in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.max_upload_mib.max(1).saturating_mul(1 << 20)
+    }
 }
 
 /// Listener, storage, TLS and request limits (Debug shows the database URL without its password).
@@ -643,6 +689,9 @@ impl Config {
             {
                 fix(p);
             }
+        }
+        for p in &mut self.checks.trusted_keys {
+            fix(p);
         }
         fix(&mut self.server.data_dir);
         if let Some(p) = &mut self.server.secrets_file {

@@ -87,14 +87,8 @@ pub fn prepare_data_dir(dir: &Path) -> Result<()> {
 /// `prev_hash` of the first audit record (the audit chain's genesis; the schema seeds the chain head with it).
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Which database engine is behind the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// Embedded SQLite (one node).
-    Sqlite,
-    /// PostgreSQL (shared by replicas).
-    Postgres,
-}
+/// Which database engine is behind the pool (defined by the store, which shares the database).
+pub use aegis_store::Backend;
 
 /// The schema version this build writes; a database with a newer one is refused.
 pub const SCHEMA_VERSION: i64 = 2;

@@ -80,6 +80,9 @@ pub enum Error {
     /// The server could not bind or serve.
     #[error("server: {0}")]
     Server(String),
+    /// The asset, findings or notification store refused or failed.
+    #[error(transparent)]
+    Store(#[from] aegis_store::Error),
 }
 
 impl Error {

@@ -595,6 +595,7 @@ async fn report_alarm(
     model: &str,
     observed: &Observed,
 ) {
+    crate::signals::extraction_alarm(sinks, model, key_id, owner, observed.queries).await;
     sinks.metrics.add_counter(
         "aegis_extraction_alarms_total",
         "API keys whose queries raised the model-extraction (PRADA) alarm, by model.",

@@ -377,6 +377,7 @@ pub(crate) async fn record_drift(sinks: Sinks<'_>, model: &str, reports: Vec<Win
             .execute(sinks.db.pool())
             .await
         };
+        crate::signals::drift_window(sinks, model, &report).await;
         if let Err(e) = stored {
             crate::log::emit(
                 crate::log::Level::Error,

@@ -120,6 +120,10 @@ impl From<crate::Error> for ApiError {
             crate::Error::Invalid(reason) => ApiError::bad_request("invalid", reason),
             crate::Error::NotFound(what) => ApiError::not_found(format!("{what} not found")),
             crate::Error::Denied(reason) => ApiError::forbidden("denied", reason),
+            crate::Error::Store(aegis_store::Error::Invalid(reason)) => {
+                ApiError::bad_request("invalid", reason)
+            }
+            crate::Error::Store(aegis_store::Error::NotFound(what)) => ApiError::not_found(what),
             other => ApiError::internal(&other),
         }
     }

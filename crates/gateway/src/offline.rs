@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub struct Offline {
     runtime: tokio::runtime::Runtime,
     db: Db,
+    store: aegis_store::Store,
 }
 
 impl Offline {
@@ -26,12 +27,28 @@ impl Offline {
         if config.server.database.is_none() {
             crate::db::prepare_data_dir(&config.server.data_dir)?;
         }
-        let db = runtime.block_on(async {
+        let (db, store) = runtime.block_on(async {
             let db = Db::connect(&config.database_url()).await?;
             db.load_secrets(&config.secrets_path()).await?;
-            Ok::<_, Error>(db)
+            let store =
+                aegis_store::Store::open(db.pool().clone(), db.backend(), &config.server.data_dir)
+                    .await?;
+            Ok::<_, Error>((db, store))
         })?;
-        Ok(Offline { runtime, db })
+        Ok(Offline { runtime, db, store })
+    }
+
+    /// The asset, findings and notification store.
+    pub fn store(&self) -> &aegis_store::Store {
+        &self.store
+    }
+
+    /// Who acts: `cli:USER` (the operating-system user).
+    pub fn actor() -> String {
+        std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .map(|u| format!("cli:{u}"))
+            .unwrap_or_else(|_| "cli".into())
     }
 
     /// The database.
@@ -46,10 +63,7 @@ impl Offline {
 
     /// Append an administrative action to the audit chain.
     pub fn audit(&self, decision: &str, detail: &str, key_id: &str) -> Result<()> {
-        let actor = std::env::var("USER")
-            .or_else(|_| std::env::var("LOGNAME"))
-            .map(|u| format!("cli:{u}"))
-            .unwrap_or_else(|_| "cli".into());
+        let actor = Offline::actor();
         let event = AuditEvent {
             kind: "admin".into(),
             actor,

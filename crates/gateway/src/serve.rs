@@ -81,6 +81,8 @@ pub struct StartupInfo {
     pub demo_key: Option<String>,
     /// Names of the models served.
     pub models: Vec<String>,
+    /// Served models that could not be registered as assets (serving goes on; their checks do not run).
+    pub inventory_problems: Vec<String>,
 }
 
 impl std::fmt::Debug for StartupInfo {
@@ -115,6 +117,8 @@ pub struct Running {
     stop_flusher: tokio::sync::oneshot::Sender<()>,
     extraction_flusher: tokio::task::JoinHandle<()>,
     stop_extraction: tokio::sync::oneshot::Sender<()>,
+    worker: Option<tokio::task::JoinHandle<()>>,
+    stop_worker: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -125,6 +129,11 @@ impl Running {
             Ok(r) => r,
             Err(e) => Err(Error::Server(format!("listener task failed: {e}"))),
         };
+        // Checks in progress finish (or are recovered by the next start); no new one is claimed.
+        let _ = self.stop_worker.send(true);
+        if let Some(worker) = self.worker {
+            let _ = worker.await;
+        }
         let _ = self.stop_flusher.send(());
         let _ = self.refusal_flusher.await;
         for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
@@ -201,6 +210,14 @@ pub async fn start(config: Config) -> Result<Running> {
     let secrets_file = config.secrets_path();
     db.load_secrets(&secrets_file).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
+    let store =
+        aegis_store::Store::open(db.pool().clone(), db.backend(), &config.server.data_dir).await?;
+    let inventory_problems = crate::inventory::register_served(
+        &store,
+        &crate::inventory::served_files(&config, use_demo),
+        config.checks.max_bytes(),
+    )
+    .await;
     let boot = crate::util::random_token(12)?;
     let (audit, writer) = AuditLog::spawn(db.clone(), boot.clone());
     // The run's first record: every record after it carries this boot id and its number in the run.
@@ -284,8 +301,14 @@ pub async fn start(config: Config) -> Result<Running> {
     let models_served = models.list().into_iter().map(|m| m.name).collect();
     let header_timeout = std::time::Duration::from_millis(config.server.header_timeout_ms);
     let tls_on = tls_config.is_some();
+    let (stop_worker, worker_stopped) = tokio::sync::watch::channel(false);
+    let worker = config.checks.worker.then(|| {
+        let worker = crate::inventory::worker(&store, &config);
+        tokio::spawn(worker.run(worker_stopped))
+    });
     let state = Arc::new(AppState::new(
         db.clone(),
+        store,
         config,
         session_key,
         audit,
@@ -369,8 +392,11 @@ pub async fn start(config: Config) -> Result<Running> {
             bootstrap_code,
             demo_key,
             models: models_served,
+            inventory_problems,
         },
         state,
+        worker,
+        stop_worker,
         stop,
         serving,
         writer,

@@ -1,5 +1,5 @@
 //! Where detectors that run beside a request (extraction, drift) record what they find: the database, the
-//! Prometheus metrics and the audit chain, without a handle on the whole server state.
+//! Prometheus metrics, the audit chain and the findings store, without a handle on the whole server state.
 
 use crate::audit_log::AuditLog;
 use crate::db::Db;
@@ -10,6 +10,8 @@ use crate::metrics::Metrics;
 pub(crate) struct Sinks<'a> {
     /// The database.
     pub(crate) db: &'a Db,
+    /// The findings store (live signals become findings).
+    pub(crate) store: &'a aegis_store::Store,
     /// Prometheus metrics.
     pub(crate) metrics: &'a Metrics,
     /// The audit chain writer.

@@ -27,6 +27,8 @@ use crate::util;
 pub struct AppState {
     /// The database.
     pub db: Db,
+    /// Assets, checks, runs, findings and notifications (on the same database).
+    pub store: aegis_store::Store,
     /// The configuration.
     pub config: Config,
     /// Signs session tokens.
@@ -69,6 +71,7 @@ impl AppState {
     pub(crate) fn sinks(&self) -> Sinks<'_> {
         Sinks {
             db: &self.db,
+            store: &self.store,
             metrics: &self.metrics,
             audit: &self.audit,
         }
@@ -78,6 +81,7 @@ impl AppState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
+        store: aegis_store::Store,
         config: Config,
         session_key: SessionKey,
         audit: AuditLog,
@@ -88,6 +92,7 @@ impl AppState {
     ) -> crate::Result<AppState> {
         Ok(AppState {
             db,
+            store,
             session_key,
             audit,
             metrics: Metrics::new(),

@@ -245,6 +245,7 @@ fn signature(p: &Prepared, settings: &CheckSettings) -> Result<Outcome> {
         // Without a trust policy an unsigned model is worth fixing, not a policy violation.
         for f in &mut findings {
             f.severity = Severity::Medium;
+            f.title = "Model is not signed".into();
             f.message = format!(
                 "{} is not signed: nothing ties it to the people who built it (no trust policy is configured)",
                 p.version.filename

@@ -733,6 +733,34 @@ impl Store {
     }
 }
 
+/// The audit record of a triage: which finding, from which state to which, owner, acceptance, and the comment.
+pub fn triage_summary(before: &TrackedFinding, after: &TrackedFinding, comment: &str) -> String {
+    let mut detail = format!(
+        "finding {} ({} on {}): {} -> {}",
+        after.fingerprint,
+        after.finding.rule.as_str(),
+        after.asset,
+        before.state.as_str(),
+        after.state.as_str()
+    );
+    if !after.justification.is_empty() {
+        detail.push_str(&format!(", justification {}", after.justification));
+    }
+    if after.owner != before.owner {
+        detail.push_str(&format!(", owner {}", after.owner));
+    }
+    if after.accepted_until != before.accepted_until && after.accepted_until > 0 {
+        detail.push_str(&format!(
+            ", risk accepted until {}",
+            crate::posture::when(after.accepted_until)
+        ));
+    }
+    if !comment.trim().is_empty() {
+        detail.push_str(&format!(": {}", comment.trim()));
+    }
+    detail
+}
+
 /// Severity as stored (0 info … 4 critical), so SQL can compare and sort.
 pub fn severity_rank(s: Severity) -> i64 {
     Severity::ALL.iter().position(|&x| x == s).unwrap_or(0) as i64

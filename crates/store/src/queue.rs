@@ -253,6 +253,60 @@ impl Store {
         Ok(Some((job, run)))
     }
 
+    /// Record a run made elsewhere (an imported report) as a finished job and run. Returns the run id.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record_finished(
+        &self,
+        asset_id: &str,
+        version_id: &str,
+        kind: CheckKind,
+        cause: &str,
+        worker: &str,
+        summary: &str,
+        report: &aegis_core::Report,
+    ) -> Result<String> {
+        let now = now_secs();
+        let job_id = crate::ids::new_id("job");
+        let run_id = crate::ids::new_id("run");
+        let _guard = self.write_guard().await;
+        sqlx::query(
+            "INSERT INTO jobs (id, asset_id, version_id, kind, cause, state, due, created, attempts, worker, run_id)
+             VALUES ($1, $2, $3, $4, $5, 'done', $6, $6, 1, $7, $8)",
+        )
+        .bind(&job_id)
+        .bind(asset_id)
+        .bind(version_id)
+        .bind(kind.as_str())
+        .bind(cause)
+        .bind(now)
+        .bind(worker)
+        .bind(&run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("record an imported run"))?;
+        sqlx::query(
+            "INSERT INTO runs (id, job_id, asset_id, version_id, kind, cause, status, progress, started, started_us,
+             finished, duration_ms, worker, summary, report)
+             VALUES ($1, $2, $3, $4, $5, $6, 'done', 1.0, $7, $8, $7, $9, $10, $11, $12)",
+        )
+        .bind(&run_id)
+        .bind(&job_id)
+        .bind(asset_id)
+        .bind(version_id)
+        .bind(kind.as_str())
+        .bind(cause)
+        .bind(now)
+        .bind(crate::now_micros())
+        .bind(report.duration_ms as i64)
+        .bind(worker)
+        .bind(summary)
+        .bind(serde_json::to_string(report).unwrap_or_default())
+        .execute(&self.pool)
+        .await
+        .map_err(Error::db("record an imported run"))?;
+        Ok(run_id)
+    }
+
     /// Renew a claim; `false` when the job is no longer this worker's (recovered by another replica).
     pub async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
         let _guard = self.write_guard().await;
@@ -476,6 +530,24 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// A job's state (`queued`, `running`, `done`, `failed`) and its latest run, if it has one.
+    pub async fn job(&self, job_id: &str) -> Result<(String, Option<Run>)> {
+        let row = sqlx::query("SELECT state, run_id FROM jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("read a job"))?
+            .ok_or_else(|| Error::NotFound(format!("no job {job_id}")))?;
+        let state: String = row.try_get("state").map_err(Error::db("read a job"))?;
+        let run_id: String = row.try_get("run_id").map_err(Error::db("read a job"))?;
+        let run = if run_id.is_empty() {
+            None
+        } else {
+            Some(self.run(&run_id, false).await?)
+        };
+        Ok((state, run))
     }
 
     /// Jobs of an asset still waiting or running.

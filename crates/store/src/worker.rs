@@ -346,6 +346,95 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Record a report made elsewhere (`aegis scan --format json` in a CI pipeline) as a finished run of the
+    /// asset's latest version: its findings are tracked like those of a run the server made. The check is read
+    /// from the report's `command`; paths naming the version's file are shortened to its name so findings keep
+    /// the same fingerprint as the server's own runs.
+    pub async fn import_report(
+        &self,
+        asset: &Asset,
+        mut report: aegis_core::Report,
+        actor: &str,
+    ) -> Result<Run> {
+        let kind = match report.command.as_str() {
+            "scan" => CheckKind::Scan,
+            "vault verify" => CheckKind::Signature,
+            "schema check" => CheckKind::Schema,
+            "audit" => CheckKind::Audit,
+            "assess robustness" => CheckKind::Robustness,
+            "assess privacy" => CheckKind::Privacy,
+            other => {
+                return Err(Error::Invalid(format!(
+                    "a report of `aegis {other}` cannot be imported; import reports of scan, vault verify,                      schema check, audit, assess robustness or assess privacy"
+                )))
+            }
+        };
+        if !CheckKind::for_kind(asset.kind).contains(&kind) {
+            return Err(Error::Invalid(format!(
+                "a {} report does not apply to {}, a {}",
+                kind.as_str(),
+                asset.name,
+                asset.kind.as_str()
+            )));
+        }
+        let version = asset.latest.clone().ok_or_else(|| {
+            Error::Invalid(format!(
+                "{} has no version yet: add the file the report is about first (aegis asset add {} PATH)",
+                asset.name, asset.name
+            ))
+        })?;
+        shorten_paths(&mut report, &version.filename);
+        let summary = checks::summary(&report.findings);
+        let run_id = self
+            .record_finished(
+                &asset.id,
+                &version.id,
+                kind,
+                "import",
+                actor,
+                &summary,
+                &report,
+            )
+            .await?;
+        let outcome = self
+            .ingest(
+                &asset.id,
+                &version.id,
+                &version.filename,
+                kind.as_str(),
+                &run_id,
+                &report.findings,
+                true,
+            )
+            .await?;
+        self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
+            .await?;
+        self.run(&run_id, false).await
+    }
+}
+
+/// Paths whose last component (or an archive member path) starts at the version's file name are cut to start
+/// there: `/ci/build/models/fraud.onnx` becomes `fraud.onnx`.
+fn shorten_paths(report: &mut aegis_core::Report, filename: &str) {
+    let cut = |path: &mut String| {
+        let needle = format!("/{filename}");
+        if let Some(i) = path.rfind(&needle) {
+            let rest = &path[i + 1..];
+            if rest == filename || rest.starts_with(&format!("{filename}/")) {
+                *path = rest.to_string();
+            }
+        }
+    };
+    for f in &mut report.findings {
+        match &mut f.location {
+            aegis_core::Location::File { path, .. }
+            | aegis_core::Location::Dataset { path, .. } => cut(path),
+            _ => {}
+        }
+    }
+}
+
 /// A worker on one node.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -431,9 +520,10 @@ impl Worker {
                 }
             }
         }
-        // Wait for running checks to finish their bookkeeping (their results are not lost on a clean stop).
+        // Give running checks a moment to finish; one that does not is recovered by the next start (marked
+        // failed with the reason and queued again), so stopping never waits for a long assessment.
         let _ = tokio::time::timeout(
-            Duration::from_secs(30),
+            Duration::from_secs(5),
             self.slots
                 .acquire_many(self.config.concurrency.max(1) as u32),
         )

@@ -28,7 +28,7 @@ fn options(args: &GatewayArgs) -> ServeOptions {
     }
 }
 
-fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
+pub(crate) fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
     let config = options(args).resolve()?;
     let database = aegis_gateway::db::redact_url(&config.database_url());
     let offline =
@@ -38,7 +38,7 @@ fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
     Ok((config, offline))
 }
 
-fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()> {
     output::write_text(
         global,
         &format!("{}\n", serde_json::to_string_pretty(value)?),
@@ -135,6 +135,16 @@ fn banner(info: &StartupInfo) {
         } else {
             ""
         }
+    );
+    for problem in &info.inventory_problems {
+        let _ = writeln!(
+            e,
+            "  inventory: {problem} (served anyway; its checks do not run)"
+        );
+    }
+    let _ = writeln!(
+        e,
+        "  checks: served models are assets; `aegis posture` shows their checks, `aegis findings list` what they found"
     );
     if let Some(code) = &info.bootstrap_code {
         let _ = writeln!(
@@ -459,7 +469,10 @@ fn print_secret(global: &GlobalArgs, key: &keys::ApiKey, secret: &str) -> anyhow
 
 /// `aegis model list`.
 pub fn model(global: &GlobalArgs, command: ModelCommand) -> anyhow::Result<ExitCode> {
-    let ModelCommand::List(args) = command;
+    let args = match command {
+        ModelCommand::Add(args) => return super::inventory::model_add(global, *args),
+        ModelCommand::List(args) => args,
+    };
     let config = options(&args).resolve()?;
     let (models, events) = if config.models.is_empty() && config.server.demo_model {
         aegis_gateway::models::LocalModels::with_demo(&config.server.data_dir)?

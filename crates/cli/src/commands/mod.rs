@@ -8,6 +8,7 @@ mod frames;
 mod gateway;
 mod harden;
 mod inputs;
+mod inventory;
 mod privacy;
 mod rules;
 mod scan;
@@ -41,6 +42,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AuditLog(command) => gateway::audit_log(&cli.global, command),
         Command::Drift(args) => drift::run(&cli.global, args),
         Command::Vault(command) => vault::run(&cli.global, command),
+        Command::Dataset(command) => inventory::dataset(&cli.global, command),
+        Command::Asset(command) => inventory::asset(&cli.global, command),
+        Command::Check(command) => inventory::check(&cli.global, command),
+        Command::Findings(command) => inventory::findings(&cli.global, command),
+        Command::Posture(args) => inventory::posture(&cli.global, args),
+        Command::Report(command) => inventory::report(&cli.global, command),
+        Command::Notify(command) => inventory::notify(&cli.global, command),
     }
 }
 

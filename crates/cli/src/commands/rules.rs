@@ -46,6 +46,7 @@ pub fn catalogue() -> Vec<&'static RuleDoc> {
     all.extend(aegis_data::schema_rules());
     all.extend(aegis_monitor::drift::rules());
     all.extend(aegis_vault::trust::RULES.iter());
+    all.extend(aegis_gateway::signals::rules());
     all
 }
 
