@@ -20,7 +20,11 @@ fn aegis(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::process::Outpu
     let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
         .args(args)
         // Every command but `vault` works on the server's configuration and database.
-        .args(if args[0] == "vault" { &[][..] } else { &["--config", "aegis.toml"][..] })
+        .args(if args[0] == "vault" {
+            &[][..]
+        } else {
+            &["--config", "aegis.toml"][..]
+        })
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .stdin(Stdio::piped())
@@ -214,11 +218,14 @@ fn a_new_user_puts_a_model_under_watch() {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let mut addr = None;
+    let (mut addr, mut demo_key) = (None, None);
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(rest) = line.split("listening on http://").nth(1) {
             addr = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some(k) = line.split_whitespace().find(|w| w.starts_with("aeg_")) {
+            demo_key = Some(k.trim_matches('\'').to_string());
         }
         if line.contains("Ctrl-C") {
             break;
@@ -246,6 +253,25 @@ fn a_new_user_puts_a_model_under_watch() {
             .any(|a| a["name"] == "demo-fraud"),
         "{assets}"
     );
+
+    // The served demo model is unsigned too: once its checks ran, answers carry the serving policy's warning.
+    let demo_key = demo_key.expect("demo key at first start");
+    wait_until("the findings header on demo-fraud answers", 60, || {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        let row = r#"{"rows":[{"amount":24,"hour":13,"merchant_risk":0.1,"card_age_days":400,"foreign":0,"n_tx_24h":1}]}"#;
+        write!(
+            stream,
+            "POST /v1/models/demo-fraud/predict HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {demo_key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{row}",
+            row.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        text.to_ascii_lowercase()
+            .contains("x-aegis-findings: 1 open finding(s), worst high")
+            .then_some(())
+    });
 
     // Add the model; the server's worker runs its checks by themselves.
     aegis(

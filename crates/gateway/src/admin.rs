@@ -679,7 +679,7 @@ pub fn openapi_document() -> serde_json::Value {
     let name =
         json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}}]);
     let id = json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}]);
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Aegis gateway", "version": env!("CARGO_PKG_VERSION"),
                  "description": "Authenticated, rate-limited, audited inference gateway. Errors carry a request id."},
@@ -725,5 +725,11 @@ pub fn openapi_document() -> serde_json::Value {
                                            "delete": op("clear a key's extraction-detector states, lifting a throttle or block (admin)", &session, false)},
             "/admin/drift": {"get": op("the last closed drift window of each local model (operator, auditor)", &session, false)}
         }
-    })
+    });
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in crate::inventory_api::openapi_paths(&op, &session) {
+            paths.insert(path, item);
+        }
+    }
+    doc
 }

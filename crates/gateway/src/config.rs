@@ -47,6 +47,10 @@ pub struct Config {
     pub limits: Option<toml::Table>,
 }
 
+fn default_warn_findings() -> Option<aegis_core::Severity> {
+    Some(aegis_core::Severity::High)
+}
+
 /// How the server checks the assets registered in it (`[checks]` in `aegis.toml`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -269,6 +273,13 @@ pub struct ModelConfig {
     /// Serve even when `aegis scan` finds something at or above `high` (the override is audited).
     #[serde(default)]
     pub allow_scan_findings: bool,
+    /// Add an `x-aegis-findings` header to answers while the model's asset has open findings at or above this
+    /// severity (default `high`; accepted risks and dismissed findings do not count).
+    #[serde(default = "default_warn_findings")]
+    pub warn_findings: Option<aegis_core::Severity>,
+    /// Withhold the model (503) while its asset has open findings at or above this severity (default: never).
+    #[serde(default)]
+    pub refuse_findings: Option<aegis_core::Severity>,
     /// Output hardening applied to every answer of this model (`{ policy = "top-k", k = 1 }`; default `full`).
     #[serde(default)]
     pub output: OutputPolicy,
@@ -314,6 +325,8 @@ impl ModelConfig {
             schema,
             classes: Vec::new(),
             allow_scan_findings: false,
+            warn_findings: default_warn_findings(),
+            refuse_findings: None,
             output: OutputPolicy::Full,
             watermark: None,
             extraction: ExtractionConfig::default(),

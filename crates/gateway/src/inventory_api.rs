@@ -665,3 +665,114 @@ async fn deliveries(
         .map_err(crate::Error::from)?;
     Ok(Json(list).into_response())
 }
+
+/// The OpenAPI path items of these routes (`op(summary, security, has_body)` builds one operation).
+pub(crate) fn openapi_paths(
+    op: &dyn Fn(&str, &serde_json::Value, bool) -> serde_json::Value,
+    session: &serde_json::Value,
+) -> Vec<(String, serde_json::Value)> {
+    let p = |names: &[&str]| -> serde_json::Value {
+        names
+            .iter()
+            .map(|n| json!({"name": n, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect()
+    };
+    let q = |names: &[&str]| -> Vec<serde_json::Value> {
+        names
+            .iter()
+            .map(|n| json!({"name": n, "in": "query", "required": false, "schema": {"type": "string"}}))
+            .collect()
+    };
+    let with_query = |mut o: serde_json::Value, names: &[&str]| {
+        o["parameters"] = serde_json::Value::Array(q(names));
+        o
+    };
+    let s = session;
+    vec![
+        (
+            "/admin/assets".into(),
+            json!({
+            "get": with_query(op("list assets with their latest version (staff)", s, false), &["kind"]),
+            "post": op("register an asset: {name, kind: model|dataset|endpoint, role?, owner?, tags?, settings?: {label?, drop?}} (operator)", s, true)}),
+        ),
+        (
+            "/admin/assets/{name}".into(),
+            json!({"parameters": p(&["name"]),
+            "get": op("one asset: versions, links, runs, schedules, posture (staff)", s, false),
+            "patch": op("change owner, tags or settings (operator)", s, true),
+            "delete": op("remove from the inventory; history is kept (operator)", s, false)}),
+        ),
+        (
+            "/admin/assets/{name}/versions".into(),
+            json!({"parameters": p(&["name"]),
+            "put": with_query(op("upload a new version: the body is the file, streamed under [checks] max_upload_mib; its checks are queued (operator)", s, true), &["filename"])}),
+        ),
+        (
+            "/admin/assets/{name}/links".into(),
+            json!({"parameters": p(&["name"]),
+            "post": op("link a model to a dataset: {relation: trained_on|evaluated_on|reference, dataset} (operator)", s, true)}),
+        ),
+        (
+            "/admin/assets/{name}/checks".into(),
+            json!({"parameters": p(&["name"]),
+            "post": op("queue checks of the latest version now: {checks?: [scan, signature, schema, audit, robustness, privacy]} (operator)", s, true)}),
+        ),
+        (
+            "/admin/assets/{name}/schedules/{check}".into(),
+            json!({"parameters": p(&["name", "check"]),
+            "put": op("when a check runs by itself: {every_secs} or {cron}; neither: only on new versions (operator)", s, true)}),
+        ),
+        (
+            "/admin/assets/{name}/reports".into(),
+            json!({"parameters": p(&["name"]),
+            "post": op("import a report a CLI command wrote (--format json) as a run with its findings (operator)", s, true)}),
+        ),
+        (
+            "/admin/runs/{id}".into(),
+            json!({"parameters": p(&["id"]),
+            "get": with_query(op("one run; ?report=true adds its full report (staff)", s, false), &["report"])}),
+        ),
+        (
+            "/admin/findings".into(),
+            json!({
+            "get": with_query(op("findings, worst first, a page at a time (pass `next` as cursor) (staff)", s, false),
+                              &["asset", "source", "severity", "state", "owner", "limit", "cursor"])}),
+        ),
+        (
+            "/admin/findings/{fingerprint}".into(),
+            json!({"parameters": p(&["fingerprint"]),
+            "get": op("one finding with its history (staff)", s, false)}),
+        ),
+        (
+            "/admin/findings/{fingerprint}/triage".into(),
+            json!({"parameters": p(&["fingerprint"]),
+            "post": op("triage: {state?, justification?, comment, owner?, accept_days?}; audited (operator)", s, true)}),
+        ),
+        (
+            "/admin/posture".into(),
+            json!({
+            "get": with_query(op("per asset, the latest result of each check and open findings; ?format=html for a page (staff)", s, false), &["asset", "format"])}),
+        ),
+        (
+            "/admin/channels".into(),
+            json!({
+            "get": op("notification channels, secrets hidden (staff)", s, false),
+            "post": op("add or replace a channel: {name, transport: {kind: webhook, url, secret} | {kind: email, server, from, to, security?}, min_severity?, tags?, digest_secs?} (operator)", s, true)}),
+        ),
+        (
+            "/admin/channels/{name}".into(),
+            json!({"parameters": p(&["name"]),
+            "delete": op("remove a channel (operator)", s, false)}),
+        ),
+        (
+            "/admin/channels/{name}/test".into(),
+            json!({"parameters": p(&["name"]),
+            "post": op("send a test message now; says whether it was delivered (operator)", s, false)}),
+        ),
+        (
+            "/admin/deliveries".into(),
+            json!({
+            "get": with_query(op("messages sent, waiting or failed, newest first (staff)", s, false), &["state", "limit"])}),
+        ),
+    ]
+}

@@ -42,6 +42,7 @@ mod refusals;
 pub mod secrets;
 pub mod serve;
 mod server;
+mod serving;
 pub mod signals;
 mod sinks;
 mod state;

@@ -119,6 +119,7 @@ pub struct Running {
     stop_extraction: tokio::sync::oneshot::Sender<()>,
     worker: Option<tokio::task::JoinHandle<()>>,
     stop_worker: tokio::sync::watch::Sender<bool>,
+    policy_task: tokio::task::JoinHandle<()>,
 }
 
 impl Running {
@@ -134,6 +135,7 @@ impl Running {
         if let Some(worker) = self.worker {
             let _ = worker.await;
         }
+        let _ = self.policy_task.await;
         let _ = self.stop_flusher.send(());
         let _ = self.refusal_flusher.await;
         for summary in self.state.refusals.drain(std::time::Instant::now(), true) {
@@ -317,6 +319,29 @@ pub async fn start(config: Config) -> Result<Running> {
         tls_on,
         guards,
     )?);
+    // The serving policy follows the findings store: computed once before the first request, then every 5 s.
+    let local_models = state.models.names();
+    state
+        .serving
+        .refresh(&state.store, &state.config, &local_models, &state.audit)
+        .await;
+    let policy_task = {
+        let state = state.clone();
+        let mut stopped = stop_worker.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stopped.changed() => return,
+                }
+                state
+                    .serving
+                    .refresh(&state.store, &state.config, &local_models, &state.audit)
+                    .await;
+            }
+        })
+    };
     // Key changes made elsewhere (another replica, the CLI) reach this gateway's key cache within 50 ms.
     let key_watcher = state
         .key_cache
@@ -397,6 +422,7 @@ pub async fn start(config: Config) -> Result<Running> {
         state,
         worker,
         stop_worker,
+        policy_task,
         stop,
         serving,
         writer,

@@ -447,8 +447,18 @@ async fn predict(
     let (proba, waited) =
         infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
     ctx.detail = format!("{n} rows");
-    let response = Json(models::predict_response(&model, &proba, n)).into_response();
+    let mut response = Json(models::predict_response(&model, &proba, n)).into_response();
+    findings_header(&state, &name, &mut response);
     Ok(finish(response, ctx, waited))
+}
+
+/// `x-aegis-findings` on an answer of a model whose asset has open findings at its policy's severity.
+fn findings_header(state: &AppState, model: &str, response: &mut Response) {
+    if let Some(text) = state.serving.get(model).and_then(|v| v.warning) {
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().insert("x-aegis-findings", value);
+        }
+    }
 }
 
 /// Enforce the extraction detector's action on a key already alarmed on a local model: throttle (429 with
@@ -460,6 +470,17 @@ async fn gate_local(
     model: &str,
     ctx: &AuditCtx,
 ) -> Result<i64, ApiError> {
+    if let Some(verdict) = state.serving.get(model).filter(|v| v.refuse) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_withheld",
+            format!(
+                "model `{model}` is withheld by its serving policy (refuse_findings): {}",
+                verdict.warning.unwrap_or_default()
+            ),
+        )
+        .audited(ctx.clone()));
+    }
     let Some(settings) = guard.and_then(|g| g.extraction.as_ref()) else {
         return Ok(0);
     };
@@ -611,7 +632,8 @@ async fn v2_infer(
         let (proba, waited) =
             infer_local(&state, &model, guard.as_deref(), &key, version, x, n, &ctx).await?;
         ctx.detail = format!("{n} rows");
-        let response = Json(models::v2_response(&model, &proba, n, id)).into_response();
+        let mut response = Json(models::v2_response(&model, &proba, n, id)).into_response();
+        findings_header(&state, &name, &mut response);
         return Ok(finish(response, ctx, waited));
     }
     if let Some(up) = state.upstreams.for_v2_model(&name) {

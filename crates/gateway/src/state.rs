@@ -53,6 +53,8 @@ pub struct AppState {
     pub extraction_cache: extraction::StateCache,
     /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
     pub(crate) refusals: RefusalSampler,
+    /// What to do with models whose assets have open findings (see [`crate::serving`]).
+    pub(crate) serving: crate::serving::Serving,
     /// Failed sign-ins per source address and per unknown username.
     pub(crate) login_throttle: crate::identity::throttle::LoginThrottle,
     ids: RequestIds,
@@ -104,6 +106,7 @@ impl AppState {
             guards,
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
+            serving: Default::default(),
             refusals: RefusalSampler::new(std::time::Duration::from_secs(
                 config.server.refusal_summary_secs.max(1),
             )),
