@@ -164,19 +164,7 @@ const GATEWAY_ADMIN_EXAMPLES: &str = "Examples:
 These commands work on the database directly (same --config/--data-dir/--database as `aegis serve`),
 so run them on the gateway's host; changes are audited and apply at once to running gateways.";
 
-/// Where the gateway's configuration and database are.
-#[derive(Debug, Args, Clone)]
-pub struct GatewayArgs {
-    /// Gateway configuration (TOML). Default: built-in defaults.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Data directory (embedded database, generated certificate, demo model). Default: ./aegis-data.
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Database URL: sqlite://PATH or postgres://USER@HOST/DB. Default: aegis.db in the data directory.
-    #[arg(long, value_name = "URL", env = "AEGIS_DATABASE_URL")]
-    pub database: Option<String>,
-}
+pub use crate::args_gateway::GatewayArgs;
 
 /// `aegis serve`.
 #[derive(Debug, Args)]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use aegis_core::Severity;
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::args::GatewayArgs;
+use crate::args_gateway::GatewayArgs;
 
 pub const ASSET_EXAMPLES: &str = "Examples:
   aegis model add fraud models/fraud.onnx --train train.csv --test test.csv --label is_fraud

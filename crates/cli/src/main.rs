@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod args_gateway;
 mod args_inventory;
 mod commands;
 mod output;

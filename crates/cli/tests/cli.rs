@@ -287,7 +287,8 @@ fn rules_command_documents_each_rule() {
         "AEG-DRIFT-",
         "AEG-PRIV-",
         "AEG-EXT-",
-        "AEG-VAULT-"
+        "AEG-VAULT-",
+        "AEG-GW-"
     ]
     .iter()
     .any(|p| id.starts_with(p))));

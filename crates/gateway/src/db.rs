@@ -250,6 +250,26 @@ impl Db {
         Ok(db)
     }
 
+    /// Open the asset store on this database (its tables are created beside the gateway's), with its files
+    /// under `data_dir`. A database that cannot be written is explained as at [`Db::connect`].
+    pub async fn open_store(&self, url: &str, data_dir: &Path) -> Result<aegis_store::Store> {
+        aegis_store::Store::open(self.pool.clone(), self.backend, data_dir)
+            .await
+            .map_err(|e| match e {
+                aegis_store::Error::Db { source, .. }
+                    if crate::error::storage_unavailable(&source) =>
+                {
+                    let target = match self.backend {
+                        Backend::Sqlite => sqlite_path(url),
+                        Backend::Postgres => redact_url(url),
+                    };
+                    let reason = explain(&source, self.backend, &target);
+                    Error::Storage { target, reason }
+                }
+                other => Error::Store(other),
+            })
+    }
+
     /// Open (creating it when absent) the embedded database `aegis.db` in `dir`, with the secrets key
     /// `secrets.key` beside it.
     pub async fn open_data_dir(dir: &Path) -> Result<Db> {

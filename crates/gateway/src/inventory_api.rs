@@ -21,7 +21,7 @@ use aegis_store::findings::{FindingFilter, Triage};
 use aegis_store::notify::Channel;
 use aegis_store::objects::{ObjectWriter, StoredFile};
 
-use crate::admin::{admin_error, done, json_body, require_session, OPERATORS, STAFF};
+use crate::admin_request::{admin_error, done, json_body, require_session, OPERATORS, STAFF};
 use crate::audit_trail::AuditCtx;
 use crate::http_error::ApiError;
 use crate::state::Shared;

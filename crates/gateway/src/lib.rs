@@ -16,6 +16,7 @@
 #![warn(unreachable_pub)]
 
 mod admin;
+mod admin_request;
 pub mod audit_log;
 mod audit_trail;
 mod body;

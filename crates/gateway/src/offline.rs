@@ -30,9 +30,9 @@ impl Offline {
         let (db, store) = runtime.block_on(async {
             let db = Db::connect(&config.database_url()).await?;
             db.load_secrets(&config.secrets_path()).await?;
-            let store =
-                aegis_store::Store::open(db.pool().clone(), db.backend(), &config.server.data_dir)
-                    .await?;
+            let store = db
+                .open_store(&config.database_url(), &config.server.data_dir)
+                .await?;
             Ok::<_, Error>((db, store))
         })?;
         Ok(Offline { runtime, db, store })

@@ -212,8 +212,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let secrets_file = config.secrets_path();
     db.load_secrets(&secrets_file).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
-    let store =
-        aegis_store::Store::open(db.pool().clone(), db.backend(), &config.server.data_dir).await?;
+    let store = db.open_store(&url, &config.server.data_dir).await?;
     let inventory_problems = crate::inventory::register_served(
         &store,
         &crate::inventory::served_files(&config, use_demo),

@@ -872,7 +872,7 @@ async fn forward(
 /// Prometheus metrics: for operator, auditor or admin sessions (or everyone with `metrics_public`).
 async fn metrics(State(state): State<Shared>, headers: HeaderMap) -> Result<Response, ApiError> {
     if !state.config.server.metrics_public {
-        crate::admin::require_session(
+        crate::admin_request::require_session(
             &state,
             &headers,
             &[

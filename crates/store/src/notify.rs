@@ -40,33 +40,7 @@ pub struct WebhookConfig {
     pub ca_file: Option<PathBuf>,
 }
 
-/// An SMTP server and the mail's addresses.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    /// `host:port` (587 for submission with STARTTLS).
-    pub server: String,
-    /// The sender address.
-    pub from: String,
-    /// Recipients.
-    pub to: Vec<String>,
-    /// `starttls` (default) or `none` (a relay on this host; no credentials then).
-    #[serde(default = "starttls")]
-    pub security: String,
-    /// SMTP user (AUTH PLAIN, inside TLS only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    /// SMTP password.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<String>,
-    /// Extra CA certificates (PEM) for a server with a private certificate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-}
-
-fn starttls() -> String {
-    "starttls".into()
-}
+pub use crate::smtp::EmailConfig;
 
 /// A channel's transport.
 #[derive(Debug, Clone, Serialize, Deserialize)]

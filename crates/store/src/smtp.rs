@@ -4,6 +4,7 @@
 //! that does not offer it is an error, never a silent downgrade, and credentials are only ever sent inside TLS.
 //! Lines are CRLF, the body is dot-stuffed, and every reply code is checked, so a refusal names the step.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +12,37 @@ use base64::Engine as _;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::notify::EmailConfig;
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
+
+/// An SMTP server and the mail's addresses.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `host:port` (587 for submission with STARTTLS).
+    pub server: String,
+    /// The sender address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// `starttls` (default) or `none` (a relay on this host; no credentials then).
+    #[serde(default = "starttls")]
+    pub security: String,
+    /// SMTP user (AUTH PLAIN, inside TLS only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// SMTP password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Extra CA certificates (PEM) for a server with a private certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn starttls() -> String {
+    "starttls".into()
+}
 
 /// Send one message to every recipient of `config`.
 pub(crate) async fn send(config: &EmailConfig, subject: &str, body: &str) -> Result<()> {
