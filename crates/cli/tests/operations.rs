@@ -77,7 +77,10 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) 
 }
 
 /// A webhook receiver on 127.0.0.1: its URL and the bodies (with their signature header) it got.
-fn receiver() -> (String, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
+/// The (signature header, body) pairs a receiver got.
+type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+fn receiver() -> (String, Received) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = Arc::new(Mutex::new(Vec::new()));
