@@ -195,10 +195,14 @@ impl Store {
         } else {
             "due <= $3 AND $4 = ''"
         };
+        // A check that loads the model waits for the scan of the same version: nothing loads a file the
+        // scanner has not read.
+        let after_scan = "NOT (kind IN ('robustness', 'privacy') AND EXISTS (SELECT 1 FROM jobs s \
+             WHERE s.version_id = jobs.version_id AND s.kind = 'scan' AND s.state IN ('queued', 'running')))";
         let sql = format!(
             "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2, attempts = attempts + 1
              WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued' AND {pick}
-                                             ORDER BY due, created LIMIT 1 {lock})
+                                             AND {after_scan} ORDER BY due, created LIMIT 1 {lock})
              RETURNING id, asset_id, version_id, kind, cause, attempts"
         );
         let _guard = self.write_guard().await;

@@ -319,6 +319,49 @@ impl Store {
         self.notify(&events).await.map(|_| ())
     }
 
+    /// Why a version must not be loaded by a check, if it must not: its scan has not run, or found open high or
+    /// critical findings.
+    pub async fn unsafe_to_load(&self, asset: &Asset, version: &Version) -> Result<Option<String>> {
+        let scanned = self
+            .runs(&asset.id, Some(&version.id), 1000)
+            .await?
+            .into_iter()
+            .any(|r| r.kind == CheckKind::Scan && r.status == RunStatus::Done);
+        if !scanned {
+            return Ok(Some(format!(
+                "not loaded: version {} has not been scanned yet; `aegis check run {} --check scan` first",
+                version.seq, asset.name
+            )));
+        }
+        let page = self
+            .list_findings(&crate::findings::FindingFilter {
+                asset: Some(asset.id.clone()),
+                source: Some("scan".into()),
+                severity: Some(aegis_core::Severity::High),
+                ..Default::default()
+            })
+            .await?;
+        let blocking: Vec<_> = page
+            .findings
+            .iter()
+            .filter(|f| f.version_id == version.id)
+            .collect();
+        if blocking.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "not loaded: the scan of version {} found {} open high or critical finding(s) ({}); fix them, or \
+             triage them as false_positive or not_affected, then run this check again",
+            version.seq,
+            blocking.len(),
+            blocking
+                .iter()
+                .map(|f| f.finding.rule.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
+    }
+
     /// Record findings a live signal (drift alert, extraction alarm, lockout) raised for an asset, and notify.
     /// Signals never resolve findings by absence; their own source does, with a later clean report.
     pub async fn record_signal(
@@ -649,6 +692,11 @@ impl Worker {
             .await?
             .ok_or_else(|| Error::Check("the asset was removed before its check ran".into()))?;
         let version = self.store.version(&job.version_id).await?;
+        if matches!(job.kind, CheckKind::Robustness | CheckKind::Privacy) {
+            if let Some(why) = self.store.unsafe_to_load(&asset, &version).await? {
+                return Ok((Outcome::Skipped(why), asset, version));
+            }
+        }
         let prepared = self.prepare(&asset, &version, work).await?;
         let progress = Progress::default();
         let settings = self.config.settings.clone();

@@ -6,6 +6,7 @@ mod support;
 
 use aegis_core::Severity;
 use aegis_store::assets::{AssetKind, NewAsset};
+use aegis_store::checks::CheckKind;
 use aegis_store::findings::{FindingFilter, Triage, VexState};
 use aegis_store::notify::{Backoff, Channel, EmailConfig, Transport, WebhookConfig};
 use aegis_store::queue::RunStatus;
@@ -128,6 +129,21 @@ async fn finding_lifecycle_with_notifications() {
             .iter()
             .any(|f| f.finding.severity == Severity::Critical));
         let fp = payload[0].fingerprint.clone();
+        // Nothing loads a version whose scan found a payload.
+        let asset = store.asset("churn").await.unwrap();
+        let latest = store.latest_runs(&asset.id).await.unwrap();
+        let robustness = latest
+            .iter()
+            .find(|r| r.kind == CheckKind::Robustness)
+            .unwrap();
+        assert_eq!(robustness.status, RunStatus::Skipped);
+        assert!(
+            robustness
+                .error
+                .starts_with("not loaded: the scan of version 1 found"),
+            "{}",
+            robustness.error
+        );
         store.deliver_due(Backoff::default()).await.unwrap();
         {
             let got = hooks.lock().unwrap();
@@ -207,6 +223,17 @@ async fn finding_lifecycle_with_notifications() {
         )
         .await;
         run_all(&worker, &jobs).await;
+        // A clean version passes the gate (the assessment then says what it lacks).
+        let latest = store.latest_runs(&asset.id).await.unwrap();
+        let robustness = latest
+            .iter()
+            .find(|r| r.kind == CheckKind::Robustness)
+            .unwrap();
+        assert!(
+            robustness.error.contains("no test data"),
+            "{}",
+            robustness.error
+        );
         let f = store.finding(&fp).await.unwrap();
         assert_eq!(f.state, VexState::Resolved);
         assert!(f.resolved_at > 0);
@@ -280,9 +307,7 @@ async fn finding_lifecycle_with_notifications() {
             .filter(|c| c.status == "skipped")
             .collect();
         assert!(
-            skipped
-                .iter()
-                .any(|c| c.summary.contains("ONNX") || c.summary.contains("test data")),
+            skipped.iter().any(|c| c.summary.starts_with("not loaded")),
             "{skipped:?}"
         );
         let html = aegis_store::posture::html(&posture);

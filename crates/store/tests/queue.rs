@@ -140,3 +140,118 @@ async fn a_restart_mid_run_fails_the_run_and_requeues_the_job() {
         let _ = Backend::Sqlite;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_loading_checks_wait_for_the_scan_of_their_version() {
+    for backend in support::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = support::fresh_url(backend, dir.path()).await;
+        let store = support::open(backend, &url, dir.path()).await;
+        let scan = store
+            .enqueue("ast_x", "ver_1", CheckKind::Scan, "test", 0)
+            .await
+            .unwrap();
+        let robustness = store
+            .enqueue("ast_x", "ver_1", CheckKind::Robustness, "test", 0)
+            .await
+            .unwrap();
+        // Another version's checks are not held up.
+        let other = store
+            .enqueue("ast_x", "ver_2", CheckKind::Privacy, "test", 0)
+            .await
+            .unwrap();
+        let (first, run) = store.claim("w").await.unwrap().unwrap();
+        assert_eq!(first.id, scan);
+        let (second, _) = store.claim("w").await.unwrap().unwrap();
+        assert_eq!(second.id, other, "{backend:?}");
+        assert!(
+            store.claim("w").await.unwrap().is_none(),
+            "robustness claimed while its scan runs"
+        );
+        assert!(store.claim_job("w", &robustness).await.unwrap().is_none());
+        store
+            .finish(
+                &first,
+                &run.id,
+                "w",
+                RunStatus::Done,
+                "no findings",
+                "",
+                None,
+            )
+            .await
+            .unwrap();
+        let (third, _) = store.claim("w").await.unwrap().unwrap();
+        assert_eq!(third.id, robustness);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replica_workers_run_each_job_once() {
+    use aegis_store::assets::{AssetKind, NewAsset};
+    use aegis_store::worker::{Worker, WorkerConfig};
+    for backend in support::backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = support::fresh_url(backend, dir.path()).await;
+        let a = support::open(backend, &url, dir.path()).await;
+        let b = support::open(backend, &url, dir.path()).await;
+        let asset = a
+            .create_asset(NewAsset {
+                name: "m".into(),
+                kind: Some(AssetKind::Model),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut jobs = Vec::new();
+        for i in 0..10u8 {
+            let path = dir.path().join(format!("m{i}.pkl"));
+            // A list of one small int: ten different harmless pickles.
+            std::fs::write(&path, [0x80, 0x02, b']', b'K', i, b'a', b'.']).unwrap();
+            let asset = a.asset(&asset.id).await.unwrap();
+            let (version, _) = a
+                .add_version_from_path(&asset, &path, 1 << 20)
+                .await
+                .unwrap();
+            jobs.extend(a.on_new_version(&asset, &version).await.unwrap());
+        }
+        assert_eq!(jobs.len(), 40);
+        let config = WorkerConfig {
+            poll: std::time::Duration::from_millis(50),
+            ..WorkerConfig::default()
+        };
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let wa =
+            tokio::spawn(Worker::new(a.clone(), "serve@a:", config.clone()).run(stopped.clone()));
+        let wb = tokio::spawn(Worker::new(b.clone(), "serve@b:", config).run(stopped));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let c = a.queue_counts().await.unwrap();
+            if c.queued == 0 && c.running == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{backend:?}: the queue did not drain: {c:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        stop.send(true).unwrap();
+        let _ = tokio::join!(wa, wb);
+        let runs = a.runs(&asset.id, None, 1000).await.unwrap();
+        assert_eq!(runs.len(), 40, "{backend:?}: one run per job");
+        let mut by_job: Vec<&str> = runs.iter().map(|r| r.job_id.as_str()).collect();
+        by_job.sort();
+        by_job.dedup();
+        assert_eq!(by_job.len(), 40, "{backend:?}: a job ran twice");
+        let workers: std::collections::HashSet<&str> = runs
+            .iter()
+            .map(|r| r.worker.split("boot").next().unwrap())
+            .collect();
+        assert!(
+            runs.iter().all(|r| r.status != RunStatus::Failed),
+            "{backend:?}"
+        );
+        eprintln!("{backend:?}: 40 jobs, workers {workers:?}");
+    }
+}
