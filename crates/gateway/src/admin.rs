@@ -107,6 +107,7 @@ async fn login(State(state): State<Shared>, request: Request) -> Result<Response
     let mut ctx = AuditCtx::admin("/admin/login");
     ctx.kind = "auth".into();
     let source = login_source(&state, request.headers());
+    let source_text = source.map_or_else(|| "an unknown address".to_string(), |a| a.to_string());
     let body: LoginBody = json_body(&state, request, &ctx).await?;
     ctx.actor = body.username.clone();
     let attempt = identity::Attempt {
@@ -136,13 +137,16 @@ async fn login(State(state): State<Shared>, request: Request) -> Result<Response
             Ok(done(response, ctx, "login", String::new()))
         }
         Err(LoginError::Internal(e)) => Err(ApiError::internal(&e)),
-        Err(LoginError::Locked { retry_after_secs }) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "lockout",
-            LoginError::Locked { retry_after_secs }.to_string(),
-        )
-        .retry_after(retry_after_secs.max(1) as u64)
-        .audited(ctx)),
+        Err(LoginError::Locked { retry_after_secs }) => {
+            crate::signals::lockout(&state.store, &body.username, &source_text).await;
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "lockout",
+                LoginError::Locked { retry_after_secs }.to_string(),
+            )
+            .retry_after(retry_after_secs.max(1) as u64)
+            .audited(ctx))
+        }
         Err(e) => Err(ApiError::unauthorized("login", e.to_string()).audited(ctx)),
     }
 }
@@ -567,7 +571,9 @@ async fn verify_audit(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     require_session(&state, &headers, AUDITORS).await?;
-    Ok(Json(audit_log::verify(&state.db).await?).into_response())
+    let verification = audit_log::verify(&state.db).await?;
+    crate::signals::audit_chain(&state.store, &verification).await;
+    Ok(Json(verification).into_response())
 }
 
 // ----------------------------------------------------------------------------------------------- OpenAPI

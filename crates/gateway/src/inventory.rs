@@ -50,6 +50,18 @@ pub(crate) async fn register_served(
     max_bytes: u64,
 ) -> Vec<String> {
     let mut problems = Vec::new();
+    // The gateway itself: sign-in lockouts and the audit chain are findings on it.
+    if let Err(e) = ensure_asset(
+        store,
+        crate::signals::GATEWAY_ASSET,
+        AssetKind::Endpoint,
+        "",
+        None,
+    )
+    .await
+    {
+        problems.push(format!("{}: {e}", crate::signals::GATEWAY_ASSET));
+    }
     for (name, path, reference) in served {
         if let Err(e) = register_one(store, name, path, reference.as_deref(), max_bytes).await {
             problems.push(format!("model {name}: {e}"));
@@ -108,6 +120,12 @@ async fn ensure_asset(
         .create_asset(NewAsset {
             name: name.to_string(),
             kind: Some(kind),
+            // The gateway's own asset: where it listens is not known before it binds.
+            endpoint: if kind == AssetKind::Endpoint {
+                "https://127.0.0.1/".into()
+            } else {
+                String::new()
+            },
             role: role.to_string(),
             tags: vec!["served".into()],
             settings: AssetSettings {

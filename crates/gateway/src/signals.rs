@@ -4,6 +4,7 @@
 //!
 //! Drift findings are per feature (and `prediction`), so 500 drifting windows are one finding seen 500 times,
 //! notified once; a window that no longer drifts resolves them. An extraction alarm is per API key and model.
+//! Sign-in lockouts and a broken audit chain are recorded against the gateway's own asset, `aegis-gateway`.
 
 use aegis_core::{Finding, Location, RuleDoc, Severity};
 use aegis_monitor::drift::{COLUMN_DRIFT, PREDICTION_DRIFT};
@@ -28,9 +29,79 @@ pub const EXTRACTION_ALARM: RuleDoc = RuleDoc {
     cwe: &[200],
 };
 
+/// Sign-ins were locked out after repeated failures.
+pub const LOGIN_LOCKOUT: RuleDoc = RuleDoc {
+    id: "AEG-GW-002",
+    name: "login-lockout",
+    severity: Severity::Medium,
+    summary: "Sign-ins to the gateway were locked out after repeated failed attempts.",
+    why: "Repeated wrong passwords or second factors against the console and admin API are what password \
+          guessing and credential stuffing look like; the lockout slows them down, but someone is trying.",
+    fix: "Check the evidence for the account and source address; if nobody on the team mistyped, block the \
+          address upstream, make sure every admin has MFA, and rotate the account's password.",
+    atlas: &[],
+    cwe: &[307],
+};
+
+/// The audit chain failed verification.
+pub const AUDIT_CHAIN_BROKEN: RuleDoc = RuleDoc {
+    id: "AEG-GW-003",
+    name: "audit-chain-broken",
+    severity: Severity::Critical,
+    summary: "The gateway's hash-chained audit log failed verification: a record was edited, removed or reordered.",
+    why: "The audit log is the record of who used and changed what; a chain that no longer verifies means \
+          someone with database access rewrote history, or the database was damaged.",
+    fix: "Keep the database as it is for investigation; compare with a backup and with the head hash copied \
+          earlier (`aegis audit-log verify` prints it); find who had write access; restore and rotate credentials.",
+    atlas: &[],
+    cwe: &[354],
+};
+
 /// The rules the gateway's live signals report.
 pub fn rules() -> Vec<&'static RuleDoc> {
-    vec![&EXTRACTION_ALARM]
+    vec![&EXTRACTION_ALARM, &LOGIN_LOCKOUT, &AUDIT_CHAIN_BROKEN]
+}
+
+/// The asset the gateway's own signals (sign-in lockouts, the audit chain) are recorded against.
+pub const GATEWAY_ASSET: &str = "aegis-gateway";
+
+/// Record a sign-in lockout: one finding for the sign-in route, seen again by every lockout.
+pub(crate) async fn lockout(store: &aegis_store::Store, username: &str, source: &str) {
+    let finding = Finding::new(
+        &LOGIN_LOCKOUT,
+        Location::Route {
+            route: "/admin/login".into(),
+            key: None,
+        },
+        format!("sign-ins as {username:?} from {source} were locked out after repeated failures"),
+    )
+    .with_evidence(json!({"username": username, "source": source}));
+    record_on(store, GATEWAY_ASSET, "gateway", &[finding], false).await;
+}
+
+/// Record the result of an audit-chain verification: a broken chain is a finding; an intact one resolves it.
+pub async fn audit_chain(
+    store: &aegis_store::Store,
+    verification: &crate::audit_log::Verification,
+) {
+    let findings: Vec<Finding> = verification
+        .problem
+        .iter()
+        .map(|p| {
+            Finding::new(
+                &AUDIT_CHAIN_BROKEN,
+                Location::Route {
+                    route: "/admin/audit/verify".into(),
+                    key: None,
+                },
+                format!("the audit chain breaks at record {}: {}", p.seq, p.reason),
+            )
+            .with_evidence(
+                json!({"seq": p.seq, "reason": p.reason, "records": verification.records}),
+            )
+        })
+        .collect();
+    record_on(store, GATEWAY_ASSET, "audit_chain", &findings, true).await;
 }
 
 /// Record a closed drift window: its drifted features become findings; a clean window resolves them.
@@ -83,14 +154,21 @@ pub(crate) async fn extraction_alarm(
 }
 
 async fn record(sinks: Sinks<'_>, model: &str, source: &str, findings: &[Finding], clean: bool) {
+    record_on(sinks.store, model, source, findings, clean).await;
+}
+
+async fn record_on(
+    store: &aegis_store::Store,
+    model: &str,
+    source: &str,
+    findings: &[Finding],
+    clean: bool,
+) {
     let result = async {
-        let Some(asset) = sinks.store.find_asset(model).await? else {
+        let Some(asset) = store.find_asset(model).await? else {
             return Ok(());
         };
-        sinks
-            .store
-            .record_signal(&asset, source, findings, clean)
-            .await
+        store.record_signal(&asset, source, findings, clean).await
     }
     .await;
     if let Err(e) = result {

@@ -772,6 +772,19 @@ async fn repeated_failures_lock_the_account(backend: Backend) {
     // The lock is per account.
     let r = server.login("dave", &other_pw, None).await;
     assert_eq!(r.status, 200, "{}", r.text());
+    // The lockout is a finding on the gateway's own asset; a successful sign-in is not.
+    let page = server
+        .state()
+        .store
+        .list_findings(&aegis_store::findings::FindingFilter {
+            asset: Some(aegis_gateway::signals::GATEWAY_ASSET.into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.findings.len(), 1, "{:?}", page.findings);
+    assert_eq!(page.findings[0].finding.rule.as_str(), "AEG-GW-002");
+    assert!(page.findings[0].finding.message.contains("carol"));
 
     // A name that is no account fails and locks exactly like one that is: same statuses, same texts.
     let mut answers = Vec::new();
@@ -1181,6 +1194,24 @@ async fn audit_records_decisions_and_detects_tampering(backend: Backend) {
         let r = get(server, "/admin/audit/verify", &aud).await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(r.json()["problem"]["seq"], create_seq, "{}", r.text());
+        // … and the break is a critical finding on the gateway's own asset.
+        let page = server
+            .state()
+            .store
+            .list_findings(&aegis_store::findings::FindingFilter {
+                asset: Some(aegis_gateway::signals::GATEWAY_ASSET.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            page.findings
+                .iter()
+                .any(|f| f.finding.rule.as_str() == "AEG-GW-003"
+                    && f.finding.severity == aegis_core::Severity::Critical),
+            "{:?}",
+            page.findings
+        );
     }
     match still_running {
         Some(server) => server.stop().await,

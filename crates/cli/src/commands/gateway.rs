@@ -538,6 +538,7 @@ pub fn audit_log(global: &GlobalArgs, command: AuditLogCommand) -> anyhow::Resul
         AuditLogCommand::Verify(args) => {
             let (config, off) = open(&args)?;
             let v = off.block_on(audit_log::verify(off.db()))?;
+            off.block_on(aegis_gateway::signals::audit_chain(off.store(), &v));
             off.close();
             if global.format == OutputFormat::Human {
                 let db = aegis_gateway::db::redact_url(&config.database_url());
