@@ -172,7 +172,7 @@ fn a_new_user_puts_a_model_under_watch() {
     aegis(d, &["vault", "keygen", "--sign", "-o", "release.key"], None);
     std::fs::write(
         d.join("aegis.toml"),
-        "[server]\ndata_dir = \"data\"\nplaintext = true\nlisten = \"127.0.0.1:0\"\n\n[checks]\ntrusted_keys = [\"release.key.pub\"]\n",
+        "[server]\ndata_dir = \"data\"\nplaintext = true\nlisten = \"127.0.0.1:0\"\n\n[checks]\ntrusted_keys = [\"release.key.pub\"]\nencrypt_objects = true\n",
     )
     .unwrap();
     #[cfg(unix)]
@@ -446,6 +446,29 @@ fn a_new_user_puts_a_model_under_watch() {
     // An auditor-less operator may not do admin things; an unauthenticated caller sees nothing.
     let (status, _) = http(&addr, "GET", "/admin/findings", None, b"");
     assert_eq!(status, 401);
+
+    // Every stored file is encrypted at rest (the checks above read them decrypted).
+    let mut stored = Vec::new();
+    let mut stack = vec![d.join("data/objects")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                stored.push(path);
+            }
+        }
+    }
+    assert!(stored.len() >= 6, "{stored:?}");
+    for path in &stored {
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1"),
+            "{} is not encrypted",
+            path.display()
+        );
+    }
 
     let out = aegis(d, &["posture", "fraud"], None);
     let text = String::from_utf8_lossy(&out.stdout);

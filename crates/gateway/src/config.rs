@@ -65,6 +65,11 @@ pub struct ChecksConfig {
     pub max_rows: usize,
     /// Largest model or dataset accepted by upload or registration, in MiB.
     pub max_upload_mib: u64,
+    /// Store model and dataset files encrypted (age) in the data directory.
+    pub encrypt_objects: bool,
+    /// The age identity file objects are encrypted to (created owner-only when absent); default
+    /// `objects.agekey` in the data directory. An identity made with `aegis vault keygen` works.
+    pub objects_key: Option<PathBuf>,
 }
 
 impl Default for ChecksConfig {
@@ -75,6 +80,8 @@ impl Default for ChecksConfig {
             trusted_keys: Vec::new(),
             max_rows: 200,
             max_upload_mib: 16 * 1024,
+            encrypt_objects: false,
+            objects_key: None,
         }
     }
 }
@@ -86,6 +93,15 @@ impl ChecksConfig {
             trusted_keys: self.trusted_keys.clone(),
             max_rows: Some(self.max_rows.max(10)),
         }
+    }
+
+    /// The objects key file when objects are encrypted at rest.
+    pub fn objects_key(&self, data_dir: &Path) -> Option<PathBuf> {
+        self.encrypt_objects.then(|| {
+            self.objects_key
+                .clone()
+                .unwrap_or_else(|| data_dir.join("objects.agekey"))
+        })
     }
 
     /// The upload bound in bytes.
@@ -703,7 +719,12 @@ impl Config {
                 fix(p);
             }
         }
-        for p in &mut self.checks.trusted_keys {
+        for p in self
+            .checks
+            .trusted_keys
+            .iter_mut()
+            .chain(self.checks.objects_key.iter_mut())
+        {
             fix(p);
         }
         fix(&mut self.server.data_dir);

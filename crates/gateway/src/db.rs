@@ -251,9 +251,15 @@ impl Db {
     }
 
     /// Open the asset store on this database (its tables are created beside the gateway's), with its files
-    /// under `data_dir`. A database that cannot be written is explained as at [`Db::connect`].
-    pub async fn open_store(&self, url: &str, data_dir: &Path) -> Result<aegis_store::Store> {
-        aegis_store::Store::open(self.pool.clone(), self.backend, data_dir)
+    /// under `data_dir`, encrypted at rest with `objects_key` when given. A database that cannot be written is
+    /// explained as at [`Db::connect`].
+    pub async fn open_store(
+        &self,
+        url: &str,
+        data_dir: &Path,
+        objects_key: Option<&Path>,
+    ) -> Result<aegis_store::Store> {
+        let store = aegis_store::Store::open(self.pool.clone(), self.backend, data_dir)
             .await
             .map_err(|e| match e {
                 aegis_store::Error::Db { source, .. }
@@ -267,7 +273,11 @@ impl Db {
                     Error::Storage { target, reason }
                 }
                 other => Error::Store(other),
-            })
+            })?;
+        match objects_key {
+            Some(key) => Ok(store.with_encryption(key)?),
+            None => Ok(store),
+        }
     }
 
     /// Open (creating it when absent) the embedded database `aegis.db` in `dir`, with the secrets key

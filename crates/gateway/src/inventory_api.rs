@@ -284,7 +284,11 @@ async fn stream_to_store(
     state: &crate::state::AppState,
     body: Body,
 ) -> crate::Result<(String, u64)> {
-    let mut writer = ObjectWriter::new(state.store.data_dir(), state.config.checks.max_bytes())?;
+    let mut writer = ObjectWriter::new(
+        state.store.data_dir(),
+        state.config.checks.max_bytes(),
+        state.store.at_rest(),
+    )?;
     let mut stream = body.into_data_stream();
     let idle = std::time::Duration::from_millis(state.config.server.body_timeout_ms.max(1000));
     loop {

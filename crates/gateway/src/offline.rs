@@ -30,8 +30,13 @@ impl Offline {
         let (db, store) = runtime.block_on(async {
             let db = Db::connect(&config.database_url()).await?;
             db.load_secrets(&config.secrets_path()).await?;
+            let objects_key = config.checks.objects_key(&config.server.data_dir);
             let store = db
-                .open_store(&config.database_url(), &config.server.data_dir)
+                .open_store(
+                    &config.database_url(),
+                    &config.server.data_dir,
+                    objects_key.as_deref(),
+                )
                 .await?;
             Ok::<_, Error>((db, store))
         })?;

@@ -212,7 +212,10 @@ pub async fn start(config: Config) -> Result<Running> {
     let secrets_file = config.secrets_path();
     db.load_secrets(&secrets_file).await?;
     let session_key = SessionKey::load_or_create(&db).await?;
-    let store = db.open_store(&url, &config.server.data_dir).await?;
+    let objects_key = config.checks.objects_key(&config.server.data_dir);
+    let store = db
+        .open_store(&url, &config.server.data_dir, objects_key.as_deref())
+        .await?;
     let inventory_problems = crate::inventory::register_served(
         &store,
         &crate::inventory::served_files(&config, use_demo),

@@ -356,11 +356,13 @@ impl Store {
             .unwrap_or_else(|| "model".into());
         let name = filename.clone();
         let is_dir = meta.is_dir();
+        let at_rest = self.at_rest.clone();
         let (sha256, files, signature) = tokio::task::spawn_blocking(move || {
+            let at_rest = at_rest.as_ref();
             let files = if is_dir {
-                objects::put_dir(&data_dir, &owned, max_bytes)?
+                objects::put_dir(&data_dir, &owned, max_bytes, at_rest)?
             } else {
-                let (sha256, size) = objects::put_file(&data_dir, &owned, max_bytes)?;
+                let (sha256, size) = objects::put_file(&data_dir, &owned, max_bytes, at_rest)?;
                 vec![StoredFile {
                     path: name,
                     sha256,
@@ -375,7 +377,8 @@ impl Store {
             let sig_path = aegis_vault::signature::default_signature_path(&owned);
             // A directory's `model.sig` is already one of its files; a file's `FILE.sig` lies beside it.
             let signature = if !is_dir && sig_path.is_file() {
-                let (sha256, size) = objects::put_file(&data_dir, &sig_path, 64 * 1024 * 1024)?;
+                let (sha256, size) =
+                    objects::put_file(&data_dir, &sig_path, 64 * 1024 * 1024, at_rest)?;
                 Some(StoredFile {
                     path: format!(
                         "{}",

@@ -57,6 +57,8 @@ pub struct Store {
     data_dir: PathBuf,
     /// SQLite has one writer at a time; this process's writers queue here instead of in SQLite's busy handler.
     write_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Objects are encrypted at rest with this key, when configured.
+    at_rest: Option<objects::AtRest>,
 }
 
 impl Store {
@@ -68,7 +70,20 @@ impl Store {
             backend,
             data_dir: data_dir.to_path_buf(),
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            at_rest: None,
         })
+    }
+
+    /// Encrypt new objects at rest with the age identity in `key_file` (created owner-only when absent), and
+    /// decrypt encrypted ones for checks.
+    pub fn with_encryption(mut self, key_file: &Path) -> Result<Store> {
+        self.at_rest = Some(objects::AtRest::load_or_create(key_file)?);
+        Ok(self)
+    }
+
+    /// The encryption at rest, if configured.
+    pub fn at_rest(&self) -> Option<&objects::AtRest> {
+        self.at_rest.as_ref()
     }
 
     /// The pool.

@@ -6,6 +6,10 @@
 //! Nothing here parses a file; checks read objects through the pillar crates, which treat them as untrusted.
 //! A directory (a SavedModel, a Hugging Face folder) is stored file by file, and its version hash is the SHA-256
 //! of its manifest: one `sha256  relative/path` line per file, sorted by path.
+//!
+//! With [`AtRest`], objects are stored encrypted (age, X25519, through the vault crate) as `…/SHA.age`: the
+//! name is still the plaintext's hash, and a check decrypts into its private work directory. A store can hold
+//! both kinds (encryption turned on later); plaintext objects stay readable.
 
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -19,6 +23,66 @@ use crate::{Error, Result};
 pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 /// Most files a directory asset may hold.
 pub const MAX_DIR_FILES: usize = 100_000;
+
+/// Encryption at rest: the identity whose recipient objects are encrypted to, and which decrypts them.
+#[derive(Clone)]
+pub struct AtRest {
+    identities: aegis_vault::keys::Identities,
+    recipients: Vec<String>,
+}
+
+impl std::fmt::Debug for AtRest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtRest")
+            .field("recipients", &self.recipients)
+            .finish()
+    }
+}
+
+impl AtRest {
+    /// Read the age identity file at `path`, creating it (owner-only) when absent.
+    pub fn load_or_create(path: &Path) -> Result<AtRest> {
+        if !path.exists() {
+            aegis_vault::keys::write_identity_file(path).map_err(|e| {
+                Error::Invalid(format!("creating the objects key {}: {e}", path.display()))
+            })?;
+        }
+        let identities = aegis_vault::keys::Identities::read_file(path).map_err(|e| {
+            Error::Invalid(format!("reading the objects key {}: {e}", path.display()))
+        })?;
+        let recipients = identities.recipients();
+        if recipients.is_empty() {
+            return Err(Error::Invalid(format!(
+                "{} holds no age identity",
+                path.display()
+            )));
+        }
+        Ok(AtRest {
+            identities,
+            recipients,
+        })
+    }
+
+    fn encrypt(&self, plain: &Path, sealed: &Path) -> Result<()> {
+        let to = aegis_vault::crypt::EncryptTo::Recipients(self.recipients.clone());
+        aegis_vault::crypt::encrypt_file(&to, false, plain, sealed)
+            .map(|_| ())
+            .map_err(|e| Error::Invalid(format!("encrypting {}: {e}", sealed.display())))
+    }
+
+    fn decrypt(&self, sealed: &Path, plain: &Path) -> Result<()> {
+        let with = aegis_vault::crypt::DecryptWith::Identities(self.identities.clone());
+        aegis_vault::crypt::decrypt_file(&with, sealed, plain)
+            .map(|_| ())
+            .map_err(|e| Error::Corrupt(format!("decrypting {}: {e}", sealed.display())))
+    }
+}
+
+fn sealed_path(plain: &Path) -> PathBuf {
+    let mut name = plain.as_os_str().to_os_string();
+    name.push(".age");
+    PathBuf::from(name)
+}
 
 /// One stored file of a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,11 +115,12 @@ pub struct ObjectWriter {
     hasher: Sha256,
     size: u64,
     max: u64,
+    at_rest: Option<AtRest>,
 }
 
 impl ObjectWriter {
-    /// Start a new object under `data_dir`, refusing more than `max` bytes.
-    pub fn new(data_dir: &Path, max: u64) -> Result<ObjectWriter> {
+    /// Start a new object under `data_dir`, refusing more than `max` bytes; encrypted when `at_rest` is given.
+    pub fn new(data_dir: &Path, max: u64, at_rest: Option<&AtRest>) -> Result<ObjectWriter> {
         let dir = root(data_dir).join("tmp");
         std::fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
         let tmp = dir.join(crate::ids::new_id("upload"));
@@ -67,6 +132,7 @@ impl ObjectWriter {
             hasher: Sha256::new(),
             size: 0,
             max,
+            at_rest: at_rest.cloned(),
         })
     }
 
@@ -100,10 +166,14 @@ impl ObjectWriter {
         drop(file);
         let sha = hex::encode(std::mem::take(&mut self.hasher).finalize());
         let dest = object_path(&self.data_dir, &sha);
-        if !dest.exists() {
+        let sealed = sealed_path(&dest);
+        if !dest.exists() && !sealed.exists() {
             let parent = dest.parent().unwrap_or(&self.data_dir);
             std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
-            std::fs::rename(&tmp, &dest).map_err(Error::io("store", &dest))?;
+            match &self.at_rest {
+                Some(at_rest) => at_rest.encrypt(&tmp, &sealed)?,
+                None => std::fs::rename(&tmp, &dest).map_err(Error::io("store", &dest))?,
+            }
         }
         // An object with these bytes existed already: the temporary copy is removed by `drop`.
         Ok((sha, self.size))
@@ -118,9 +188,14 @@ impl Drop for ObjectWriter {
 }
 
 /// Store one file: its hash and size.
-pub fn put_file(data_dir: &Path, path: &Path, max: u64) -> Result<(String, u64)> {
+pub fn put_file(
+    data_dir: &Path,
+    path: &Path,
+    max: u64,
+    at_rest: Option<&AtRest>,
+) -> Result<(String, u64)> {
     let mut file = std::fs::File::open(path).map_err(Error::io("read", path))?;
-    let mut writer = ObjectWriter::new(data_dir, max)?;
+    let mut writer = ObjectWriter::new(data_dir, max, at_rest)?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = file.read(&mut buf).map_err(Error::io("read", path))?;
@@ -136,7 +211,12 @@ pub fn put_file(data_dir: &Path, path: &Path, max: u64) -> Result<(String, u64)>
 }
 
 /// Store a directory file by file (symbolic links are not followed: a link could point anywhere).
-pub fn put_dir(data_dir: &Path, dir: &Path, max: u64) -> Result<Vec<StoredFile>> {
+pub fn put_dir(
+    data_dir: &Path,
+    dir: &Path,
+    max: u64,
+    at_rest: Option<&AtRest>,
+) -> Result<Vec<StoredFile>> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -155,7 +235,7 @@ pub fn put_dir(data_dir: &Path, dir: &Path, max: u64) -> Result<Vec<StoredFile>>
                     )));
                 }
                 let rel = relative(dir, &path)?;
-                let (sha256, size) = put_file(data_dir, &path, max)?;
+                let (sha256, size) = put_file(data_dir, &path, max, at_rest)?;
                 files.push(StoredFile {
                     path: rel,
                     sha256,
@@ -200,7 +280,12 @@ fn relative(root: &Path, path: &Path) -> Result<String> {
 /// Lay a version's files out under `dest` with their names (hard links where the file system allows, copies
 /// otherwise), so a check reads `dest/model.onnx` or `dest/saved_model/…` as the user named them. Paths that
 /// would leave `dest` are refused.
-pub fn materialize(data_dir: &Path, files: &[StoredFile], dest: &Path) -> Result<()> {
+pub fn materialize(
+    data_dir: &Path,
+    files: &[StoredFile],
+    dest: &Path,
+    at_rest: Option<&AtRest>,
+) -> Result<()> {
     for f in files {
         let rel = Path::new(&f.path);
         if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
@@ -214,6 +299,17 @@ pub fn materialize(data_dir: &Path, files: &[StoredFile], dest: &Path) -> Result
             std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
         }
         let object = object_path(data_dir, &f.sha256);
+        let sealed = sealed_path(&object);
+        if sealed.is_file() {
+            let at_rest = at_rest.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} is encrypted at rest and no objects key is configured ([checks] encrypt_objects)",
+                    f.path
+                ))
+            })?;
+            at_rest.decrypt(&sealed, &target)?;
+            continue;
+        }
         if !object.is_file() {
             return Err(Error::NotFound(format!(
                 "the stored file {} ({}) is missing from {}; restore the data directory from a backup",
@@ -241,8 +337,8 @@ mod tests {
         std::fs::write(&a, b"hello").unwrap();
         std::fs::write(&b, b"hello").unwrap();
         let data = dir.path().join("data");
-        let (ha, sa) = put_file(&data, &a, 100).unwrap();
-        let (hb, _) = put_file(&data, &b, 100).unwrap();
+        let (ha, sa) = put_file(&data, &a, 100, None).unwrap();
+        let (hb, _) = put_file(&data, &b, 100, None).unwrap();
         assert_eq!(ha, hb);
         assert_eq!(sa, 5);
         assert_eq!(
@@ -250,7 +346,7 @@ mod tests {
             "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
         );
         assert!(object_path(&data, &ha).is_file());
-        let err = put_file(&data, &a, 4).unwrap_err().to_string();
+        let err = put_file(&data, &a, 4, None).unwrap_err().to_string();
         assert!(err.contains("a.bin") && err.contains("limit"), "{err}");
         // No temporary file is left behind by the refused upload.
         let left: Vec<_> = std::fs::read_dir(root(&data).join("tmp"))
@@ -267,21 +363,63 @@ mod tests {
         std::fs::write(model.join("saved_model.pb"), b"pb").unwrap();
         std::fs::write(model.join("variables/v.index"), b"ix").unwrap();
         let data = dir.path().join("data");
-        let files = put_dir(&data, &model, 100).unwrap();
+        let files = put_dir(&data, &model, 100, None).unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].path, "variables/v.index");
         let h1 = manifest_hash(&files);
         let out = dir.path().join("out");
-        materialize(&data, &files, &out).unwrap();
+        materialize(&data, &files, &out, None).unwrap();
         assert_eq!(std::fs::read(out.join("variables/v.index")).unwrap(), b"ix");
         std::fs::write(model.join("saved_model.pb"), b"pb2").unwrap();
-        assert_ne!(manifest_hash(&put_dir(&data, &model, 100).unwrap()), h1);
+        assert_ne!(
+            manifest_hash(&put_dir(&data, &model, 100, None).unwrap()),
+            h1
+        );
         let evil = vec![StoredFile {
             path: "../x".into(),
             sha256: files[0].sha256.clone(),
             size: 2,
         }];
-        assert!(materialize(&data, &evil, &out).is_err());
-        assert!(put_dir(&data, &dir.path().join("empty_missing"), 10).is_err());
+        assert!(materialize(&data, &evil, &out, None).is_err());
+        assert!(put_dir(&data, &dir.path().join("empty_missing"), 10, None).is_err());
+    }
+
+    #[test]
+    fn encrypted_objects_hold_no_plaintext_and_decrypt_for_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let key = data.join("objects.agekey");
+        let at_rest = AtRest::load_or_create(&key).unwrap();
+        let plain = dir.path().join("model.onnx");
+        let secret = b"weights that must not leak 0123456789".repeat(100);
+        std::fs::write(&plain, &secret).unwrap();
+        let (sha, size) = put_file(&data, &plain, 1 << 20, Some(&at_rest)).unwrap();
+        assert_eq!(size, secret.len() as u64);
+        let object = object_path(&data, &sha);
+        assert!(!object.exists(), "no plaintext object");
+        let stored = std::fs::read(sealed_path(&object)).unwrap();
+        assert!(stored.starts_with(b"age-encryption.org/v1"));
+        assert!(!stored.windows(20).any(|w| w == &secret[..20]));
+        let files = vec![StoredFile {
+            path: "model.onnx".into(),
+            sha256: sha.clone(),
+            size,
+        }];
+        let out = dir.path().join("work");
+        materialize(&data, &files, &out, Some(&at_rest)).unwrap();
+        assert_eq!(std::fs::read(out.join("model.onnx")).unwrap(), secret);
+        // Without the key the check is told what is missing; another key cannot decrypt.
+        let err = materialize(&data, &files, &dir.path().join("w2"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("encrypt_objects"), "{err}");
+        let other = AtRest::load_or_create(&dir.path().join("other.agekey")).unwrap();
+        assert!(materialize(&data, &files, &dir.path().join("w3"), Some(&other)).is_err());
+        // The same content stored again is the same object, still encrypted.
+        assert_eq!(
+            put_file(&data, &plain, 1 << 20, Some(&at_rest)).unwrap().0,
+            sha
+        );
     }
 }

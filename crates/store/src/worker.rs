@@ -747,10 +747,15 @@ impl Worker {
                     })
                     .collect()
             };
-        objects::materialize(&data_dir, &files, work)?;
+        objects::materialize(&data_dir, &files, work, self.store.at_rest())?;
         let signature = match &version.signature {
             Some(sig) => {
-                objects::materialize(&data_dir, std::slice::from_ref(sig), work)?;
+                objects::materialize(
+                    &data_dir,
+                    std::slice::from_ref(sig),
+                    work,
+                    self.store.at_rest(),
+                )?;
                 Some(work.join(&sig.path))
             }
             None => None,
@@ -768,7 +773,7 @@ impl Worker {
         let lay_out = |dir: &str, asset: Asset, version: Version| -> Result<DataInput> {
             let sub = work.join(dir);
             let files: Vec<objects::StoredFile> = version.files.clone();
-            objects::materialize(&data_dir, &files, &sub)?;
+            objects::materialize(&data_dir, &files, &sub, self.store.at_rest())?;
             let path: PathBuf = sub.join(&version.filename);
             Ok(DataInput {
                 asset,
