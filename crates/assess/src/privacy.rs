@@ -371,6 +371,52 @@ fn shared_rows(
         .count()
 }
 
+/// Why the held-out table cannot be compared with the training table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AlignError {
+    /// The feature columns differ.
+    #[error("different feature columns ({members} vs {others})")]
+    Columns {
+        /// The training table's columns, comma-separated.
+        members: String,
+        /// The held-out table's columns, comma-separated.
+        others: String,
+    },
+    /// A held-out label names a class the training data does not have.
+    #[error("class `{0}` does not occur in the training data")]
+    Class(String),
+}
+
+/// The held-out rows' labels (`codes`, numbered by `others.class_names`) in the training table's class
+/// numbering: each table numbers the classes it read itself.
+pub fn align_labels(
+    members: &Table,
+    others: &Table,
+    codes: &[u32],
+) -> Result<Vec<u32>, AlignError> {
+    if members.columns != others.columns {
+        return Err(AlignError::Columns {
+            members: members.columns.join(","),
+            others: others.columns.join(","),
+        });
+    }
+    codes
+        .iter()
+        .map(|&code| {
+            let name = others
+                .class_names
+                .get(code as usize)
+                .map_or("?", String::as_str);
+            members
+                .class_names
+                .iter()
+                .position(|c| c == name)
+                .map(|i| i as u32)
+                .ok_or_else(|| AlignError::Class(name.to_string()))
+        })
+        .collect()
+}
+
 /// Run the membership-inference attacks. `members` are rows the model was trained on, `non_members` rows it
 /// never saw from the same distribution; labels are class codes. Non-members that are mostly member rows (10%
 /// or more) are refused: the measurement would be meaningless.
@@ -770,6 +816,34 @@ pub fn advantage(curve: &[(f64, f64)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_out_labels_are_renumbered_by_class_name() {
+        let table = |classes: &[&str]| Table {
+            columns: vec!["a".into()],
+            features: vec![0.0; 3],
+            labels: None,
+            label_column: None,
+            class_names: classes.iter().map(|c| c.to_string()).collect(),
+        };
+        let members = table(&["legit", "fraud"]);
+        let others = table(&["fraud", "legit"]);
+        assert_eq!(
+            align_labels(&members, &others, &[0, 1, 0]).unwrap(),
+            vec![1, 0, 1]
+        );
+        let unknown = table(&["legit", "chargeback"]);
+        assert_eq!(
+            align_labels(&members, &unknown, &[1]).unwrap_err(),
+            AlignError::Class("chargeback".into())
+        );
+        let mut wide = table(&["legit"]);
+        wide.columns.push("b".into());
+        assert!(matches!(
+            align_labels(&members, &wide, &[0]),
+            Err(AlignError::Columns { .. })
+        ));
+    }
 
     #[test]
     fn auc_matches_hand_computed_cases() {

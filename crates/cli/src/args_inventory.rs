@@ -74,6 +74,22 @@ pub struct DataSettingsArgs {
     pub drop: Vec<String>,
 }
 
+/// What registering an asset or a version says about it, and whether to wait for its checks.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegisterArgs {
+    /// Who answers for it.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Tags (for alert routing and filters); repeat the flag for several.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    #[command(flatten)]
+    pub data: DataSettingsArgs,
+    /// Queue the checks for the server's worker and return at once (default: run them here and wait).
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
 /// `aegis asset add`.
 #[derive(Debug, Args)]
 pub struct AssetAddArgs {
@@ -89,17 +105,8 @@ pub struct AssetAddArgs {
     /// A dataset's role.
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
-    /// Who answers for it.
-    #[arg(long)]
-    pub owner: Option<String>,
-    /// Tags (for alert routing and filters); repeat the flag for several.
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
     #[command(flatten)]
-    pub data: DataSettingsArgs,
-    /// Queue the checks for the server's worker and return at once (default: run them here and wait).
-    #[arg(long)]
-    pub no_wait: bool,
+    pub register: RegisterArgs,
 }
 
 /// `aegis model add`.
@@ -121,17 +128,8 @@ pub struct ModelAddArgs {
     /// Reference data for drift (registered as NAME-reference).
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
-    /// Who answers for it.
-    #[arg(long)]
-    pub owner: Option<String>,
-    /// Tags; repeat the flag for several.
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
     #[command(flatten)]
-    pub data: DataSettingsArgs,
-    /// Queue the checks for the server's worker and return at once (default: run them here and wait).
-    #[arg(long)]
-    pub no_wait: bool,
+    pub register: RegisterArgs,
 }
 
 /// `aegis dataset` subcommands.
@@ -154,17 +152,8 @@ pub struct DatasetAddArgs {
     /// Its role.
     #[arg(long, value_enum)]
     pub role: Option<RoleArg>,
-    /// Who answers for it.
-    #[arg(long)]
-    pub owner: Option<String>,
-    /// Tags; repeat the flag for several.
-    #[arg(long = "tag", value_name = "TAG")]
-    pub tags: Vec<String>,
     #[command(flatten)]
-    pub data: DataSettingsArgs,
-    /// Queue the checks for the server's worker and return at once (default: run them here and wait).
-    #[arg(long)]
-    pub no_wait: bool,
+    pub register: RegisterArgs,
 }
 
 /// Asset kinds.

@@ -13,16 +13,7 @@ use crate::config::Config;
 /// The worker id prefix of this node: its host name, so a restarted gateway recovers its own interrupted checks
 /// at once and replicas on other hosts wait for the lease.
 pub(crate) fn worker_prefix() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".into());
-    format!("serve@{host}:")
+    format!("serve@{}:", aegis_store::worker::node_name())
 }
 
 /// The models this gateway serves, as `(name, file, reference data)`.

@@ -76,6 +76,18 @@ impl Rng {
     }
 }
 
+/// A seeded sample of at most `max` of the indices `0..n`, in increasing order (all of them, in order, when
+/// there are fewer): the rows an assessment attacks.
+pub fn sample_indices(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
+    let mut rows: Vec<usize> = (0..n).collect();
+    if let Some(max) = max.filter(|&m| m < n) {
+        Rng::new(seed).shuffle(&mut rows);
+        rows.truncate(max);
+        rows.sort_unstable();
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

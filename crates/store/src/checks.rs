@@ -399,16 +399,6 @@ fn fits(model: &dyn aegis_ml::Model, data: &Labelled, what: &DataInput) -> Resul
     Ok(())
 }
 
-fn sample(n: usize, max: usize, seed: u64) -> Vec<usize> {
-    let mut rows: Vec<usize> = (0..n).collect();
-    if n > max {
-        aegis_ml::rng::Rng::new(seed).shuffle(&mut rows);
-        rows.truncate(max);
-        rows.sort_unstable();
-    }
-    rows
-}
-
 fn robustness_check(
     p: &Prepared,
     settings: &CheckSettings,
@@ -427,7 +417,11 @@ fn robustness_check(
     let data = labelled(test)?;
     fits(model.as_ref(), &data, test)?;
     let schema = aegis_data::infer_schema(&data.table);
-    let rows = sample(data.table.n_rows(), settings.max_rows.unwrap_or(200), 0);
+    let rows = aegis_ml::rng::sample_indices(
+        data.table.n_rows(),
+        Some(settings.max_rows.unwrap_or(200)),
+        0,
+    );
     let subset = data.table.select(&rows);
     let labels: Vec<u32> = rows.iter().map(|&i| data.labels[i]).collect();
     let config = RobustnessConfig {
@@ -487,13 +481,21 @@ fn privacy(p: &Prepared, settings: &CheckSettings, progress: &Progress) -> Resul
     fits(model.as_ref(), &others, test)?;
     let max = settings.max_rows.unwrap_or(200).max(20) * 5;
     let pick = |d: &Labelled| {
-        let rows = sample(d.table.n_rows(), max, 1);
+        let rows = aegis_ml::rng::sample_indices(d.table.n_rows(), Some(max), 1);
         let labels: Vec<u32> = rows.iter().map(|&i| d.labels[i]).collect();
         (d.table.select(&rows), labels)
     };
     let (member_table, member_labels) = pick(&members);
     let (other_table, other_codes) = pick(&others);
-    let other_labels = align_classes(&member_table, &other_table, &other_codes, test)?;
+    let other_labels =
+        aegis_assess::privacy::align_labels(&member_table, &other_table, &other_codes).map_err(
+            |e| {
+                Error::Check(format!(
+                    "{} against the training data: {e}",
+                    test.version.filename
+                ))
+            },
+        )?;
     progress.set(0.3, "membership inference");
     let mut result = aegis_assess::privacy::assess_privacy(
         model.as_ref(),
@@ -515,42 +517,6 @@ fn privacy(p: &Prepared, settings: &CheckSettings, progress: &Progress) -> Resul
         serde_json::to_value(&result).unwrap_or_default(),
     );
     Ok(Outcome::Done(report))
-}
-
-/// The test rows' labels in the training table's class numbering (each table numbers its classes itself).
-fn align_classes(
-    members: &Table,
-    others: &Table,
-    codes: &[u32],
-    what: &DataInput,
-) -> Result<Vec<u32>> {
-    if members.columns != others.columns {
-        return Err(Error::Check(format!(
-            "the training and test data of this model have different feature columns ({} vs {})",
-            members.columns.join(","),
-            others.columns.join(",")
-        )));
-    }
-    codes
-        .iter()
-        .map(|&code| {
-            let name = others
-                .class_names
-                .get(code as usize)
-                .map_or("?", String::as_str);
-            members
-                .class_names
-                .iter()
-                .position(|c| c == name)
-                .map(|i| i as u32)
-                .ok_or_else(|| {
-                    Error::Check(format!(
-                        "{}: class `{name}` does not occur in the training data",
-                        what.version.filename
-                    ))
-                })
-        })
-        .collect()
 }
 
 /// Make every path in the report relative to the work directory.

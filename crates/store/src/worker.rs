@@ -478,6 +478,19 @@ fn shorten_paths(report: &mut aegis_core::Report, filename: &str) {
     }
 }
 
+/// This machine's name (`HOSTNAME`, else `/etc/hostname`, else `localhost`), which worker ids start with.
+pub fn node_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .unwrap_or_else(|| "localhost".into())
+}
+
 /// A worker on one node.
 #[derive(Debug, Clone)]
 pub struct Worker {

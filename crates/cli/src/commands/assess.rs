@@ -29,7 +29,7 @@ pub fn run(global: &GlobalArgs, args: RobustnessArgs) -> anyhow::Result<ExitCode
     if args.max_rows == Some(0) {
         bail!("--max-rows 0 attacks no row; give at least 1, or leave it out to attack every row");
     }
-    let rows = inputs::sample_rows(data.table.n_rows(), args.max_rows, args.data.seed);
+    let rows = aegis_ml::rng::sample_indices(data.table.n_rows(), args.max_rows, args.data.seed);
     let subset = data.table.select(&rows);
     let labels: Vec<u32> = rows.iter().map(|&i| data.labels[i]).collect();
     let names = Names {

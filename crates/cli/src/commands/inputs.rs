@@ -140,14 +140,3 @@ fn preview(columns: &[String]) -> String {
     }
     s.join(", ")
 }
-
-/// A seeded sample of at most `max` row indices (all rows, in order, when there are fewer).
-pub fn sample_rows(n: usize, max: Option<usize>, seed: u64) -> Vec<usize> {
-    let mut rows: Vec<usize> = (0..n).collect();
-    if let Some(max) = max.filter(|&m| m < n) {
-        aegis_ml::rng::Rng::new(seed).shuffle(&mut rows);
-        rows.truncate(max);
-        rows.sort_unstable();
-    }
-    rows
-}

@@ -121,7 +121,11 @@ fn run_jobs(
     quiet: bool,
 ) -> anyhow::Result<Vec<Run>> {
     let store = off.store().clone();
-    let prefix = format!("cli@{}:{}:", hostname(), std::process::id());
+    let prefix = format!(
+        "cli@{}:{}:",
+        aegis_store::worker::node_name(),
+        std::process::id()
+    );
     let worker = Worker::new(
         store.clone(),
         &prefix,
@@ -165,18 +169,6 @@ fn wait_for(off: &Offline, store: &Store, job: &str) -> anyhow::Result<Run> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-}
-
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "localhost".into())
 }
 
 fn run_line(run: &Run) -> String {
@@ -266,8 +258,8 @@ pub fn model_add(global: &GlobalArgs, args: ModelAddArgs) -> anyhow::Result<Exit
         NewAsset {
             name: args.name.clone(),
             kind: Some(AssetKind::Model),
-            owner: args.owner.clone().unwrap_or_default(),
-            tags: args.tags.clone(),
+            owner: args.register.owner.clone().unwrap_or_default(),
+            tags: args.register.tags.clone(),
             ..NewAsset::default()
         },
     )?;
@@ -292,14 +284,19 @@ pub fn model_add(global: &GlobalArgs, args: ModelAddArgs) -> anyhow::Result<Exit
                 name: format!("{}-{suffix}", args.name),
                 kind: Some(AssetKind::Dataset),
                 role: role.into(),
-                owner: args.owner.clone().unwrap_or_default(),
-                tags: args.tags.clone(),
-                settings: settings(&args.data),
+                owner: args.register.owner.clone().unwrap_or_default(),
+                tags: args.register.tags.clone(),
+                settings: settings(&args.register.data),
                 ..NewAsset::default()
             },
         )?;
-        let data = if args.data.label.is_some() || !args.data.drop.is_empty() {
-            off.block_on(store.update_asset(&data.id, None, None, Some(settings(&args.data))))?
+        let data = if args.register.data.label.is_some() || !args.register.data.drop.is_empty() {
+            off.block_on(store.update_asset(
+                &data.id,
+                None,
+                None,
+                Some(settings(&args.register.data)),
+            ))?
         } else {
             data
         };
@@ -317,7 +314,7 @@ pub fn model_add(global: &GlobalArgs, args: ModelAddArgs) -> anyhow::Result<Exit
             args.name
         );
     }
-    finish_registration(global, &off, &config, &assets, &jobs, args.no_wait)
+    finish_registration(global, &off, &config, &assets, &jobs, args.register.no_wait)
 }
 
 fn finish_registration(
@@ -362,10 +359,7 @@ pub fn dataset(global: &GlobalArgs, command: DatasetCommand) -> anyhow::Result<E
             path: args.path,
             kind: Some(KindArg::Dataset),
             role: args.role,
-            owner: args.owner,
-            tags: args.tags,
-            data: args.data,
-            no_wait: args.no_wait,
+            register: args.register,
         },
     )
 }
@@ -389,15 +383,22 @@ fn add_asset(global: &GlobalArgs, args: AssetAddArgs) -> anyhow::Result<ExitCode
             name: args.name.clone(),
             kind: Some(kind),
             role: args.role.map(RoleArg::as_str).unwrap_or_default().into(),
-            owner: args.owner.clone().unwrap_or_default(),
-            tags: args.tags.clone(),
-            settings: settings(&args.data),
+            owner: args.register.owner.clone().unwrap_or_default(),
+            tags: args.register.tags.clone(),
+            settings: settings(&args.register.data),
             ..NewAsset::default()
         },
     )?;
     let (_, _, jobs) = add_version(&store, &off, &config, &asset, &args.path)?;
     let asset = off.block_on(store.asset(&asset.id))?;
-    finish_registration(global, &off, &config, &[asset], &jobs, args.no_wait)
+    finish_registration(
+        global,
+        &off,
+        &config,
+        &[asset],
+        &jobs,
+        args.register.no_wait,
+    )
 }
 
 /// `aegis asset …`.

@@ -90,38 +90,15 @@ fn config(args: &PrivacyArgs) -> anyhow::Result<PrivacyConfig> {
 
 /// The non-members must have the members' columns, and their labels the members' class codes.
 fn align(members: &Table, non_members: &Table, args: &PrivacyArgs) -> anyhow::Result<Vec<u32>> {
-    if members.columns != non_members.columns {
-        bail!(
-            "{} and {} have different feature columns ({} vs {})",
-            args.members.display(),
-            args.non_members.display(),
-            members.columns.join(","),
-            non_members.columns.join(",")
-        );
-    }
     let labels = non_members
         .labels
         .as_ref()
         .with_context(|| format!("{} has no label column", args.non_members.display()))?;
-    labels
-        .iter()
-        .map(|&code| {
-            let name = non_members
-                .class_names
-                .get(code as usize)
-                .map_or("?", String::as_str);
-            members
-                .class_names
-                .iter()
-                .position(|c| c == name)
-                .map(|i| i as u32)
-                .with_context(|| {
-                    format!(
-                        "{}: class `{name}` does not occur in {}",
-                        args.non_members.display(),
-                        args.members.display()
-                    )
-                })
-        })
-        .collect()
+    privacy::align_labels(members, non_members, labels).with_context(|| {
+        format!(
+            "{} cannot be compared with {}",
+            args.non_members.display(),
+            args.members.display()
+        )
+    })
 }
