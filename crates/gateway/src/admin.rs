@@ -138,7 +138,13 @@ async fn login(State(state): State<Shared>, request: Request) -> Result<Response
         }
         Err(LoginError::Internal(e)) => Err(ApiError::internal(&e)),
         Err(LoginError::Locked { retry_after_secs }) => {
-            crate::signals::lockout(&state.store, &body.username, &source_text).await;
+            crate::signals::lockout(
+                &state.store,
+                &state.lockout_signal,
+                &body.username,
+                &source_text,
+            )
+            .await;
             Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "lockout",

@@ -273,7 +273,8 @@ impl Db {
                     Error::Storage { target, reason }
                 }
                 other => Error::Store(other),
-            })?;
+            })?
+            .with_write_lock(self.write_lock.clone());
         match objects_key {
             Some(key) => Ok(store.with_encryption(key)?),
             None => Ok(store),

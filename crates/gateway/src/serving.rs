@@ -56,8 +56,13 @@ impl Serving {
             };
             let open = match store.list_findings(&filter).await {
                 Ok(page) => page.findings,
-                // An asset that is not registered (an encrypted model) has no findings to act on.
-                Err(_) => continue,
+                // An asset that is not registered (an encrypted model) or was removed has no findings to act on.
+                Err(_) => {
+                    if let Ok(mut map) = self.verdicts.write() {
+                        map.remove(name);
+                    }
+                    continue;
+                }
             };
             let count = |at: Option<Severity>| {
                 at.map_or(0, |a| {

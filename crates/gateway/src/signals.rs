@@ -65,8 +65,24 @@ pub fn rules() -> Vec<&'static RuleDoc> {
 /// The asset the gateway's own signals (sign-in lockouts, the audit chain) are recorded against.
 pub const GATEWAY_ASSET: &str = "aegis-gateway";
 
-/// Record a sign-in lockout: one finding for the sign-in route, seen again by every lockout.
-pub(crate) async fn lockout(store: &aegis_store::Store, username: &str, source: &str) {
+/// Record a sign-in lockout: one finding for the sign-in route, seen again by every lockout. Refused sign-ins
+/// come unauthenticated and fast, so at most one is written per minute per gateway (`last` holds when).
+pub(crate) async fn lockout(
+    store: &aegis_store::Store,
+    last: &std::sync::atomic::AtomicI64,
+    username: &str,
+    source: &str,
+) {
+    use std::sync::atomic::Ordering;
+    let now = aegis_store::now_secs();
+    let before = last.load(Ordering::Relaxed);
+    if now - before < 60
+        || last
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
     let finding = Finding::new(
         &LOGIN_LOCKOUT,
         Location::Route {

@@ -53,6 +53,8 @@ pub struct AppState {
     pub extraction_cache: extraction::StateCache,
     /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
     pub(crate) refusals: RefusalSampler,
+    /// When a sign-in lockout was last recorded as a finding (Unix seconds; at most one a minute).
+    pub(crate) lockout_signal: std::sync::atomic::AtomicI64,
     /// What to do with models whose assets have open findings (see [`crate::serving`]).
     pub(crate) serving: crate::serving::Serving,
     /// Failed sign-ins per source address and per unknown username.
@@ -107,6 +109,7 @@ impl AppState {
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
             serving: Default::default(),
+            lockout_signal: Default::default(),
             refusals: RefusalSampler::new(std::time::Duration::from_secs(
                 config.server.refusal_summary_secs.max(1),
             )),

@@ -34,17 +34,23 @@ pub enum CheckKind {
     Robustness,
     /// `aegis assess privacy`: membership inference, training data against test data.
     Privacy,
+    /// `aegis assess extraction`: how many queries copy the model, and whether PRADA notices.
+    Extraction,
+    /// `aegis drift`: a dataset version against the asset's first version.
+    Drift,
 }
 
 impl CheckKind {
     /// Every check.
-    pub const ALL: [CheckKind; 6] = [
+    pub const ALL: [CheckKind; 8] = [
         CheckKind::Scan,
         CheckKind::Signature,
         CheckKind::Schema,
         CheckKind::Audit,
         CheckKind::Robustness,
         CheckKind::Privacy,
+        CheckKind::Extraction,
+        CheckKind::Drift,
     ];
 
     /// The stored and shown name.
@@ -56,6 +62,8 @@ impl CheckKind {
             CheckKind::Audit => "audit",
             CheckKind::Robustness => "robustness",
             CheckKind::Privacy => "privacy",
+            CheckKind::Extraction => "extraction",
+            CheckKind::Drift => "drift",
         }
     }
 
@@ -80,8 +88,9 @@ impl CheckKind {
                 CheckKind::Signature,
                 CheckKind::Robustness,
                 CheckKind::Privacy,
+                CheckKind::Extraction,
             ],
-            AssetKind::Dataset => &[CheckKind::Schema, CheckKind::Audit],
+            AssetKind::Dataset => &[CheckKind::Schema, CheckKind::Drift, CheckKind::Audit],
             AssetKind::Endpoint => &[],
         }
     }
@@ -99,7 +108,15 @@ impl CheckKind {
     pub fn is_heavy(self) -> bool {
         matches!(
             self,
-            CheckKind::Robustness | CheckKind::Privacy | CheckKind::Audit
+            CheckKind::Robustness | CheckKind::Privacy | CheckKind::Extraction | CheckKind::Audit
+        )
+    }
+
+    /// Checks that load (run) the model: they wait for the version's scan and skip a version it flagged.
+    pub fn loads_model(self) -> bool {
+        matches!(
+            self,
+            CheckKind::Robustness | CheckKind::Privacy | CheckKind::Extraction
         )
     }
 }
@@ -195,6 +212,8 @@ pub fn execute(
         CheckKind::Audit => audit(prepared, progress),
         CheckKind::Robustness => robustness_check(prepared, settings, progress),
         CheckKind::Privacy => privacy(prepared, settings, progress),
+        CheckKind::Extraction => extraction(prepared, settings, progress),
+        CheckKind::Drift => drift(prepared),
     }?;
     Ok(match outcome {
         Outcome::Done(mut report) => {
@@ -514,6 +533,106 @@ fn privacy(p: &Prepared, settings: &CheckSettings, progress: &Progress) -> Resul
     report.findings = result.findings();
     report.metrics.insert(
         "privacy".into(),
+        serde_json::to_value(&result).unwrap_or_default(),
+    );
+    Ok(Outcome::Done(report))
+}
+
+fn extraction(p: &Prepared, settings: &CheckSettings, progress: &Progress) -> Result<Outcome> {
+    let Some(test) = &p.test else {
+        return Ok(Outcome::Skipped(format!(
+            "an extraction assessment queries the model with held-out rows: \
+             `aegis model add {} FILE --test TEST.csv --label COLUMN`",
+            p.asset.name
+        )));
+    };
+    let model = match load_model(p)? {
+        Ok(m) => m,
+        Err(why) => return Ok(Outcome::Skipped(why)),
+    };
+    let data = labelled(test)?;
+    fits(model.as_ref(), &data, test)?;
+    let rows = aegis_ml::rng::sample_indices(
+        data.table.n_rows(),
+        Some(settings.max_rows.unwrap_or(200).max(20) * 5),
+        2,
+    );
+    let pool = data.table.select(&rows);
+    let schema = aegis_data::infer_schema(&pool);
+    // A lighter sweep than the CLI's default: the budgets and policies a small business decides with.
+    let config = aegis_assess::extraction::ExtractionConfig {
+        budgets: vec![250, 1000],
+        policies: vec![
+            aegis_ml::output_policy::OutputPolicy::Full,
+            aegis_ml::output_policy::OutputPolicy::LabelOnly,
+        ],
+        ..Default::default()
+    };
+    let mut stages = 0usize;
+    let mut result = aegis_assess::extraction::assess_extraction(
+        model.as_ref(),
+        &pool,
+        &schema,
+        &config,
+        &mut |stage: &str| {
+            stages += 1;
+            progress.set((stages as f64 / 12.0).min(0.95), stage);
+        },
+    )
+    .map_err(|e| Error::Check(format!("assessing {}: {e}", p.version.filename)))?;
+    result.model = p.version.filename.clone();
+    let mut report = Report::new(
+        "assess extraction",
+        vec![display(&p.path), display(&test.path)],
+    );
+    report.findings = result.findings();
+    report.metrics.insert(
+        "extraction".into(),
+        serde_json::to_value(&result).unwrap_or_default(),
+    );
+    Ok(Outcome::Done(report))
+}
+
+fn drift(p: &Prepared) -> Result<Outcome> {
+    let Some(baseline) = &p.baseline else {
+        return Ok(Outcome::Skipped(
+            "this is the dataset's first version: later versions are compared with it".into(),
+        ));
+    };
+    let csv = |d: &DataInput| d.version.filename.to_ascii_lowercase().ends_with(".csv");
+    if !csv(baseline) || !csv(&data_input(p)) {
+        return Ok(Outcome::Skipped(
+            "drift between versions is measured on CSV files; this dataset is not CSV".into(),
+        ));
+    }
+    use aegis_monitor::drift::{self as monitor, ColumnAccumulator, ColumnSet};
+    let fold = aegis_data::FoldOptions {
+        drop: p.asset.settings.drop.clone(),
+        label: p.asset.settings.label.clone(),
+        ..Default::default()
+    };
+    let (reference, current) = aegis_data::fold_pair(&baseline.path, &p.path, &fold, |kind, _| {
+        ColumnAccumulator::new(kind, 5_000_000, 10_000)
+    })
+    .map_err(|e| Error::Check(format!("reading the versions: {e}")))?;
+    let set = |f: aegis_data::Folded<ColumnAccumulator>| ColumnSet {
+        source: f.source,
+        rows: f.rows,
+        columns: f.columns,
+    };
+    let result = monitor::compare(
+        set(reference),
+        set(current),
+        &monitor::DriftOptions::default(),
+    )
+    .map_err(|e| Error::Check(format!("comparing the versions: {e}")))?;
+    let mut report = Report::new("drift", vec![display(&baseline.path), display(&p.path)]);
+    report.findings = result.findings();
+    report
+        .metrics
+        .insert("baseline_version".into(), baseline.version.seq.into());
+    report.metrics.insert(
+        "drift".into(),
         serde_json::to_value(&result).unwrap_or_default(),
     );
     Ok(Outcome::Done(report))

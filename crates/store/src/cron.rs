@@ -51,7 +51,10 @@ fn field(text: &str, lo: u32, hi: u32, name: &str) -> Result<Vec<bool>> {
         let mut v = a;
         while v <= b {
             set[v as usize] = true;
-            v += step;
+            match v.checked_add(step) {
+                Some(next) => v = next,
+                None => break,
+            }
         }
     }
     Ok(set)

@@ -289,14 +289,16 @@ impl Store {
             let location = serde_json::to_string(&f.location).unwrap_or_default();
             let evidence = serde_json::to_string(&f.evidence).unwrap_or_default();
             let refs = serde_json::to_string(&f.refs).unwrap_or_default();
-            match existing {
-                None => {
-                    sqlx::query(
-                        "INSERT INTO findings (fingerprint, asset_id, version_id, source, rule, severity, title,
-                         message, location, evidence, remediation, refs, state, first_seen, last_seen, occurrences,
-                         last_run, updated)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'in_triage', $13, $13, $14, $15, $13)",
-                    )
+            // A replica (or a live signal) may insert the same new fingerprint at the same moment: the insert then
+            // does nothing and the finding is treated as seen before.
+            let inserted = existing.is_none()
+                && sqlx::query(
+                    "INSERT INTO findings (fingerprint, asset_id, version_id, source, rule, severity, title,
+                     message, location, evidence, remediation, refs, state, first_seen, last_seen, occurrences,
+                     last_run, updated)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'in_triage', $13, $13, $14, $15, $13)
+                     ON CONFLICT (fingerprint) DO NOTHING",
+                )
                     .bind(fp)
                     .bind(asset_id)
                     .bind(version_id)
@@ -305,19 +307,33 @@ impl Store {
                     .bind(severity_rank(f.severity))
                     .bind(&f.title)
                     .bind(&f.message)
-                    .bind(location)
-                    .bind(evidence)
+                    .bind(&location)
+                    .bind(&evidence)
                     .bind(f.remediation.clone().unwrap_or_default())
-                    .bind(refs)
+                    .bind(&refs)
                     .bind(now)
                     .bind(*n)
                     .bind(run_id)
                     .execute(&self.pool)
                     .await
-                    .map_err(Error::db("record a finding"))?;
-                    self.event(fp, "aegis", "detected", "", "in_triage", "", run_id)
-                        .await?;
-                    out.new.push(self.finding(fp).await?);
+                    .map_err(Error::db("record a finding"))?
+                    .rows_affected()
+                    == 1;
+            if inserted {
+                self.event(fp, "aegis", "detected", "", "in_triage", "", run_id)
+                    .await?;
+                out.new.push(self.finding(fp).await?);
+                continue;
+            }
+            let existing = match existing {
+                Some(e) => Some(e),
+                None => self.finding_raw(fp).await?,
+            };
+            match existing {
+                None => {
+                    return Err(Error::Corrupt(format!(
+                        "finding {fp} was neither inserted nor found"
+                    )))
                 }
                 Some(old) => {
                     let reopen = old.state == VexState::Resolved;
@@ -534,9 +550,14 @@ impl Store {
         }
         let state = triage.state.unwrap_or(before.state);
         let mut justification = before.justification.clone();
-        if matches!(state, VexState::FalsePositive | VexState::NotAffected) && comment.is_empty() {
+        if matches!(
+            state,
+            VexState::FalsePositive | VexState::NotAffected | VexState::Resolved
+        ) && triage.state.is_some()
+            && comment.is_empty()
+        {
             return Err(Error::Invalid(format!(
-                "dismissing a finding as {} needs a comment saying why",
+                "closing a finding as {} needs a comment saying why (what was fixed, or why it does not apply)",
                 state.as_str()
             )));
         }

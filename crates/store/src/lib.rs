@@ -74,6 +74,13 @@ impl Store {
         })
     }
 
+    /// Share a process-wide SQLite write lock (the gateway's), so the store's writers and the gateway's queue
+    /// in one line instead of meeting in SQLite's busy handler.
+    pub fn with_write_lock(mut self, lock: Arc<tokio::sync::Mutex<()>>) -> Store {
+        self.write_lock = lock;
+        self
+    }
+
     /// Encrypt new objects at rest with the age identity in `key_file` (created owner-only when absent), and
     /// decrypt encrypted ones for checks.
     pub fn with_encryption(mut self, key_file: &Path) -> Result<Store> {

@@ -83,11 +83,15 @@ fn yes() -> bool {
 }
 
 impl Channel {
-    /// The channel with its secrets replaced by `***`, for lists and logs.
+    /// The channel with its secrets replaced by `***`, for lists and logs: the webhook secret, and the URL's
+    /// credentials, path and query (Slack- and Teams-style URLs carry their token in the path).
     pub fn redacted(&self) -> Channel {
         let mut c = self.clone();
         match &mut c.transport {
-            Transport::Webhook(w) => w.secret = "***".into(),
+            Transport::Webhook(w) => {
+                w.secret = "***".into();
+                w.url = redact_url(&w.url);
+            }
             Transport::Email(e) => {
                 if e.password.is_some() {
                     e.password = Some("***".into());
@@ -367,13 +371,19 @@ impl Store {
                     .map_err(Error::db("read the outbox"))?;
                 let mut all: Vec<Event> = serde_json::from_str(&text).unwrap_or_default();
                 all.extend(events.iter().map(|e| (*e).clone()));
-                sqlx::query("UPDATE outbox SET events = $1 WHERE id = $2 AND state = 'gathering'")
-                    .bind(serde_json::to_string(&all).unwrap_or_default())
-                    .bind(&id)
-                    .execute(&self.pool)
-                    .await
-                    .map_err(Error::db("extend a digest"))?;
-                return Ok(());
+                let extended = sqlx::query(
+                    "UPDATE outbox SET events = $1 WHERE id = $2 AND state = 'gathering'",
+                )
+                .bind(serde_json::to_string(&all).unwrap_or_default())
+                .bind(&id)
+                .execute(&self.pool)
+                .await
+                .map_err(Error::db("extend a digest"))?
+                .rows_affected();
+                // Claimed for delivery in the meantime (another replica): these events open a new digest.
+                if extended == 1 {
+                    return Ok(());
+                }
             }
         }
         let (state, due) = if channel.digest_secs > 0 {
@@ -406,7 +416,7 @@ impl Store {
     pub async fn deliver_due_at(&self, now: i64, backoff: Backoff) -> Result<(usize, usize)> {
         let channels = self.channels().await?;
         let rows = sqlx::query(
-            "SELECT id, channel, events, attempts FROM outbox
+            "SELECT id FROM outbox
              WHERE state IN ('pending', 'gathering') AND due <= $1 AND claimed_until < $1 ORDER BY due LIMIT 50",
         )
         .bind(now)
@@ -415,33 +425,35 @@ impl Store {
         .map_err(Error::db("read the outbox"))?;
         let (mut sent, mut failed) = (0, 0);
         for row in rows {
-            let s = |n: &str| {
-                row.try_get::<String, _>(n)
-                    .map_err(Error::db("read the outbox"))
-            };
-            let (id, name, text) = (s("id")?, s("channel")?, s("events")?);
-            let attempts: i64 = row
-                .try_get("attempts")
-                .map_err(Error::db("read the outbox"))?;
-            // Claim it for a minute so one replica sends it.
+            let id: String = row.try_get("id").map_err(Error::db("read the outbox"))?;
+            // Claim it for a minute so one replica sends it, and read what it carries in the same statement: a
+            // digest closes here (`pending`), so nothing can be appended to it after it was read.
             let claimed = {
                 let _guard = self.write_guard().await;
                 sqlx::query(
                     "UPDATE outbox SET claimed_until = $1, state = 'pending'
-                     WHERE id = $2 AND claimed_until < $3 AND state IN ('pending', 'gathering')",
+                     WHERE id = $2 AND claimed_until < $3 AND due <= $3 AND state IN ('pending', 'gathering')
+                     RETURNING channel, events, attempts",
                 )
                 .bind(now + 60)
                 .bind(&id)
                 .bind(now)
-                .execute(&self.pool)
+                .fetch_optional(&self.pool)
                 .await
                 .map_err(Error::db("claim a message"))?
-                .rows_affected()
-                    == 1
             };
-            if !claimed {
+            let Some(claimed) = claimed else {
                 continue;
-            }
+            };
+            let get = |n: &str| {
+                claimed
+                    .try_get::<String, _>(n)
+                    .map_err(Error::db("claim a message"))
+            };
+            let (name, text) = (get("channel")?, get("events")?);
+            let attempts: i64 = claimed
+                .try_get("attempts")
+                .map_err(Error::db("claim a message"))?;
             let events: Vec<Event> = serde_json::from_str(&text).unwrap_or_default();
             let result = match channels.iter().find(|c| c.name == name) {
                 Some(channel) => send(channel, &id, &events).await,
@@ -465,8 +477,8 @@ impl Store {
                     let give_up = tries >= MAX_ATTEMPTS;
                     let delay = backoff.base_secs.max(0) * 4i64.pow((tries - 1).clamp(0, 6) as u32);
                     sqlx::query(
-                        "UPDATE outbox SET state = $1, attempts = $2, due = $3, last_error = $4, claimed_until = 0
-                         WHERE id = $5",
+                        "UPDATE outbox SET state = $1, attempts = attempts + 1, due = $3, last_error = $4,
+                         claimed_until = 0 WHERE id = $5 AND $2 = $2",
                     )
                     .bind(if give_up { "failed" } else { "pending" })
                     .bind(tries)
@@ -550,6 +562,16 @@ impl Store {
     }
 }
 
+/// `scheme://host[:port]/***`: what of a webhook URL may be shown.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    format!("{scheme}://{host}/***")
+}
+
 /// The signature header value of `body` under `secret`: `sha256=HEX`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac =
@@ -583,7 +605,10 @@ async fn send(channel: &Channel, id: &str, events: &[Event]) -> Result<()> {
             if (200..300).contains(&status) {
                 Ok(())
             } else {
-                Err(Error::Delivery(format!("{} answered HTTP {status}", w.url)))
+                Err(Error::Delivery(format!(
+                    "{} answered HTTP {status}",
+                    redact_url(&w.url)
+                )))
             }
         }
         Transport::Email(e) => {

@@ -78,6 +78,19 @@ impl AtRest {
     }
 }
 
+/// Objects are never written after they are complete: read-only, so a check's hard link cannot change them.
+fn read_only(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o400));
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+    }
+}
+
 fn sealed_path(plain: &Path) -> PathBuf {
     let mut name = plain.as_os_str().to_os_string();
     name.push(".age");
@@ -171,9 +184,14 @@ impl ObjectWriter {
             let parent = dest.parent().unwrap_or(&self.data_dir);
             std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
             match &self.at_rest {
-                Some(at_rest) => at_rest.encrypt(&tmp, &sealed)?,
+                // A concurrent upload of the same bytes may have sealed it first: that copy is as good.
+                Some(at_rest) => match at_rest.encrypt(&tmp, &sealed) {
+                    Err(_) if sealed.is_file() => {}
+                    other => other?,
+                },
                 None => std::fs::rename(&tmp, &dest).map_err(Error::io("store", &dest))?,
             }
+            read_only(if dest.exists() { &dest } else { &sealed });
         }
         // An object with these bytes existed already: the temporary copy is removed by `drop`.
         Ok((sha, self.size))
@@ -295,6 +313,13 @@ pub fn materialize(
             )));
         }
         let target = dest.join(rel);
+        if target.exists() {
+            return Err(Error::Corrupt(format!(
+                "{} would be laid out twice in {} (two stored files with one name)",
+                f.path,
+                dest.display()
+            )));
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent).map_err(Error::io("create", parent))?;
         }

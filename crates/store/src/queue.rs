@@ -197,7 +197,7 @@ impl Store {
         };
         // A check that loads the model waits for the scan of the same version: nothing loads a file the
         // scanner has not read.
-        let after_scan = "NOT (kind IN ('robustness', 'privacy') AND EXISTS (SELECT 1 FROM jobs s \
+        let after_scan = "NOT (kind IN ('robustness', 'privacy', 'extraction') AND EXISTS (SELECT 1 FROM jobs s \
              WHERE s.version_id = jobs.version_id AND s.kind = 'scan' AND s.state IN ('queued', 'running')))";
         let sql = format!(
             "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2, attempts = attempts + 1
@@ -311,15 +311,17 @@ impl Store {
         Ok(run_id)
     }
 
-    /// Renew a claim; `false` when the job is no longer this worker's (recovered by another replica).
-    pub async fn renew(&self, job_id: &str, worker: &str) -> Result<bool> {
+    /// Renew the claim that opened run `run_id`; `false` when the job is no longer held by it (recovered, and
+    /// perhaps claimed again by this or another worker).
+    pub async fn renew(&self, job_id: &str, run_id: &str, worker: &str) -> Result<bool> {
         let _guard = self.write_guard().await;
         let done = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND state = 'running'",
+            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND worker = $3 AND state = 'running' AND run_id = $4",
         )
         .bind(now_secs() + LEASE_SECS)
         .bind(job_id)
         .bind(worker)
+        .bind(run_id)
         .execute(&self.pool)
         .await
         .map_err(Error::db("renew a job"))?;
@@ -362,12 +364,14 @@ impl Store {
             "done"
         };
         let held = sqlx::query(
-            "UPDATE jobs SET state = $1, reason = $2 WHERE id = $3 AND worker = $4 AND state = 'running'",
+            "UPDATE jobs SET state = $1, reason = $2
+             WHERE id = $3 AND worker = $4 AND state = 'running' AND run_id = $5",
         )
         .bind(job_state)
         .bind(error)
         .bind(&job.id)
         .bind(worker)
+        .bind(run_id)
         .execute(&self.pool)
         .await
         .map_err(Error::db("close a job"))?
@@ -528,9 +532,18 @@ impl Store {
     /// The latest finished run of each check of an asset.
     pub async fn latest_runs(&self, asset_id: &str) -> Result<Vec<Run>> {
         let mut out: Vec<Run> = Vec::new();
-        for run in self.runs(asset_id, None, 1000).await? {
-            if run.status != RunStatus::Running && !out.iter().any(|r| r.kind == run.kind) {
-                out.push(run);
+        for kind in CheckKind::ALL {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE asset_id = $1 AND kind = $2 AND status <> 'running'
+                 ORDER BY started_us DESC LIMIT 1"
+            )))
+            .bind(asset_id)
+            .bind(kind.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(Error::db("list runs"))?;
+            if let Some(row) = row {
+                out.push(run_from_row(&row, false)?);
             }
         }
         Ok(out)

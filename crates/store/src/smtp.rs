@@ -223,7 +223,8 @@ fn message(config: &EmailConfig, subject: &str, body: &str) -> String {
         config.to.join(", "),
         crate::ids::new_id("msg"),
     );
-    for line in body.lines() {
+    // A bare CR could end the message early on some servers (SMTP smuggling): every CR or LF is a line break.
+    for line in body.split(['\r', '\n']) {
         if line.starts_with('.') {
             out.push('.');
         }
@@ -245,8 +246,13 @@ mod tests {
             to: vec!["b@example.com".into()],
             ..Default::default()
         };
-        let m = message(&config, "s\r\nBcc: x", "one\n.two\n..three");
+        let m = message(
+            &config,
+            "s\r\nBcc: x",
+            "one\n.two\n..three\r.\r\nMAIL FROM:<x>",
+        );
         assert!(m.contains("\r\n..two\r\n...three\r\n"), "{m}");
+        assert!(!m.contains("\r.\r\n"), "a bare CR ends no message: {m}");
         assert!(m.contains("Subject: sBcc: x\r\n"), "header injection: {m}");
     }
 }

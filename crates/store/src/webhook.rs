@@ -20,41 +20,49 @@ pub(crate) async fn post(
     timeout: Duration,
     ca_file: Option<&std::path::Path>,
 ) -> Result<u16> {
-    tokio::time::timeout(timeout, post_inner(url, headers, body, ca_file))
+    let shown = crate::notify::redact_url(url);
+    tokio::time::timeout(timeout, post_inner(url, &shown, headers, body, ca_file))
         .await
-        .map_err(|_| Error::Delivery(format!("{url}: no answer within {} s", timeout.as_secs())))?
+        .map_err(|_| {
+            Error::Delivery(format!("{shown}: no answer within {} s", timeout.as_secs()))
+        })?
 }
 
 async fn post_inner(
     url: &str,
+    shown: &str,
     headers: &[(&str, String)],
     body: Vec<u8>,
     ca_file: Option<&std::path::Path>,
 ) -> Result<u16> {
     let uri: Uri = url
         .parse()
-        .map_err(|e| Error::Invalid(format!("webhook URL {url:?}: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("webhook URL {shown}: {e}")))?;
     let tls = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
         _ => {
             return Err(Error::Invalid(format!(
-                "webhook URL {url:?} must start with http:// or https://"
+                "webhook URL {shown} must start with http:// or https://"
             )))
         }
     };
     let host = uri
         .host()
-        .ok_or_else(|| Error::Invalid(format!("webhook URL {url:?} has no host")))?
+        .ok_or_else(|| Error::Invalid(format!("webhook URL {shown} has no host")))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| Error::Delivery(format!("{url}: connect: {e}")))?;
+        .map_err(|e| Error::Delivery(format!("{shown}: connect: {e}")))?;
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    // Host and port only: credentials in the URL are never sent in the clear as a Host header.
+    let authority = match uri.port_u16() {
+        Some(p) => format!("{}:{p}", uri.host().unwrap_or_default()),
+        None => uri.host().unwrap_or_default().to_string(),
+    };
     let mut request = hyper::Request::post(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -75,10 +83,10 @@ async fn post_inner(
         let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(name, tcp)
             .await
-            .map_err(|e| Error::Delivery(format!("{url}: TLS: {e}")))?;
-        send(TokioIo::new(stream), request, url).await
+            .map_err(|e| Error::Delivery(format!("{shown}: TLS: {e}")))?;
+        send(TokioIo::new(stream), request, shown).await
     } else {
-        send(TokioIo::new(tcp), request, url).await
+        send(TokioIo::new(tcp), request, shown).await
     }
 }
 

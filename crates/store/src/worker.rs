@@ -84,7 +84,11 @@ impl Store {
         if asset.kind == AssetKind::Dataset {
             for model in self.linked_models(&asset.id).await? {
                 if let Some(v) = &model.latest {
-                    for kind in [CheckKind::Robustness, CheckKind::Privacy] {
+                    for kind in [
+                        CheckKind::Robustness,
+                        CheckKind::Privacy,
+                        CheckKind::Extraction,
+                    ] {
                         jobs.push(
                             self.enqueue(&model.id, &v.id, kind, "data_changed", now)
                                 .await?,
@@ -319,46 +323,58 @@ impl Store {
         self.notify(&events).await.map(|_| ())
     }
 
-    /// Why a version must not be loaded by a check, if it must not: its scan has not run, or found open high or
-    /// critical findings.
+    /// Why a version must not be loaded by a check, if it must not: the server has not scanned it (an imported
+    /// report does not count), or its latest scan reported high or critical findings that are still open (not
+    /// dismissed, not accepted).
     pub async fn unsafe_to_load(&self, asset: &Asset, version: &Version) -> Result<Option<String>> {
-        let scanned = self
+        let scan = self
             .runs(&asset.id, Some(&version.id), 1000)
             .await?
             .into_iter()
-            .any(|r| r.kind == CheckKind::Scan && r.status == RunStatus::Done);
-        if !scanned {
+            .find(|r| {
+                r.kind == CheckKind::Scan && r.status == RunStatus::Done && r.cause != "import"
+            });
+        let Some(scan) = scan else {
             return Ok(Some(format!(
-                "not loaded: version {} has not been scanned yet; `aegis check run {} --check scan` first",
+                "not loaded: version {} has not been scanned by this server yet; `aegis check run {} --check scan` first",
                 version.seq, asset.name
             )));
-        }
-        let page = self
-            .list_findings(&crate::findings::FindingFilter {
-                asset: Some(asset.id.clone()),
-                source: Some("scan".into()),
-                severity: Some(aegis_core::Severity::High),
-                ..Default::default()
-            })
-            .await?;
-        let blocking: Vec<_> = page
+        };
+        let report: aegis_core::Report = match self.run(&scan.id, true).await?.report {
+            Some(value) => serde_json::from_value(value)
+                .map_err(|e| Error::Corrupt(format!("scan report of run {}: {e}", scan.id)))?,
+            None => return Ok(Some("not loaded: the scan's report is missing".into())),
+        };
+        let now = now_secs();
+        let mut blocking = Vec::new();
+        for f in report
             .findings
             .iter()
-            .filter(|f| f.version_id == version.id)
-            .collect();
+            .filter(|f| f.severity >= aegis_core::Severity::High)
+        {
+            let fp = crate::findings::fingerprint(
+                f.rule.as_str(),
+                &asset.id,
+                &f.location,
+                &version.filename,
+            );
+            let open = match self.finding(&fp).await {
+                Ok(tracked) => tracked.needs_attention(now),
+                Err(Error::NotFound(_)) => true,
+                Err(e) => return Err(e),
+            };
+            if open && !blocking.contains(&f.rule.as_str()) {
+                blocking.push(f.rule.as_str());
+            }
+        }
         if blocking.is_empty() {
             return Ok(None);
         }
         Ok(Some(format!(
-            "not loaded: the scan of version {} found {} open high or critical finding(s) ({}); fix them, or \
-             triage them as false_positive or not_affected, then run this check again",
+            "not loaded: the scan of version {} found open high or critical findings ({}); fix them, or triage \
+             them as false_positive or not_affected, then run this check again",
             version.seq,
-            blocking.len(),
-            blocking
-                .iter()
-                .map(|f| f.finding.rule.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            blocking.join(", ")
         )))
     }
 
@@ -407,6 +423,8 @@ impl Store {
             "audit" => CheckKind::Audit,
             "assess robustness" => CheckKind::Robustness,
             "assess privacy" => CheckKind::Privacy,
+            "assess extraction" => CheckKind::Extraction,
+            "drift" => CheckKind::Drift,
             other => {
                 return Err(Error::Invalid(format!(
                     "a report of `aegis {other}` cannot be imported; import reports of scan, vault verify,                      schema check, audit, assess robustness or assess privacy"
@@ -448,7 +466,7 @@ impl Store {
                 kind.as_str(),
                 &run_id,
                 &report.findings,
-                true,
+                false,
             )
             .await?;
         self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
@@ -534,6 +552,7 @@ impl Worker {
         if let Err(e) = self.recover().await {
             eprintln!("aegis worker: recovering interrupted checks: {e}");
         }
+        let delivery = tokio::spawn(self.clone().deliver(stop.clone()));
         let mut last_recover = now_secs();
         loop {
             if *stop.borrow() {
@@ -546,9 +565,7 @@ impl Worker {
                     eprintln!("aegis worker: recovering interrupted checks: {e}");
                 }
             }
-            if let Err(e) = self.housekeeping(now).await {
-                eprintln!("aegis worker: {e}");
-            }
+            self.housekeeping(now).await;
             let mut started = false;
             while let Ok(permit) = self.slots.clone().try_acquire_owned() {
                 match self.store.claim(&self.id).await {
@@ -576,6 +593,7 @@ impl Worker {
                 }
             }
         }
+        let _ = tokio::time::timeout(Duration::from_secs(5), delivery).await;
         // Give running checks a moment to finish; one that does not is recovered by the next start (marked
         // failed with the reason and queued again), so stopping never waits for a long assessment.
         let _ = tokio::time::timeout(
@@ -586,25 +604,49 @@ impl Worker {
         .await;
     }
 
-    async fn housekeeping(&self, now: i64) -> Result<()> {
-        self.store.enqueue_scheduled(now).await?;
+    /// Schedules and expired risk acceptances; each step's failure is logged and the next still runs.
+    async fn housekeeping(&self, now: i64) {
+        if let Err(e) = self.store.enqueue_scheduled(now).await {
+            eprintln!("aegis worker: queuing scheduled checks: {e}");
+        }
+        if let Err(e) = self.expire(now).await {
+            eprintln!("aegis worker: expiring risk acceptances: {e}");
+        }
+    }
+
+    /// Reopen expired risk acceptances and announce them together (one message per channel).
+    async fn expire(&self, now: i64) -> Result<()> {
+        let mut events = Vec::new();
         for f in self.store.expire_acceptances(now).await? {
             let tags = match self.store.find_asset(&f.asset_id).await? {
                 Some(a) => a.tags,
                 None => Vec::new(),
             };
-            self.store
-                .notify(&[Event::for_finding("acceptance_expired", &f, &tags)])
-                .await?;
+            events.push(Event::for_finding("acceptance_expired", &f, &tags));
         }
-        let (_, failed) = self.store.deliver_due(self.config.backoff).await?;
-        if failed > 0 {
-            eprintln!(
-                "aegis worker: {failed} notification(s) could not be delivered after retries; \
-                 `aegis notify deliveries --state failed` shows why"
-            );
+        self.store.notify(&events).await.map(|_| ())
+    }
+
+    /// Send due notifications until `stop`: apart from the job loop, so a mail server that does not answer
+    /// delays no check.
+    async fn deliver(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            match self.store.deliver_due(self.config.backoff).await {
+                Ok((_, failed)) if failed > 0 => eprintln!(
+                    "aegis worker: {failed} notification(s) could not be delivered after retries; \
+                     `aegis notify deliveries --state failed` shows why"
+                ),
+                Ok(_) => {}
+                Err(e) => eprintln!("aegis worker: delivering notifications: {e}"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.poll) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
         }
-        Ok(())
     }
 
     /// Claim one specific queued job and run it to the end (for `aegis check run --wait`). `None` when another
@@ -618,9 +660,28 @@ impl Worker {
         self.store.run(&run_id, false).await.map(Some)
     }
 
-    /// Execute a claimed job: lay out its inputs, run the check off the async threads while renewing the lease
-    /// and recording progress, store its findings, close the run, notify.
+    /// Execute a claimed job: lay out its inputs, run the check off the async threads while its lease is
+    /// renewed and its progress recorded, close the run, and only if this worker still held the job, store the
+    /// findings and notify (a run whose lease was lost and recovered counts for nothing).
     pub async fn execute(&self, job: Job, run: Run) -> Result<()> {
+        // The lease is renewed from the claim on, also while waiting for the heavy slot.
+        let renewer = {
+            let (store, job_id, run_id, me) = (
+                self.store.clone(),
+                job.id.clone(),
+                run.id.clone(),
+                self.id.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(15)).await;
+                    if !store.renew(&job_id, &run_id, &me).await.unwrap_or(true) {
+                        eprintln!("aegis worker: lost the lease of job {job_id}; its result will not count");
+                        return;
+                    }
+                }
+            })
+        };
         let heavy = if job.kind.is_heavy() {
             Some(
                 self.heavy
@@ -636,27 +697,16 @@ impl Worker {
         let result = self.execute_in(&job, &run, &work).await;
         let _ = std::fs::remove_dir_all(&work);
         drop(heavy);
-        let (status, summary, error, report, outcome) = match result {
+        renewer.abort();
+        let (status, summary, error, report, done) = match result {
             Ok((Outcome::Done(report), asset, version)) => {
-                let outcome = self
-                    .store
-                    .ingest(
-                        &asset.id,
-                        &version.id,
-                        &version.filename,
-                        job.kind.as_str(),
-                        &run.id,
-                        &report.findings,
-                        true,
-                    )
-                    .await?;
                 let summary = checks::summary(&report.findings);
                 (
                     RunStatus::Done,
                     summary,
                     String::new(),
                     Some(report),
-                    Some((asset, outcome)),
+                    Some((asset, version)),
                 )
             }
             Ok((Outcome::Skipped(why), _, _)) => {
@@ -670,8 +720,8 @@ impl Worker {
                 None,
             ),
         };
-        let ms = report.as_ref().map(|r| r.duration_ms as i64);
-        self.store
+        let held = self
+            .store
             .finish(
                 &job,
                 &run.id,
@@ -682,10 +732,24 @@ impl Worker {
                 report.as_ref(),
             )
             .await?;
-        if let Some(ms) = ms {
-            self.store.set_duration(&run.id, ms).await?;
+        if let Some(r) = &report {
+            self.store
+                .set_duration(&run.id, r.duration_ms as i64)
+                .await?;
         }
-        if let Some((asset, outcome)) = outcome {
+        if let (true, Some(report), Some((asset, version))) = (held, report, done) {
+            let outcome = self
+                .store
+                .ingest(
+                    &asset.id,
+                    &version.id,
+                    &version.filename,
+                    job.kind.as_str(),
+                    &run.id,
+                    &report.findings,
+                    true,
+                )
+                .await?;
             self.store
                 .notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
                 .await?;
@@ -705,7 +769,7 @@ impl Worker {
             .await?
             .ok_or_else(|| Error::Check("the asset was removed before its check ran".into()))?;
         let version = self.store.version(&job.version_id).await?;
-        if matches!(job.kind, CheckKind::Robustness | CheckKind::Privacy) {
+        if job.kind.loads_model() {
             if let Some(why) = self.store.unsafe_to_load(&asset, &version).await? {
                 return Ok((Outcome::Skipped(why), asset, version));
             }
@@ -717,19 +781,14 @@ impl Worker {
         let bar = progress.clone();
         let mut task =
             tokio::task::spawn_blocking(move || checks::execute(kind, &prepared, &settings, &bar));
-        let mut ticks = 0u64;
         let outcome = loop {
             tokio::select! {
                 done = &mut task => {
                     break done.map_err(|e| Error::Check(format!("the check stopped: {e}")))??;
                 }
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {
-                    ticks += 1;
                     let (fraction, stage) = progress.get();
                     let _ = self.store.progress(&run.id, fraction, &stage).await;
-                    if ticks.is_multiple_of(15) && !self.store.renew(&job.id, &self.id).await.unwrap_or(true) {
-                        eprintln!("aegis worker: lost the lease of job {}; its result will not count", job.id);
-                    }
                 }
             }
         };
@@ -747,19 +806,7 @@ impl Worker {
         let _ = std::fs::remove_dir_all(work);
         std::fs::create_dir_all(work).map_err(Error::io("create", work))?;
         let path = work.join(&version.filename);
-        let files: Vec<objects::StoredFile> =
-            if version.files.len() == 1 && version.files[0].path == version.filename {
-                version.files.clone()
-            } else {
-                version
-                    .files
-                    .iter()
-                    .map(|f| objects::StoredFile {
-                        path: format!("{}/{}", version.filename, f.path),
-                        ..f.clone()
-                    })
-                    .collect()
-            };
+        let files = layout(version);
         objects::materialize(&data_dir, &files, work, self.store.at_rest())?;
         let signature = match &version.signature {
             Some(sig) => {
@@ -783,9 +830,10 @@ impl Worker {
             train: None,
             baseline: None,
         };
+        // Linked data lies apart from the version's own files (which may be a directory named `test`).
         let lay_out = |dir: &str, asset: Asset, version: Version| -> Result<DataInput> {
-            let sub = work.join(dir);
-            let files: Vec<objects::StoredFile> = version.files.clone();
+            let sub = work.join(".aegis-inputs").join(dir);
+            let files = layout(&version);
             objects::materialize(&data_dir, &files, &sub, self.store.at_rest())?;
             let path: PathBuf = sub.join(&version.filename);
             Ok(DataInput {
@@ -822,4 +870,20 @@ impl Worker {
         }
         Ok(prepared)
     }
+}
+
+/// A version's files as they are laid out under the work directory: a single file under its name, a
+/// directory's files under the directory's name.
+fn layout(version: &Version) -> Vec<objects::StoredFile> {
+    if version.files.len() == 1 && version.files[0].path == version.filename {
+        return version.files.clone();
+    }
+    version
+        .files
+        .iter()
+        .map(|f| objects::StoredFile {
+            path: format!("{}/{}", version.filename, f.path),
+            ..f.clone()
+        })
+        .collect()
 }

@@ -138,9 +138,9 @@ async fn finding_lifecycle_with_notifications() {
             .unwrap();
         assert_eq!(robustness.status, RunStatus::Skipped);
         assert!(
-            robustness
-                .error
-                .starts_with("not loaded: the scan of version 1 found"),
+            robustness.error.starts_with(
+                "not loaded: the scan of version 1 found open high or critical findings (AEG-SCAN-"
+            ),
             "{}",
             robustness.error
         );
@@ -448,4 +448,96 @@ async fn digest_gathers_a_burst_into_one_message() {
     let events = json["events"].as_array().unwrap();
     assert_eq!(events.len(), 500, "only the prod-tagged asset's events");
     assert!(events.iter().all(|e| e["asset"] == "prod-model"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_versions_are_checked_for_drift_against_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
+    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
+    store
+        .create_asset(NewAsset {
+            name: "tx".into(),
+            kind: Some(AssetKind::Dataset),
+            settings: aegis_store::assets::AssetSettings {
+                label: Some("label".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (_, csv) = support::demo_model();
+    let lines: Vec<&str> = csv.lines().collect();
+    let table = |rows: &[&str]| format!("{}\n{}\n", lines[0], rows.join("\n"));
+    let drift_findings = |store: Store| async move {
+        let page = store
+            .list_findings(&FindingFilter {
+                asset: Some("tx".into()),
+                source: Some("drift".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        page.findings
+    };
+    // v1 and v2 are two samples of one distribution: no drift.
+    run_all(
+        &worker,
+        &add_version(
+            &store,
+            "tx",
+            "tx.csv",
+            table(&lines[1..1001]).as_bytes(),
+            dir.path(),
+        )
+        .await,
+    )
+    .await;
+    run_all(
+        &worker,
+        &add_version(
+            &store,
+            "tx",
+            "tx.csv",
+            table(&lines[1001..]).as_bytes(),
+            dir.path(),
+        )
+        .await,
+    )
+    .await;
+    let asset = store.asset("tx").await.unwrap();
+    let latest = store.latest_runs(&asset.id).await.unwrap();
+    let drift = latest.iter().find(|r| r.kind == CheckKind::Drift).unwrap();
+    assert_eq!(drift.status, RunStatus::Done, "{}", drift.error);
+    assert!(drift_findings(store.clone()).await.is_empty());
+    // v3 carries amounts five times larger: the amount column drifted.
+    let scaled: Vec<String> = lines[1001..]
+        .iter()
+        .map(|l| {
+            let mut cells: Vec<String> = l.split(',').map(str::to_string).collect();
+            cells[0] = format!("{:.2}", cells[0].parse::<f64>().unwrap() * 5.0);
+            cells.join(",")
+        })
+        .collect();
+    let scaled: Vec<&str> = scaled.iter().map(String::as_str).collect();
+    run_all(
+        &worker,
+        &add_version(
+            &store,
+            "tx",
+            "tx.csv",
+            table(&scaled).as_bytes(),
+            dir.path(),
+        )
+        .await,
+    )
+    .await;
+    let found = drift_findings(store.clone()).await;
+    assert!(
+        found.iter().any(|f| f.finding.rule.as_str() == "AEG-DRIFT-001"
+            && matches!(&f.finding.location, aegis_core::Location::Dataset { column: Some(c), .. } if c == "amount")),
+        "{found:?}"
+    );
 }

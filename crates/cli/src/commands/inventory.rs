@@ -134,6 +134,8 @@ fn run_jobs(
             ..WorkerConfig::default()
         },
     );
+    // Jobs an earlier command or a lost worker left behind are recovered first (their leases ran out).
+    off.block_on(store.recover(aegis_store::now_secs(), None, worker.id()))?;
     let mut runs = Vec::new();
     for job in jobs {
         let ran = off.block_on(worker.run_job_now(job))?;
