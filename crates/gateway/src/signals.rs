@@ -3,7 +3,8 @@
 //! so it is triaged and notified like a check's finding instead of ending as a log line.
 //!
 //! Drift findings are per feature (and `prediction`), so 500 drifting windows are one finding seen 500 times,
-//! notified once; a window that no longer drifts resolves them. An extraction alarm is per API key and model.
+//! notified once; a window that no longer drifts resolves them. A window is also a `drift` run of the model (at
+//! most one an hour unless the verdict changes), which the posture shows. An extraction alarm is per API key and model.
 //! Sign-in lockouts and a broken audit chain are recorded against the gateway's own asset, `aegis-gateway`.
 
 use aegis_core::{Finding, Location, RuleDoc, Severity};
@@ -146,7 +147,36 @@ pub(crate) async fn drift_window(sinks: Sinks<'_>, model: &str, report: &WindowR
             .with_evidence(json!({"psi": f.psi, "pvalue": f.pvalue, "statistic": f.statistic, "rows": report.rows}))
         })
         .collect();
-    record(sinks, model, "drift", &findings, true).await;
+    let mut run = aegis_core::Report::new("drift", vec![format!("live traffic to {model}")]);
+    run.findings = findings;
+    run.metrics.insert("rows".into(), report.rows.into());
+    run.metrics.insert(
+        "window".into(),
+        serde_json::to_value(report).unwrap_or_default(),
+    );
+    let result = async {
+        match sinks.store.find_asset(model).await? {
+            Some(asset) => {
+                sinks
+                    .store
+                    .record_live_drift(&asset, run, report.alert)
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+    .await;
+    if let Err(e) = result {
+        crate::log::emit(
+            crate::log::Level::Warn,
+            "signal_not_recorded",
+            &[
+                ("model", model.into()),
+                ("source", "drift".into()),
+                ("cause", e.to_string().into()),
+            ],
+        );
+    }
 }
 
 /// Record an extraction alarm of `key_id` on `model`.

@@ -592,6 +592,36 @@ async fn drift_scenario(backend: Backend) {
     assert!(audit_where(&server, 0, |r| r.kind == "drift")
         .await
         .is_empty());
+    // The served model's posture has a live drift run, and no drift finding.
+    let store = &server.state().store;
+    let asset = store.asset("fraud").await.unwrap();
+    let drift_runs = |store: aegis_store::Store, id: String| async move {
+        let runs = store.runs(&id, None, 100).await.unwrap();
+        runs.into_iter()
+            .filter(|r| r.kind == aegis_store::checks::CheckKind::Drift)
+            .collect::<Vec<_>>()
+    };
+    let runs = drift_runs(store.clone(), asset.id.clone()).await;
+    assert_eq!(
+        runs.len(),
+        1,
+        "one run an hour while the verdict holds: {runs:?}"
+    );
+    assert_eq!(
+        (runs[0].cause.as_str(), runs[0].summary.as_str()),
+        ("live", "no findings")
+    );
+    let drift_findings = aegis_store::findings::FindingFilter {
+        asset: Some("fraud".into()),
+        source: Some("drift".into()),
+        ..Default::default()
+    };
+    assert!(store
+        .list_findings(&drift_findings)
+        .await
+        .unwrap()
+        .findings
+        .is_empty());
 
     // A window of amounts four times larger: alert naming `amount`.
     let shifted: Vec<[f32; 6]> = natural(300, 42)
@@ -637,6 +667,16 @@ async fn drift_scenario(backend: Backend) {
         .collect();
     assert!(drifted.contains(&"amount"), "{drifted:?}");
     assert!(!drifted.contains(&"hour"), "{drifted:?}");
+    // The alert is a finding on `amount`, and a new run (the verdict changed).
+    let found = store.list_findings(&drift_findings).await.unwrap().findings;
+    assert!(
+        found.iter().any(|f| matches!(&f.finding.location,
+            aegis_core::Location::ModelInput { feature, .. } if feature == "amount")),
+        "{found:?}"
+    );
+    let runs = drift_runs(store.clone(), asset.id.clone()).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_ne!(runs[0].summary, "no findings");
     server.stop().await;
 }
 

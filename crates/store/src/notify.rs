@@ -562,15 +562,7 @@ impl Store {
     }
 }
 
-/// `scheme://host[:port]/***`: what of a webhook URL may be shown.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "***".into();
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    format!("{scheme}://{host}/***")
-}
+pub use crate::webhook::redact_url;
 
 /// The signature header value of `body` under `secret`: `sha256=HEX`.
 pub fn sign(secret: &str, body: &[u8]) -> String {

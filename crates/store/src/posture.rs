@@ -75,7 +75,12 @@ impl Store {
         for v in self.versions(&asset.id).await? {
             seqs.insert(v.id.clone(), v.seq);
         }
-        let checks: Vec<CheckState> = CheckKind::for_kind(asset.kind)
+        // A served model's drift is measured on its live traffic (runs with cause `live`), not queued.
+        let mut kinds: Vec<CheckKind> = CheckKind::for_kind(asset.kind).to_vec();
+        if asset.kind == AssetKind::Model {
+            kinds.push(CheckKind::Drift);
+        }
+        let checks: Vec<CheckState> = kinds
             .iter()
             .map(|&kind| match latest.iter().find(|r| r.kind == kind) {
                 Some(run) => state_of(run, seqs.get(&run.version_id).copied().unwrap_or(0)),
@@ -84,7 +89,11 @@ impl Store {
                     status: "never".into(),
                     finished: 0,
                     version: 0,
-                    summary: "not run yet".into(),
+                    summary: if kind == CheckKind::Drift && asset.kind == AssetKind::Model {
+                        "measured on live traffic once the model is served with a reference".into()
+                    } else {
+                        "not run yet".into()
+                    },
                     run_id: String::new(),
                 },
             })
@@ -110,7 +119,11 @@ impl Store {
             open.get("critical").copied().unwrap_or(0) + open.get("high").copied().unwrap_or(0);
         let verdict = if serious > 0 || checks.iter().any(|c| c.status == "failed") {
             "attention"
-        } else if checks.iter().all(|c| c.status == "never") {
+        } else if checks
+            .iter()
+            .filter(|c| c.check != CheckKind::Drift)
+            .all(|c| c.status == "never")
+        {
             "unchecked"
         } else {
             "ok"

@@ -20,7 +20,7 @@ pub(crate) async fn post(
     timeout: Duration,
     ca_file: Option<&std::path::Path>,
 ) -> Result<u16> {
-    let shown = crate::notify::redact_url(url);
+    let shown = redact_url(url);
     tokio::time::timeout(timeout, post_inner(url, &shown, headers, body, ca_file))
         .await
         .map_err(|_| {
@@ -138,4 +138,14 @@ pub(crate) fn client_config(ca_file: Option<&std::path::Path>) -> Result<rustls:
         .map_err(|e| Error::Invalid(format!("TLS: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// `scheme://host[:port]/***`: what of a webhook URL may be shown.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "***".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    format!("{scheme}://{host}/***")
 }

@@ -378,6 +378,61 @@ impl Store {
         )))
     }
 
+    /// Record a closed drift window of a served model's live traffic as a `drift` run of the model (cause
+    /// `live`), at most one an hour unless the window's verdict changed (alerting or clean), so the posture has
+    /// the model's drift "check" and its history without a run per window. The findings are recorded either way.
+    pub async fn record_live_drift(
+        &self,
+        asset: &Asset,
+        report: aegis_core::Report,
+        alert: bool,
+    ) -> Result<()> {
+        let Some(version) = asset.latest.clone() else {
+            return Ok(());
+        };
+        let previous = self
+            .latest_runs(&asset.id)
+            .await?
+            .into_iter()
+            .find(|r| r.kind == CheckKind::Drift);
+        let was_alerting = previous
+            .as_ref()
+            .is_some_and(|r| r.summary != "no findings");
+        let due = previous
+            .as_ref()
+            .is_none_or(|r| now_secs() - r.started >= 3600 || was_alerting != alert);
+        if !due {
+            return self
+                .record_signal(asset, CheckKind::Drift.as_str(), &report.findings, true)
+                .await;
+        }
+        let summary = checks::summary(&report.findings);
+        let run_id = self
+            .record_finished(
+                &asset.id,
+                &version.id,
+                CheckKind::Drift,
+                "live",
+                "gateway",
+                &summary,
+                &report,
+            )
+            .await?;
+        let outcome = self
+            .ingest(
+                &asset.id,
+                &version.id,
+                &version.filename,
+                CheckKind::Drift.as_str(),
+                &run_id,
+                &report.findings,
+                true,
+            )
+            .await?;
+        self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
+            .await
+    }
+
     /// Record findings a live signal (drift alert, extraction alarm, lockout) raised for an asset, and notify.
     /// Signals never resolve findings by absence; their own source does, with a later clean report.
     pub async fn record_signal(
