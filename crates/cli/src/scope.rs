@@ -49,16 +49,21 @@ fn honours(path: &[&str]) -> Honours {
         | ["schema", "check"]
         | ["drift"]
         | ["vault", "verify"] => REPORT,
+        // They register or run checks and exit 1 when open findings reach --fail-on, as report commands do.
+        ["model", "add"] | ["asset", "add"] | ["dataset", _] | ["check", "run"] | ["report", _] => {
+            Honours {
+                flags: &["format", "output", "fail_on", "quiet"],
+                formats: &["human", "json"],
+            }
+        }
         ["rules"]
         | ["user", "add" | "list"]
         | ["key", "create" | "list" | "rotate"]
         | ["model", _]
         | ["audit-log", _]
-        | ["asset", "add" | "list" | "show" | "update"]
-        | ["dataset", _]
+        | ["asset", "list" | "show" | "update"]
         | ["check", _]
         | ["findings", _]
-        | ["report", _]
         | ["notify", "list" | "deliveries" | "test"] => LISTING,
         ["asset", _] | ["notify", _] => Honours {
             flags: &[],
@@ -66,7 +71,7 @@ fn honours(path: &[&str]) -> Honours {
         },
         // `--format html -o posture.html` is the self-contained page.
         ["posture"] => Honours {
-            flags: &["format", "output"],
+            flags: &["format", "output", "fail_on"],
             formats: &["human", "json", "html"],
         },
         // They say what they did on stderr and print nothing else.

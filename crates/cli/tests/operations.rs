@@ -19,8 +19,8 @@ const SECRET: &str = "walkthrough-webhook-secret-0123456789";
 fn aegis(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aegis"))
         .args(args)
-        // Every command but `vault` works on the server's configuration and database.
-        .args(if args[0] == "vault" {
+        // Every command but `vault` and `scan` works on the server's configuration and database.
+        .args(if matches!(args[0], "vault" | "scan") {
             &[][..]
         } else {
             &["--config", "aegis.toml"][..]
@@ -38,8 +38,9 @@ fn aegis(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> std::process::Outpu
     }
     drop(input);
     let out = child.wait_with_output().unwrap();
+    // 1 is "findings at or above --fail-on", as for every report command; 2 would be a failure.
     assert!(
-        out.status.success(),
+        matches!(out.status.code(), Some(0 | 1)),
         "aegis {args:?} failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -471,11 +472,64 @@ fn a_new_user_puts_a_model_under_watch() {
     }
 
     let out = aegis(d, &["posture", "fraud"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "an open high finding: exit 1 at the default --fail-on high"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("fraud (model v3") && text.contains("signature unsigned"),
         "{text}"
     );
+
+    // A report a pipeline wrote is imported for the asset it is about, and refused for another.
+    aegis(
+        d,
+        &["scan", "model.onnx", "--format", "json", "-o", "scan.json"],
+        None,
+    );
+    let out = aegis(
+        d,
+        &[
+            "report",
+            "import",
+            "scan.json",
+            "--asset",
+            "fraud",
+            "--format",
+            "json",
+        ],
+        None,
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (run["kind"].as_str(), run["cause"].as_str()),
+        (Some("scan"), Some("import"))
+    );
+    let refused = Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args([
+            "report",
+            "import",
+            "scan.json",
+            "--asset",
+            "fraud-test",
+            "--config",
+            "aegis.toml",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    // A mistyped data directory is an error, not an empty inventory.
+    let wrong = Command::new(env!("CARGO_BIN_EXE_aegis"))
+        .args(["findings", "list", "--data-dir", "no-such-dir"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("no Aegis data in no-such-dir"));
+    assert!(!d.join("no-such-dir").exists());
 
     #[cfg(unix)]
     {

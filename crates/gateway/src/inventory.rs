@@ -61,6 +61,34 @@ pub(crate) async fn register_served(
     problems
 }
 
+/// Register every upstream the gateway proxies as an endpoint asset (tagged `served`), so the inventory lists
+/// everything it serves; its findings (extraction alarms, lockouts) land there. Endpoints have no file checks.
+pub(crate) async fn register_upstreams(store: &Store, config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for up in &config.upstreams {
+        let result = async {
+            if store.find_asset(&up.name).await?.is_some() {
+                return Ok(());
+            }
+            store
+                .create_asset(NewAsset {
+                    name: up.name.clone(),
+                    kind: Some(AssetKind::Endpoint),
+                    endpoint: up.url.clone(),
+                    tags: vec!["served".into()],
+                    ..NewAsset::default()
+                })
+                .await
+                .map(|_| ())
+        }
+        .await;
+        if let Err(e) = result {
+            problems.push(format!("upstream {}: {e}", up.name));
+        }
+    }
+    problems
+}
+
 async fn register_one(
     store: &Store,
     name: &str,

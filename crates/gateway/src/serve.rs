@@ -216,12 +216,13 @@ pub async fn start(config: Config) -> Result<Running> {
     let store = db
         .open_store(&url, &config.server.data_dir, objects_key.as_deref())
         .await?;
-    let inventory_problems = crate::inventory::register_served(
+    let mut inventory_problems = crate::inventory::register_served(
         &store,
         &crate::inventory::served_files(&config, use_demo),
         config.checks.max_bytes(),
     )
     .await;
+    inventory_problems.extend(crate::inventory::register_upstreams(&store, &config).await);
     let boot = crate::util::random_token(12)?;
     let (audit, writer) = AuditLog::spawn(db.clone(), boot.clone());
     // The run's first record: every record after it carries this boot id and its number in the run.

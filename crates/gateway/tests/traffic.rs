@@ -271,6 +271,21 @@ async fn rate_limit(backend: Backend) {
     let Some((server, stub)) = start_with_stub(backend, |_| {}).await else {
         return;
     };
+    // Everything the gateway serves is in the inventory: the local model, and each upstream as an endpoint.
+    let assets = server.state().store.list_assets(None).await.unwrap();
+    for name in ["demo-fraud", "llm", "pred", "v2up", "down", "slow"] {
+        assert!(
+            assets.iter().any(|a| a.name == name),
+            "{name} is not an asset"
+        );
+    }
+    let llm = assets.iter().find(|a| a.name == "llm").unwrap();
+    assert_eq!(llm.kind, aegis_store::assets::AssetKind::Endpoint);
+    assert!(
+        llm.endpoint.starts_with("http://127.0.0.1:"),
+        "{}",
+        llm.endpoint
+    );
     let tight = |k: &mut aegis_gateway::keys::NewKey| {
         k.burst = 3;
         k.rate_per_sec = 0.01;

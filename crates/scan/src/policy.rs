@@ -89,6 +89,19 @@ struct PolicyFile {
     scan: ScanSection,
     #[serde(default)]
     limits: LimitsSection,
+    // One `aegis.toml` serves `aegis scan` and `aegis serve`: the gateway's sections are its own business.
+    #[serde(default, rename = "server")]
+    _server: Option<toml::Value>,
+    #[serde(default, rename = "defaults")]
+    _defaults: Option<toml::Value>,
+    #[serde(default, rename = "key_ceilings")]
+    _key_ceilings: Option<toml::Value>,
+    #[serde(default, rename = "checks")]
+    _checks: Option<toml::Value>,
+    #[serde(default, rename = "model")]
+    _model: Option<toml::Value>,
+    #[serde(default, rename = "upstream")]
+    _upstream: Option<toml::Value>,
 }
 
 /// `[limits]` of a policy file: overrides of [`aegis_formats::Limits`].
@@ -1433,6 +1446,16 @@ pub fn gadget(module: &str, name: &str) -> Option<(&'static str, &'static str)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_aegis_toml_serves_the_scanner_and_the_gateway() {
+        let text = "[server]\ndata_dir = \"data\"\n\n[checks]\nencrypt_objects = true\n\n[[model]]\nname = \"m\"\n\n\
+                    [scan]\nallow = [\"mylab.models.Net\"]\n";
+        let (policy, _) = Policy::config_from_toml(text, "aegis.toml").unwrap();
+        assert!(policy.extra().any(|e| e == "mylab.models.Net"));
+        // A misspelt section is still an error.
+        assert!(Policy::config_from_toml("[scna]\nallow = []\n", "aegis.toml").is_err());
+    }
 
     fn v(module: &str, name: &str) -> Verdict {
         Policy::default().verdict(module, name)

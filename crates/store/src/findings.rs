@@ -545,7 +545,8 @@ impl Store {
         let comment = triage.comment.trim();
         if triage.state.is_none() && triage.owner.is_none() && triage.accept_days.is_none() {
             return Err(Error::Invalid(
-                "nothing to change: give a state, an owner or accept_days".into(),
+                "nothing to change: give a state (--state), an owner (--owner) or a risk acceptance (--accept-days)"
+                    .into(),
             ));
         }
         let state = triage.state.unwrap_or(before.state);
@@ -561,11 +562,21 @@ impl Store {
                 state.as_str()
             )));
         }
+        if triage.justification.is_some() && state != VexState::NotAffected {
+            return Err(Error::Invalid(
+                "a justification goes with the state not_affected only".into(),
+            ));
+        }
         if state == VexState::NotAffected {
             let j = triage.justification.as_deref().unwrap_or("");
             if !JUSTIFICATIONS.contains(&j) {
                 return Err(Error::Invalid(format!(
-                    "not_affected needs a justification: one of {}",
+                    "not_affected needs a justification{}: one of {}",
+                    if j.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({j:?} is not one)")
+                    },
                     JUSTIFICATIONS.join(", ")
                 )));
             }

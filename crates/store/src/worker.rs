@@ -488,7 +488,7 @@ impl Store {
         };
         if !CheckKind::for_kind(asset.kind).contains(&kind) {
             return Err(Error::Invalid(format!(
-                "a {} report does not apply to {}, a {}",
+                "this {} report does not apply to {}, which is a {}",
                 kind.as_str(),
                 asset.name,
                 asset.kind.as_str()
@@ -500,6 +500,20 @@ impl Store {
                 asset.name, asset.name
             ))
         })?;
+        let about = |t: &String| {
+            t == &version.filename
+                || t.ends_with(&format!("/{}", version.filename))
+                || t.ends_with(&format!("/{}/", version.filename))
+        };
+        if !report.target.iter().any(about) {
+            return Err(Error::Invalid(format!(
+                "the report is about {}, but {}'s latest version is {}: import it for the asset it is about, \
+                 or add that file as a new version first",
+                report.target.join(", "),
+                asset.name,
+                version.filename
+            )));
+        }
         shorten_paths(&mut report, &version.filename);
         let summary = checks::summary(&report.findings);
         let run_id = self

@@ -541,3 +541,85 @@ async fn dataset_versions_are_checked_for_drift_against_the_first() {
         "{found:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_with_credentials_inside_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
+    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let (server, ca, mails, auths) = support::starttls_sink(dir.path()).await;
+    let email = EmailConfig {
+        server: server.clone(),
+        from: "aegis@example.com".into(),
+        to: vec!["oncall@example.com".into()],
+        security: "starttls".into(),
+        username: Some("aegis".into()),
+        password: Some("smtp secret".into()),
+        ca_file: Some(ca),
+    };
+    store
+        .put_channel(&Channel {
+            name: "oncall".into(),
+            transport: Transport::Email(email.clone()),
+            min_severity: Severity::High,
+            tags: vec![],
+            digest_secs: 0,
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    store.test_channel("oncall").await.unwrap();
+    assert_eq!(auths.lock().unwrap().as_slice(), ["|aegis|smtp secret"]);
+    let got = mails.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("Subject: Aegis test notification"),
+        "{}",
+        got[0]
+    );
+    // Without the sink's CA the certificate is refused, and nothing is sent.
+    store
+        .put_channel(&Channel {
+            name: "unverified".into(),
+            transport: Transport::Email(EmailConfig {
+                ca_file: None,
+                ..email.clone()
+            }),
+            min_severity: Severity::High,
+            tags: vec![],
+            digest_secs: 0,
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let err = store
+        .test_channel("unverified")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("TLS"), "{err}");
+    assert_eq!(
+        auths.lock().unwrap().len(),
+        1,
+        "no credentials sent to an unverified server"
+    );
+    // A plain sink that offers no STARTTLS is refused unless the channel says `none`.
+    let (plain, _) = support::smtp_sink().await;
+    store
+        .put_channel(&Channel {
+            name: "plain".into(),
+            transport: Transport::Email(EmailConfig {
+                server: plain,
+                ca_file: None,
+                ..email
+            }),
+            min_severity: Severity::High,
+            tags: vec![],
+            digest_secs: 0,
+            enabled: true,
+        })
+        .await
+        .unwrap();
+    let err = store.test_channel("plain").await.unwrap_err().to_string();
+    assert!(err.contains("does not offer STARTTLS"), "{err}");
+}

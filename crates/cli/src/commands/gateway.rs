@@ -38,6 +38,23 @@ pub(crate) fn open(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
     Ok((config, offline))
 }
 
+/// Open an existing gateway database for a command that only reads or changes what is there: a mistyped
+/// `--data-dir` must not create an empty database and report that nothing was found.
+pub(crate) fn open_existing(args: &GatewayArgs) -> anyhow::Result<(Config, Offline)> {
+    let config = options(args).resolve()?;
+    if config.server.database.is_none() {
+        let db = config.server.data_dir.join("aegis.db");
+        if !db.is_file() {
+            anyhow::bail!(
+                "no Aegis data in {}: start `aegis serve` or register a model (`aegis model add NAME FILE`) \
+                 there first, or point --data-dir (or --config) at the server's data directory",
+                config.server.data_dir.display()
+            );
+        }
+    }
+    open(args)
+}
+
 pub(crate) fn json(global: &GlobalArgs, value: &impl serde::Serialize) -> anyhow::Result<()> {
     output::write_text(
         global,

@@ -19,7 +19,7 @@ use aegis_store::worker::{Worker, WorkerConfig};
 use aegis_store::Store;
 use anyhow::{bail, Context};
 
-use super::gateway::{json, open};
+use super::gateway::{json, open, open_existing};
 use crate::args::{GlobalArgs, OutputFormat};
 use crate::args_inventory::*;
 use crate::output;
@@ -41,6 +41,20 @@ fn settings(data: &DataSettingsArgs) -> AssetSettings {
         drop: data.drop.clone(),
         serves_as: None,
     }
+}
+
+/// A dataset must be a table the checks can read, with the label column it is registered with: found now, not
+/// when its first check fails.
+fn check_table(path: &Path, data: &DataSettingsArgs) -> anyhow::Result<()> {
+    let opts = aegis_data::ReadOptions {
+        label: data.label.clone(),
+        drop: data.drop.clone(),
+        max_rows: Some(1),
+        ..aegis_data::ReadOptions::default()
+    };
+    aegis_data::read_frame(path, &opts)
+        .map(|_| ())
+        .with_context(|| format!("{} cannot be registered as a dataset", path.display()))
 }
 
 /// The asset named `name`, created when absent.
@@ -222,7 +236,8 @@ fn registered(
         }
         if runs.is_empty() && !queued.is_empty() {
             text.push_str(&format!(
-                "{} check(s) queued; the server's worker runs them (`aegis posture` shows the results)\n",
+                "{} check(s) queued; the worker of `aegis serve` (which must be running on this data) runs them; \
+                 `aegis posture` shows the results\n",
                 queued.len()
             ));
         }
@@ -240,8 +255,27 @@ fn registered(
     Ok(if failed {
         ExitCode::from(output::EXIT_ERROR)
     } else {
-        ExitCode::SUCCESS
+        exit_for(global, &postures)
     })
+}
+
+/// 1 when an asset has open findings at or above `--fail-on` (default high), else 0: what every report
+/// command exits with, so a pipeline can stop on a registered model's findings.
+fn exit_for(global: &GlobalArgs, postures: &[aegis_store::posture::AssetPosture]) -> ExitCode {
+    let worst = postures
+        .iter()
+        .flat_map(|p| {
+            p.open
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(s, _)| s.as_str())
+        })
+        .filter_map(|s| s.parse::<aegis_core::Severity>().ok())
+        .max();
+    match worst {
+        Some(w) if w >= global.fail_on => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 /// `aegis model add`.
@@ -251,6 +285,23 @@ pub fn model_add(global: &GlobalArgs, args: ModelAddArgs) -> anyhow::Result<Exit
             "{} looks like a table; register data with `aegis dataset add` or `--train/--test/--reference`",
             args.path.display()
         );
+    }
+    for path in [
+        Some(&args.path),
+        args.train.as_ref(),
+        args.test.as_ref(),
+        args.reference.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        std::fs::metadata(path).with_context(|| format!("cannot register {}", path.display()))?;
+    }
+    for path in [&args.train, &args.test, &args.reference]
+        .into_iter()
+        .flatten()
+    {
+        check_table(path, &args.register.data)?;
     }
     let (config, off) = open(&args.gateway)?;
     let store = off.store().clone();
@@ -367,6 +418,11 @@ pub fn dataset(global: &GlobalArgs, command: DatasetCommand) -> anyhow::Result<E
 }
 
 fn add_asset(global: &GlobalArgs, args: AssetAddArgs) -> anyhow::Result<ExitCode> {
+    std::fs::metadata(&args.path)
+        .with_context(|| format!("cannot register {}", args.path.display()))?;
+    if args.kind == Some(KindArg::Dataset) || (args.kind.is_none() && is_table(&args.path)) {
+        check_table(&args.path, &args.register.data)?;
+    }
     let (config, off) = open(&args.gateway)?;
     let store = off.store().clone();
     let kind = match args.kind {
@@ -412,7 +468,7 @@ pub fn asset(global: &GlobalArgs, command: AssetCommand) -> anyhow::Result<ExitC
         AssetCommand::Update(args) => update_asset(global, args),
         AssetCommand::Link(args) => link(args),
         AssetCommand::Remove(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let asset = off.block_on(off.store().remove_asset(&args.name))?;
             off.audit(
                 "asset.remove",
@@ -429,7 +485,7 @@ pub fn asset(global: &GlobalArgs, command: AssetCommand) -> anyhow::Result<ExitC
 }
 
 fn list_assets(global: &GlobalArgs, args: AssetListArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let store = off.store();
     let kind = args.kind.map(|k| match k {
         KindArg::Model => AssetKind::Model,
@@ -465,7 +521,7 @@ fn list_assets(global: &GlobalArgs, args: AssetListArgs) -> anyhow::Result<ExitC
 }
 
 fn show_asset(global: &GlobalArgs, args: AssetNameArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let store = off.store();
     let asset = off.block_on(store.asset(&args.name))?;
     let versions = off.block_on(store.versions(&asset.id))?;
@@ -573,7 +629,7 @@ fn show_asset(global: &GlobalArgs, args: AssetNameArgs) -> anyhow::Result<ExitCo
 }
 
 fn update_asset(global: &GlobalArgs, args: AssetUpdateArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let store = off.store();
     let asset = off.block_on(store.asset(&args.name))?;
     let mut s = asset.settings.clone();
@@ -606,7 +662,7 @@ fn update_asset(global: &GlobalArgs, args: AssetUpdateArgs) -> anyhow::Result<Ex
 }
 
 fn link(args: AssetLinkArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let store = off.store();
     let model = off.block_on(store.asset(&args.model))?;
     let mut any = false;
@@ -638,7 +694,7 @@ fn link(args: AssetLinkArgs) -> anyhow::Result<ExitCode> {
 pub fn check(global: &GlobalArgs, command: CheckCommand) -> anyhow::Result<ExitCode> {
     match command {
         CheckCommand::Run(args) => {
-            let (config, off) = open(&args.gateway)?;
+            let (config, off) = open_existing(&args.gateway)?;
             let store = off.store().clone();
             let kinds = args
                 .checks
@@ -655,7 +711,7 @@ pub fn check(global: &GlobalArgs, command: CheckCommand) -> anyhow::Result<ExitC
             finish_registration(global, &off, &config, &[asset], &jobs, args.no_wait)
         }
         CheckCommand::List(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let store = off.store();
             let asset = off.block_on(store.asset(&args.name))?;
             let runs = off.block_on(store.runs(&asset.id, None, 100))?;
@@ -679,7 +735,7 @@ pub fn check(global: &GlobalArgs, command: CheckCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         CheckCommand::Show(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let run = off.block_on(off.store().run(&args.id, args.report))?;
             if args.report || !human(global) {
                 return json(global, &run).map(|()| ExitCode::SUCCESS);
@@ -700,7 +756,7 @@ pub fn check(global: &GlobalArgs, command: CheckCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         CheckCommand::Schedule(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let store = off.store();
             let kind = CheckKind::parse(&args.check)?;
             let asset = off.block_on(store.asset(&args.name))?;
@@ -783,7 +839,7 @@ fn human_duration(secs: i64) -> String {
 pub fn findings(global: &GlobalArgs, command: FindingsCommand) -> anyhow::Result<ExitCode> {
     match command {
         FindingsCommand::List(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let filter = FindingFilter {
                 asset: args.asset,
                 source: args.pillar,
@@ -831,7 +887,7 @@ pub fn findings(global: &GlobalArgs, command: FindingsCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         FindingsCommand::Show(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let store = off.store();
             let f = off.block_on(store.finding(&args.fingerprint))?;
             let history = off.block_on(store.finding_events(&args.fingerprint))?;
@@ -901,7 +957,7 @@ pub fn findings(global: &GlobalArgs, command: FindingsCommand) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         FindingsCommand::Triage(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let triage = Triage {
                 state: args.state.as_deref().map(VexState::parse).transpose()?,
                 justification: args.justification,
@@ -941,7 +997,7 @@ pub fn findings(global: &GlobalArgs, command: FindingsCommand) -> anyhow::Result
 
 /// `aegis posture`.
 pub fn posture(global: &GlobalArgs, args: PostureArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let postures = off.block_on(off.store().posture(args.name.as_deref()))?;
     match global.format {
         OutputFormat::Json => json(global, &postures)?,
@@ -993,7 +1049,7 @@ pub fn posture(global: &GlobalArgs, args: PostureArgs) -> anyhow::Result<ExitCod
             output::write_text(global, &t)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_for(global, &postures))
 }
 
 /// `aegis report import`.
@@ -1007,7 +1063,8 @@ pub fn report(global: &GlobalArgs, command: ReportCommand) -> anyhow::Result<Exi
             args.file.display()
         )
     })?;
-    let (_, off) = open(&args.gateway)?;
+    let worst = report.max_severity();
+    let (_, off) = open_existing(&args.gateway)?;
     let store = off.store();
     let asset = off.block_on(store.asset(&args.asset))?;
     let run = off.block_on(store.import_report(&asset, report, &Offline::actor()))?;
@@ -1031,10 +1088,13 @@ pub fn report(global: &GlobalArgs, command: ReportCommand) -> anyhow::Result<Exi
             run.id,
             run.summary
         );
-        Ok(ExitCode::SUCCESS)
     } else {
-        json(global, &run).map(|()| ExitCode::SUCCESS)
+        json(global, &run)?;
     }
+    Ok(match worst {
+        Some(w) if w >= global.fail_on => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
 }
 
 fn read_stdin_secret(what: &str) -> anyhow::Result<String> {
@@ -1055,7 +1115,7 @@ pub fn notify(global: &GlobalArgs, command: NotifyCommand) -> anyhow::Result<Exi
     match command {
         NotifyCommand::Add(args) => notify_add(*args),
         NotifyCommand::List(gateway) => {
-            let (_, off) = open(&gateway)?;
+            let (_, off) = open_existing(&gateway)?;
             let channels: Vec<Channel> = off
                 .block_on(off.store().channels())?
                 .iter()
@@ -1097,7 +1157,7 @@ pub fn notify(global: &GlobalArgs, command: NotifyCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         NotifyCommand::Remove(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             off.block_on(off.store().remove_channel(&args.name))?;
             off.audit(
                 "channel.remove",
@@ -1108,7 +1168,7 @@ pub fn notify(global: &GlobalArgs, command: NotifyCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
         NotifyCommand::Test(args) => {
-            let (_, off) = open(&args.gateway)?;
+            let (_, off) = open_existing(&args.gateway)?;
             let result = off.block_on(off.store().test_channel(&args.name));
             off.audit(
                 if result.is_ok() {
@@ -1198,7 +1258,7 @@ fn notify_add(args: NotifyAddArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn deliveries(global: &GlobalArgs, args: DeliveriesArgs) -> anyhow::Result<ExitCode> {
-    let (_, off) = open(&args.gateway)?;
+    let (_, off) = open_existing(&args.gateway)?;
     let list = off.block_on(off.store().deliveries(args.state.as_deref(), args.limit))?;
     if !human(global) {
         return json(global, &list).map(|()| ExitCode::SUCCESS);

@@ -197,3 +197,126 @@ pub fn demo_model() -> (Vec<u8>, String) {
         std::fs::read_to_string(root.join("demo-fraud.reference.csv")).unwrap(),
     )
 }
+
+/// An SMTP sink on 127.0.0.1 that offers STARTTLS with a fresh self-signed certificate for `localhost` and
+/// requires AUTH PLAIN inside TLS: its `localhost:port`, the CA file (the certificate) written in `dir`, what it
+/// received (DATA), and the credentials it saw (decoded AUTH PLAIN).
+pub async fn starttls_sink(
+    dir: &Path,
+) -> (
+    String,
+    std::path::PathBuf,
+    Arc<Mutex<Vec<String>>>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let ca = dir.join("smtp-ca.pem");
+    std::fs::write(&ca, cert.pem()).unwrap();
+    let certs = vec![cert.der().clone()];
+    let key_der = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("localhost:{}", listener.local_addr().unwrap().port());
+    let (got, auths) = (
+        Arc::new(Mutex::new(Vec::new())),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let (seen, seen_auth) = (got.clone(), auths.clone());
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, seen, seen_auth) = (acceptor.clone(), seen.clone(), seen_auth.clone());
+            tokio::spawn(async move {
+                let mut plain = BufReader::new(stream);
+                plain
+                    .get_mut()
+                    .write_all(b"220 sink ESMTP\r\n")
+                    .await
+                    .unwrap();
+                let mut line = String::new();
+                // Before TLS: EHLO offers STARTTLS; anything else but STARTTLS is refused.
+                loop {
+                    line.clear();
+                    if plain.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_ascii_uppercase();
+                    if cmd.starts_with("EHLO") {
+                        plain
+                            .get_mut()
+                            .write_all(b"250-sink\r\n250 STARTTLS\r\n")
+                            .await
+                            .unwrap();
+                    } else if cmd == "STARTTLS" {
+                        plain
+                            .get_mut()
+                            .write_all(b"220 go ahead\r\n")
+                            .await
+                            .unwrap();
+                        break;
+                    } else {
+                        plain
+                            .get_mut()
+                            .write_all(b"530 must issue STARTTLS first\r\n")
+                            .await
+                            .unwrap();
+                    }
+                }
+                let tls = acceptor.accept(plain.into_inner()).await.unwrap();
+                let mut r = BufReader::new(tls);
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let cmd = line.trim_end().to_string();
+                    let upper = cmd.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-sink\r\n250 AUTH PLAIN\r\n"
+                    } else if let Some(token) = cmd.strip_prefix("AUTH PLAIN ") {
+                        let raw = base64::engine::general_purpose::STANDARD
+                            .decode(token)
+                            .unwrap();
+                        seen_auth
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&raw).replace('\0', "|"));
+                        b"235 ok\r\n"
+                    } else if upper.starts_with("DATA") {
+                        r.get_mut().write_all(b"354 go\r\n").await.unwrap();
+                        let mut data = String::new();
+                        loop {
+                            let mut l = String::new();
+                            r.read_line(&mut l).await.unwrap();
+                            if l == ".\r\n" {
+                                break;
+                            }
+                            data.push_str(&l);
+                        }
+                        seen.lock().unwrap().push(data);
+                        b"250 queued\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = r.get_mut().write_all(b"221 bye\r\n").await;
+                        return;
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    r.get_mut().write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (addr, ca, got, auths)
+}
