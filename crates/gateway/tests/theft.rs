@@ -854,3 +854,85 @@ async fn detector_rates_on_demo_traffic() {
     assert!(normal.0 <= robust.0 && normal.1 < robust.1, "{normal:?}");
     assert!(std.0 >= 8 && std.1 >= robust.1, "std: {std:?}");
 }
+
+/// `refuse_findings`: a served model whose asset has an open finding at the policy's severity is withheld
+/// (503 `model_withheld`, audited), and served again once the finding is accepted as a risk.
+async fn serving_policy_scenario(backend: Backend) {
+    let Some(server) = support::start(backend, |c| {
+        c.models = vec![model("fraud", |m| {
+            m.extraction.enabled = false;
+            // Unsigned without a trust policy is a medium finding of the signature check.
+            m.refuse_findings = Some(aegis_core::Severity::Medium);
+        })];
+    })
+    .await
+    else {
+        return;
+    };
+    let key = server.key(&["fraud"], |_| {}).await;
+    let rows = natural(1, 7);
+    let withheld = async {
+        for _ in 0..120 {
+            let statuses = send(&server, "fraud", &key, &rows).await;
+            if statuses[0] == 503 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        false
+    }
+    .await;
+    assert!(
+        withheld,
+        "the model was not withheld while its unsigned finding is open"
+    );
+    let store = &server.state().store;
+    let open = store
+        .list_findings(&aegis_store::findings::FindingFilter {
+            asset: Some("fraud".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .findings;
+    let unsigned = open
+        .iter()
+        .find(|f| f.finding.rule.as_str() == "AEG-VAULT-001")
+        .expect("the unsigned finding");
+    store
+        .triage(
+            &unsigned.fingerprint,
+            &aegis_store::Triage {
+                accept_days: Some(7),
+                comment: "signing lands next week".into(),
+                ..Default::default()
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let served = async {
+        for _ in 0..120 {
+            let statuses = send(&server, "fraud", &key, &rows).await;
+            if statuses[0] == 200 {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        false
+    }
+    .await;
+    assert!(served, "an accepted risk does not withhold the model");
+    let decisions: Vec<String> = audit_where(&server, 0, |r| r.kind == "policy")
+        .await
+        .into_iter()
+        .map(|r| r.decision.clone())
+        .collect();
+    assert!(decisions.contains(&"withhold".to_string()), "{decisions:?}");
+    server.stop().await;
+}
+
+both!(
+    a_model_with_open_findings_is_withheld_until_they_are_accepted,
+    serving_policy_scenario
+);
