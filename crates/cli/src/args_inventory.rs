@@ -324,7 +324,8 @@ pub struct FindingsListArgs {
     /// Only this asset.
     #[arg(long)]
     pub asset: Option<String>,
-    /// Only this check or signal (scan, signature, schema, audit, robustness, privacy, drift, extraction).
+    /// Only this check or signal: scan, signature, schema, audit, drift, robustness, privacy, extraction, or a
+    /// live signal: extraction_alarm, gateway (sign-in lockouts), audit_chain.
     #[arg(long, value_name = "SOURCE")]
     pub pillar: Option<String>,
     /// At least this severity.

@@ -196,7 +196,8 @@ pub(crate) async fn extraction_alarm(
         format!("key {key_id} (owner {owner}) raised the extraction alarm on {model} after {queries} queries"),
     )
     .with_evidence(json!({"key_id": key_id, "owner": owner, "queries": queries}));
-    record(sinks, model, "extraction", &[finding], false).await;
+    // Not `extraction`: that is the offline assessment, whose runs would resolve live alarms.
+    record(sinks, model, "extraction_alarm", &[finding], false).await;
 }
 
 async fn record(sinks: Sinks<'_>, model: &str, source: &str, findings: &[Finding], clean: bool) {

@@ -282,9 +282,10 @@ impl Store {
                 None => grouped.push((fp, f.clone(), 1)),
             }
         }
-        let _guard = self.write_guard().await;
         let mut out = IngestOutcome::default();
         for (fp, f, n) in &grouped {
+            // Per finding, not around the loop: the lock is shared with the gateway's hot-path writers.
+            let _guard = self.write_guard().await;
             let existing = self.finding_raw(fp).await?;
             let location = serde_json::to_string(&f.location).unwrap_or_default();
             let evidence = serde_json::to_string(&f.evidence).unwrap_or_default();
@@ -394,6 +395,7 @@ impl Store {
                 if grouped.iter().any(|(g, _, _)| *g == fp) {
                     continue;
                 }
+                let _guard = self.write_guard().await;
                 let from: String = row.try_get("state").map_err(Error::db("read findings"))?;
                 sqlx::query(
                     "UPDATE findings SET state = 'resolved', resolved_at = $1, updated = $1 WHERE fingerprint = $2",
@@ -667,8 +669,8 @@ impl Store {
         .await
         .map_err(Error::db("read accepted risks"))?;
         let mut out = Vec::new();
-        let _guard = self.write_guard().await;
         for row in rows {
+            let _guard = self.write_guard().await;
             let fp: String = row
                 .try_get("fingerprint")
                 .map_err(Error::db("read findings"))?;

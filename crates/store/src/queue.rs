@@ -200,17 +200,20 @@ impl Store {
         let after_scan = "NOT (kind IN ('robustness', 'privacy', 'extraction') AND EXISTS (SELECT 1 FROM jobs s \
              WHERE s.version_id = jobs.version_id AND s.kind = 'scan' AND s.state IN ('queued', 'running')))";
         let sql = format!(
-            "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2, attempts = attempts + 1
+            "UPDATE jobs SET state = 'running', worker = $1, lease_until = $2, attempts = attempts + 1, run_id = $5
              WHERE state = 'queued' AND id = (SELECT id FROM jobs WHERE state = 'queued' AND {pick}
                                              AND {after_scan} ORDER BY due, created LIMIT 1 {lock})
              RETURNING id, asset_id, version_id, kind, cause, attempts"
         );
+        // The run id is part of the claim itself, so a stale execution of the same job can never match it.
+        let run_id = crate::ids::new_id("run");
         let _guard = self.write_guard().await;
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(worker)
             .bind(now + LEASE_SECS)
             .bind(now)
             .bind(only.unwrap_or(""))
+            .bind(&run_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(Error::db("claim a job"))?;
@@ -229,7 +232,6 @@ impl Store {
             cause: s("cause")?,
             attempt: row.try_get("attempts").map_err(Error::db("claim a job"))?,
         };
-        let run_id = crate::ids::new_id("run");
         sqlx::query(
             "INSERT INTO runs (id, job_id, asset_id, version_id, kind, cause, status, started, started_us, worker)
              VALUES ($1, $2, $3, $4, $5, $6, 'running', $7, $9, $8)",
@@ -246,12 +248,6 @@ impl Store {
         .execute(&self.pool)
         .await
         .map_err(Error::db("open a run"))?;
-        sqlx::query("UPDATE jobs SET run_id = $1 WHERE id = $2")
-            .bind(&run_id)
-            .bind(&job.id)
-            .execute(&self.pool)
-            .await
-            .map_err(Error::db("open a run"))?;
         drop(_guard);
         let run = self.run(&run_id, false).await?;
         Ok(Some((job, run)))

@@ -224,7 +224,8 @@ fn message(config: &EmailConfig, subject: &str, body: &str) -> String {
         crate::ids::new_id("msg"),
     );
     // A bare CR could end the message early on some servers (SMTP smuggling): every CR or LF is a line break.
-    for line in body.split(['\r', '\n']) {
+    let body = body.replace("\r\n", "\n");
+    for line in body.trim_end_matches('\n').split(['\r', '\n']) {
         if line.starts_with('.') {
             out.push('.');
         }

@@ -17,6 +17,7 @@ use tokio::sync::Semaphore;
 use crate::assets::{Asset, AssetKind, Relation, Version};
 use crate::checks::{self, CheckKind, CheckSettings, DataInput, Outcome, Prepared, Progress};
 use crate::cron::Cron;
+use crate::findings::VexState;
 use crate::notify::{Backoff, Event};
 use crate::queue::{Job, Run, RunStatus};
 use crate::{now_secs, objects, Error, Result, Store};
@@ -109,11 +110,14 @@ impl Store {
             ))
         })?;
         let applicable = CheckKind::for_kind(asset.kind);
-        let kinds: Vec<CheckKind> = if kinds.is_empty() {
+        let mut kinds: Vec<CheckKind> = if kinds.is_empty() {
             applicable.to_vec()
         } else {
             kinds.to_vec()
         };
+        // The scan first: checks that load the model wait for it.
+        kinds.sort_by_key(|k| !matches!(k, CheckKind::Scan));
+        kinds.dedup();
         let mut jobs = Vec::new();
         for kind in kinds {
             if !applicable.contains(&kind) {
@@ -358,8 +362,15 @@ impl Store {
                 &f.location,
                 &version.filename,
             );
+            // Only a judgement about this finding lets the bytes load: dismissed, or an accepted risk. A finding
+            // resolved because a later version no longer has it is still in this version's bytes.
             let open = match self.finding(&fp).await {
-                Ok(tracked) => tracked.needs_attention(now),
+                Ok(tracked) => {
+                    !matches!(
+                        tracked.state,
+                        VexState::FalsePositive | VexState::NotAffected
+                    ) && tracked.accepted_until <= now
+                }
                 Err(Error::NotFound(_)) => true,
                 Err(e) => return Err(e),
             };
@@ -734,7 +745,7 @@ impl Worker {
     /// findings and notify (a run whose lease was lost and recovered counts for nothing).
     pub async fn execute(&self, job: Job, run: Run) -> Result<()> {
         // The lease is renewed from the claim on, also while waiting for the heavy slot.
-        let renewer = {
+        let _renewer = AbortOnDrop({
             let (store, job_id, run_id, me) = (
                 self.store.clone(),
                 job.id.clone(),
@@ -750,7 +761,7 @@ impl Worker {
                     }
                 }
             })
-        };
+        });
         let heavy = if job.kind.is_heavy() {
             Some(
                 self.heavy
@@ -766,7 +777,6 @@ impl Worker {
         let result = self.execute_in(&job, &run, &work).await;
         let _ = std::fs::remove_dir_all(&work);
         drop(heavy);
-        renewer.abort();
         let (status, summary, error, report, done) = match result {
             Ok((Outcome::Done(report), asset, version)) => {
                 let summary = checks::summary(&report.findings);
@@ -789,8 +799,27 @@ impl Worker {
                 None,
             ),
         };
-        let held = self
-            .store
+        // Findings first, while the claim is still this run's: a run is `done` only once its findings are
+        // stored, and a run that lost its lease stores nothing.
+        let mut outcome = None;
+        if let (Some(report), Some((asset, version))) = (&report, &done) {
+            if self.store.renew(&job.id, &run.id, &self.id).await? {
+                let o = self
+                    .store
+                    .ingest(
+                        &asset.id,
+                        &version.id,
+                        &version.filename,
+                        job.kind.as_str(),
+                        &run.id,
+                        &report.findings,
+                        true,
+                    )
+                    .await?;
+                outcome = Some((asset.tags.clone(), o));
+            }
+        }
+        self.store
             .finish(
                 &job,
                 &run.id,
@@ -806,21 +835,9 @@ impl Worker {
                 .set_duration(&run.id, r.duration_ms as i64)
                 .await?;
         }
-        if let (true, Some(report), Some((asset, version))) = (held, report, done) {
-            let outcome = self
-                .store
-                .ingest(
-                    &asset.id,
-                    &version.id,
-                    &version.filename,
-                    job.kind.as_str(),
-                    &run.id,
-                    &report.findings,
-                    true,
-                )
-                .await?;
+        if let Some((tags, o)) = outcome {
             self.store
-                .notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
+                .notify_findings(&tags, &o.new, &o.reopened, "finding_new")
                 .await?;
         }
         Ok(())
@@ -955,4 +972,13 @@ fn layout(version: &Version) -> Vec<objects::StoredFile> {
             ..f.clone()
         })
         .collect()
+}
+
+/// A task aborted when this handle is dropped, whichever way the scope that holds it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -623,3 +623,64 @@ async fn mail_goes_over_starttls_with_credentials_inside_tls() {
     let err = store.test_channel("plain").await.unwrap_err().to_string();
     assert!(err.contains("does not offer STARTTLS"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_resolved_by_a_later_version_still_keeps_its_version_unloaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
+    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
+    let asset = store
+        .create_asset(NewAsset {
+            name: "m".into(),
+            kind: Some(AssetKind::Model),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    run_all(
+        &worker,
+        &add_version(
+            &store,
+            "m",
+            "m.pkl",
+            &support::malicious_pickle(),
+            dir.path(),
+        )
+        .await,
+    )
+    .await;
+    run_all(
+        &worker,
+        &add_version(&store, "m", "m.pkl", &support::benign_pickle(), dir.path()).await,
+    )
+    .await;
+    let v1 = store
+        .versions(&asset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.seq == 1)
+        .unwrap();
+    let job = store
+        .enqueue(&asset.id, &v1.id, CheckKind::Robustness, "test", 0)
+        .await
+        .unwrap();
+    let run = worker.run_job_now(&job).await.unwrap().unwrap();
+    assert_eq!(run.status, RunStatus::Skipped);
+    assert!(run.error.starts_with("not loaded"), "{}", run.error);
+    // The clean version is loaded (here it then lacks test data).
+    let v2 = store
+        .versions(&asset.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v.seq == 2)
+        .unwrap();
+    let job = store
+        .enqueue(&asset.id, &v2.id, CheckKind::Robustness, "test", 0)
+        .await
+        .unwrap();
+    let run = worker.run_job_now(&job).await.unwrap().unwrap();
+    assert!(run.error.contains("no test data"), "{}", run.error);
+}
