@@ -255,7 +255,7 @@ pub fn html(postures: &[AssetPosture]) -> String {
          body{{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:70rem;color:#1b1f24;padding:0 1rem}}\
          h1{{font-size:1.6rem}}h2{{font-size:1.15rem;margin:1.6rem 0 .4rem}}small{{color:#57606a;font-weight:400}}\
          table{{border-collapse:collapse;width:100%}}th,td{{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #d0d7de}}\
-         th{{background:#f6f8fa}}tr.failed td{{color:#a40e26}}tr.skipped td,tr.never td{{color:#57606a}}\
+         th{{background:#f6f8fa}}td:nth-child(4){{white-space:nowrap}}tr.failed td{{color:#a40e26}}tr.skipped td,tr.never td{{color:#57606a}}\
          .badge{{border-radius:1rem;padding:.1rem .6rem;font-size:.85rem}}.bad{{background:#ffebe9;color:#a40e26}}\
          .good{{background:#dafbe1;color:#116329}}.unknown{{background:#eaeef2;color:#57606a}}\
          </style></head><body><h1>Aegis posture</h1><p>Generated {}. For each asset: the latest result of each \

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use crate::assets::{Asset, AssetKind, Relation, Version};
 use crate::checks::{self, CheckKind, CheckSettings, DataInput, Outcome, Prepared, Progress};
 use crate::cron::Cron;
-use crate::findings::VexState;
+use crate::findings::{IngestOutcome, VexState};
 use crate::notify::{Backoff, Event};
 use crate::queue::{Job, Run, RunStatus};
 use crate::{now_secs, objects, Error, Result, Store};
@@ -307,24 +307,49 @@ impl Store {
         Ok(queued)
     }
 
-    /// Notify what an ingest or an expiry changed.
-    async fn notify_findings(
-        &self,
-        tags: &[String],
-        new: &[crate::TrackedFinding],
-        reopened: &[crate::TrackedFinding],
-        kind_new: &str,
-    ) -> Result<()> {
-        let mut events: Vec<Event> = new
+    /// Notify what an ingest changed: its new findings and the ones that came back.
+    async fn notify_findings(&self, tags: &[String], outcome: &IngestOutcome) -> Result<()> {
+        let events: Vec<Event> = outcome
+            .new
             .iter()
-            .map(|f| Event::for_finding(kind_new, f, tags))
+            .map(|f| Event::for_finding("finding_new", f, tags))
+            .chain(
+                outcome
+                    .reopened
+                    .iter()
+                    .map(|f| Event::for_finding("finding_reopened", f, tags)),
+            )
             .collect();
-        events.extend(
-            reopened
-                .iter()
-                .map(|f| Event::for_finding("finding_reopened", f, tags)),
-        );
         self.notify(&events).await.map(|_| ())
+    }
+
+    /// Record findings of `source` on the asset's latest version (or on the asset, when it has none) and
+    /// notify what changed; with `resolve_missing`, open findings of that source it does not report resolve.
+    async fn ingest_and_notify(
+        &self,
+        asset: &Asset,
+        source: &str,
+        run_id: &str,
+        findings: &[aegis_core::Finding],
+        resolve_missing: bool,
+    ) -> Result<()> {
+        let (version, root) = asset
+            .latest
+            .as_ref()
+            .map(|v| (v.id.as_str(), v.filename.as_str()))
+            .unwrap_or_default();
+        let outcome = self
+            .ingest(
+                &asset.id,
+                version,
+                root,
+                source,
+                run_id,
+                findings,
+                resolve_missing,
+            )
+            .await?;
+        self.notify_findings(&asset.tags, &outcome).await
     }
 
     /// Why a version must not be loaded by a check, if it must not: the server has not scanned it (an imported
@@ -429,19 +454,14 @@ impl Store {
                 &report,
             )
             .await?;
-        let outcome = self
-            .ingest(
-                &asset.id,
-                &version.id,
-                &version.filename,
-                CheckKind::Drift.as_str(),
-                &run_id,
-                &report.findings,
-                true,
-            )
-            .await?;
-        self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
-            .await
+        self.ingest_and_notify(
+            asset,
+            CheckKind::Drift.as_str(),
+            &run_id,
+            &report.findings,
+            true,
+        )
+        .await
     }
 
     /// Record findings a live signal (drift alert, extraction alarm, lockout) raised for an asset, and notify.
@@ -453,20 +473,7 @@ impl Store {
         findings: &[aegis_core::Finding],
         clean: bool,
     ) -> Result<()> {
-        let version = asset
-            .latest
-            .as_ref()
-            .map(|v| v.id.clone())
-            .unwrap_or_default();
-        let root = asset
-            .latest
-            .as_ref()
-            .map(|v| v.filename.clone())
-            .unwrap_or_default();
-        let outcome = self
-            .ingest(&asset.id, &version, &root, source, "", findings, clean)
-            .await?;
-        self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
+        self.ingest_and_notify(asset, source, "", findings, clean)
             .await
     }
 }
@@ -538,18 +545,8 @@ impl Store {
                 &report,
             )
             .await?;
-        let outcome = self
-            .ingest(
-                &asset.id,
-                &version.id,
-                &version.filename,
-                kind.as_str(),
-                &run_id,
-                &report.findings,
-                false,
-            )
-            .await?;
-        self.notify_findings(&asset.tags, &outcome.new, &outcome.reopened, "finding_new")
+        // Imports add and reopen findings; they never resolve one by leaving it out.
+        self.ingest_and_notify(asset, kind.as_str(), &run_id, &report.findings, false)
             .await?;
         self.run(&run_id, false).await
     }
@@ -836,9 +833,7 @@ impl Worker {
                 .await?;
         }
         if let Some((tags, o)) = outcome {
-            self.store
-                .notify_findings(&tags, &o.new, &o.reopened, "finding_new")
-                .await?;
+            self.store.notify_findings(&tags, &o).await?;
         }
         Ok(())
     }

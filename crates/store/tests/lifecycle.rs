@@ -684,3 +684,91 @@ async fn a_payload_resolved_by_a_later_version_still_keeps_its_version_unloaded(
     let run = worker.run_job_now(&job).await.unwrap().unwrap();
     assert!(run.error.contains("no test data"), "{}", run.error);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_risk_acceptance_reopens_and_a_schedule_runs_once_per_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
+    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
+    let asset = store
+        .create_asset(NewAsset {
+            name: "m".into(),
+            kind: Some(AssetKind::Model),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let jobs = add_version(
+        &store,
+        "m",
+        "m.pkl",
+        &support::malicious_pickle(),
+        dir.path(),
+    )
+    .await;
+    run_all(&worker, &jobs).await;
+    let fp = store.list_findings(&open("m")).await.unwrap().findings[0]
+        .fingerprint
+        .clone();
+    store
+        .triage(
+            &fp,
+            &Triage {
+                accept_days: Some(1),
+                comment: "one day".into(),
+                ..Default::default()
+            },
+            "alice",
+        )
+        .await
+        .unwrap();
+    let now = aegis_store::now_secs();
+    assert!(
+        store.expire_acceptances(now).await.unwrap().is_empty(),
+        "not yet due"
+    );
+    let reopened = store.expire_acceptances(now + 2 * 86_400).await.unwrap();
+    assert_eq!(reopened.len(), 1);
+    let f = store.finding(&fp).await.unwrap();
+    assert_eq!((f.state, f.accepted_until), (VexState::InTriage, 0));
+    let actions: Vec<String> = store
+        .finding_events(&fp)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("acceptance_expired")
+    );
+
+    // Scan is scheduled daily by default; a due schedule queues one job and advances, a missed week once.
+    let schedules = store.schedules(&asset.id).await.unwrap();
+    assert!(schedules
+        .iter()
+        .any(|s| s.check == CheckKind::Scan && s.every_secs == 86_400));
+    assert_eq!(
+        store.enqueue_scheduled(now).await.unwrap(),
+        0,
+        "nothing due yet"
+    );
+    let week = now + 7 * 86_400 + 10;
+    let queued = store.enqueue_scheduled(week).await.unwrap();
+    assert_eq!(queued, 2, "scan and signature, once each");
+    assert_eq!(
+        store.enqueue_scheduled(week).await.unwrap(),
+        0,
+        "advanced past the missed week"
+    );
+    let s = store
+        .set_schedule(&asset, CheckKind::Scan, 0, Some("30 2 * * *"))
+        .await
+        .unwrap();
+    assert!(s.enabled && s.next_due > now && !s.cron.is_empty());
+    assert!(store
+        .set_schedule(&asset, CheckKind::Scan, 0, Some("bad"))
+        .await
+        .is_err());
+}
