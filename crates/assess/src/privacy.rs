@@ -151,6 +151,34 @@ pub struct AttackMetrics {
     pub non_members: usize,
     /// AUC per class, for the classes present among the evaluated rows.
     pub per_class: Vec<ClassAuc>,
+    /// The ROC curve as `(fpr, tpr)` points, thinned to at most about 200 for charts: every point below 1% FPR
+    /// is kept (the region that matters for membership inference), the rest evenly in FPR.
+    pub roc: Vec<(f64, f64)>,
+}
+
+/// Thin a ROC curve for drawing: keep every point with FPR < 1% (up to 100) and the first point at or after
+/// each 1/100 step of FPR above it, plus the end points.
+fn thin_roc(curve: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(200);
+    let mut low = 0;
+    let mut next_step = 0.01;
+    for &(fpr, tpr) in curve {
+        if fpr < 0.01 {
+            if low < 100 {
+                out.push((fpr, tpr));
+                low += 1;
+            }
+        } else if fpr >= next_step {
+            out.push((fpr, tpr));
+            next_step = (fpr * 100.0).floor() / 100.0 + 0.01;
+        }
+    }
+    if let Some(&last) = curve.last() {
+        if out.last() != Some(&last) {
+            out.push(last);
+        }
+    }
+    out
 }
 
 /// TPR and FPR of the population attack at thresholds calibrated for a target FPR.
@@ -735,6 +763,7 @@ fn attack_metrics(
         members: member_scores.len(),
         non_members: non_member_scores.len(),
         per_class,
+        roc: thin_roc(&curve),
     }
 }
 

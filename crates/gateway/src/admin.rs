@@ -95,7 +95,7 @@ struct LoginBody {
 }
 
 /// The client's address for the sign-in throttle (behind trusted proxies, the one they report).
-fn login_source(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
+pub(crate) fn login_source(state: &AppState, headers: &HeaderMap) -> Option<std::net::IpAddr> {
     crate::upstream::client_address(
         headers,
         crate::context::current_peer().map(|p| p.ip()),

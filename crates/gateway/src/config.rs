@@ -110,6 +110,36 @@ impl ChecksConfig {
     }
 }
 
+/// `[server] console_path`: empty, or `/` followed by path segments of letters, digits, `-`, `_` and `.`,
+/// without a trailing `/`.
+fn check_console_path(path: &str) -> std::result::Result<(), String> {
+    if path.is_empty() {
+        return Ok(());
+    }
+    let ok = path.starts_with('/')
+        && !path.ends_with('/')
+        && path[1..].split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+        && !matches!(
+            path,
+            "/admin" | "/v1" | "/v2" | "/upstream" | "/metrics" | "/healthz"
+        );
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "[server] console_path {path:?} must be empty or look like \"/aegis\" (a leading /, no trailing /, \
+             letters, digits, -, _ and .; not a route of the API)"
+        ))
+    }
+}
+
 /// Listener, storage, TLS and request limits (Debug shows the database URL without its password).
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -169,6 +199,9 @@ pub struct ServerConfig {
     /// A client that does not read what it is sent (answers, HTTP/2 window updates) is disconnected after
     /// this many seconds; clients that read, however slowly, keep streaming.
     pub write_timeout_secs: u64,
+    /// Where the console is mounted: `""` (at `/`) or a path such as `/aegis` when a reverse proxy forwards
+    /// that prefix unchanged.
+    pub console_path: String,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -214,6 +247,7 @@ impl Default for ServerConfig {
             max_buffered_mib: 256,
             idle_timeout_secs: 60,
             write_timeout_secs: 30,
+            console_path: String::new(),
         }
     }
 }
@@ -744,6 +778,7 @@ impl Config {
 
     /// Consistency checks that serde cannot express.
     pub fn check(&self) -> std::result::Result<(), String> {
+        check_console_path(&self.server.console_path)?;
         let mut names = std::collections::HashSet::new();
         for m in &self.models {
             check_name(&m.name)?;

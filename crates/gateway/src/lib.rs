@@ -22,6 +22,7 @@ mod audit_trail;
 mod body;
 pub mod config;
 mod connections;
+mod console;
 mod context;
 pub mod db;
 mod error;

@@ -77,6 +77,8 @@ pub struct StartupInfo {
     pub model_events: Vec<ModelEvent>,
     /// One-time code to create the first admin, when the database has no users.
     pub bootstrap_code: Option<String>,
+    /// Where the console is mounted (`""`: at `/`).
+    pub console_path: String,
     /// A client key for the demo model, created on the first start only (shown once).
     pub demo_key: Option<String>,
     /// Names of the models served.
@@ -418,6 +420,7 @@ pub async fn start(config: Config) -> Result<Running> {
             secrets_file: secrets_file.clone(),
             model_events,
             bootstrap_code,
+            console_path: server.console_path.clone(),
             demo_key,
             models: models_served,
             inventory_problems,

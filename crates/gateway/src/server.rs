@@ -50,6 +50,7 @@ pub(crate) fn router(state: Shared) -> Router {
         .route("/v1/embeddings", post(openai_embeddings))
         .route("/upstream/{name}/{*rest}", any(proxy))
         .merge(crate::admin::routes())
+        .merge(crate::console::routes(&state.config.server.console_path))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             envelope,

@@ -568,6 +568,82 @@ pub struct ColumnDrift {
     /// Why the column was not tested, or anything else worth knowing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The two distributions as the test binned them, for charts (not in findings' evidence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
+}
+
+/// A column's reference and current distributions over the same bins: numeric columns over the reference's
+/// quantile bins, categorical ones over their most frequent categories (the rest summed as `other`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    /// Each bin as people read it: `≤ 3.2`, `3.2 – 7.5`, `> 9.1`, or a category.
+    pub labels: Vec<String>,
+    /// Reference counts per bin.
+    pub reference: Vec<u64>,
+    /// Current counts per bin.
+    pub current: Vec<u64>,
+}
+
+/// Most categories drawn before the rest are summed as `other`.
+const HISTOGRAM_CATEGORIES: usize = 20;
+
+fn edge_text(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-3..1e6).contains(&a) {
+        format!("{v:.3e}")
+    } else {
+        let t = format!("{v:.4}");
+        let t = t.trim_end_matches('0').trim_end_matches('.');
+        t.to_string()
+    }
+}
+
+/// The histogram of numeric bins split at `edges` (counts have one more entry than edges).
+fn numeric_histogram(edges: &[f64], reference: Vec<u64>, current: Vec<u64>) -> Histogram {
+    let n = reference.len();
+    let labels = (0..n)
+        .map(
+            |i| match (i.checked_sub(1).and_then(|j| edges.get(j)), edges.get(i)) {
+                (None, Some(hi)) => format!("< {}", edge_text(*hi)),
+                (Some(lo), None) => format!("≥ {}", edge_text(*lo)),
+                (Some(lo), Some(hi)) => format!("{} – {}", edge_text(*lo), edge_text(*hi)),
+                (None, None) => "all".to_string(),
+            },
+        )
+        .collect();
+    Histogram {
+        labels,
+        reference,
+        current,
+    }
+}
+
+/// The histogram of categories: the most frequent (both sides together) first, the rest as `other`.
+fn categorical_histogram(cats: &[&str], reference: &[u64], current: &[u64]) -> Histogram {
+    let mut order: Vec<usize> = (0..cats.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(reference[i] + current[i]));
+    let mut h = Histogram {
+        labels: Vec::new(),
+        reference: Vec::new(),
+        current: Vec::new(),
+    };
+    for (rank, &i) in order.iter().enumerate() {
+        if rank < HISTOGRAM_CATEGORIES {
+            h.labels.push(cats[i].to_string());
+            h.reference.push(reference[i]);
+            h.current.push(current[i]);
+        } else if rank == HISTOGRAM_CATEGORIES {
+            h.labels.push("other".to_string());
+            h.reference.push(reference[i]);
+            h.current.push(current[i]);
+        } else {
+            let last = h.labels.len() - 1;
+            h.reference[last] += reference[i];
+            h.current[last] += current[i];
+        }
+    }
+    h
 }
 
 /// Predicted-class drift.
@@ -818,6 +894,7 @@ fn compare_column(
         sketched: false,
         drifted: false,
         note: None,
+        histogram: None,
     };
     if rp == 0 || cp == 0 {
         out.note = Some(format!(
@@ -882,6 +959,7 @@ fn numeric(
         out.jensen_shannon = Some(jensen_shannon(&rc, &cc)?);
         out.wasserstein = Some(normalized_wasserstein(&r.values, &c.values)?);
         out.pvalue = Some(ks.pvalue);
+        out.histogram = Some(numeric_histogram(&edges, rc, cc));
         return Ok(());
     }
     out.sketched = true;
@@ -911,6 +989,7 @@ fn numeric(
     let sd = r.std();
     out.wasserstein = Some(if sd > 0.0 { w / sd } else { w });
     out.pvalue = Some(p);
+    out.histogram = Some(numeric_histogram(&edges, rc, cc));
     Ok(())
 }
 
@@ -1071,6 +1150,8 @@ fn categorical(
         .collect();
     out.psi = Some(psi(&rc, &cc)?);
     out.jensen_shannon = Some(jensen_shannon(&rc, &cc)?);
+    let names: Vec<&str> = cats.iter().copied().collect();
+    out.histogram = Some(categorical_histogram(&names, &rc, &cc));
     if cats.len() < 2 {
         out.statistic = Some(0.0);
         out.method = Some("dof=0".into());
@@ -1154,6 +1235,7 @@ impl DriftReport {
             );
             let mut evidence = serde_json::to_value(col).unwrap_or_default();
             if let Some(map) = evidence.as_object_mut() {
+                map.remove("histogram");
                 map.insert("reference".into(), self.reference.clone().into());
                 map.insert("correction".into(), correction.clone());
             }

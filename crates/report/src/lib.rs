@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod charts;
 mod html;
 mod human;
 mod privacy_text;
@@ -13,6 +14,7 @@ use std::io::{self, Write};
 
 use aegis_core::{Report, RuleDoc};
 
+pub use html::REPORT_CSS;
 pub use human::HumanOptions;
 
 /// Output formats every command supports.
@@ -76,6 +78,77 @@ fn render_jsonl(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     });
     serde_json::to_writer(&mut *out, &summary)?;
     writeln!(out)
+}
+
+/// Structured evidence (or any JSON value) as name/value rows people can read, never a JSON dump: nested keys
+/// joined with `›`, lists of plain values joined with commas (the first 20), lists of objects numbered (the first
+/// 10), at most 60 rows.
+pub fn evidence_rows(value: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    flatten("", value, &mut out);
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    if out.len() >= 60 {
+        return;
+    }
+    let key = |k: &str| {
+        let k = k.replace('_', " ");
+        if prefix.is_empty() {
+            k
+        } else {
+            format!("{prefix} › {k}")
+        }
+    };
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (k, v) in map {
+                flatten(&key(k), v, out);
+            }
+        }
+        Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => {
+            let text: Vec<String> = items.iter().take(20).map(scalar).collect();
+            let more = if items.len() > 20 {
+                format!(" … and {} more", items.len() - 20)
+            } else {
+                String::new()
+            };
+            out.push((prefix.to_string(), format!("{}{more}", text.join(", "))));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().take(10).enumerate() {
+                flatten(&format!("{prefix} {}", i + 1), item, out);
+            }
+            if items.len() > 10 {
+                out.push((
+                    prefix.to_string(),
+                    format!("… and {} more", items.len() - 10),
+                ));
+            }
+        }
+        other => out.push((prefix.to_string(), scalar(other))),
+    }
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() != 0.0 => aegis_core::format_short(f),
+            _ => n.to_string(),
+        },
+        serde_json::Value::Null => "–".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A report as the HTML page `--format html` writes, with its stylesheet linked from `stylesheet` instead of
+/// inline (the console serves [`REPORT_CSS`] as a file under its strict Content-Security-Policy).
+pub fn html_linked(report: &Report, rules: &[&RuleDoc], stylesheet: &str) -> String {
+    html::page_linked(report, rules, stylesheet)
 }
 
 /// The Markdown catalogue (docs/rules.md is generated from this; a test keeps them equal).

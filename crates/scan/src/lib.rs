@@ -35,4 +35,4 @@ pub mod rules;
 pub use context::Ctx;
 pub use engine::{FileOutcome, Scanner};
 pub use policy::{Policy, PolicyError};
-pub use walk::{Progress, ScanOutcome, IGNORE_FILE};
+pub use walk::{FileResult, Progress, ScanOutcome, IGNORE_FILE};

@@ -53,6 +53,23 @@ pub struct ScanOutcome {
     pub stats: Stats,
     /// Files and directories left out by exclude patterns and `.aegisignore` files.
     pub excluded: u64,
+    /// Every file scanned, in path order, with its result (a clean file is listed too, so a report can show
+    /// what was checked).
+    pub files: Vec<FileResult>,
+}
+
+/// One scanned file's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FileResult {
+    /// The path as the user gave it.
+    pub path: String,
+    /// Its size.
+    pub bytes: u64,
+    /// How many findings it has (archive members included).
+    pub findings: usize,
+    /// The most severe of them, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst: Option<aegis_core::Severity>,
 }
 
 /// The name of the per-directory ignore file.
@@ -111,8 +128,15 @@ impl Scanner {
             findings: walk_findings,
             stats: Stats::default(),
             excluded,
+            files: Vec::with_capacity(files.len()),
         };
-        for outcome in outcomes {
+        for ((path, len), outcome) in files.iter().zip(outcomes) {
+            result.files.push(FileResult {
+                path: path.display().to_string(),
+                bytes: *len,
+                findings: outcome.findings.len(),
+                worst: outcome.findings.iter().map(|f| f.severity).max(),
+            });
             result.findings.extend(outcome.findings);
             result.stats.merge(&outcome.stats);
         }

@@ -674,3 +674,14 @@ pub fn summary(findings: &[Finding]) -> String {
         parts.join(", ")
     }
 }
+
+/// The documentation of every rule the checks can report (what, why, how to fix, references).
+pub fn rules() -> Vec<&'static aegis_core::RuleDoc> {
+    let mut all = aegis_scan::rules::all();
+    all.extend(aegis_assess::rules::all());
+    all.extend(aegis_audit::run::rules());
+    all.extend(aegis_data::schema_rules());
+    all.extend(aegis_monitor::drift::rules());
+    all.extend(aegis_vault::trust::RULES.iter());
+    all
+}

@@ -735,6 +735,33 @@ impl Store {
             .collect()
     }
 
+    /// When findings were detected or came back since `since` (Unix seconds), with their severity: the alerts
+    /// of the console's timeline. At most 10 000, newest first.
+    pub async fn alerts_since(&self, since: i64) -> Result<Vec<(i64, Severity)>> {
+        let rows = sqlx::query(
+            "SELECT e.ts AS ts, f.severity AS severity FROM finding_events e
+             JOIN findings f ON f.fingerprint = e.fingerprint
+             WHERE e.ts >= $1 AND e.action IN ('detected', 'reopened')
+             ORDER BY e.ts DESC LIMIT 10000",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("read recent alerts"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("ts")
+                        .map_err(Error::db("read recent alerts"))?,
+                    rank_severity(
+                        r.try_get("severity")
+                            .map_err(Error::db("read recent alerts"))?,
+                    ),
+                ))
+            })
+            .collect()
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn event(
         &self,

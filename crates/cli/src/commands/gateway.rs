@@ -108,6 +108,8 @@ fn banner(info: &StartupInfo) {
         "aegis serve: listening on {url}  (database {})",
         info.database
     );
+    let console = format!("{url}{}/", info.console_path);
+    let _ = writeln!(e, "  console: {console}  (open it in a browser)");
     if let Some((fingerprint, generated)) = &info.tls_fingerprint {
         let what = if *generated {
             "self-signed certificate generated"
@@ -166,10 +168,11 @@ fn banner(info: &StartupInfo) {
     if let Some(code) = &info.bootstrap_code {
         let _ = writeln!(
             e,
-            "\n  No users yet. Create the first admin within one hour with this one-time code:\n    \
-             curl{} -X POST {url}/admin/bootstrap -H 'content-type: application/json' \\\n         \
-             -d '{{\"code\":\"{code}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}'\n  \
-             (or on this host: aegis user add admin --role admin). The answer holds your TOTP secret.",
+            "\n  No users yet. Within one hour, open this one-time link to create the first administrator:\n    \
+             {console}setup?code={code}\n  \
+             (from a script: curl{} -X POST {url}/admin/bootstrap -H 'content-type: application/json' \\\n     \
+             -d '{{\"code\":\"{code}\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}';\n  \
+             on this host: aegis user add admin --role admin)",
             info.tls_cert
                 .as_ref()
                 .map(|c| format!(" --cacert {}", c.display()))

@@ -66,6 +66,12 @@ pub fn run(global: &GlobalArgs, args: ScanArgs) -> anyhow::Result<ExitCode> {
         "formats".into(),
         serde_json::to_value(&outcome.stats.formats).unwrap_or_default(),
     );
+    // What was checked, file by file (bounded: a report of a huge tree keeps the first 10 000).
+    report.metrics.insert(
+        "checked".into(),
+        serde_json::to_value(outcome.files.iter().take(10_000).collect::<Vec<_>>())
+            .unwrap_or_default(),
+    );
     let policy_extra: Vec<&str> = scanner.policy().extra().collect();
     if !policy_extra.is_empty() {
         report

@@ -49,6 +49,19 @@ impl SessionKey {
         Ok(mac)
     }
 
+    /// A value bound to this key, derived for `purpose` from `data` (hex HMAC-SHA256): the console's CSRF token
+    /// is `derive("csrf", session_id)`, so it needs no storage and dies with the session.
+    pub(crate) fn derive(&self, purpose: &str, data: &str) -> String {
+        match self.mac(purpose) {
+            Ok(mut mac) => {
+                mac.update(b"\0");
+                mac.update(data.as_bytes());
+                hex::encode(mac.finalize().into_bytes())
+            }
+            Err(_) => String::new(),
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn from_bytes(bytes: [u8; 32]) -> SessionKey {
         SessionKey(bytes)
