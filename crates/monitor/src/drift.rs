@@ -575,7 +575,7 @@ pub struct ColumnDrift {
 
 /// A column's reference and current distributions over the same bins: numeric columns over the reference's
 /// quantile bins, categorical ones over their most frequent categories (the rest summed as `other`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Histogram {
     /// Each bin as people read it: `≤ 3.2`, `3.2 – 7.5`, `> 9.1`, or a category.
     pub labels: Vec<String>,
@@ -600,7 +600,11 @@ fn edge_text(v: f64) -> String {
 }
 
 /// The histogram of numeric bins split at `edges` (counts have one more entry than edges).
-fn numeric_histogram(edges: &[f64], reference: Vec<u64>, current: Vec<u64>) -> Histogram {
+pub(crate) fn numeric_histogram(
+    edges: &[f64],
+    reference: Vec<u64>,
+    current: Vec<u64>,
+) -> Histogram {
     let n = reference.len();
     let labels = (0..n)
         .map(

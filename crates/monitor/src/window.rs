@@ -216,6 +216,9 @@ pub struct FeatureDrift {
     pub psi: f64,
     /// Whether this feature drifted.
     pub drifted: bool,
+    /// The reference and window distributions over the reference bins (classes for `prediction`), for charts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<crate::drift::Histogram>,
 }
 
 /// One closed window's comparison with the reference.
@@ -307,15 +310,16 @@ impl DriftWindow {
         for (j, values) in self.values.iter_mut().enumerate() {
             values.sort_unstable_by(f64::total_cmp);
             let name = profile.features.get(j).cloned().unwrap_or_default();
+            let mut histogram = None;
             let (statistic, p, psi_v) = match (profile.sample.get(j), profile.edges.get(j)) {
                 (Some(sample), Some(edges)) if !sample.is_empty() && !values.is_empty() => {
                     let ks = ks_2samp_sorted(sample, values, Method::Asymptotic);
                     let counts = bin_counts(values, edges);
-                    let psi_v = profile
-                        .bin_counts
-                        .get(j)
-                        .and_then(|r| psi(r, &counts).ok())
-                        .unwrap_or(0.0);
+                    let reference = profile.bin_counts.get(j);
+                    let psi_v = reference.and_then(|r| psi(r, &counts).ok()).unwrap_or(0.0);
+                    if let Some(r) = reference.filter(|r| r.len() == counts.len()) {
+                        histogram = Some(crate::drift::numeric_histogram(edges, r.clone(), counts));
+                    }
                     match ks {
                         Ok(ks) => (ks.statistic, ks.pvalue, psi_v),
                         Err(_) => (f64::NAN, 1.0, psi_v),
@@ -330,6 +334,7 @@ impl DriftWindow {
                 pvalue: p,
                 psi: psi_v,
                 drifted: false,
+                histogram,
             });
         }
         if !profile.prediction_counts.is_empty() {
@@ -351,6 +356,11 @@ impl DriftWindow {
                 pvalue: p,
                 psi: psi_v,
                 drifted: false,
+                histogram: Some(crate::drift::Histogram {
+                    labels: (0..r.len()).map(|i| format!("class {i}")).collect(),
+                    reference: r.clone(),
+                    current: c.clone(),
+                }),
             });
         }
         let corrected = adjust(&raw, Correction::BenjaminiHochberg);

@@ -475,6 +475,8 @@ pub struct MonitorModel {
     pub history: Chart,
     /// Requests over time.
     pub traffic: Chart,
+    /// The reference and live distributions of each changed input.
+    pub distributions: Vec<Chart>,
 }
 
 // ----------------------------------------------------------------------------------------------- gateway

@@ -40,12 +40,7 @@ pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
 
 /// Every rule of every pillar, in id order.
 pub fn catalogue() -> Vec<&'static RuleDoc> {
-    let mut all = aegis_scan::rules::all();
-    all.extend(aegis_assess::rules::all());
-    all.extend(aegis_audit::run::rules());
-    all.extend(aegis_data::schema_rules());
-    all.extend(aegis_monitor::drift::rules());
-    all.extend(aegis_vault::trust::RULES.iter());
+    let mut all = aegis_store::checks::rules();
     all.extend(aegis_gateway::signals::rules());
     all
 }

@@ -1036,7 +1036,7 @@ pub(super) async fn monitor(State(state): State<Shared>, headers: HeaderMap) -> 
     )
 }
 
-/// The live drift runs of a served model, oldest first: (when, drift share, rows in the window).
+/// The live drift records of a served model, oldest first: (when, share of inputs drifted, rows in the window).
 async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
     let Ok(Some(asset)) = state.store.find_asset(model).await else {
         return Vec::new();
@@ -1052,21 +1052,28 @@ async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
         .filter(|r| r.kind.as_str() == "drift" && r.cause == "live")
         .take(24)
     {
-        if let Ok(full) = state.store.run(&r.id, true).await {
-            let d = full.report.as_ref().map(|rep| &rep["metrics"]["drift"]);
-            if let Some(d) = d {
-                out.push((
-                    r.started,
-                    d["drift_share"].as_f64().unwrap_or(0.0),
-                    d["current_rows"].as_f64().unwrap_or(0.0),
-                ));
-            }
-        }
+        let Ok(full) = state.store.run(&r.id, true).await else {
+            continue;
+        };
+        let Some(window) = full.report.as_ref().map(|rep| &rep["metrics"]["window"]) else {
+            continue;
+        };
+        let inputs: Vec<&serde_json::Value> = window["features"]
+            .as_array()
+            .map(|a| a.iter().filter(|f| f["name"] != "prediction").collect())
+            .unwrap_or_default();
+        let drifted = inputs.iter().filter(|f| f["drifted"] == true).count();
+        out.push((
+            r.started,
+            drifted as f64 / inputs.len().max(1) as f64,
+            window["rows"].as_f64().unwrap_or(0.0),
+        ));
     }
     out.reverse();
     out
 }
 
+/// A served model's monitoring from its last closed window (`latest`: the `drift_reports` row) and history.
 fn monitor_model(
     name: &str,
     latest: Option<&serde_json::Value>,
@@ -1074,17 +1081,12 @@ fn monitor_model(
     now: i64,
 ) -> web::MonitorModel {
     let report = latest.map(|l| &l["report"]);
-    let drift = report.map(|r| {
-        if r["drift"].is_object() {
-            &r["drift"]
-        } else {
-            r
-        }
-    });
-    let columns = drift
-        .and_then(|d| d["columns"].as_array())
+    let all: Vec<serde_json::Value> = report
+        .and_then(|r| r["features"].as_array())
         .cloned()
         .unwrap_or_default();
+    let (predictions, columns): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        all.into_iter().partition(|f| f["name"] == "prediction");
     let drifted = columns.iter().filter(|c| c["drifted"] == true).count();
     let mut features: Vec<(bool, f64, Vec<String>)> = columns
         .iter()
@@ -1096,10 +1098,14 @@ fn monitor_model(
                 vec![
                     c["name"].as_str().unwrap_or("?").to_string(),
                     psi.map_or("—".into(), |p| format!("{p:.3}")),
-                    c["test"].as_str().unwrap_or("—").replace('_', "-"),
-                    c["pvalue"]
-                        .as_f64()
-                        .map_or("—".into(), |p| format!("{p:.3}")),
+                    "KS".into(),
+                    c["pvalue"].as_f64().map_or("—".into(), |p| {
+                        if p < 0.001 {
+                            "< 0.001".into()
+                        } else {
+                            format!("{p:.3}")
+                        }
+                    }),
                     if c["drifted"] == true {
                         "changed".into()
                     } else {
@@ -1118,23 +1124,23 @@ fn monitor_model(
             "bad",
         ),
     };
-    let window = match (latest, drift) {
-        (Some(l), Some(d)) => format!(
-            "Last window: {} requests' rows, closed {}.",
-            d["current_rows"].as_u64().unwrap_or(0),
+    let window = match (latest, report) {
+        (Some(l), Some(r)) => format!(
+            "Last window: {} rows, closed {}.",
+            r["rows"].as_u64().unwrap_or(0),
             web::ago(l["ts"].as_i64().unwrap_or(0), now)
         ),
-        _ => "Drift is measured once a window of live requests fills up (see [model.drift] in aegis.toml).".into(),
+        _ => "Drift is measured once a window of live requests fills up; a model needs a reference table \
+              (reference = … under its [[model]] in aegis.toml)."
+            .into(),
     };
-    let prediction = match drift.map(|d| &d["prediction"]) {
-        Some(p) if p.is_object() => {
-            if p["drifted"] == true {
-                format!("The model's answers changed too: their mix differs from the reference (PSI {:.3}).", p["psi"].as_f64().unwrap_or(0.0))
-            } else {
-                "The mix of the model's answers is as on the reference data.".into()
-            }
-        }
-        _ => String::new(),
+    let prediction = match predictions.first() {
+        Some(p) if p["drifted"] == true => format!(
+            "The model's answers changed too: their mix differs from the reference (PSI {:.3}).",
+            p["psi"].as_f64().unwrap_or(0.0)
+        ),
+        Some(_) => "The mix of the model's answers is as on the reference data.".into(),
+        None => String::new(),
     };
     let labels: Vec<String> = history
         .iter()
@@ -1146,14 +1152,10 @@ fn monitor_model(
         })
         .collect();
     let history_chart = web::Chart {
-        caption: if history.is_empty() {
-            "No hourly drift record yet.".into()
-        } else {
-            format!(
-                "Share of inputs that changed, per hourly record; the latest is {:.0}%.",
-                history.last().map_or(0.0, |h| h.1 * 100.0)
-            )
-        },
+        caption: format!(
+            "Share of inputs that changed, per hourly record; the latest is {:.0}%.",
+            history.last().map_or(0.0, |h| h.1 * 100.0)
+        ),
         svg: aegis_report::charts::columns(
             &format!("{name}: share of inputs changed, per hourly record"),
             &labels,
@@ -1182,22 +1184,35 @@ fn monitor_model(
             .collect(),
     };
     let traffic = web::Chart {
-        caption: if history.is_empty() {
-            "No traffic recorded yet.".into()
-        } else {
-            format!(
-                "Rows scored per window; the latest window held {:.0}.",
-                history.last().map_or(0.0, |h| h.2)
-            )
-        },
+        caption: format!(
+            "Rows scored per recorded window; the latest held {:.0}.",
+            history.last().map_or(0.0, |h| h.2)
+        ),
         svg: aegis_report::charts::columns(
-            &format!("{name}: rows scored per window"),
+            &format!("{name}: rows per recorded window"),
             &labels,
             &[("rows", "#0b5e73", history.iter().map(|h| h.2).collect())],
             "rows",
         ),
         columns: Vec::new(),
         rows: Vec::new(),
+    };
+    let mut distributions: Vec<web::Chart> = columns
+        .iter()
+        .filter(|c| c["drifted"] == true && c["histogram"].is_object())
+        .take(6)
+        .map(|c| distribution_chart(name, c))
+        .collect();
+    if let Some(p) = predictions
+        .iter()
+        .find(|p| p["drifted"] == true && p["histogram"].is_object())
+    {
+        distributions.push(distribution_chart(name, p));
+    }
+    let (history_chart, traffic) = if history.is_empty() {
+        (web::Chart::default(), web::Chart::default())
+    } else {
+        (history_chart, traffic)
     };
     web::MonitorModel {
         name: name.to_string(),
@@ -1208,6 +1223,52 @@ fn monitor_model(
         prediction,
         history: history_chart,
         traffic,
+        distributions,
+    }
+}
+
+/// One changed input's reference and live distributions, as shares of rows per bin.
+fn distribution_chart(model: &str, column: &serde_json::Value) -> web::Chart {
+    let h = &column["histogram"];
+    let name = column["name"].as_str().unwrap_or("?");
+    let labels: Vec<String> = h["labels"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|l| l.as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    let shares = |key: &str| -> Vec<f64> {
+        let v: Vec<f64> = h[key]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
+            .unwrap_or_default();
+        let total: f64 = v.iter().sum::<f64>().max(1.0);
+        v.iter().map(|x| 100.0 * x / total).collect()
+    };
+    let (reference, live) = (shares("reference"), shares("current"));
+    let rows = labels
+        .iter()
+        .zip(reference.iter().zip(&live))
+        .map(|(l, (a, b))| vec![l.clone(), format!("{a:.1}%"), format!("{b:.1}%")])
+        .collect();
+    web::Chart {
+        caption: format!(
+            "Input {name}: live rows (red) against the reference (grey); PSI {:.3}.",
+            column["psi"].as_f64().unwrap_or(0.0)
+        ),
+        svg: aegis_report::charts::columns(
+            &format!("{model}: {name}, reference and live distributions"),
+            &labels,
+            &[
+                ("reference", "#8c959f", reference),
+                ("live", "#b91c1c", live),
+            ],
+            "% of rows",
+        ),
+        columns: vec!["bin".into(), "reference".into(), "live".into()],
+        rows,
     }
 }
 
