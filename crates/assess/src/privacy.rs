@@ -156,29 +156,65 @@ pub struct AttackMetrics {
     pub roc: Vec<(f64, f64)>,
 }
 
-/// Thin a ROC curve for drawing: keep every point with FPR < 1% (up to 100) and the first point at or after
-/// each 1/100 step of FPR above it, plus the end points.
+/// Thin a ROC curve for drawing: below 1% FPR, the last point of each of 20 buckets per decade of FPR (on a
+/// log scale), above it the last point of each 1% step, and the first point. Buckets end at their upper edge
+/// (0.1%, 1%, 2% …), so the highest TPR at or below each of those rates is kept exactly.
 fn thin_roc(curve: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    let mut out: Vec<(f64, f64)> = Vec::with_capacity(200);
-    let mut low = 0;
-    let mut next_step = 0.01;
+    let bucket = |fpr: f64| -> i64 {
+        if fpr <= 0.0 {
+            i64::MIN
+        } else if fpr < 0.01 {
+            (fpr.log10() * 20.0).ceil() as i64
+        } else {
+            1_000_000 + (fpr * 100.0).ceil() as i64
+        }
+    };
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(256);
+    let mut last_bucket = None;
     for &(fpr, tpr) in curve {
-        if fpr < 0.01 {
-            if low < 100 {
-                out.push((fpr, tpr));
-                low += 1;
+        let b = bucket(fpr);
+        if last_bucket == Some(b) {
+            if let Some(last) = out.last_mut() {
+                *last = (fpr, tpr);
             }
-        } else if fpr >= next_step {
+        } else {
             out.push((fpr, tpr));
-            next_step = (fpr * 100.0).floor() / 100.0 + 0.01;
+            last_bucket = Some(b);
         }
     }
-    if let Some(&last) = curve.last() {
-        if out.last() != Some(&last) {
-            out.push(last);
+    if let (Some(&first), Some(&kept)) = (curve.first(), out.first()) {
+        if kept != first {
+            out.insert(0, first);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod thin_tests {
+    use super::thin_roc;
+
+    #[test]
+    fn thinning_keeps_the_best_rate_at_low_false_positives() {
+        // 100 000 negatives: FPR steps of 1e-5; TPR rises with FPR.
+        let curve: Vec<(f64, f64)> = (0..=100_000)
+            .map(|i| (i as f64 / 1e5, (i as f64 / 1e5).sqrt()))
+            .collect();
+        let thin = thin_roc(&curve);
+        assert!(thin.len() < 400, "{}", thin.len());
+        assert_eq!(thin.first(), Some(&(0.0, 0.0)));
+        assert_eq!(thin.last(), curve.last());
+        // The best TPR at FPR ≤ 0.1% and ≤ 1% is still on the thinned curve.
+        for t in [0.001, 0.01] {
+            let best = |c: &[(f64, f64)]| {
+                c.iter()
+                    .filter(|p| p.0 <= t + 1e-12)
+                    .map(|p| p.1)
+                    .fold(0.0, f64::max)
+            };
+            assert!((best(&thin) - best(&curve)).abs() < 1e-9, "at {t}");
+        }
+    }
 }
 
 /// TPR and FPR of the population attack at thresholds calibrated for a target FPR.

@@ -221,16 +221,25 @@ fn access_log(
     );
 }
 
-async fn fallback(State(state): State<Shared>) -> Response {
+async fn fallback(State(state): State<Shared>, headers: HeaderMap) -> Response {
     let id = state.next_request_id();
     state
         .metrics
         .observe_request("unmatched", 404, Duration::ZERO, Duration::ZERO);
-    let mut response = REQUEST_ID
-        .scope(id.clone(), async {
-            ApiError::not_found("no such route; see /openapi.json").into_response()
-        })
-        .await;
+    // A browser (it asks for HTML) gets a page that leads back to the console; API clients get JSON.
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    let mut response = if wants_html {
+        crate::console::not_found(&state.config.server.console_path)
+    } else {
+        REQUEST_ID
+            .scope(id.clone(), async {
+                ApiError::not_found("no such route; see /openapi.json").into_response()
+            })
+            .await
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", v);
     }

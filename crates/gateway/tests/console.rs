@@ -10,7 +10,7 @@ use support::{Backend, Resp, TestServer};
 const PAGES: &[&str] = &["/", "/findings", "/assets", "/monitor", "/settings"];
 
 fn cookie(token: &str) -> String {
-    format!("aegis_session={token}")
+    format!("__Host-aegis_session={token}")
 }
 
 async fn get(s: &TestServer, path: &str, token: &str) -> Resp {
@@ -263,16 +263,27 @@ async fn changes_need_the_token_and_the_same_origin() {
         &[],
     )
     .await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("aeg_"), "the secret is shown");
+    assert_eq!(r.status, 303, "{}", r.text());
     assert_eq!(keys().await, before + 1);
-    assert!(
-        !get(&s, "/gateway", &admin)
-            .await
-            .text()
-            .contains("id=\"key-secret\""),
-        "and only once"
-    );
+    // The answer is a redirect (a reload creates nothing); the next page shows the secret, once, to this session.
+    let shown = |who: &str| {
+        let who = who.to_string();
+        let s = &s;
+        async move {
+            get(s, "/gateway", &who)
+                .await
+                .text()
+                .contains("id=\"key-secret\"")
+        }
+    };
+    assert!(!shown(&other).await, "not to another session");
+    assert!(shown(&admin).await, "the secret is shown");
+    assert!(!shown(&admin).await, "and only once");
+    // A key for a model that is not served is refused.
+    let form = format!("csrf={token}&name=typo&models=demo-frad");
+    let r = post(&s, "/gateway/keys", &admin, &form, &[]).await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("No model is served under the name"));
     // Sign-out ends the session.
     let r = post(&s, "/sign-out", &admin, &format!("csrf={token}"), &[]).await;
     assert_eq!(r.status, 303);
@@ -363,8 +374,23 @@ async fn the_console_moves_under_a_base_path() {
         "nothing at the old place"
     );
     let admin = s.session("ada", Role::Admin).await;
-    let r = get(&s, "/aegis/findings", &admin).await;
+    let plain = format!("aegis_session={admin}");
+    let r = s
+        .request("GET", "/aegis/findings", &[("cookie", &plain)], "")
+        .await;
     assert_eq!(r.status, 200);
+    // The root's cookie name means nothing here, and htmx gets a redirect header instead of a page.
+    let r = get(&s, "/aegis/findings", &admin).await;
+    assert_eq!(r.status, 303);
+    let r = s
+        .request(
+            "GET",
+            "/aegis/assets/demo-fraud/runs",
+            &[("hx-request", "true")],
+            "",
+        )
+        .await;
+    assert_eq!(r.header("hx-redirect").as_deref(), Some("/aegis/sign-in"));
     assert_strict(&r, "/aegis/findings");
     // The API stays where it is.
     assert_eq!(s.request("GET", "/healthz", &[], "").await.status, 200);

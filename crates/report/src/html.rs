@@ -71,6 +71,7 @@ fn page(report: &Report, rules: &[&RuleDoc], stylesheet: Option<&str>) -> String
         Some(views::Kind::Scan) => views::scan(&mut h, report),
         Some(views::Kind::Audit) => views::audit(&mut h, report),
         Some(views::Kind::Drift) => views::drift(&mut h, report),
+        Some(views::Kind::LiveDrift) => views::live_drift(&mut h, report),
         Some(views::Kind::Privacy) => views::privacy(&mut h, report),
         Some(views::Kind::Extraction) => views::extraction(&mut h, report),
         None => {}
@@ -110,7 +111,7 @@ details summary{cursor:pointer;color:var(--muted)}
 .badge{display:inline-block;padding:.05em .5em;border-radius:.7em;font-size:.85em;font-weight:600;white-space:nowrap;color:#fff}
 .sev-critical{background:#7f1d1d}.sev-high{background:#dc2626}.sev-medium{background:#b45309}
 .sev-low{background:#0e7490}.sev-info{background:#6b7280}
-.counts .badge{margin-right:.4em}.muted{color:var(--muted)}.fix{margin-top:.3em}
+.counts .badge{margin:0 .3em 0 1.1em}.counts .badge:first-child{margin-left:0}.muted{color:var(--muted)}.fix{margin-top:.3em}
 figure{margin:.6em 0 1em}svg{max-width:100%;height:auto;font-family:system-ui,sans-serif}
 footer{margin-top:2em;color:var(--muted);font-size:.85em}
 .lede{font-size:1.1em}.verdict{padding:.5em .8em;border-radius:.4em;border:1px solid var(--line)}

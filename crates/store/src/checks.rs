@@ -242,6 +242,29 @@ fn scan(p: &Prepared, progress: &Progress) -> Result<Outcome> {
     report
         .metrics
         .insert("bytes".into(), outcome.stats.bytes.into());
+    report.metrics.insert(
+        "formats".into(),
+        serde_json::to_value(&outcome.stats.formats).unwrap_or_default(),
+    );
+    // What was checked, file by file, named as uploaded (not by the work directory they were laid out in).
+    let root = p.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let root = root.display().to_string();
+    let checked: Vec<serde_json::Value> = outcome
+        .files
+        .iter()
+        .take(10_000)
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            let shown = f
+                .path
+                .strip_prefix(&root)
+                .map(|r| r.trim_start_matches('/'))
+                .unwrap_or(&f.path);
+            v["path"] = shown.into();
+            v
+        })
+        .collect();
+    report.metrics.insert("checked".into(), checked.into());
     Ok(Outcome::Done(report))
 }
 

@@ -735,6 +735,28 @@ impl Store {
             .collect()
     }
 
+    /// Open findings (needing attention now) of every asset, by severity.
+    pub async fn open_by_severity(&self) -> Result<Vec<(Severity, i64)>> {
+        let rows = sqlx::query(
+            "SELECT severity, COUNT(*) AS n FROM findings
+             WHERE state IN ('in_triage', 'exploitable') AND accepted_until <= $1
+             GROUP BY severity",
+        )
+        .bind(now_secs())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(Error::db("count findings"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    rank_severity(r.try_get("severity").map_err(Error::db("count findings"))?),
+                    r.try_get::<i64, _>("n")
+                        .map_err(Error::db("count findings"))?,
+                ))
+            })
+            .collect()
+    }
+
     /// When findings were detected or came back since `since` (Unix seconds), with their severity: the alerts
     /// of the console's timeline. At most 10 000, newest first.
     pub async fn alerts_since(&self, since: i64) -> Result<Vec<(i64, Severity)>> {

@@ -10,6 +10,10 @@
     }
   });
   document.addEventListener("click", function (event) {
+    if (event.target.closest("[data-back]")) {
+      window.history.back();
+      return;
+    }
     var button = event.target.closest("[data-copy]");
     if (!button) return;
     var source = document.getElementById(button.getAttribute("data-copy"));

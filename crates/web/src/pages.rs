@@ -91,6 +91,8 @@ pub struct Enrolment {
     pub uri: String,
     /// The QR code of the URI as inline SVG, if drawn.
     pub qr_svg: String,
+    /// Single-use codes that stand in for the app's code (a lost phone).
+    pub recovery: Vec<String>,
 }
 
 /// A page that only says something (not found, not allowed, done).
@@ -415,8 +417,12 @@ pub struct Runs {
     pub asset: String,
     /// The runs.
     pub rows: Vec<RunRow>,
-    /// Any run waiting or running (keeps the fragment polling).
+    /// Checks queued without a run yet.
+    pub pending: i64,
+    /// Keep refreshing (a run is running or checks are queued, and the visitor did not stop it).
     pub active: bool,
+    /// The visitor stopped the refreshing (`?live=0`).
+    pub stopped: bool,
 }
 
 /// One run.
@@ -454,6 +460,8 @@ pub struct Monitor {
     pub models: Vec<MonitorModel>,
     /// Extraction suspicion per key.
     pub extraction: Vec<Vec<String>>,
+    /// The visitor may see extraction suspicion (admins and auditors, as on the API).
+    pub extraction_visible: bool,
 }
 
 /// One served model's monitoring.
@@ -493,6 +501,10 @@ pub struct Gateway {
     pub keys: Vec<KeyRow>,
     /// A secret just created, shown this once: (key id, secret).
     pub secret: Option<(String, String)>,
+    /// A new user's authenticator enrolment, shown this once.
+    pub enrolment: Option<Enrolment>,
+    /// Days until a new key expires when the form leaves it empty (0: never).
+    pub default_expiry_days: i64,
     /// Served models: name, kind, policy in words.
     pub models: Vec<Vec<String>>,
     /// Roles a new user may get.

@@ -15,7 +15,7 @@ use axum::Form;
 use serde::Deserialize;
 
 use super::auth::{self, Visitor};
-use super::views::{base, chrome, encode, failure, FindingQuery};
+use super::views::{base, encode, failure, FindingQuery};
 use crate::admin_request::done;
 use crate::audit_trail::AuditCtx;
 use crate::keys::{self, NewKey};
@@ -100,6 +100,11 @@ fn back(state: &Shared, path: &str, code: &str) -> Response {
 
 /// The page for an action the store refused, with its reason (already written for people) and the way back.
 fn refused(state: &Shared, v: &Visitor, ctx: AuditCtx, text: String) -> Response {
+    let mut chars = text.chars();
+    let text = match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => text,
+    };
     let r = failure(
         state,
         v,
@@ -232,7 +237,7 @@ pub(super) async fn bulk_triage(
         Ok(f) => f,
         Err(text) => return refused(&state, &v, ctx, text),
     };
-    while fingerprints.len() < 5000 {
+    while fingerprints.len() <= 5000 {
         match state.store.list_findings(&filter).await {
             Ok(page) => {
                 fingerprints.extend(page.findings.into_iter().map(|f| f.fingerprint));
@@ -243,6 +248,15 @@ pub(super) async fn bulk_triage(
             }
             Err(e) => return refused(&state, &v, ctx, e.to_string()),
         }
+    }
+    if fingerprints.len() > 5000 {
+        return refused(
+            &state,
+            &v,
+            ctx,
+            "More than 5,000 findings match these filters; narrow them (a model, a check, a severity) and apply again."
+                .into(),
+        );
     }
     let mut changed = 0;
     for fp in &fingerprints {
@@ -255,15 +269,23 @@ pub(super) async fn bulk_triage(
         }
         changed += 1;
     }
+    let mut what = Vec::new();
+    if let Some(s) = t.state {
+        what.push(format!("state {}", s.as_str()));
+    }
+    if let Some(o) = &t.owner {
+        what.push(format!("owner {o}"));
+    }
+    if let Some(d) = t.accept_days {
+        what.push(format!("risk accepted for {d} days"));
+    }
     let detail = format!(
-        "bulk triage of {changed} finding(s) matching {:?}: state {:?}, owner {:?}, accept {:?} days; {}",
+        "bulk triage of {changed} finding(s) matching \"{}\": {}; comment: {}",
         q.query_string(),
-        t.state.map(|s| s.as_str()),
-        t.owner,
-        t.accept_days,
+        what.join(", "),
         t.comment
     );
-    let path = format!("/findings?{}&done=bulk", q.query_string());
+    let path = format!("/findings?{}&done=bulk&n={changed}", q.query_string());
     done(
         Redirect::to(&format!("{}{path}", base(&state))).into_response(),
         ctx,
@@ -285,25 +307,86 @@ struct Upload {
     file: Option<(String, String, u64)>,
 }
 
-/// Read a multipart upload. The CSRF token must come before the file (the forms put it first), so a
-/// forged upload is refused before a byte of it is stored.
+/// A refusal's text, or what to do when the form itself was wrong (its token came after the file).
+fn or_resend(text: String) -> String {
+    if text.is_empty() {
+        "Send the form again from the console's page.".into()
+    } else {
+        text
+    }
+}
+
+/// What an upload is for, checked before a byte of the file is stored.
+enum Purpose<'a> {
+    /// A new asset named in the form.
+    NewAsset,
+    /// A new version of this asset.
+    Version(&'a str),
+}
+
+/// Most bytes of a text field of an upload form.
+const MAX_FIELD: usize = 4096;
+
+/// Read one text field of a multipart form, at most [`MAX_FIELD`] bytes.
+async fn small_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    name: &str,
+) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field
+        .chunk()
+        .await
+        .map_err(|e| format!("the form broke off: {e}"))?
+    {
+        if bytes.len() + chunk.len() > MAX_FIELD {
+            return Err(format!(
+                "the field {name} is too long (at most {MAX_FIELD} bytes)"
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| format!("the field {name} is not text"))
+}
+
+/// Read a multipart upload. The form's fields come before its one file (the console's forms put them first),
+/// so the visitor, the same-origin check, the CSRF token, the role and what the upload is for are all checked
+/// before a byte of the file is stored. Returns the fields read (with the token, for the caller's refusal) and
+/// whether the upload is acceptable.
 async fn read_upload(
     state: &Shared,
     v: &Visitor,
     headers: &HeaderMap,
+    purpose: Purpose<'_>,
     mut parts: Multipart,
-) -> Result<Upload, String> {
+) -> (Upload, Result<(), String>) {
     let mut up = Upload::default();
-    while let Some(mut field) = parts
-        .next_field()
-        .await
-        .map_err(|e| format!("the upload broke off: {e}"))?
-    {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "file" {
-            if !auth::same_origin(headers) || !auth::token_matches(v, &up.csrf) {
-                return Err("csrf".into());
+    let result = async {
+        while let Some(mut field) = parts
+            .next_field()
+            .await
+            .map_err(|e| format!("the upload broke off: {e}"))?
+        {
+            let name = field.name().unwrap_or_default().to_string();
+            if name != "file" {
+                let text = small_field(&mut field, &name).await?;
+                match name.as_str() {
+                    "csrf" => up.csrf = text,
+                    "name" => up.name = text.trim().to_string(),
+                    "kind" => up.kind = text,
+                    "owner" => up.owner = text.trim().to_string(),
+                    "label" => up.label = text.trim().to_string(),
+                    _ => {}
+                }
+                continue;
             }
+            if up.file.is_some() {
+                return Err("Send one file at a time.".to_string());
+            }
+            if !auth::same_origin(headers) || !auth::token_matches(v, &up.csrf) || !v.can_change() {
+                // The caller refuses with the reason (cross-site, token or role).
+                return Err(String::new());
+            }
+            check_purpose(state, &purpose, &up).await?;
             let filename = field.file_name().unwrap_or_default().trim().to_string();
             let filename = filename
                 .rsplit(['/', '\\'])
@@ -338,28 +421,47 @@ async fn read_upload(
                 ));
             }
             up.file = Some((filename, sha, size));
-        } else {
-            let text = field
-                .text()
-                .await
-                .map_err(|e| format!("the form broke off: {e}"))?;
-            if text.len() > 4096 {
-                return Err(format!("the field {name} is too long"));
+        }
+        if up.file.is_none() {
+            return Err("Choose a file to upload.".into());
+        }
+        Ok(())
+    }
+    .await;
+    (up, result)
+}
+
+/// Refuse an upload whose target is wrong before its file is stored: a new asset needs a valid, unused name
+/// and a known kind; a new version needs its asset.
+async fn check_purpose(state: &Shared, purpose: &Purpose<'_>, up: &Upload) -> Result<(), String> {
+    match purpose {
+        Purpose::NewAsset => {
+            aegis_store::assets::check_name(&up.name).map_err(|e| e.to_string())?;
+            if !matches!(
+                up.kind.as_str(),
+                "model" | "training" | "test" | "reference"
+            ) {
+                return Err(format!(
+                    "unknown kind {:?}: choose a model or a dataset",
+                    up.kind
+                ));
             }
-            match name.as_str() {
-                "csrf" => up.csrf = text,
-                "name" => up.name = text.trim().to_string(),
-                "kind" => up.kind = text,
-                "owner" => up.owner = text.trim().to_string(),
-                "label" => up.label = text.trim().to_string(),
-                _ => {}
+            match state.store.find_asset(&up.name).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(format!(
+                    "{} exists already; open it to upload a new version, or choose another name",
+                    up.name
+                )),
+                Err(e) => Err(e.to_string()),
             }
         }
+        Purpose::Version(name) => state
+            .store
+            .asset(name)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
     }
-    if up.file.is_none() {
-        return Err("Choose a file to upload.".into());
-    }
-    Ok(up)
 }
 
 /// Record an uploaded file as a new version of `asset_name` and queue its checks (the scan first; the checks
@@ -410,13 +512,11 @@ pub(super) async fn add_asset(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let up = read_upload(&state, &v, &headers, parts).await;
-    let token = up.as_ref().map(|u| u.csrf.clone()).unwrap_or_default();
-    let (v, ctx) = allowed!(state, headers, &token, Needs::Change, "/assets");
-    let up = match up {
-        Ok(u) => u,
-        Err(text) => return refused(&state, &v, ctx, text),
-    };
+    let (up, read) = read_upload(&state, &v, &headers, Purpose::NewAsset, parts).await;
+    let (v, ctx) = allowed!(state, headers, &up.csrf, Needs::Change, "/assets");
+    if let Err(text) = read {
+        return refused(&state, &v, ctx, or_resend(text));
+    }
     let (kind, role) = match up.kind.as_str() {
         "model" => (AssetKind::Model, ""),
         "training" | "test" | "reference" => (AssetKind::Dataset, up.kind.as_str()),
@@ -469,19 +569,17 @@ pub(super) async fn upload_version(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let up = read_upload(&state, &v, &headers, parts).await;
-    let token = up.as_ref().map(|u| u.csrf.clone()).unwrap_or_default();
+    let (up, read) = read_upload(&state, &v, &headers, Purpose::Version(&name), parts).await;
     let (v, ctx) = allowed!(
         state,
         headers,
-        &token,
+        &up.csrf,
         Needs::Change,
         "/assets/{name}/versions"
     );
-    let up = match up {
-        Ok(u) => u,
-        Err(text) => return refused(&state, &v, ctx, text),
-    };
+    if let Err(text) = read {
+        return refused(&state, &v, ctx, or_resend(text));
+    }
     match add_upload(&state, &name, &up, &v.principal.username).await {
         Ok((code, detail)) => done(
             back(&state, &format!("/assets/{}", encode(&name)), code),
@@ -551,14 +649,42 @@ pub(super) async fn add_user(
         Ok(r) => r,
         Err(e) => return refused(&state, &v, ctx, e.to_string()),
     };
-    match crate::identity::create_user(&state.db, form.username.trim(), &form.password, role).await
-    {
-        Ok(()) => {
-            let detail = format!("{} as {role}", form.username.trim());
-            done(back(&state, "/gateway", "user"), ctx, "user.create", detail)
-        }
-        Err(e) => refused(&state, &v, ctx, e.to_string()),
+    let name = form.username.trim();
+    if let Err(e) = crate::identity::create_user(&state.db, name, &form.password, role).await {
+        return refused(&state, &v, ctx, e.to_string());
     }
+    // Administrators must sign in with a second factor: enrol it now and show it once, as the CLI does.
+    if role.requires_totp() {
+        match crate::identity::enroll_totp(&state.db, name, "Aegis").await {
+            Ok(e) => {
+                let secret = e
+                    .secret_base32
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let enrolment = web::Enrolment {
+                    username: name.to_string(),
+                    secret,
+                    qr_svg: web::qr_svg(&e.otpauth_uri),
+                    uri: e.otpauth_uri.clone(),
+                    recovery: e.recovery_codes.clone(),
+                };
+                state.console_once.put(
+                    &v.principal.session_id,
+                    super::once::Shown {
+                        key: None,
+                        enrolment: Some(enrolment),
+                    },
+                    util::now_secs(),
+                );
+            }
+            Err(e) => return refused(&state, &v, ctx, e.to_string()),
+        }
+    }
+    let detail = format!("{name} as {role}");
+    done(back(&state, "/gateway", "user"), ctx, "user.create", detail)
 }
 
 /// `POST /gateway/users/{name}/{enable|disable}` (admins).
@@ -613,18 +739,18 @@ pub(super) struct KeyForm {
     days: String,
 }
 
-/// Render the gateway page with a secret shown once.
-async fn with_secret(state: &Shared, v: &Visitor, id: String, secret: String) -> Response {
-    match super::views::gateway_page(state, chrome(state, v, "gateway"), Some((id, secret))).await {
-        Ok(p) => super::page(StatusCode::OK, web::render(&p)),
-        Err(e) => failure(
-            state,
-            v,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "This page could not be read",
-            e.to_string(),
-        ),
-    }
+/// Keep `id`'s secret for this session's next gateway page and go there: the answer to the form is a redirect,
+/// so a reload creates nothing twice and the secret is shown once.
+fn with_secret(state: &Shared, v: &Visitor, id: String, secret: String) -> Response {
+    state.console_once.put(
+        &v.principal.session_id,
+        super::once::Shown {
+            key: Some((id, secret)),
+            enrolment: None,
+        },
+        util::now_secs(),
+    );
+    back(state, "/gateway", "key")
 }
 
 /// `POST /gateway/keys` (admins and operators), within the configured ceilings.
@@ -641,6 +767,23 @@ pub(super) async fn create_key(
         .filter(|m| !m.is_empty())
         .map(str::to_string)
         .collect();
+    let known: Vec<String> = state
+        .models
+        .names()
+        .into_iter()
+        .chain(state.upstreams.list().into_iter().map(|u| u.name))
+        .collect();
+    if let Some(unknown) = models.iter().find(|m| !known.contains(m)) {
+        return refused(
+            &state,
+            &v,
+            ctx,
+            format!(
+                "No model is served under the name {unknown:?}. The names are: {}.",
+                known.join(", ")
+            ),
+        );
+    }
     let models = if models.is_empty() {
         vec!["*".to_string()]
     } else {
@@ -681,7 +824,7 @@ pub(super) async fn create_key(
         Ok((key, secret)) => {
             ctx.key_id = key.id.clone();
             let detail = format!("{} for {} on {}", key.id, key.owner, key.models.join(","));
-            let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string()).await;
+            let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string());
             done(r, ctx, "key.create", detail)
         }
         Err(e) => refused(&state, &v, ctx, e.to_string()),
@@ -718,7 +861,7 @@ pub(super) async fn key_action(
                 state.key_cache.invalidate();
                 state.leases.forget(&id);
                 let detail = format!("{id} replaced by {}", key.id);
-                let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string()).await;
+                let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string());
                 done(r, ctx, "key.rotate", detail)
             }
             Err(e) => refused(&state, &v, ctx, e.to_string()),
@@ -756,6 +899,21 @@ pub(super) async fn add_channel(
         Ok(s) => s,
         Err(_) => return refused(&state, &v, ctx, "choose a severity".into()),
     };
+    match state.store.channels().await {
+        Ok(existing) if existing.iter().any(|c| c.name == form.name.trim()) => {
+            return refused(
+                &state,
+                &v,
+                ctx,
+                format!(
+                    "A channel named {} exists already; remove it first or choose another name.",
+                    form.name.trim()
+                ),
+            )
+        }
+        Err(e) => return refused(&state, &v, ctx, e.to_string()),
+        Ok(_) => {}
+    }
     let channel = aegis_store::notify::Channel {
         name: form.name.trim().to_string(),
         transport: aegis_store::notify::Transport::Webhook(aegis_store::notify::WebhookConfig {

@@ -14,8 +14,15 @@ use crate::identity::{self, Principal, Role};
 use crate::state::AppState;
 use crate::util;
 
-/// The session cookie's name.
-pub(super) const COOKIE: &str = "aegis_session";
+/// The session cookie's name under a base path. At the root it is `__Host-aegis_session`: browsers accept a
+/// `__Host-` cookie only from this host, over TLS, for `/`, so a sibling subdomain cannot plant one.
+pub(super) fn cookie_name(base: &str) -> &'static str {
+    if base.is_empty() {
+        "__Host-aegis_session"
+    } else {
+        "aegis_session"
+    }
+}
 
 /// A signed-in visitor and their CSRF token.
 #[derive(Debug, Clone)]
@@ -41,17 +48,23 @@ impl Visitor {
     }
 }
 
-/// The session token in the request's cookies, if any.
-fn session_token(headers: &HeaderMap) -> Option<&str> {
-    headers
+/// The session token in the request's cookies, if there is exactly one (two cookies of the name mean one was
+/// planted: neither is trusted).
+fn session_token<'h>(headers: &'h HeaderMap, base: &str) -> Option<&'h str> {
+    let name = cookie_name(base);
+    let mut found = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|t| t.starts_with("ses_"))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value.trim());
+    let token = found.next()?;
+    if found.next().is_some() {
+        return None;
+    }
+    Some(token).filter(|t| t.starts_with("ses_"))
 }
 
 /// The visitor behind the request's cookie; otherwise the response to send instead (to the sign-in page, or a
@@ -61,8 +74,21 @@ pub(super) async fn visitor(
     headers: &HeaderMap,
     base: &str,
 ) -> Result<Visitor, Response> {
-    let sign_in = || Redirect::to(&format!("{base}/sign-in")).into_response();
-    let Some(token) = session_token(headers) else {
+    let to = format!("{base}/sign-in");
+    // A fragment htmx refreshes must send the whole page to sign-in, not draw the sign-in page inside itself.
+    let htmx = headers.contains_key("hx-request");
+    let sign_in = || {
+        if htmx {
+            let mut r = StatusCode::OK.into_response();
+            if let Ok(v) = HeaderValue::from_str(&to) {
+                r.headers_mut().insert("hx-redirect", v);
+            }
+            r
+        } else {
+            Redirect::to(&to).into_response()
+        }
+    };
+    let Some(token) = session_token(headers, base) else {
         return Err(sign_in());
     };
     let principal =
@@ -113,11 +139,12 @@ pub(super) fn token_matches(visitor: &Visitor, sent: &str) -> bool {
 /// The `Set-Cookie` value that stores `token` for `ttl_secs` (or deletes the cookie when `token` is empty).
 pub(super) fn cookie(base: &str, token: &str, ttl_secs: i64) -> HeaderValue {
     let path = if base.is_empty() { "/" } else { base };
+    let name = cookie_name(base);
     let value = if token.is_empty() {
-        format!("{COOKIE}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+        format!("{name}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
     } else {
         format!(
-            "{COOKIE}={token}; Path={path}; Max-Age={ttl_secs}; HttpOnly; Secure; SameSite=Strict"
+            "{name}={token}; Path={path}; Max-Age={ttl_secs}; HttpOnly; Secure; SameSite=Strict"
         )
     };
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -174,13 +201,18 @@ mod tests {
 
     #[test]
     fn the_session_cookie_is_found_among_others() {
-        let h = headers(&[("cookie", "a=1; aegis_session=ses_abc.def; b=2")]);
-        assert_eq!(session_token(&h), Some("ses_abc.def"));
-        assert_eq!(
-            session_token(&headers(&[("cookie", "aegis_session=junk")])),
-            None
-        );
-        assert_eq!(session_token(&HeaderMap::new()), None);
+        let h = headers(&[("cookie", "a=1; __Host-aegis_session=ses_abc.def; b=2")]);
+        assert_eq!(session_token(&h, ""), Some("ses_abc.def"));
+        // At the root only the __Host- cookie counts; under a base path the plain name.
+        let plain = headers(&[("cookie", "aegis_session=ses_abc.def")]);
+        assert_eq!(session_token(&plain, ""), None);
+        assert_eq!(session_token(&plain, "/aegis"), Some("ses_abc.def"));
+        let junk = headers(&[("cookie", "__Host-aegis_session=junk")]);
+        assert_eq!(session_token(&junk, ""), None);
+        assert_eq!(session_token(&HeaderMap::new(), ""), None);
+        // Two cookies of the name: one was planted, neither counts.
+        let two = headers(&[("cookie", "aegis_session=ses_a.b; aegis_session=ses_c.d")]);
+        assert_eq!(session_token(&two, "/aegis"), None);
     }
 
     #[test]
@@ -199,6 +231,6 @@ mod tests {
         assert!(cookie("", "", 0)
             .to_str()
             .unwrap()
-            .contains("Max-Age=0; HttpOnly"));
+            .starts_with("__Host-aegis_session=; Path=/; Max-Age=0; HttpOnly"));
     }
 }

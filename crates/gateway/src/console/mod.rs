@@ -9,8 +9,21 @@
 //! Every response carries a strict Content-Security-Policy (no inline script or style: the templates have
 //! none), `no-referrer`, `nosniff`, and refuses framing; pages are never cached.
 
+/// The visitor, or the response that sends them to sign in (for the page handlers of the submodules).
+macro_rules! visitor {
+    ($state:expr, $headers:expr) => {
+        match super::auth::visitor(&$state, &$headers, &super::views::base(&$state)).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod actions;
+mod admin_pages;
 mod auth;
+mod monitor;
+mod once;
 mod sign_in;
 mod views;
 
@@ -23,12 +36,17 @@ use axum::Router;
 
 use crate::state::Shared;
 
+pub(crate) use once::OnceSecrets;
+
 /// The console's routes, mounted at `base` (`""` or a path such as `/aegis`).
 pub(crate) fn routes(base: &str) -> Router<Shared> {
     let pages = Router::new()
         .route("/", get(views::overview))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
-        .route("/sign-out", post(sign_in::sign_out))
+        .route(
+            "/sign-out",
+            post(sign_in::sign_out).get(|| async { Redirect::to("./") }),
+        )
         .route(
             "/setup",
             get(sign_in::setup_page).post(sign_in::setup_submit),
@@ -52,15 +70,15 @@ pub(crate) fn routes(base: &str) -> Router<Shared> {
         .route("/assets/{name}/checks", post(actions::run_checks))
         .route("/runs/{id}", get(views::run_report))
         .route("/rules/{id}", get(views::rule))
-        .route("/monitor", get(views::monitor))
-        .route("/gateway", get(views::gateway))
+        .route("/monitor", get(monitor::monitor))
+        .route("/gateway", get(admin_pages::gateway))
         .route("/gateway/users", post(actions::add_user))
         .route("/gateway/users/{name}/{action}", post(actions::user_state))
         .route("/gateway/keys", post(actions::create_key))
         .route("/gateway/keys/{id}/{action}", post(actions::key_action))
-        .route("/audit", get(views::audit))
-        .route("/audit/export", get(views::audit_export))
-        .route("/settings", get(views::settings))
+        .route("/audit", get(admin_pages::audit))
+        .route("/audit/export", get(admin_pages::audit_export))
+        .route("/settings", get(admin_pages::settings))
         .route("/settings/channels", post(actions::add_channel))
         .route(
             "/settings/channels/{name}/{action}",
@@ -96,10 +114,12 @@ async fn security_headers(mut request: axum::extract::Request, next: Next) -> Re
     }
     let mut response = next.run(request).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(aegis_web::CONTENT_SECURITY_POLICY),
-    );
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(aegis_web::CONTENT_SECURITY_POLICY),
+        );
+    }
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -132,6 +152,26 @@ async fn static_file(Path(file): Path<String>) -> Response {
             .into_response(),
         None => (StatusCode::NOT_FOUND, "no such file").into_response(),
     }
+}
+
+/// The page a browser gets for an address that does not exist (with the console's strict headers).
+pub(crate) fn not_found(base: &str) -> Response {
+    let mut r = message_page(
+        StatusCode::NOT_FOUND,
+        base,
+        "No such page",
+        "Nothing is at this address. The console's menu leads to every page.",
+    );
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(aegis_web::CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
 }
 
 /// A rendered page as a response.

@@ -93,6 +93,19 @@ pub(super) async fn submit(
     )
     .await;
     let (status, problem) = match result {
+        Ok(session) if session.role == crate::identity::Role::Client => {
+            // Client accounts call models with keys; they get no console session.
+            let now = util::now_secs();
+            if let Ok(Some(p)) =
+                identity::authenticate_session(&state.db, &state.session_key, &session.token, now).await
+            {
+                let _ = identity::logout(&state.db, &p.session_id).await;
+            }
+            (
+                StatusCode::FORBIDDEN,
+                "Client accounts call models with API keys; they cannot open the console. Ask an administrator for a staff account.".to_string(),
+            )
+        }
         Ok(session) => {
             let mut response = Redirect::to(&format!("{}/", base(&state))).into_response();
             response.headers_mut().insert(
@@ -211,7 +224,7 @@ async fn setup_page_get(state: &Shared, code: &str) -> Response {
             StatusCode::OK,
             &base(state),
             "Aegis is set up already",
-            "The first administrator exists, so the setup link works no more. Sign in instead; an administrator \
+            "The first administrator exists, so the setup link no longer works. Sign in instead; an administrator \
              adds other people under Users and keys.",
         );
     }
@@ -273,6 +286,7 @@ pub(super) async fn setup_submit(
                     secret,
                     uri: enrolment.otpauth_uri.clone(),
                     qr_svg: aegis_web::qr_svg(&enrolment.otpauth_uri),
+                    recovery: enrolment.recovery_codes.clone(),
                 }),
             });
             let mut response = super::page(StatusCode::CREATED, html);

@@ -9,11 +9,11 @@ use aegis_store::queue::Run;
 use aegis_store::TrackedFinding;
 use aegis_web as web;
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::Deserialize;
 
-use super::auth::{self, Visitor};
+use super::auth::Visitor;
 use crate::state::Shared;
 use crate::util;
 
@@ -37,16 +37,6 @@ pub(super) fn chrome(state: &Shared, v: &Visitor, section: &'static str) -> web:
     }
 }
 
-/// The visitor, or the response that sends them to sign in.
-macro_rules! visitor {
-    ($state:expr, $headers:expr) => {
-        match auth::visitor(&$state, &$headers, &base(&$state)).await {
-            Ok(v) => v,
-            Err(r) => return r,
-        }
-    };
-}
-
 /// A page saying what went wrong (a store or database failure), with the visitor's menu.
 pub(super) fn failure(
     state: &Shared,
@@ -66,7 +56,7 @@ pub(super) fn failure(
     )
 }
 
-fn store_failure(state: &Shared, v: &Visitor, e: aegis_store::Error) -> Response {
+pub(super) fn store_failure(state: &Shared, v: &Visitor, e: aegis_store::Error) -> Response {
     match e {
         aegis_store::Error::NotFound(what) => failure(
             state,
@@ -86,7 +76,7 @@ fn store_failure(state: &Shared, v: &Visitor, e: aegis_store::Error) -> Response
 }
 
 /// A message from the last action, chosen by code so no link can make the console say arbitrary words.
-fn notice(code: &str) -> &'static str {
+pub(super) fn notice(code: &str) -> &'static str {
     match code {
         "triaged" => "Saved. The finding's history records who changed what.",
         "bulk" => "Saved for every matching finding.",
@@ -96,7 +86,8 @@ fn notice(code: &str) -> &'static str {
         "same" => "That file is the same as the latest version; nothing changed.",
         "added" => "Added. Its checks are starting: the first is a scan for hidden code.",
         "queued" => "The checks are queued; this page shows their progress.",
-        "user" => "Saved.",
+        "user" => "Saved. A new administrator's authenticator key is shown below, once; other roles sign in with their password.",
+        "key" => "The key is created. Copy its secret now: it is shown only on this page, this once.",
         "revoked" => "The key is revoked: requests with it are refused from now on.",
         "channel" => "The channel is saved.",
         "removed" => "Removed.",
@@ -108,7 +99,10 @@ fn notice(code: &str) -> &'static str {
 #[derive(Deserialize, Default)]
 pub(super) struct Done {
     #[serde(default)]
-    done: String,
+    pub(super) done: String,
+    /// `0`: do not refresh the page's live parts.
+    #[serde(default)]
+    pub(super) live: String,
 }
 
 // ----------------------------------------------------------------------------------------------- overview
@@ -134,7 +128,13 @@ async fn overview_page(state: &Shared, v: &Visitor) -> aegis_store::Result<web::
         })
         .await?
         .findings;
-    let count = |s: Severity| open.iter().filter(|f| f.finding.severity == s).count();
+    let counts = store.open_by_severity().await?;
+    let count = |s: Severity| {
+        counts
+            .iter()
+            .find(|(sev, _)| *sev == s)
+            .map_or(0, |(_, n)| *n as usize)
+    };
     let (critical, high) = (count(Severity::Critical), count(Severity::High));
     let served: Vec<String> = state.models.names();
     let served_postures: Vec<&AssetPosture> = postures
@@ -149,9 +149,11 @@ async fn overview_page(state: &Shared, v: &Visitor) -> aegis_store::Result<web::
     let users = crate::identity::list_users(&state.db)
         .await
         .unwrap_or_default();
+    // The bundled demo model (served when aegis.toml has no [[model]]) is not the company's own.
+    let demo = state.config.models.is_empty();
     let models: Vec<&AssetPosture> = postures
         .iter()
-        .filter(|p| p.kind == AssetKind::Model && !p.asset.starts_with("aegis-"))
+        .filter(|p| p.kind == AssetKind::Model && !(demo && p.asset == "demo-fraud"))
         .collect();
     let checklist = vec![
         web::Step {
@@ -163,8 +165,7 @@ async fn overview_page(state: &Shared, v: &Visitor) -> aegis_store::Result<web::
             href: format!("{base}/gateway"),
         },
         web::Step {
-            done: models.iter().any(|p| p.version > 0 && !served.contains(&p.asset))
-                || models.iter().any(|p| p.version > 0),
+            done: models.iter().any(|p| p.version > 0),
             title: "Add a model".into(),
             text: "Upload the model file; Aegis scans it for hidden code before anything loads it.".into(),
             href: format!("{base}/assets"),
@@ -184,7 +185,9 @@ async fn overview_page(state: &Shared, v: &Visitor) -> aegis_store::Result<web::
             href: format!("{base}/monitor"),
         },
         web::Step {
-            done: postures.iter().any(|p| p.checks.iter().any(|c| c.status == "done")),
+            done: models
+                .iter()
+                .any(|p| p.checks.iter().any(|c| c.status == "done")),
             title: "Read the first report".into(),
             text: "Open a model to see what each check found and what to do.".into(),
             href: format!("{base}/assets"),
@@ -216,10 +219,18 @@ async fn overview_page(state: &Shared, v: &Visitor) -> aegis_store::Result<web::
             href: format!("{base}/findings?severity=high"),
         },
         web::Tile {
-            label: "models served".into(),
+            label: if demo {
+                "models served (the demo)".into()
+            } else {
+                "models served".into()
+            },
             value: served.len().to_string(),
             tone: "neutral",
-            note: format!("{} upstream(s) proxied too.", state.upstreams.list().len()),
+            note: match state.upstreams.list().len() {
+                0 => "No upstream proxied.".into(),
+                1 => "1 upstream proxied too.".into(),
+                n => format!("{n} upstreams proxied too."),
+            },
             href: format!("{base}/monitor"),
         },
         web::Tile {
@@ -297,7 +308,10 @@ fn timeline(alerts: &[(i64, Severity)], now: i64) -> web::Chart {
     let caption = if total == 0 {
         "No new or returning finding in the last 24 hours.".to_string()
     } else {
-        format!("{total} alert(s) in the last 24 hours, {severe_n:.0} of them high or critical.")
+        format!(
+            "{total} {} in the last 24 hours, {severe_n:.0} of them high or critical.",
+            if total == 1 { "alert" } else { "alerts" }
+        )
     };
     let rows = labels
         .iter()
@@ -328,7 +342,11 @@ pub(super) fn finding_row(f: &TrackedFinding, now: i64) -> web::FindingRow {
         title: f.finding.title.clone(),
         asset: f.asset.clone(),
         source: f.source.clone(),
-        state: web::plain_state(f.state.as_str()).to_string(),
+        state: if f.accepted_until > now && f.state.is_open() {
+            "risk accepted".to_string()
+        } else {
+            web::plain_state(f.state.as_str()).to_string()
+        },
         accepted: if f.accepted_until > now {
             when(f.accepted_until)
         } else {
@@ -351,6 +369,7 @@ pub(super) struct FindingQuery {
     pub(super) owner: String,
     pub(super) cursor: String,
     pub(super) done: String,
+    pub(super) n: Option<u32>,
 }
 
 impl FindingQuery {
@@ -448,7 +467,10 @@ pub(super) async fn findings(
         .map(|c| format!("{}/findings?{query}&cursor={}", base(&state), encode(&c)))
         .unwrap_or_default();
     let mut chrome = chrome(&state, &v, "findings");
-    chrome.notice = notice(&q.done).to_string();
+    chrome.notice = match (q.done.as_str(), q.n) {
+        ("bulk", Some(n)) => format!("Saved for {n} finding{}.", if n == 1 { "" } else { "s" }),
+        (code, _) => notice(code).to_string(),
+    };
     let sources = [
         "scan",
         "signature",
@@ -548,7 +570,7 @@ pub(super) async fn finding(
         .finding
         .refs
         .iter()
-        .filter(|r| !r.url.is_empty())
+        .filter(|r| r.url.starts_with("https://") || r.url.starts_with("http://"))
         .map(|r| (reference_label(&r.id), r.url.clone()))
         .collect();
     for (label, href) in doc.map(references).unwrap_or_default() {
@@ -584,8 +606,9 @@ pub(super) async fn finding(
             .unwrap_or_default(),
         refs,
         occurrences: format!(
-            "{} time(s); first {}, last {}",
+            "{} {}; first {}, last {}",
             f.occurrences,
+            if f.occurrences == 1 { "time" } else { "times" },
             when(f.first_seen),
             when(f.last_seen)
         ),
@@ -786,7 +809,15 @@ pub(super) async fn assets(
     )
 }
 
-pub(super) fn runs_fragment(state: &Shared, asset: &str, runs: &[Run], now: i64) -> String {
+/// The recent runs of an asset, refreshed every 2 s while a run is running or checks wait (unless `live` is off).
+pub(super) fn runs_fragment(
+    state: &Shared,
+    asset: &str,
+    runs: &[Run],
+    pending: i64,
+    live: bool,
+    now: i64,
+) -> String {
     let rows: Vec<web::RunRow> = runs
         .iter()
         .map(|r| web::RunRow {
@@ -805,12 +836,14 @@ pub(super) fn runs_fragment(state: &Shared, asset: &str, runs: &[Run], now: i64)
             cause: r.cause.clone(),
         })
         .collect();
-    let active = runs.iter().any(|r| r.status.as_str() == "running");
+    let busy = pending > 0 || runs.iter().any(|r| r.status.as_str() == "running");
     web::render(&web::Runs {
         base: base(state),
         asset: asset.to_string(),
         rows,
-        active,
+        pending,
+        active: busy && live,
+        stopped: busy && !live,
     })
 }
 
@@ -859,21 +892,7 @@ pub(super) async fn asset(
                 .collect()
         })
         .unwrap_or_default();
-    let mut runs_html = runs_fragment(&state, &asset.name, &runs, now);
-    if pending > 0 && !runs.iter().any(|r| r.status.as_str() == "running") {
-        // Queued checks have no run yet: keep polling until they start.
-        runs_html = runs_html.replacen(
-            "<div id=\"runs\" ",
-            &format!(
-                "<div id=\"runs\" hx-get=\"{}/assets/{}/runs\" hx-trigger=\"every 2s\" hx-swap=\"outerHTML\" ",
-                base(&state),
-                encode(&asset.name)
-            ),
-            1,
-        );
-        runs_html =
-            format!("<p class=\"muted\">{pending} check(s) waiting to start.</p>{runs_html}");
-    }
+    let runs_html = runs_fragment(&state, &asset.name, &runs, pending, d.live != "0", now);
     let mut chrome = chrome(&state, &v, "assets");
     chrome.notice = notice(&d.done).to_string();
     let page = web::AssetDetail {
@@ -927,18 +946,7 @@ pub(super) async fn runs(
     .await;
     match data {
         Ok((asset, runs, pending)) => {
-            let mut html = runs_fragment(&state, &asset.name, &runs, util::now_secs());
-            if pending > 0 && !html.contains("hx-trigger") {
-                html = html.replacen(
-                    "<div id=\"runs\" ",
-                    &format!(
-                        "<div id=\"runs\" hx-get=\"{}/assets/{}/runs\" hx-trigger=\"every 2s\" hx-swap=\"outerHTML\" ",
-                        base(&state),
-                        encode(&asset.name)
-                    ),
-                    1,
-                );
-            }
+            let html = runs_fragment(&state, &asset.name, &runs, pending, true, util::now_secs());
             super::page(StatusCode::OK, html)
         }
         Err(e) => store_failure(&state, &v, e),
@@ -986,770 +994,23 @@ pub(super) async fn run_report(
         &rules,
         &format!("{}/static/report.css", base(&state)),
     );
-    super::page(StatusCode::OK, html)
-}
-
-// ----------------------------------------------------------------------------------------------- monitor
-
-/// `GET /monitor`.
-pub(super) async fn monitor(State(state): State<Shared>, headers: HeaderMap) -> Response {
-    let v = visitor!(state, headers);
-    let now = util::now_secs();
-    let reports = crate::guard::list_reports(&state.db)
-        .await
-        .unwrap_or_default();
-    let mut models = Vec::new();
-    let mut names = state.models.names();
-    names.sort();
-    for name in names {
-        let latest = reports.iter().find(|r| r["model"] == name.as_str());
-        let history = live_history(&state, &name).await;
-        models.push(monitor_model(&name, latest, &history, now));
-    }
-    let mut extraction = Vec::new();
-    if v.can_audit() {
-        for a in crate::extraction::list_alarms(&state.db)
-            .await
-            .unwrap_or_default()
-        {
-            extraction.push(vec![
-                a.key_id.clone(),
-                a.model.clone(),
-                a.queries.to_string(),
-                format!(
-                    "alarm after {} queries: {:.0}% near the decision boundary, {:.0}% unlike the reference data",
-                    a.alarm_at.unwrap_or(a.queries),
-                    a.low_margin_rate * 100.0,
-                    a.out_of_distribution_rate * 100.0
-                ),
-                web::ago(a.alarm_ts, now),
-            ]);
-        }
-    }
-    super::page(
-        StatusCode::OK,
-        web::render(&web::Monitor {
-            chrome: chrome(&state, &v, "monitor"),
-            models,
-            extraction,
-        }),
-    )
-}
-
-/// The live drift records of a served model, oldest first: (when, share of inputs drifted, rows in the window).
-async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
-    let Ok(Some(asset)) = state.store.find_asset(model).await else {
-        return Vec::new();
-    };
-    let runs = state
-        .store
-        .runs(&asset.id, None, 200)
-        .await
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for r in runs
-        .iter()
-        .filter(|r| r.kind.as_str() == "drift" && r.cause == "live")
-        .take(24)
-    {
-        let Ok(full) = state.store.run(&r.id, true).await else {
-            continue;
-        };
-        let Some(window) = full.report.as_ref().map(|rep| &rep["metrics"]["window"]) else {
-            continue;
-        };
-        let inputs: Vec<&serde_json::Value> = window["features"]
-            .as_array()
-            .map(|a| a.iter().filter(|f| f["name"] != "prediction").collect())
-            .unwrap_or_default();
-        let drifted = inputs.iter().filter(|f| f["drifted"] == true).count();
-        out.push((
-            r.started,
-            drifted as f64 / inputs.len().max(1) as f64,
-            window["rows"].as_f64().unwrap_or(0.0),
-        ));
-    }
-    out.reverse();
-    out
-}
-
-/// A served model's monitoring from its last closed window (`latest`: the `drift_reports` row) and history.
-fn monitor_model(
-    name: &str,
-    latest: Option<&serde_json::Value>,
-    history: &[(i64, f64, f64)],
-    now: i64,
-) -> web::MonitorModel {
-    let report = latest.map(|l| &l["report"]);
-    let all: Vec<serde_json::Value> = report
-        .and_then(|r| r["features"].as_array())
-        .cloned()
-        .unwrap_or_default();
-    let (predictions, columns): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
-        all.into_iter().partition(|f| f["name"] == "prediction");
-    let drifted = columns.iter().filter(|c| c["drifted"] == true).count();
-    let mut features: Vec<(bool, f64, Vec<String>)> = columns
-        .iter()
-        .map(|c| {
-            let psi = c["psi"].as_f64();
-            (
-                c["drifted"] == true,
-                psi.unwrap_or(0.0),
-                vec![
-                    c["name"].as_str().unwrap_or("?").to_string(),
-                    psi.map_or("—".into(), |p| format!("{p:.3}")),
-                    "KS".into(),
-                    c["pvalue"].as_f64().map_or("—".into(), |p| {
-                        if p < 0.001 {
-                            "< 0.001".into()
-                        } else {
-                            format!("{p:.3}")
-                        }
-                    }),
-                    if c["drifted"] == true {
-                        "changed".into()
-                    } else {
-                        "as expected".into()
-                    },
-                ],
-            )
-        })
-        .collect();
-    features.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.total_cmp(&a.1)));
-    let (verdict, tone) = match latest {
-        None => ("no traffic window closed yet".to_string(), "neutral"),
-        Some(_) if drifted == 0 => ("inputs look like the reference data".to_string(), "good"),
-        Some(_) => (
-            format!("{drifted} of {} inputs changed", columns.len()),
-            "bad",
+    // The way back to the console, and a policy stricter than the console's: a report (which may have been
+    // imported) runs no script at all and submits no form.
+    let html = html.replacen(
+        "<body>\n",
+        &format!(
+            "<body>\n<p><a href=\"{}/assets\">← Back to the console</a></p>\n",
+            base(&state)
         ),
-    };
-    let window = match (latest, report) {
-        (Some(l), Some(r)) => format!(
-            "Last window: {} rows, closed {}.",
-            r["rows"].as_u64().unwrap_or(0),
-            web::ago(l["ts"].as_i64().unwrap_or(0), now)
+        1,
+    );
+    let mut response = super::page(StatusCode::OK, html);
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; \
+             frame-ancestors 'none'; form-action 'none'",
         ),
-        _ => "Drift is measured once a window of live requests fills up; a model needs a reference table \
-              (reference = … under its [[model]] in aegis.toml)."
-            .into(),
-    };
-    let prediction = match predictions.first() {
-        Some(p) if p["drifted"] == true => format!(
-            "The model's answers changed too: their mix differs from the reference (PSI {:.3}).",
-            p["psi"].as_f64().unwrap_or(0.0)
-        ),
-        Some(_) => "The mix of the model's answers is as on the reference data.".into(),
-        None => String::new(),
-    };
-    let labels: Vec<String> = history
-        .iter()
-        .map(|(t, _, _)| {
-            aegis_store::posture::when(*t)
-                .get(5..16)
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    let history_chart = web::Chart {
-        caption: format!(
-            "Share of inputs that changed, per hourly record; the latest is {:.0}%.",
-            history.last().map_or(0.0, |h| h.1 * 100.0)
-        ),
-        svg: aegis_report::charts::columns(
-            &format!("{name}: share of inputs changed, per hourly record"),
-            &labels,
-            &[(
-                "inputs changed (%)",
-                "#b91c1c",
-                history.iter().map(|h| h.1 * 100.0).collect(),
-            )],
-            "% of inputs",
-        ),
-        columns: vec![
-            "record".into(),
-            "inputs changed".into(),
-            "rows in window".into(),
-        ],
-        rows: history
-            .iter()
-            .zip(&labels)
-            .map(|(h, l)| {
-                vec![
-                    l.clone(),
-                    format!("{:.0}%", h.1 * 100.0),
-                    format!("{:.0}", h.2),
-                ]
-            })
-            .collect(),
-    };
-    let traffic = web::Chart {
-        caption: format!(
-            "Rows scored per recorded window; the latest held {:.0}.",
-            history.last().map_or(0.0, |h| h.2)
-        ),
-        svg: aegis_report::charts::columns(
-            &format!("{name}: rows per recorded window"),
-            &labels,
-            &[("rows", "#0b5e73", history.iter().map(|h| h.2).collect())],
-            "rows",
-        ),
-        columns: Vec::new(),
-        rows: Vec::new(),
-    };
-    let mut distributions: Vec<web::Chart> = columns
-        .iter()
-        .filter(|c| c["drifted"] == true && c["histogram"].is_object())
-        .take(6)
-        .map(|c| distribution_chart(name, c))
-        .collect();
-    if let Some(p) = predictions
-        .iter()
-        .find(|p| p["drifted"] == true && p["histogram"].is_object())
-    {
-        distributions.push(distribution_chart(name, p));
-    }
-    let (history_chart, traffic) = if history.is_empty() {
-        (web::Chart::default(), web::Chart::default())
-    } else {
-        (history_chart, traffic)
-    };
-    web::MonitorModel {
-        name: name.to_string(),
-        verdict,
-        tone,
-        window,
-        features: features.into_iter().map(|f| f.2).collect(),
-        prediction,
-        history: history_chart,
-        traffic,
-        distributions,
-    }
-}
-
-/// One changed input's reference and live distributions, as shares of rows per bin.
-fn distribution_chart(model: &str, column: &serde_json::Value) -> web::Chart {
-    let h = &column["histogram"];
-    let name = column["name"].as_str().unwrap_or("?");
-    let labels: Vec<String> = h["labels"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|l| l.as_str().unwrap_or("").to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    let shares = |key: &str| -> Vec<f64> {
-        let v: Vec<f64> = h[key]
-            .as_array()
-            .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
-            .unwrap_or_default();
-        let total: f64 = v.iter().sum::<f64>().max(1.0);
-        v.iter().map(|x| 100.0 * x / total).collect()
-    };
-    let (reference, live) = (shares("reference"), shares("current"));
-    let rows = labels
-        .iter()
-        .zip(reference.iter().zip(&live))
-        .map(|(l, (a, b))| vec![l.clone(), format!("{a:.1}%"), format!("{b:.1}%")])
-        .collect();
-    web::Chart {
-        caption: format!(
-            "Input {name}: live rows (red) against the reference (grey); PSI {:.3}.",
-            column["psi"].as_f64().unwrap_or(0.0)
-        ),
-        svg: aegis_report::charts::columns(
-            &format!("{model}: {name}, reference and live distributions"),
-            &labels,
-            &[
-                ("reference", "#8c959f", reference),
-                ("live", "#b91c1c", live),
-            ],
-            "% of rows",
-        ),
-        columns: vec!["bin".into(), "reference".into(), "live".into()],
-        rows,
-    }
-}
-
-// ----------------------------------------------------------------------------------------------- gateway
-
-/// `GET /gateway` (admins and operators: keys; admins: people).
-pub(super) async fn gateway(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(d): Query<Done>,
-) -> Response {
-    let v = visitor!(state, headers);
-    if !v.can_change() {
-        return failure(
-            &state,
-            &v,
-            StatusCode::FORBIDDEN,
-            "Not for your role",
-            "Only administrators and operators manage API keys; only administrators manage people."
-                .into(),
-        );
-    }
-    let mut chrome = chrome(&state, &v, "gateway");
-    chrome.notice = notice(&d.done).to_string();
-    match gateway_page(&state, chrome, None).await {
-        Ok(p) => super::page(StatusCode::OK, web::render(&p)),
-        Err(e) => failure(
-            &state,
-            &v,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "This page could not be read",
-            e.to_string(),
-        ),
-    }
-}
-
-pub(super) async fn gateway_page(
-    state: &Shared,
-    chrome: web::Chrome,
-    secret: Option<(String, String)>,
-) -> crate::Result<web::Gateway> {
-    let now = util::now_secs();
-    let users = if chrome.is_admin {
-        crate::identity::list_users(&state.db)
-            .await?
-            .into_iter()
-            .map(|u| web::UserRow {
-                name: u.username.clone(),
-                role: u.role.to_string(),
-                mfa: if u.totp_enabled {
-                    "enrolled".into()
-                } else {
-                    "not enrolled".into()
-                },
-                state: if u.disabled {
-                    "disabled".into()
-                } else if u.locked_until > now {
-                    "locked for now (too many failed sign-ins)".into()
-                } else {
-                    "active".into()
-                },
-                disabled: u.disabled,
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let keys = crate::keys::list_keys(&state.db)
-        .await?
-        .into_iter()
-        .map(|k| {
-            let active = !k.revoked && !k.is_expired(now);
-            let models = if k.models.iter().any(|m| m == "*") {
-                "every model".to_string()
-            } else {
-                k.models.join(", ")
-            };
-            let routes = if k.routes.iter().any(|r| r == "*") {
-                String::new()
-            } else {
-                format!(" (routes: {})", k.routes.join(", "))
-            };
-            let budget = |n: i64, per: &str| {
-                if n > 0 {
-                    format!("{n} per {per}")
-                } else {
-                    format!("no {per}ly cap")
-                }
-            };
-            web::KeyRow {
-                id: k.id.clone(),
-                name: k.name.clone(),
-                scopes: format!("{models}{routes}"),
-                usage: format!(
-                    "{:.0}/s sustained, bursts of {}; {}; {}",
-                    k.rate_per_sec,
-                    k.burst,
-                    budget(k.daily_budget, "day"),
-                    budget(k.monthly_budget, "month")
-                ),
-                state: if k.revoked {
-                    match &k.replaced_by {
-                        Some(r) => format!("replaced by {r}"),
-                        None => "revoked".into(),
-                    }
-                } else if k.is_expired(now) {
-                    "expired".into()
-                } else if k.expires > 0 {
-                    format!("active until {}", when(k.expires))
-                } else {
-                    "active".into()
-                },
-                active,
-            }
-        })
-        .collect();
-    let mut models: Vec<Vec<String>> = state
-        .models
-        .names()
-        .into_iter()
-        .map(|name| {
-            let mc = state.config.models.iter().find(|m| m.name == name);
-            let policy = match state.serving.get(&name) {
-                Some(v) if v.refuse => {
-                    "withheld now: it has open findings at the refusal level".to_string()
-                }
-                Some(v) if v.warning.is_some() => {
-                    "served; answers carry a findings warning".to_string()
-                }
-                _ => "served".to_string(),
-            };
-            let levels = mc.map_or(String::new(), |m| {
-                format!(
-                    " · warns from {}, withholds from {}",
-                    m.warn_findings.map_or("never".into(), |s| s.to_string()),
-                    m.refuse_findings.map_or("never".into(), |s| s.to_string())
-                )
-            });
-            vec![name, "local model".into(), format!("{policy}{levels}")]
-        })
-        .collect();
-    models.extend(state.upstreams.list().into_iter().map(|u| {
-        vec![
-            u.name.clone(),
-            "upstream (proxied)".into(),
-            format!("to {}", u.url),
-        ]
-    }));
-    models.sort();
-    Ok(web::Gateway {
-        chrome,
-        users,
-        keys,
-        secret,
-        models,
-        roles: ["operator", "auditor", "admin", "client"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-    })
-}
-
-// ----------------------------------------------------------------------------------------------- audit
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub(super) struct AuditQuery {
-    actor: String,
-    kind: String,
-    decision: String,
-    before: i64,
-}
-
-impl AuditQuery {
-    fn keeps(&self, e: &crate::audit_log::AuditEvent) -> bool {
-        let has = |field: &str, want: &str| {
-            want.is_empty() || field.to_lowercase().contains(&want.trim().to_lowercase())
-        };
-        has(&e.actor, &self.actor) && has(&e.kind, &self.kind) && has(&e.decision, &self.decision)
-    }
-
-    fn query_string(&self) -> String {
-        [
-            ("actor", &self.actor),
-            ("kind", &self.kind),
-            ("decision", &self.decision),
-        ]
-        .iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-    }
-}
-
-/// Up to `want` records matching `q`, newest first, and the sequence number to continue below.
-async fn audit_records(
-    state: &Shared,
-    q: &AuditQuery,
-    want: usize,
-) -> crate::Result<(Vec<crate::audit_log::AuditRecord>, i64)> {
-    let mut before = if q.before > 0 { q.before } else { i64::MAX };
-    let mut out = Vec::new();
-    // Read pages until enough match or 20 000 records were scanned (a filter on a huge log stays bounded).
-    for _ in 0..20 {
-        let page = crate::audit_log::list_newest(&state.db, 0, before, 1000).await?;
-        let Some(last) = page.last() else {
-            return Ok((out, 0));
-        };
-        before = last.seq;
-        for r in page {
-            if q.keeps(&r.event) {
-                out.push(r);
-                if out.len() >= want {
-                    let next = out.last().map_or(0, |r| r.seq);
-                    return Ok((out, next));
-                }
-            }
-        }
-    }
-    Ok((out, before))
-}
-
-/// `GET /audit`.
-pub(super) async fn audit(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
-    let v = visitor!(state, headers);
-    if !v.can_audit() {
-        return failure(
-            &state,
-            &v,
-            StatusCode::FORBIDDEN,
-            "Not for your role",
-            "Only administrators and auditors read the audit log.".into(),
-        );
-    }
-    let verification = crate::audit_log::verify(&state.db).await;
-    if let Ok(ver) = &verification {
-        crate::signals::audit_chain(&state.store, ver).await;
-    }
-    let (verified, text) = match &verification {
-        Ok(ver) => match &ver.problem {
-            None => (true, format!("Chain verified: OK ({} records, none changed or missing).", ver.records)),
-            Some(p) => (false, format!("Chain BROKEN at record {}: {}. Somebody or something changed the log; keep a copy and investigate.", p.seq, p.reason)),
-        },
-        Err(e) => (false, format!("The chain could not be verified: {e}")),
-    };
-    let (records, next) = match audit_records(&state, &q, 100).await {
-        Ok(x) => x,
-        Err(e) => {
-            return failure(
-                &state,
-                &v,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The audit log could not be read",
-                e.to_string(),
-            )
-        }
-    };
-    let rows = records
-        .iter()
-        .map(|r| {
-            let e = &r.event;
-            vec![
-                r.seq.to_string(),
-                when(r.ts_ms / 1000),
-                if e.actor.is_empty() {
-                    e.key_id.clone()
-                } else {
-                    e.actor.clone()
-                },
-                e.kind.clone(),
-                e.route.clone(),
-                e.decision.clone(),
-                e.status.to_string(),
-                e.detail.clone(),
-            ]
-        })
-        .collect();
-    let query = q.query_string();
-    let older = if next > 1 {
-        format!("{}/audit?{query}&before={next}", base(&state))
-    } else {
-        String::new()
-    };
-    super::page(
-        StatusCode::OK,
-        web::render(&web::Audit {
-            chrome: chrome(&state, &v, "audit"),
-            verified,
-            verification: text,
-            actor: q.actor.clone(),
-            kind: q.kind.clone(),
-            decision: q.decision.clone(),
-            rows,
-            older,
-            query,
-        }),
-    )
-}
-
-/// `GET /audit/export`: the matching records as JSON Lines (up to 10 000), with their hashes.
-pub(super) async fn audit_export(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(q): Query<AuditQuery>,
-) -> Response {
-    let v = visitor!(state, headers);
-    if !v.can_audit() {
-        return failure(
-            &state,
-            &v,
-            StatusCode::FORBIDDEN,
-            "Not for your role",
-            "Only administrators and auditors read the audit log.".into(),
-        );
-    }
-    match audit_records(&state, &q, 10_000).await {
-        Ok((records, _)) => {
-            let mut body = String::new();
-            for r in &records {
-                body.push_str(&serde_json::to_string(r).unwrap_or_default());
-                body.push('\n');
-            }
-            (
-                [
-                    (header::CONTENT_TYPE, "application/x-ndjson"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"aegis-audit.jsonl\"",
-                    ),
-                ],
-                body,
-            )
-                .into_response()
-        }
-        Err(e) => failure(
-            &state,
-            &v,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The audit log could not be read",
-            e.to_string(),
-        ),
-    }
-}
-
-// ----------------------------------------------------------------------------------------------- settings
-
-/// `GET /settings`.
-pub(super) async fn settings(
-    State(state): State<Shared>,
-    headers: HeaderMap,
-    Query(d): Query<Done>,
-) -> Response {
-    let v = visitor!(state, headers);
-    let now = util::now_secs();
-    let store = &state.store;
-    let data = async {
-        let channels = store.channels().await?;
-        let deliveries = store.deliveries(None, 20).await?;
-        let mut schedules = Vec::new();
-        for a in store.list_assets(None).await? {
-            for s in store.schedules(&a.id).await? {
-                schedules.push(vec![
-                    a.name.clone(),
-                    s.check.as_str().to_string(),
-                    if !s.enabled {
-                        "off".into()
-                    } else if !s.cron.is_empty() {
-                        format!("cron {}", s.cron)
-                    } else if s.every_secs > 0 {
-                        every_words(s.every_secs)
-                    } else {
-                        "on new versions only".into()
-                    },
-                    if s.enabled && s.next_due > 0 {
-                        when(s.next_due)
-                    } else {
-                        "—".into()
-                    },
-                ]);
-            }
-        }
-        Ok::<_, aegis_store::Error>((channels, deliveries, schedules))
-    }
-    .await;
-    let (channels, deliveries, schedules) = match data {
-        Ok(x) => x,
-        Err(e) => return store_failure(&state, &v, e),
-    };
-    let channel_rows = channels
-        .iter()
-        .map(|c| {
-            let c = c.redacted();
-            let (kind, target) = match &c.transport {
-                aegis_store::notify::Transport::Webhook(w) => ("webhook", w.url.clone()),
-                aegis_store::notify::Transport::Email(e) => ("e-mail", e.to.join(", ")),
-            };
-            vec![
-                c.name.clone(),
-                kind.to_string(),
-                target,
-                c.min_severity.to_string(),
-                if c.tags.is_empty() {
-                    "any".into()
-                } else {
-                    c.tags.join(", ")
-                },
-            ]
-        })
-        .collect();
-    let deliveries = deliveries
-        .iter()
-        .map(|d| {
-            vec![
-                web::ago(d.created, now),
-                d.channel.clone(),
-                format!("{} event(s)", d.events),
-                d.state.clone(),
-                d.last_error.clone(),
-            ]
-        })
-        .collect();
-    let c = &state.config;
-    let retention = vec![
-        (
-            "Largest upload".to_string(),
-            format!("{} MiB", c.checks.max_upload_mib),
-        ),
-        (
-            "Rows read per dataset check".to_string(),
-            c.checks.max_rows.to_string(),
-        ),
-        (
-            "Checks run at once".to_string(),
-            c.checks.concurrency.to_string(),
-        ),
-        (
-            "Stored files encrypted".to_string(),
-            if c.checks.encrypt_objects {
-                "yes (age)".into()
-            } else {
-                "no".into()
-            },
-        ),
-        (
-            "Sessions last".to_string(),
-            every_words(c.server.session_ttl_secs).replace("every ", ""),
-        ),
-        (
-            "Audit log".to_string(),
-            "kept for ever (append-only, hash-chained)".into(),
-        ),
-        (
-            "Findings and runs".to_string(),
-            "kept for ever; resolved findings stay with their history".into(),
-        ),
-    ];
-    let mut chrome = chrome(&state, &v, "settings");
-    chrome.notice = notice(&d.done).to_string();
-    super::page(
-        StatusCode::OK,
-        web::render(&web::Settings {
-            chrome,
-            channels: channel_rows,
-            channel_names: channels.iter().map(|c| c.name.clone()).collect(),
-            schedules,
-            retention,
-            deliveries,
-        }),
-    )
-}
-
-fn every_words(secs: i64) -> String {
-    match secs {
-        s if s % 86_400 == 0 => format!("every {} day(s)", s / 86_400),
-        s if s % 3600 == 0 => format!("every {} hour(s)", s / 3600),
-        s if s % 60 == 0 => format!("every {} minute(s)", s / 60),
-        s => format!("every {s} s"),
-    }
+    );
+    response
 }

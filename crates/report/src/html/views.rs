@@ -20,6 +20,7 @@ pub(super) enum Kind {
     Scan,
     Audit,
     Drift,
+    LiveDrift,
     Privacy,
     Extraction,
 }
@@ -29,6 +30,11 @@ pub(super) fn kind(report: &Report) -> Option<Kind> {
     let m = &report.metrics;
     if m.get("drift").is_some_and(Value::is_object) {
         Some(Kind::Drift)
+    } else if m
+        .get("window")
+        .is_some_and(|w| w.get("features").is_some_and(Value::is_array))
+    {
+        Some(Kind::LiveDrift)
     } else if m.get("privacy").is_some_and(Value::is_object) {
         Some(Kind::Privacy)
     } else if m.get("extraction").is_some_and(Value::is_object) {
@@ -51,6 +57,7 @@ pub(super) fn consumed(kind: Kind, key: &str) -> bool {
             "rows" | "flagged_rows" | "flagged_by_kind" | "balance" | "backdoor" | "timings_ms"
         ),
         Kind::Drift => key == "drift",
+        Kind::LiveDrift => matches!(key, "window" | "rows"),
         Kind::Privacy => key == "privacy",
         Kind::Extraction => key == "extraction",
     }
@@ -211,6 +218,31 @@ pub(super) fn lede(h: &mut String, report: &Report, kind: Kind) {
                 },
             )
         }
+        Kind::LiveDrift => {
+            let w = &report.metrics["window"];
+            let inputs: Vec<&Value> = arr(w, "features")
+                .iter()
+                .filter(|f| f["name"] != "prediction")
+                .collect();
+            let changed = inputs.iter().filter(|f| f["drifted"] == true).count();
+            (
+                format!(
+                    "Aegis compared the last {} rows of live traffic to <code>{target}</code> with the model's reference \
+                     data, input by input, with a statistical test and the {}.",
+                    w["rows"].as_u64().unwrap_or(0),
+                    term("psi", "PSI")
+                ),
+                if changed == 0 {
+                    "<p class=\"verdict good\">Live inputs look like the reference data.</p>".to_string()
+                } else {
+                    format!(
+                        "<p class=\"verdict bad\">{changed} of {} inputs changed. The model may be wrong more often on today's \
+                         traffic: find out why the inputs moved, evaluate it on recent labelled data, and retrain if needed.</p>",
+                        inputs.len()
+                    )
+                },
+            )
+        }
         Kind::Privacy => {
             let p = &report.metrics["privacy"];
             let full = arr(p, "policies").first().cloned().unwrap_or(Value::Null);
@@ -223,7 +255,9 @@ pub(super) fn lede(h: &mut String, report: &Report, kind: Kind) {
                     p["members_given"].as_u64().unwrap_or(0),
                     p["non_members_given"].as_u64().unwrap_or(0)
                 ),
-                if auc < 0.6 {
+                if !auc.is_finite() {
+                    "<p class=\"verdict warn\">No attack could be measured: the report holds no AUC. Run the assessment again and read its errors.</p>".to_string()
+                } else if auc < 0.6 {
                     format!("<p class=\"verdict good\">The attack does little better than guessing (best {} {:.2}).</p>", term("auc", "AUC"), auc)
                 } else {
                     format!(
@@ -242,7 +276,7 @@ pub(super) fn lede(h: &mut String, report: &Report, kind: Kind) {
                 .flat_map(|c| arr(c, "points"))
                 .map(|p| num(p, "fidelity"))
                 .filter(|f| f.is_finite())
-                .fold(0.0, f64::max);
+                .fold(f64::NAN, f64::max);
             (
                 format!(
                     "Aegis played a thief who queries <code>{}</code> and trains a copy from its answers, and measured how close \
@@ -251,7 +285,9 @@ pub(super) fn lede(h: &mut String, report: &Report, kind: Kind) {
                     term("fidelity", "fidelity"),
                     term("prada", "PRADA")
                 ),
-                if best >= 0.9 {
+                if !best.is_finite() {
+                    "<p class=\"verdict warn\">No copy was measured: the report holds no fidelity curve. Run the assessment again and read its errors.</p>".to_string()
+                } else if best >= 0.9 {
                     format!(
                         "<p class=\"verdict bad\">A copy agreeing on {} of answers was built. Limit each key's queries, return fewer \
                          details, and turn on the gateway's extraction detector.</p>",
@@ -629,57 +665,7 @@ pub(super) fn drift(h: &mut String, report: &Report) {
     h.push_str("</tbody></table>\n");
     let drifted: Vec<&&Value> = columns.iter().filter(|c| c["drifted"] == true).collect();
     for c in drifted.iter().take(20) {
-        let Some(hist) = c.get("histogram").filter(|v| v.is_object()) else {
-            continue;
-        };
-        let labels: Vec<String> = arr(hist, "labels").iter().map(super::plain).collect();
-        let counts = |key: &str| -> Vec<f64> {
-            arr(hist, key)
-                .iter()
-                .map(|v| v.as_f64().unwrap_or(0.0))
-                .collect()
-        };
-        let (r, cur) = (counts("reference"), counts("current"));
-        let share = |v: &[f64]| {
-            let t: f64 = v.iter().sum::<f64>().max(1.0);
-            v.iter().map(|x| 100.0 * x / t).collect::<Vec<f64>>()
-        };
-        let (rs, cs) = (share(&r), share(&cur));
-        // The bin that moved most, for the takeaway.
-        let moved = rs
-            .iter()
-            .zip(&cs)
-            .enumerate()
-            .max_by(|a, b| (a.1 .1 - a.1 .0).abs().total_cmp(&(b.1 .1 - b.1 .0).abs()))
-            .map(|(i, (a, b))| (labels.get(i).cloned().unwrap_or_default(), *a, *b));
-        let name = text(c, "name");
-        let _ = writeln!(h, "<h3>Column <code>{}</code></h3>", esc(&name));
-        let svg = crate::charts::columns(
-            &format!("{name}: reference and current distributions"),
-            &labels,
-            &[
-                ("reference", "#8c959f", rs.clone()),
-                ("current", "#b91c1c", cs.clone()),
-            ],
-            "% of rows",
-        );
-        let caption = match moved {
-            Some((bin, a, b)) => format!(
-                "The biggest move is in {bin}: {a:.1}% of reference rows, {b:.1}% now (PSI {}, p {}).",
-                sig(num(c, "psi")),
-                c.get("pvalue_corrected").and_then(Value::as_f64).map_or("–".into(), |p| {
-                    let t = p_text(p);
-                    if t.starts_with('<') { t } else { format!("= {t}") }
-                })
-            ),
-            None => "The two distributions.".into(),
-        };
-        let table: Vec<Vec<String>> = labels
-            .iter()
-            .zip(rs.iter().zip(&cs))
-            .map(|(l, (a, b))| vec![l.clone(), format!("{a:.1}%"), format!("{b:.1}%")])
-            .collect();
-        figure(h, &svg, &caption, &["bin", "reference", "current"], &table);
+        distribution_figure(h, c);
     }
     if let Some(p) = d.get("prediction").filter(|p| p.is_object()) {
         let r: Vec<f64> = arr(p, "reference_counts")
@@ -725,6 +711,100 @@ pub(super) fn drift(h: &mut String, report: &Report) {
     }
 }
 
+/// One changed column's reference and current distributions, with the bin that moved most as the takeaway.
+fn distribution_figure(h: &mut String, c: &Value) {
+    let Some(hist) = c.get("histogram").filter(|v| v.is_object()) else {
+        return;
+    };
+    let labels: Vec<String> = arr(hist, "labels").iter().map(super::plain).collect();
+    let counts = |key: &str| -> Vec<f64> {
+        arr(hist, key)
+            .iter()
+            .map(|v| v.as_f64().unwrap_or(0.0))
+            .collect()
+    };
+    let (r, cur) = (counts("reference"), counts("current"));
+    let share = |v: &[f64]| {
+        let t: f64 = v.iter().sum::<f64>().max(1.0);
+        v.iter().map(|x| 100.0 * x / t).collect::<Vec<f64>>()
+    };
+    let (rs, cs) = (share(&r), share(&cur));
+    // The bin that moved most, for the takeaway.
+    let moved = rs
+        .iter()
+        .zip(&cs)
+        .enumerate()
+        .max_by(|a, b| (a.1 .1 - a.1 .0).abs().total_cmp(&(b.1 .1 - b.1 .0).abs()))
+        .map(|(i, (a, b))| (labels.get(i).cloned().unwrap_or_default(), *a, *b));
+    let name = text(c, "name");
+    let _ = writeln!(h, "<h3>Column <code>{}</code></h3>", esc(&name));
+    let svg = crate::charts::columns(
+        &format!("{name}: reference and current distributions"),
+        &labels,
+        &[
+            ("reference", "#8c959f", rs.clone()),
+            ("current", "#b91c1c", cs.clone()),
+        ],
+        "% of rows",
+    );
+    let caption =
+        match moved {
+            Some((bin, a, b)) => format!(
+            "The biggest move is in {bin}: {a:.1}% of reference rows, {b:.1}% now (PSI {}, p {}).",
+            sig(num(c, "psi")),
+            c.get("pvalue_corrected")
+                .filter(|v| !v.is_null())
+                .or_else(|| c.get("pvalue"))
+                .and_then(Value::as_f64).map_or("–".into(), |p| {
+                let t = p_text(p);
+                if t.starts_with('<') { t } else { format!("= {t}") }
+            })
+        ),
+            None => "The two distributions.".into(),
+        };
+    let table: Vec<Vec<String>> = labels
+        .iter()
+        .zip(rs.iter().zip(&cs))
+        .map(|(l, (a, b))| vec![l.clone(), format!("{a:.1}%"), format!("{b:.1}%")])
+        .collect();
+    figure(h, &svg, &caption, &["bin", "reference", "current"], &table);
+}
+
+/// A closed window of live traffic (the gateway's drift record): each input and the model's answers against the
+/// reference, and the distributions of the ones that changed.
+pub(super) fn live_drift(h: &mut String, report: &Report) {
+    let w = &report.metrics["window"];
+    let features = arr(w, "features");
+    let _ = writeln!(
+        h,
+        "<h2>Every input</h2>\n<table><thead><tr><th>Input</th><th class=\"num\">Statistic</th><th class=\"num\">{}</th>\
+         <th class=\"num\">{}</th><th>Verdict</th></tr></thead><tbody>",
+        term("p-value", "p-value"),
+        term("psi", "PSI")
+    );
+    let mut sorted: Vec<&Value> = features.iter().collect();
+    sorted.sort_by(|a, b| {
+        (b["drifted"] == true)
+            .cmp(&(a["drifted"] == true))
+            .then(num(b, "psi").total_cmp(&num(a, "psi")))
+    });
+    for f in &sorted {
+        let _ = writeln!(
+            h,
+            "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            esc(&text(f, "name")),
+            sig(num(f, "statistic")),
+            f.get("pvalue").and_then(Value::as_f64).map_or("–".into(), p_text),
+            sig(num(f, "psi")),
+            if f["drifted"] == true { "<span class=\"bad\">changed</span>" } else { "<span class=\"ok\">as expected</span>" }
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    for f in sorted.iter().filter(|f| f["drifted"] == true).take(20) {
+        distribution_figure(h, f);
+    }
+}
+
 // ----------------------------------------------------------------------------------------------- privacy
 
 fn max_auc(policy: &Value) -> f64 {
@@ -736,7 +816,7 @@ fn max_auc(policy: &Value) -> f64 {
             "auc",
         )))
         .filter(|v| v.is_finite())
-        .fold(0.5, f64::max)
+        .fold(f64::NAN, f64::max)
 }
 
 pub(super) fn privacy(h: &mut String, report: &Report) {
@@ -762,15 +842,25 @@ pub(super) fn privacy(h: &mut String, report: &Report) {
         if points.is_empty() {
             continue;
         }
-        for t in [0.001, 0.01, 0.1] {
-            let tpr = roc
-                .iter()
-                .filter_map(|pt| Some((pt.get(0)?.as_f64()?, pt.get(1)?.as_f64()?)))
-                .filter(|(f, _)| *f <= t)
-                .map(|(_, tp)| tp)
-                .fold(0.0, f64::max);
-            rows.push(vec![name.to_string(), pct(t), pct(tpr)]);
-        }
+        // 0.1% and 1% are the attack's own rates (from the full curve); 10% is read off the drawn curve, which
+        // keeps the last point of every 1% step above 1% false positives.
+        let at_10 = roc
+            .iter()
+            .filter_map(|pt| Some((pt.get(0)?.as_f64()?, pt.get(1)?.as_f64()?)))
+            .filter(|(f, _)| *f <= 0.1)
+            .map(|(_, tp)| tp)
+            .fold(0.0, f64::max);
+        rows.push(vec![
+            name.to_string(),
+            pct(0.001),
+            pct(num(&full[key], "tpr_at_01pct_fpr")),
+        ]);
+        rows.push(vec![
+            name.to_string(),
+            pct(0.01),
+            pct(num(&full[key], "tpr_at_1pct_fpr")),
+        ]);
+        rows.push(vec![name.to_string(), pct(0.1), pct(at_10)]);
         series.push(Series {
             name: format!("{name} (AUC {:.2})", num(&full[key], "auc")),
             colour,
@@ -836,11 +926,17 @@ pub(super) fn privacy(h: &mut String, report: &Report) {
         };
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             esc(&plain_name),
-            auc,
+            if auc.is_finite() {
+                format!("{auc:.3}")
+            } else {
+                "–".into()
+            },
             pct(low),
-            if auc < 0.6 {
+            if !auc.is_finite() {
+                "not measured"
+            } else if auc < 0.6 {
                 "<span class=\"ok\">little leaks</span>"
             } else {
                 "<span class=\"bad\">leaks membership</span>"
@@ -938,8 +1034,8 @@ pub(super) fn extraction(h: &mut String, report: &Report) {
             let _ = writeln!(
                 h,
                 "<p class=\"muted\">On normal traffic the detector raised {} false alarm(s) in {} streams ({}).</p>",
-                text(benign, "alarms"),
-                text(benign, "streams"),
+                esc(&text(benign, "alarms")),
+                esc(&text(benign, "streams")),
                 pct(num(benign, "false_alarm_rate"))
             );
         }
@@ -1094,5 +1190,78 @@ mod tests {
         assert!(text.contains("The rarest label, fraud, has 10.0% of the rows."));
         assert!(text.contains("merchant == 7 -&gt; label fraud"));
         no_json(&text);
+    }
+
+    #[test]
+    fn a_live_window_shows_its_inputs_and_the_changed_distributions() {
+        let mut r = Report::new("drift", vec!["live traffic to fraud".into()]);
+        r.metrics.insert(
+            "window".into(),
+            json!({"rows": 500, "alert": true, "features": [
+                {"name": "hour", "statistic": 0.6, "pvalue": 0.0, "psi": 5.8, "drifted": true,
+                 "histogram": {"labels": ["< 2", "≥ 2"], "reference": [50, 50], "current": [90, 10]}},
+                {"name": "foreign", "statistic": 0.01, "pvalue": 0.9, "psi": 0.0, "drifted": false}
+            ]}),
+        );
+        let text = html(&r);
+        assert!(text.contains("1 of 2 inputs changed"));
+        assert!(text.contains("hour: reference and current distributions"));
+        no_json(&text);
+        r.metrics.insert(
+            "window".into(),
+            json!({"rows": 500, "alert": false, "features": [{"name": "foreign", "psi": 0.0, "drifted": false}]}),
+        );
+        let text = html(&r);
+        assert!(text.contains("Live inputs look like the reference data"));
+        assert!(!text.contains("reference and current distributions"));
+    }
+
+    /// Text from reports (file names, column names, strategies, counts) is attacker-controlled: no view may
+    /// print it unescaped.
+    #[test]
+    fn hostile_strings_are_escaped_in_every_view() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let reports = [
+            (
+                "scan",
+                "checked",
+                json!([{"path": evil, "bytes": 1, "findings": 1, "worst": "high"}]),
+            ),
+            ("audit", "flagged_by_kind", json!({evil: 1})),
+            (
+                "drift",
+                "drift",
+                json!({"reference": evil, "current": evil, "tested": 1, "drifted": 1,
+                "columns": [{"name": evil, "kind": evil, "test": evil, "drifted": true, "note": evil,
+                             "histogram": {"labels": [evil], "reference": [1], "current": [2]}}]}),
+            ),
+            (
+                "assess privacy",
+                "privacy",
+                json!({"policies": [{"policy": evil, "loss": {"auc": 0.9, "roc": [[0.0, 0.0], [1.0, 1.0]]}}]}),
+            ),
+            (
+                "assess extraction",
+                "extraction",
+                json!({"model": evil,
+                "curves": [{"strategy": evil, "policy": evil, "points": [{"queries": evil, "fidelity": 0.95}]}],
+                "prada": [{"strategy": evil, "queries": evil, "queries_to_alarm": 5}],
+                "benign": {"alarms": evil, "streams": evil, "false_alarm_rate": 0.1}}),
+            ),
+            (
+                "drift",
+                "window",
+                json!({"rows": 1, "features": [{"name": evil, "drifted": true,
+                "histogram": {"labels": [evil], "reference": [1], "current": [1]}}]}),
+            ),
+        ];
+        for (command, key, metric) in reports {
+            let mut r = Report::new(command, vec![evil.into()]);
+            r.metrics.insert(key.into(), metric);
+            r.metrics
+                .insert("balance".into(), json!({"balance.class_counts": {evil: 3}}));
+            let text = html(&r);
+            assert!(!text.contains("<img"), "{command}: {key} printed unescaped");
+        }
     }
 }
