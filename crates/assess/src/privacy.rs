@@ -164,9 +164,11 @@ fn thin_roc(curve: &[(f64, f64)]) -> Vec<(f64, f64)> {
         if fpr <= 0.0 {
             i64::MIN
         } else if fpr < 0.01 {
-            (fpr.log10() * 20.0).ceil() as i64
+            // The small tolerance keeps rates such as 0.07 (7.000000000000001 × 100 in floating point) in
+            // the bucket they end.
+            (fpr.log10() * 20.0 - 1e-9).ceil() as i64
         } else {
-            1_000_000 + (fpr * 100.0).ceil() as i64
+            1_000_000 + (fpr * 100.0 - 1e-9).ceil() as i64
         }
     };
     let mut out: Vec<(f64, f64)> = Vec::with_capacity(256);

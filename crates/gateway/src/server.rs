@@ -226,11 +226,14 @@ async fn fallback(State(state): State<Shared>, headers: HeaderMap) -> Response {
     state
         .metrics
         .observe_request("unmatched", 404, Duration::ZERO, Duration::ZERO);
-    // A browser (it asks for HTML) gets a page that leads back to the console; API clients get JSON.
+    // A browser navigating to a page gets a page that leads back to the console; API clients get JSON.
     let wants_html = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
+        .get("sec-fetch-dest")
+        .is_some_and(|v| v.as_bytes() == b"document")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.trim_start().starts_with("text/html"));
     let mut response = if wants_html {
         crate::console::not_found(&state.config.server.console_path)
     } else {

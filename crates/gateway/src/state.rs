@@ -59,8 +59,6 @@ pub struct AppState {
     pub(crate) serving: crate::serving::Serving,
     /// Failed sign-ins per source address and per unknown username.
     pub(crate) login_throttle: crate::identity::throttle::LoginThrottle,
-    /// Secrets the console shows once, after the redirect that follows the form.
-    pub(crate) console_once: crate::console::OnceSecrets,
     ids: RequestIds,
 }
 
@@ -110,7 +108,6 @@ impl AppState {
             guards,
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
-            console_once: Default::default(),
             serving: Default::default(),
             lockout_signal: Default::default(),
             refusals: RefusalSampler::new(std::time::Duration::from_secs(

@@ -123,6 +123,23 @@ async fn pages_need_a_session_and_carry_strict_headers() {
             .status,
         404
     );
+    // An address that does not exist: a page for a browser, JSON for an API client.
+    let r = s
+        .request(
+            "GET",
+            "/no-such-page",
+            &[("sec-fetch-dest", "document")],
+            "",
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(r.text().contains("No such page"));
+    assert_strict(&r, "404 page");
+    let r = s
+        .request("GET", "/no-such-page", &[("accept", "*/*")], "")
+        .await;
+    assert_eq!(r.status, 404);
+    assert!(r.json()["error"]["code"] == "not_found");
     // A forged or revoked cookie is no session.
     assert_eq!(get(&s, "/findings", "ses_forged.token").await.status, 303);
     s.stop().await;

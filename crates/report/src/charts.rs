@@ -22,7 +22,7 @@ fn esc(text: &str) -> String {
 
 /// A round upper bound for the y axis and its tick step.
 fn axis(max: f64) -> (f64, f64) {
-    if !(max.is_finite() && max > 0.0) {
+    if !(max.is_finite() && max > 0.0 && max < 1e300) {
         return (1.0, 0.25);
     }
     let raw = max / 4.0;
@@ -63,15 +63,19 @@ pub fn columns(
     let max = series
         .iter()
         .flat_map(|(_, _, v)| v.iter().copied())
-        .filter(|v| v.is_finite())
+        .filter(|v| v.is_finite() && *v >= 0.0)
         .fold(0.0_f64, f64::max);
     let (top, step) = axis(max);
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let y = |v: f64| TOP + plot_h * (1.0 - (v / top).clamp(0.0, 1.0));
     // Grid and y ticks.
+    // At most 20 ticks, whatever the values (a crafted report must not make this loop long).
     let mut t = 0.0;
-    while t <= top + step * 0.01 {
+    for _ in 0..20 {
+        if t > top + step * 0.01 {
+            break;
+        }
         let _ = write!(
             s,
             "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#d0d7de\" stroke-width=\"1\"/>\
@@ -183,6 +187,15 @@ mod tests {
         assert_eq!(axis(7.0), (8.0, 2.0));
         assert_eq!(axis(0.0), (1.0, 0.25));
         assert!((axis(0.3).0 - 0.3).abs() < 1e-9);
+        assert_eq!(axis(1.7e308), (1.0, 0.25), "no overflow to infinity");
+    }
+
+    #[test]
+    fn crafted_values_draw_a_bounded_chart() {
+        let labels = vec!["a".to_string(), "b".to_string()];
+        let svg = columns("t", &labels, &[("x", "#000", vec![1.7e308, -1.7e308])], "y");
+        assert!(svg.ends_with("</svg>"));
+        assert!(svg.matches("<line").count() <= 20);
     }
 
     #[test]

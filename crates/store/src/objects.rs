@@ -155,7 +155,7 @@ impl ObjectWriter {
         if self.size > self.max {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(Error::Invalid(format!(
-                "the file is larger than the {} byte limit; raise [store] max_upload_bytes if this is expected",
+                "the file is larger than the {} byte limit; raise [checks] max_upload_mib in aegis.toml if this is expected",
                 self.max
             )));
         }
@@ -164,6 +164,11 @@ impl ObjectWriter {
             Some(file) => file.write_all(bytes).map_err(Error::io("write", &self.tmp)),
             None => Err(Error::Invalid("the upload was finished already".into())),
         }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.size
     }
 
     /// Complete the object: its hash and size. An object that exists already is kept (same bytes).

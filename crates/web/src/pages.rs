@@ -81,7 +81,7 @@ pub struct Setup {
 }
 
 /// An authenticator enrolment, shown once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Enrolment {
     /// Who.
     pub username: String,
@@ -485,6 +485,10 @@ pub struct MonitorModel {
     pub traffic: Chart,
     /// The reference and live distributions of each changed input.
     pub distributions: Vec<Chart>,
+    /// Headings of the PSI trend table: `record`, then each input.
+    pub trend_columns: Vec<String>,
+    /// Each input's PSI per hourly record, newest first.
+    pub trend_rows: Vec<Vec<String>>,
 }
 
 // ----------------------------------------------------------------------------------------------- gateway

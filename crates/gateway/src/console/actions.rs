@@ -360,6 +360,9 @@ async fn read_upload(
     mut parts: Multipart,
 ) -> (Upload, Result<(), String>) {
     let mut up = Upload::default();
+    // The file's writer stays unfinished until the whole form is read: an error drops it, and dropping
+    // removes its temporary file, so a refused upload leaves nothing in the store.
+    let mut pending: Option<(String, ObjectWriter)> = None;
     let result = async {
         while let Some(mut field) = parts
             .next_field()
@@ -367,6 +370,9 @@ async fn read_upload(
             .map_err(|e| format!("the upload broke off: {e}"))?
         {
             let name = field.name().unwrap_or_default().to_string();
+            if pending.is_some() {
+                return Err("The file must be the form's last field; send the form from the console's page.".to_string());
+            }
             if name != "file" {
                 let text = small_field(&mut field, &name).await?;
                 match name.as_str() {
@@ -378,9 +384,6 @@ async fn read_upload(
                     _ => {}
                 }
                 continue;
-            }
-            if up.file.is_some() {
-                return Err("Send one file at a time.".to_string());
             }
             if !auth::same_origin(headers) || !auth::token_matches(v, &up.csrf) || !v.can_change() {
                 // The caller refuses with the reason (cross-site, token or role).
@@ -414,17 +417,16 @@ async fn read_upload(
                     None => break,
                 }
             }
-            let (sha, size) = writer.finish().map_err(|e| e.to_string())?;
-            if size == 0 {
-                return Err(format!(
-                    "{filename} is empty; choose the model or data file itself."
-                ));
-            }
-            up.file = Some((filename, sha, size));
+            pending = Some((filename, writer));
         }
-        if up.file.is_none() {
+        let Some((filename, writer)) = pending.take() else {
             return Err("Choose a file to upload.".into());
+        };
+        if writer.written() == 0 {
+            return Err(format!("{filename} is empty; choose the model or data file itself."));
         }
+        let (sha, size) = writer.finish().map_err(|e| e.to_string())?;
+        up.file = Some((filename, sha, size));
         Ok(())
     }
     .await;
@@ -671,14 +673,13 @@ pub(super) async fn add_user(
                     uri: e.otpauth_uri.clone(),
                     recovery: e.recovery_codes.clone(),
                 };
-                state.console_once.put(
-                    &v.principal.session_id,
-                    super::once::Shown {
-                        key: None,
-                        enrolment: Some(enrolment),
-                    },
-                    util::now_secs(),
-                );
+                let shown = super::once::Shown::enrolment(enrolment);
+                let now = util::now_secs();
+                if let Err(e) =
+                    super::once::put(&state.db, &v.principal.session_id, shown, now).await
+                {
+                    return refused(&state, &v, ctx, e.to_string());
+                }
             }
             Err(e) => return refused(&state, &v, ctx, e.to_string()),
         }
@@ -741,16 +742,18 @@ pub(super) struct KeyForm {
 
 /// Keep `id`'s secret for this session's next gateway page and go there: the answer to the form is a redirect,
 /// so a reload creates nothing twice and the secret is shown once.
-fn with_secret(state: &Shared, v: &Visitor, id: String, secret: String) -> Response {
-    state.console_once.put(
-        &v.principal.session_id,
-        super::once::Shown {
-            key: Some((id, secret)),
-            enrolment: None,
-        },
-        util::now_secs(),
-    );
-    back(state, "/gateway", "key")
+async fn with_secret(state: &Shared, v: &Visitor, id: String, secret: String) -> Response {
+    let shown = super::once::Shown::key(id, secret);
+    match super::once::put(&state.db, &v.principal.session_id, shown, util::now_secs()).await {
+        Ok(()) => back(state, "/gateway", "key"),
+        Err(e) => failure(
+            state,
+            v,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The key exists, but its secret could not be kept for you",
+            format!("{e}. Rotate the key to get a new secret."),
+        ),
+    }
 }
 
 /// `POST /gateway/keys` (admins and operators), within the configured ceilings.
@@ -773,7 +776,7 @@ pub(super) async fn create_key(
         .into_iter()
         .chain(state.upstreams.list().into_iter().map(|u| u.name))
         .collect();
-    if let Some(unknown) = models.iter().find(|m| !known.contains(m)) {
+    if let Some(unknown) = models.iter().find(|m| *m != "*" && !known.contains(m)) {
         return refused(
             &state,
             &v,
@@ -824,7 +827,7 @@ pub(super) async fn create_key(
         Ok((key, secret)) => {
             ctx.key_id = key.id.clone();
             let detail = format!("{} for {} on {}", key.id, key.owner, key.models.join(","));
-            let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string());
+            let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string()).await;
             done(r, ctx, "key.create", detail)
         }
         Err(e) => refused(&state, &v, ctx, e.to_string()),
@@ -861,7 +864,7 @@ pub(super) async fn key_action(
                 state.key_cache.invalidate();
                 state.leases.forget(&id);
                 let detail = format!("{id} replaced by {}", key.id);
-                let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string());
+                let r = with_secret(&state, &v, key.id.clone(), secret.expose().to_string()).await;
                 done(r, ctx, "key.rotate", detail)
             }
             Err(e) => refused(&state, &v, ctx, e.to_string()),

@@ -33,11 +33,16 @@ pub(super) async fn gateway(
     }
     let mut chrome = chrome(&state, &v, "gateway");
     chrome.notice = notice(&d.done).to_string();
-    let shown = state
-        .console_once
-        .take(&v.principal.session_id, util::now_secs());
+    let shown = super::once::peek(&state.db, &v.principal.session_id, util::now_secs()).await;
+    let had_secret = shown.key.is_some() || shown.enrolment.is_some();
     match gateway_page(&state, chrome, shown).await {
-        Ok(p) => super::page(StatusCode::OK, web::render(&p)),
+        Ok(p) => {
+            let html = web::render(&p);
+            if had_secret {
+                super::once::forget(&state.db, &v.principal.session_id).await;
+            }
+            super::page(StatusCode::OK, html)
+        }
         Err(e) => failure(
             &state,
             &v,

@@ -36,8 +36,6 @@ use axum::Router;
 
 use crate::state::Shared;
 
-pub(crate) use once::OnceSecrets;
-
 /// The console's routes, mounted at `base` (`""` or a path such as `/aegis`).
 pub(crate) fn routes(base: &str) -> Router<Shared> {
     let pages = Router::new()
@@ -171,6 +169,12 @@ pub(crate) fn not_found(base: &str) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 

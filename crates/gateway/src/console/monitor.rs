@@ -60,7 +60,19 @@ pub(super) async fn monitor(State(state): State<Shared>, headers: HeaderMap) -> 
 }
 
 /// The live drift records of a served model, oldest first: (when, share of inputs drifted, rows in the window).
-async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
+/// One hourly live drift record.
+struct Record {
+    /// When it was recorded.
+    ts: i64,
+    /// Share of inputs that drifted.
+    share: f64,
+    /// Rows in its window.
+    rows: f64,
+    /// PSI and verdict per input, in model order.
+    inputs: Vec<(String, f64, bool)>,
+}
+
+async fn live_history(state: &Shared, model: &str) -> Vec<Record> {
     let Ok(Some(asset)) = state.store.find_asset(model).await else {
         return Vec::new();
     };
@@ -86,11 +98,21 @@ async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
             .map(|a| a.iter().filter(|f| f["name"] != "prediction").collect())
             .unwrap_or_default();
         let drifted = inputs.iter().filter(|f| f["drifted"] == true).count();
-        out.push((
-            r.started,
-            drifted as f64 / inputs.len().max(1) as f64,
-            window["rows"].as_f64().unwrap_or(0.0),
-        ));
+        out.push(Record {
+            ts: r.started,
+            share: drifted as f64 / inputs.len().max(1) as f64,
+            rows: window["rows"].as_f64().unwrap_or(0.0),
+            inputs: inputs
+                .iter()
+                .map(|f| {
+                    (
+                        f["name"].as_str().unwrap_or("?").to_string(),
+                        f["psi"].as_f64().unwrap_or(f64::NAN),
+                        f["drifted"] == true,
+                    )
+                })
+                .collect(),
+        });
     }
     out.reverse();
     out
@@ -100,7 +122,7 @@ async fn live_history(state: &Shared, model: &str) -> Vec<(i64, f64, f64)> {
 fn monitor_model(
     name: &str,
     latest: Option<&serde_json::Value>,
-    history: &[(i64, f64, f64)],
+    history: &[Record],
     now: i64,
 ) -> web::MonitorModel {
     let report = latest.map(|l| &l["report"]);
@@ -167,8 +189,8 @@ fn monitor_model(
     };
     let labels: Vec<String> = history
         .iter()
-        .map(|(t, _, _)| {
-            aegis_store::posture::when(*t)
+        .map(|r| {
+            aegis_store::posture::when(r.ts)
                 .get(5..16)
                 .unwrap_or_default()
                 .to_string()
@@ -177,7 +199,7 @@ fn monitor_model(
     let history_chart = web::Chart {
         caption: format!(
             "Share of inputs that changed, per hourly record; the latest is {:.0}%.",
-            history.last().map_or(0.0, |h| h.1 * 100.0)
+            history.last().map_or(0.0, |h| h.share * 100.0)
         ),
         svg: aegis_report::charts::columns(
             &format!("{name}: share of inputs changed, per hourly record"),
@@ -185,7 +207,7 @@ fn monitor_model(
             &[(
                 "inputs changed (%)",
                 "#b91c1c",
-                history.iter().map(|h| h.1 * 100.0).collect(),
+                history.iter().map(|h| h.share * 100.0).collect(),
             )],
             "% of inputs",
         ),
@@ -200,8 +222,8 @@ fn monitor_model(
             .map(|(h, l)| {
                 vec![
                     l.clone(),
-                    format!("{:.0}%", h.1 * 100.0),
-                    format!("{:.0}", h.2),
+                    format!("{:.0}%", h.share * 100.0),
+                    format!("{:.0}", h.rows),
                 ]
             })
             .collect(),
@@ -209,12 +231,12 @@ fn monitor_model(
     let traffic = web::Chart {
         caption: format!(
             "Rows scored per recorded window; the latest held {:.0}.",
-            history.last().map_or(0.0, |h| h.2)
+            history.last().map_or(0.0, |h| h.rows)
         ),
         svg: aegis_report::charts::columns(
             &format!("{name}: rows per recorded window"),
             &labels,
-            &[("rows", "#0b5e73", history.iter().map(|h| h.2).collect())],
+            &[("rows", "#0b5e73", history.iter().map(|h| h.rows).collect())],
             "rows",
         ),
         columns: Vec::new(),
@@ -237,6 +259,26 @@ fn monitor_model(
     } else {
         (history_chart, traffic)
     };
+    // Each input's PSI per hourly record, newest first (a changed input marked).
+    let names: Vec<String> = history
+        .last()
+        .map(|r| r.inputs.iter().map(|i| i.0.clone()).collect())
+        .unwrap_or_default();
+    let trend_rows = history
+        .iter()
+        .rev()
+        .map(|r| {
+            let mut row = vec![aegis_store::posture::when(r.ts)];
+            row.extend(names.iter().map(|n| {
+                r.inputs.iter().find(|i| i.0 == *n).map_or("—".into(), |i| {
+                    format!("{:.3}{}", i.1, if i.2 { " (changed)" } else { "" })
+                })
+            }));
+            row
+        })
+        .collect();
+    let mut trend_columns = vec!["record".to_string()];
+    trend_columns.extend(names);
     web::MonitorModel {
         name: name.to_string(),
         verdict,
@@ -247,6 +289,8 @@ fn monitor_model(
         history: history_chart,
         traffic,
         distributions,
+        trend_columns,
+        trend_rows,
     }
 }
 
