@@ -186,6 +186,36 @@ async fn roles_are_those_of_the_api() {
     assert!(events
         .iter()
         .any(|e| e.actor == "otto" && e.comment == "test signal"));
+    // An operator links a dataset to a model from the model's page; an auditor cannot.
+    let store = &s.state().store;
+    store
+        .create_asset(aegis_store::assets::NewAsset {
+            name: "holdout".into(),
+            kind: Some(aegis_store::assets::AssetKind::Dataset),
+            role: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page = get(&s, "/assets/demo-fraud", &operator).await;
+    assert!(page.text().contains("Link a dataset to this model"));
+    let form = format!("csrf={}&dataset=holdout&relation=evaluated_on", csrf(&page));
+    let r = post(&s, "/assets/demo-fraud/links", &operator, &form, &[]).await;
+    assert_eq!(r.status, 303, "{}", r.text());
+    let model = store.asset("demo-fraud").await.unwrap();
+    let links = store.links(&model.id).await.unwrap();
+    assert!(links
+        .iter()
+        .any(|(rel, a)| rel.as_str() == "evaluated_on" && a.name == "holdout"));
+    let page = get(&s, "/assets/demo-fraud", &auditor).await;
+    assert!(!page.text().contains("Link a dataset to this model"));
+    let form = format!("csrf={}&dataset=holdout&relation=trained_on", csrf(&page));
+    assert_eq!(
+        post(&s, "/assets/demo-fraud/links", &auditor, &form, &[])
+            .await
+            .status,
+        403
+    );
     // Operators manage keys but not people; the audit log is not theirs.
     assert_eq!(get(&s, "/gateway", &operator).await.status, 200);
     assert!(!get(&s, "/gateway", &operator)

@@ -20,6 +20,8 @@ use serde_json::Value;
 
 mod views;
 
+pub(crate) use views::glossary_markdown;
+
 /// Metrics that get their own section (and are therefore left out of the key/value table).
 const ROBUSTNESS: &str = "robustness";
 const HARDEN: &str = "harden";

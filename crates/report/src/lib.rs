@@ -80,6 +80,11 @@ fn render_jsonl(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out)
 }
 
+/// The glossary of the terms the HTML reports explain, as Markdown (`docs/glossary.md`).
+pub fn glossary_markdown() -> String {
+    html::glossary_markdown()
+}
+
 /// Structured evidence (or any JSON value) as name/value rows people can read, never a JSON dump: nested keys
 /// joined with `›`, lists of plain values joined with commas (the first 20), lists of objects numbered (the first
 /// 10), at most 60 rows.

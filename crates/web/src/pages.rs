@@ -371,6 +371,8 @@ pub struct AssetDetail {
     pub max_upload_mib: u64,
     /// Label column, for the upload form's hint.
     pub label: String,
+    /// For a model: the datasets it can be linked to.
+    pub datasets: Vec<String>,
 }
 
 /// One version.

@@ -629,6 +629,59 @@ pub(super) async fn run_checks(
     }
 }
 
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub(super) struct LinkForm {
+    csrf: String,
+    dataset: String,
+    relation: String,
+}
+
+/// `POST /assets/{name}/links`: link a dataset to a model, then run the model's checks again with it.
+pub(super) async fn link_dataset(
+    State(state): State<Shared>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Form(form): Form<LinkForm>,
+) -> Response {
+    let (v, ctx) = allowed!(
+        state,
+        headers,
+        &form.csrf,
+        Needs::Change,
+        "/assets/{name}/links"
+    );
+    let store = &state.store;
+    let linked = async {
+        let relation = aegis_store::assets::Relation::parse(&form.relation)?;
+        let model = store.asset(&name).await?;
+        let data = store.asset(&form.dataset).await?;
+        store.link(&model, relation, &data).await?;
+        let jobs = if model.latest.is_some() {
+            store.check_now(&model, &[]).await?
+        } else {
+            Vec::new()
+        };
+        Ok::<_, aegis_store::Error>(format!(
+            "{} {} {} (console); {} check(s) queued",
+            model.name,
+            relation.as_str(),
+            data.name,
+            jobs.len()
+        ))
+    }
+    .await;
+    match linked {
+        Ok(detail) => done(
+            back(&state, &format!("/assets/{}", encode(&name)), "linked"),
+            ctx,
+            "asset.link",
+            detail,
+        ),
+        Err(e) => refused(&state, &v, ctx, e.to_string()),
+    }
+}
+
 // ----------------------------------------------------------------------------------------------- people and keys
 
 #[derive(Deserialize, Default)]

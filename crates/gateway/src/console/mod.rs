@@ -66,6 +66,7 @@ pub(crate) fn routes(base: &str) -> Router<Shared> {
             post(actions::upload_version).layer(DefaultBodyLimit::disable()),
         )
         .route("/assets/{name}/checks", post(actions::run_checks))
+        .route("/assets/{name}/links", post(actions::link_dataset))
         .route("/runs/{id}", get(views::run_report))
         .route("/rules/{id}", get(views::rule))
         .route("/monitor", get(monitor::monitor))

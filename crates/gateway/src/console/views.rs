@@ -86,6 +86,7 @@ pub(super) fn notice(code: &str) -> &'static str {
         "same" => "That file is the same as the latest version; nothing changed.",
         "added" => "Added. Its checks are starting: the first is a scan for hidden code.",
         "queued" => "The checks are queued; this page shows their progress.",
+        "linked" => "Linked. The model's checks run again with this data; this page shows their progress.",
         "user" => "Saved. A new administrator's authenticator key is shown below, once; other roles sign in with their password.",
         "key" => "The key is created. Copy its secret now: it is shown only on this page, this once.",
         "revoked" => "The key is revoked: requests with it are refused from now on.",
@@ -863,10 +864,20 @@ pub(super) async fn asset(
         let runs = store.runs(&asset.id, None, 20).await?;
         let posture = store.posture(Some(&asset.id)).await?;
         let pending = store.pending_jobs(&asset.id).await?;
-        Ok::<_, aegis_store::Error>((asset, versions, links, runs, posture, pending))
+        let datasets = if asset.kind == AssetKind::Model {
+            store
+                .list_assets(Some(AssetKind::Dataset))
+                .await?
+                .into_iter()
+                .map(|a| a.name)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok::<_, aegis_store::Error>((asset, versions, links, runs, posture, pending, datasets))
     }
     .await;
-    let (asset, versions, links, runs, posture, pending) = match data {
+    let (asset, versions, links, runs, posture, pending, datasets) = match data {
         Ok(x) => x,
         Err(e) => return store_failure(&state, &v, e),
     };
@@ -918,6 +929,7 @@ pub(super) async fn asset(
         runs: runs_html,
         max_upload_mib: state.config.checks.max_upload_mib,
         label: asset.settings.label.clone().unwrap_or_default(),
+        datasets,
     };
     super::page(StatusCode::OK, web::render(&page))
 }

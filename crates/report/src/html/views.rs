@@ -89,6 +89,18 @@ const TERMS: &[(&str, &str, &str)] = &[
     ("purity", "purity", "The share of rows matching a rule that carry its label."),
 ];
 
+/// Every term as Markdown (docs/glossary.md is this; a test keeps them equal).
+pub(crate) fn glossary_markdown() -> String {
+    let mut md = String::from(
+        "# Terms used in Aegis reports\n\nEvery HTML report and the console explain the terms they use in a \"Terms used\" \
+         section; this page lists them all. Generated from `crates/report/src/html/views.rs`.\n\n",
+    );
+    for (id, name, text) in TERMS {
+        let _ = write!(md, "<a id=\"term-{id}\"></a>\n**{name}**: {text}\n\n");
+    }
+    md
+}
+
 /// The "Terms used" section for the terms a page linked to.
 pub(super) fn glossary(h: &mut String) {
     let used: Vec<&(&str, &str, &str)> = TERMS
@@ -107,7 +119,9 @@ pub(super) fn glossary(h: &mut String) {
             esc(text)
         );
     }
-    h.push_str("</dl>\n");
+    h.push_str(
+        "</dl>\n<p class=\"muted\">Every term Aegis reports use: <code>docs/glossary.md</code>.</p>\n",
+    );
 }
 
 /// A `<figure>`: the chart, a one-sentence takeaway, and the data as a table for screen readers.
