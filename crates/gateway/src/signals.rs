@@ -63,6 +63,13 @@ pub fn rules() -> Vec<&'static RuleDoc> {
     vec![&EXTRACTION_ALARM, &LOGIN_LOCKOUT, &AUDIT_CHAIN_BROKEN]
 }
 
+/// Every rule a finding in `aegis serve`'s store can cite: the checks' and the gateway's own signals.
+pub fn catalogue() -> Vec<&'static RuleDoc> {
+    let mut all = aegis_store::checks::rules();
+    all.extend(rules());
+    all
+}
+
 /// The asset the gateway's own signals (sign-in lockouts, the audit chain) are recorded against.
 pub const GATEWAY_ASSET: &str = "aegis-gateway";
 

@@ -50,6 +50,24 @@ async fn run_all(worker: &Worker, jobs: &[String]) {
     }
 }
 
+/// A store on a fresh SQLite database in `dir`.
+async fn sqlite_store(dir: &std::path::Path) -> Store {
+    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir).await;
+    support::open(aegis_store::Backend::Sqlite, &url, dir).await
+}
+
+/// A registered model asset without versions.
+async fn model(store: &Store, name: &str) -> aegis_store::assets::Asset {
+    store
+        .create_asset(NewAsset {
+            name: name.into(),
+            kind: Some(AssetKind::Model),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 fn open(filter_asset: &str) -> FindingFilter {
     FindingFilter {
         asset: Some(filter_asset.into()),
@@ -318,8 +336,7 @@ async fn finding_lifecycle_with_notifications() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_receiver_is_retried_then_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let (hook, hooks) = support::webhook_receiver(503).await;
     store
         .put_channel(&Channel {
@@ -379,8 +396,7 @@ async fn failing_receiver_is_retried_then_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_gathers_a_burst_into_one_message() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let (hook, hooks) = support::webhook_receiver(200).await;
     store
         .put_channel(&Channel {
@@ -453,8 +469,7 @@ async fn digest_gathers_a_burst_into_one_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dataset_versions_are_checked_for_drift_against_the_first() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
     store
         .create_asset(NewAsset {
@@ -545,8 +560,7 @@ async fn dataset_versions_are_checked_for_drift_against_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_goes_over_starttls_with_credentials_inside_tls() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let (server, ca, mails, auths) = support::starttls_sink(dir.path()).await;
     let email = EmailConfig {
         server: server.clone(),
@@ -627,17 +641,9 @@ async fn mail_goes_over_starttls_with_credentials_inside_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payload_resolved_by_a_later_version_still_keeps_its_version_unloaded() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
-    let asset = store
-        .create_asset(NewAsset {
-            name: "m".into(),
-            kind: Some(AssetKind::Model),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let asset = model(&store, "m").await;
     run_all(
         &worker,
         &add_version(
@@ -688,17 +694,9 @@ async fn a_payload_resolved_by_a_later_version_still_keeps_its_version_unloaded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_risk_acceptance_reopens_and_a_schedule_runs_once_per_period() {
     let dir = tempfile::tempdir().unwrap();
-    let url = support::fresh_url(aegis_store::Backend::Sqlite, dir.path()).await;
-    let store = support::open(aegis_store::Backend::Sqlite, &url, dir.path()).await;
+    let store = sqlite_store(dir.path()).await;
     let worker = Worker::new(store.clone(), "test@host:", WorkerConfig::default());
-    let asset = store
-        .create_asset(NewAsset {
-            name: "m".into(),
-            kind: Some(AssetKind::Model),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let asset = model(&store, "m").await;
     let jobs = add_version(
         &store,
         "m",

@@ -40,9 +40,7 @@ pub fn run(global: &GlobalArgs, args: RulesArgs) -> anyhow::Result<ExitCode> {
 
 /// Every rule of every pillar, in id order.
 pub fn catalogue() -> Vec<&'static RuleDoc> {
-    let mut all = aegis_store::checks::rules();
-    all.extend(aegis_gateway::signals::rules());
-    all
+    aegis_gateway::signals::catalogue()
 }
 
 fn table(rules: &[&RuleDoc]) -> String {

@@ -7,7 +7,6 @@ use aegis_core::Severity;
 use aegis_store::assets::{AssetKind, AssetSettings, NewAsset};
 use aegis_store::objects::{ObjectWriter, StoredFile};
 use aegis_store::Triage;
-use aegis_web as web;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -712,20 +711,7 @@ pub(super) async fn add_user(
     if role.requires_totp() {
         match crate::identity::enroll_totp(&state.db, name, "Aegis").await {
             Ok(e) => {
-                let secret = e
-                    .secret_base32
-                    .as_bytes()
-                    .chunks(4)
-                    .map(|c| String::from_utf8_lossy(c).into_owned())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                let enrolment = web::Enrolment {
-                    username: name.to_string(),
-                    secret,
-                    qr_svg: web::qr_svg(&e.otpauth_uri),
-                    uri: e.otpauth_uri.clone(),
-                    recovery: e.recovery_codes.clone(),
-                };
+                let enrolment = super::enrolment_view(name, &e);
                 let shown = super::once::Shown::enrolment(enrolment);
                 let now = util::now_secs();
                 if let Err(e) =

@@ -179,6 +179,25 @@ pub(crate) fn not_found(base: &str) -> Response {
     r
 }
 
+/// An authenticator enrolment as the pages show it once: the key in groups of four, its QR code, the recovery
+/// codes.
+fn enrolment_view(username: &str, e: &crate::identity::Enrollment) -> aegis_web::Enrolment {
+    let secret = e
+        .secret_base32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    aegis_web::Enrolment {
+        username: username.to_string(),
+        secret,
+        uri: e.otpauth_uri.clone(),
+        qr_svg: aegis_web::qr_svg(&e.otpauth_uri),
+        recovery: e.recovery_codes.clone(),
+    }
+}
+
 /// A rendered page as a response.
 fn page(status: StatusCode, html: String) -> Response {
     (status, Html(html)).into_response()

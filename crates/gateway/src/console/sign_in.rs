@@ -269,25 +269,12 @@ pub(super) async fn setup_submit(
     .await;
     match result {
         Ok(enrolment) => {
-            let secret = enrolment
-                .secret_base32
-                .as_bytes()
-                .chunks(4)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ");
             let html = aegis_web::render(&aegis_web::Setup {
                 base: base(&state),
                 code: String::new(),
                 username: form.username.clone(),
                 problem: String::new(),
-                enrolment: Some(aegis_web::Enrolment {
-                    username: form.username.clone(),
-                    secret,
-                    uri: enrolment.otpauth_uri.clone(),
-                    qr_svg: aegis_web::qr_svg(&enrolment.otpauth_uri),
-                    recovery: enrolment.recovery_codes.clone(),
-                }),
+                enrolment: Some(super::enrolment_view(&form.username, &enrolment)),
             });
             let mut response = super::page(StatusCode::CREATED, html);
             response.headers_mut().insert(

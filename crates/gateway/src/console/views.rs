@@ -413,17 +413,7 @@ impl FindingQuery {
 }
 
 /// Percent-encode a query value.
-pub(super) fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(super) use crate::util::percent_encode as encode;
 
 /// `GET /findings`.
 pub(super) async fn findings(
@@ -508,10 +498,7 @@ pub(super) async fn findings(
 
 /// Every rule's documentation: the checks' and the gateway's signals.
 pub(super) fn rule_doc(id: &str) -> Option<&'static aegis_core::RuleDoc> {
-    aegis_store::checks::rules()
-        .into_iter()
-        .chain(crate::signals::rules())
-        .find(|r| r.id == id)
+    crate::signals::catalogue().into_iter().find(|r| r.id == id)
 }
 
 /// `AML.T0010` as "MITRE ATLAS AML.T0010", `CWE-502` as itself.
@@ -997,10 +984,7 @@ pub(super) async fn run_report(
             },
         );
     };
-    let rules: Vec<&aegis_core::RuleDoc> = aegis_store::checks::rules()
-        .into_iter()
-        .chain(crate::signals::rules())
-        .collect();
+    let rules = crate::signals::catalogue();
     let html = aegis_report::html_linked(
         &report,
         &rules,

@@ -377,28 +377,15 @@ pub async fn enroll_totp(db: &Db, username: &str, issuer: &str) -> Result<Enroll
     let secret_base32 = totp::base32_encode(&secret);
     let otpauth_uri = format!(
         "otpauth://totp/{}:{}?secret={secret_base32}&issuer={}&algorithm=SHA1&digits=6&period=30",
-        percent_encode(issuer),
-        percent_encode(username),
-        percent_encode(issuer),
+        crate::util::percent_encode(issuer),
+        crate::util::percent_encode(username),
+        crate::util::percent_encode(issuer),
     );
     Ok(Enrollment {
         secret_base32,
         otpauth_uri,
         recovery_codes,
     })
-}
-
-/// Percent-encode everything but RFC 3986 unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The columns a login needs.
