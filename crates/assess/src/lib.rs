@@ -12,6 +12,7 @@ pub mod attacks;
 mod constraints;
 mod error;
 pub mod extraction;
+pub mod llm;
 pub use aegis_ml::rng;
 pub mod privacy;
 pub mod robustness;

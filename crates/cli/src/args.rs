@@ -136,6 +136,9 @@ pub enum Command {
     /// Encrypt models and datasets at rest (age format), sign and verify them (Ed25519 manifests).
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// LLM traffic tools: screen prompts for injection with the gateway's pipeline.
+    #[command(subcommand)]
+    Llm(crate::args_llm::LlmCommand),
 }
 
 const SERVE_EXAMPLES: &str = "Examples:
@@ -475,6 +478,9 @@ pub enum AssessCommand {
     /// Model extraction: how many queries copy the model, and would PRADA notice.
     #[command(after_help = EXTRACTION_EXAMPLES)]
     Extraction(ExtractionArgs),
+    /// Red-team an OpenAI-compatible LLM endpoint: prompt injection, system-prompt leaks, jailbreaks, data leaks.
+    #[command(after_help = crate::args_llm::ASSESS_LLM_EXAMPLES)]
+    Llm(crate::args_llm::AssessLlmArgs),
 }
 
 const EXTRACTION_EXAMPLES: &str = "Examples:

@@ -9,6 +9,7 @@
 mod args;
 mod args_gateway;
 mod args_inventory;
+mod args_llm;
 mod commands;
 mod output;
 mod progress;

@@ -700,6 +700,9 @@ pub struct UpstreamConfig {
     /// Time allowed for the upstream's response headers, in milliseconds (streams may then run longer).
     #[serde(default = "default_upstream_timeout")]
     pub timeout_ms: u64,
+    /// The LLM guard (`openai` upstreams only; on by default for them, see [`crate::llm_guard`]).
+    #[serde(default)]
+    pub llm_guard: Option<crate::llm_guard::LlmGuardConfig>,
 }
 
 fn default_concurrency() -> usize {
@@ -800,6 +803,16 @@ impl Config {
                     "upstream {:?}: url must start with http:// (TLS to upstreams is not supported yet)",
                     u.name
                 ));
+            }
+            match (&u.llm_guard, u.protocol) {
+                (Some(g), Protocol::Openai) => g.check(&u.name)?,
+                (Some(_), _) => {
+                    return Err(format!(
+                        "upstream {:?}: llm_guard applies only to protocol = \"openai\"; remove it",
+                        u.name
+                    ))
+                }
+                (None, _) => {}
             }
             if u.max_concurrency == 0 {
                 return Err(format!(

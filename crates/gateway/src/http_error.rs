@@ -139,10 +139,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         // The request id comes from the envelope's task-local (the same id as the x-request-id header).
+        // The OpenAI error shape (`message`, `type`, `param`, `code`), so OpenAI SDKs report it as it is, plus
+        // the request id.
         let body = serde_json::json!({
             "error": {
                 "code": self.code,
                 "message": self.message,
+                "type": error_type(self.status),
+                "param": null,
                 "request_id": crate::context::current_request_id(),
             }
         });
@@ -160,6 +164,18 @@ impl IntoResponse for ApiError {
             response.extensions_mut().insert(*ctx);
         }
         response
+    }
+}
+
+/// The OpenAI error `type` of a status.
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
     }
 }
 

@@ -35,6 +35,7 @@ mod inventory_api;
 pub mod keys;
 mod limits;
 mod listener;
+pub mod llm_guard;
 mod log;
 mod metrics;
 pub mod models;

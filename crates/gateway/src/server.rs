@@ -755,7 +755,26 @@ async fn openai(
     if stream {
         ctx.detail = "stream".into();
     }
-    forward(&state, up, Method::POST, route, &headers, body, ctx).await
+    let Some(guard) = state.llm_guards.get(&up.name) else {
+        return forward(&state, up, Method::POST, route, &headers, body, ctx).await;
+    };
+    let passed =
+        crate::llm_guard::screen_request(&state, &guard, &key, &model, route, body, &mut ctx)
+            .await?;
+    let headers = crate::llm_guard::upstream_headers(&headers);
+    let response = forward(&state, up, Method::POST, route, &headers, passed.body, ctx).await?;
+    let Some(policy) = passed.answer else {
+        return Ok(response);
+    };
+    let who = crate::llm_guard::AnswerContext {
+        state: state.clone(),
+        upstream: up.name.clone(),
+        model,
+        key_id: key.id.clone(),
+        owner: key.owner.clone(),
+        route,
+    };
+    Ok(crate::llm_guard::filter_response(response, policy, who).await)
 }
 
 /// Methods the generic proxy forwards; anything else (`TRACE`, `CONNECT`, extension methods) is refused.

@@ -58,9 +58,60 @@ pub const AUDIT_CHAIN_BROKEN: RuleDoc = RuleDoc {
     cwe: &[354],
 };
 
+/// A prompt to an LLM upstream read as prompt injection or a jailbreak.
+pub const PROMPT_INJECTION: RuleDoc = RuleDoc {
+    id: "AEG-GW-004",
+    name: "prompt-injection",
+    severity: Severity::High,
+    summary: "A prompt sent to an LLM through the gateway reads as prompt injection or a jailbreak.",
+    why: "Text that tells the model to ignore its instructions, reveal its system prompt, adopt an unrestricted \
+          persona or send data elsewhere is how chatbots and RAG apps are turned against their owners; in a tool \
+          result or retrieved document it is indirect injection, planted for the model to find.",
+    fix: "Look at the key and rule in the evidence. If the traffic is an attack, revoke or throttle the key and set \
+          the upstream's `llm_guard.mode = \"block\"`; if it is a false positive, add the phrase to \
+          `llm_guard.allow_phrases` (calibrate with `aegis llm screen`).",
+    atlas: &["AML.T0051", "AML.T0054"],
+    cwe: &[77],
+};
+
+/// An answer contained the canary placed in the system prompt.
+pub const CANARY_LEAK: RuleDoc = RuleDoc {
+    id: "AEG-GW-005",
+    name: "system-prompt-leak",
+    severity: Severity::High,
+    summary: "An LLM answer contained the canary token the gateway placed in the system prompt: the system prompt leaked.",
+    why: "The canary is only in the system prompt, so an answer that repeats it (even reversed, spaced out or \
+          encoded) has disclosed the instructions, and with them any business logic or secrets they hold.",
+    fix: "Set `llm_guard.canary = \"cut\"` so such answers are withheld; keep secrets out of system prompts; look \
+          at the key's other prompts for the extraction attempt, and revoke it if it is not explained.",
+    atlas: &["AML.T0056"],
+    cwe: &[200],
+};
+
+/// Personal data or a secret in a prompt or an answer.
+pub const SENSITIVE_DATA: RuleDoc = RuleDoc {
+    id: "AEG-GW-006",
+    name: "sensitive-data-in-llm-traffic",
+    severity: Severity::Medium,
+    summary: "A prompt or an answer through the gateway carried personal data or a secret (card, IBAN, e-mail, phone, API key, private key).",
+    why: "Card numbers and credentials sent to a model provider leave the company's control; the same data in \
+          answers means the model or its retrieval leaks what it was given or trained on.",
+    fix: "Set `llm_guard.pii_prompts` and `pii_answers` to `redact` (or `block`) for the upstream, and find which \
+          application sends the data (the key in the evidence).",
+    atlas: &["AML.T0057"],
+    cwe: &[359],
+};
+
 /// The rules the gateway's live signals report.
 pub fn rules() -> Vec<&'static RuleDoc> {
-    vec![&EXTRACTION_ALARM, &LOGIN_LOCKOUT, &AUDIT_CHAIN_BROKEN]
+    vec![
+        &EXTRACTION_ALARM,
+        &LOGIN_LOCKOUT,
+        &AUDIT_CHAIN_BROKEN,
+        &PROMPT_INJECTION,
+        &CANARY_LEAK,
+        &SENSITIVE_DATA,
+    ]
 }
 
 /// Every rule a finding in `aegis serve`'s store can cite: the checks' and the gateway's own signals.
@@ -205,6 +256,17 @@ pub(crate) async fn extraction_alarm(
     .with_evidence(json!({"key_id": key_id, "owner": owner, "queries": queries}));
     // Not `extraction`: that is the offline assessment, whose runs would resolve live alarms.
     record(sinks, model, "extraction_alarm", &[finding], false).await;
+}
+
+/// Record what the LLM guard found on `upstream` (its endpoint asset). `source` names the signal
+/// (`llm_injection`, `llm_canary`, `llm_pii`) so one never resolves another's findings.
+pub(crate) async fn llm_guard(
+    store: &aegis_store::Store,
+    upstream: &str,
+    source: &str,
+    finding: Finding,
+) {
+    record_on(store, upstream, source, &[finding], false).await;
 }
 
 async fn record(sinks: Sinks<'_>, model: &str, source: &str, findings: &[Finding], clean: bool) {

@@ -49,6 +49,8 @@ pub struct AppState {
     pub key_cache: Arc<keys::KeyCache>,
     /// Output hardening, extraction-detector settings and drift windows of the local models.
     pub guards: Guards,
+    /// The LLM guards of the OpenAI upstreams (see [`crate::llm_guard`]).
+    pub llm_guards: crate::llm_guard::LlmGuards,
     /// Extraction-detector states this process wrote last (see [`extraction`]).
     pub extraction_cache: extraction::StateCache,
     /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
@@ -106,6 +108,7 @@ impl AppState {
             leases: limits::RateLeases::new(),
             key_cache: Arc::new(keys::KeyCache::new()),
             guards,
+            llm_guards: crate::llm_guard::LlmGuards::build(&config.upstreams),
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
             serving: Default::default(),

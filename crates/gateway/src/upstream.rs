@@ -724,6 +724,7 @@ mod tests {
             models: models.iter().map(|s| s.to_string()).collect(),
             max_concurrency: 4,
             timeout_ms: 5_000,
+            llm_guard: None,
         }
     }
 

@@ -66,6 +66,7 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> (TestServer, String) {
             models: Vec::new(),
             max_concurrency: 2,
             timeout_ms: 1_000,
+            llm_guard: None,
         }];
         c.server.idle_timeout_secs = 1;
         c.server.write_timeout_secs = 1;

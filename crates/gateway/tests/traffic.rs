@@ -170,6 +170,7 @@ fn upstream(name: &str, url: String, protocol: Protocol, models: &[&str]) -> Ups
         models: models.iter().map(|m| m.to_string()).collect(),
         max_concurrency: 64,
         timeout_ms: 5_000,
+        llm_guard: None,
     }
 }
 
@@ -644,7 +645,20 @@ both!(column_batches_instances_and_v2, batches_and_v2);
 // OpenAI proxy and upstream failures.
 
 async fn openai_proxy(backend: Backend) {
-    let Some((server, stub)) = start_with_stub(backend, |_| {}).await else {
+    // The LLM guard off: this is the bare proxy (tests/llm_guard.rs covers the guard, which holds back the
+    // last characters of a stream until it knows they carry no secret).
+    let Some((server, stub)) = start_with_stub(backend, |c| {
+        let llm = c.upstreams.iter_mut().find(|u| u.name == "llm").unwrap();
+        llm.llm_guard = Some(aegis_gateway::llm_guard::LlmGuardConfig {
+            mode: aegis_gateway::llm_guard::GuardMode::Off,
+            canary: aegis_gateway::llm_guard::CanaryMode::Off,
+            pii_prompts: aegis_gateway::llm_guard::PiiMode::Off,
+            pii_answers: aegis_gateway::llm_guard::PiiMode::Off,
+            ..Default::default()
+        });
+    })
+    .await
+    else {
         return;
     };
     let key = server.key(&[LLM], |_| {}).await;

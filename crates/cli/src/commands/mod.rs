@@ -9,6 +9,7 @@ mod gateway;
 mod harden;
 mod inputs;
 mod inventory;
+mod llm;
 mod privacy;
 mod rules;
 mod scan;
@@ -31,6 +32,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assess(AssessCommand::Robustness(args)) => assess::run(&cli.global, args),
         Command::Assess(AssessCommand::Privacy(args)) => privacy::run(&cli.global, args),
         Command::Assess(AssessCommand::Extraction(args)) => extraction::run(&cli.global, args),
+        Command::Assess(AssessCommand::Llm(args)) => llm::assess(&cli.global, args),
+        Command::Llm(crate::args_llm::LlmCommand::Screen(args)) => llm::screen(&cli.global, args),
         Command::Harden(args) => harden::run(&cli.global, args),
         Command::Audit(args) => audit::run(&cli.global, args),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&cli.global, args),

@@ -1,0 +1,97 @@
+//! Flags of `aegis llm screen` and `aegis assess llm`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// `aegis llm` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LlmCommand {
+    /// Screen prompts for injection and jailbreaks with the gateway's own pipeline (for CI and calibration).
+    #[command(after_help = SCREEN_EXAMPLES)]
+    Screen(ScreenArgs),
+}
+
+pub const SCREEN_EXAMPLES: &str = "Examples:
+  aegis llm screen prompts.jsonl
+  aegis llm screen prompts.jsonl --field prompt --threshold 0.7
+  aegis llm screen logs.txt --allow-phrase 'developer mode enabled'
+  aegis llm screen labelled.jsonl --label is_attack      # precision, recall, F1, false-positive rate
+  cat prompts.txt | aegis llm screen -
+
+FILE is JSON Lines (one object per line, the prompt in --field; a line that is a JSON string is the
+prompt itself) or plain text with one prompt per line. Each input gets one JSON object on stdout:
+line, score (0-1), flagged, layer (rules, allow-list, none) and the rules that fired with the view
+they fired in (plain, squashed, leet, base64, hex, url, rot13, tags) and the matched text. A summary
+goes to stderr. This is the same code `aegis serve` runs on OpenAI routes, so a threshold and
+allow-list calibrated here behave the same there. Exit code 1 when any prompt is flagged.";
+
+/// `aegis llm screen`.
+#[derive(Debug, Args)]
+pub struct ScreenArgs {
+    /// JSON Lines or plain-text file of prompts (`-` for standard input).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The field holding the prompt in JSON Lines input.
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    pub field: String,
+    /// Score (0-1) at or above which a prompt is flagged.
+    #[arg(long, default_value_t = aegis_guard::DEFAULT_THRESHOLD, value_name = "SCORE")]
+    pub threshold: f64,
+    /// A phrase that is benign in this deployment (repeatable): rules that fire inside it are ignored.
+    #[arg(long = "allow-phrase", value_name = "TEXT")]
+    pub allow_phrases: Vec<String>,
+    /// Screen the text as untrusted (tool output, retrieved documents): indirect-injection rules weigh more.
+    #[arg(long)]
+    pub untrusted: bool,
+    /// A field with the true label (1/true = attack, 0/false = benign): the summary adds precision, recall,
+    /// F1 and the false-positive rate.
+    #[arg(long, value_name = "NAME")]
+    pub label: Option<String>,
+    /// Also screen each JSON line's personal data and secrets (card, IBAN, e-mail, phone, keys).
+    #[arg(long)]
+    pub pii: bool,
+}
+
+pub const ASSESS_LLM_EXAMPLES: &str = "Examples:
+  aegis assess llm http://127.0.0.1:8000 --model llama-3.1-8b
+  aegis assess llm http://127.0.0.1:8443/v1 --model gpt-4o-mini --header 'Authorization: Bearer $AEGIS_KEY'
+  aegis assess llm http://127.0.0.1:8000 --model my-bot --system-prompt bot-prompt.txt --format html -o llm.html
+
+Red-teams an OpenAI-compatible chat endpoint: system-prompt extraction, goal hijacking, jailbreak
+personas, harmful requests, encoded payloads, echo of planted personal data, markdown/link
+exfiltration and indirect injection through a tool result or a document. Answers are judged by
+exact oracles: a canary in the system prompt, a random string the model is told to say, planted
+personal data, an exfiltration URL, a compliance marker. Refusal phrases are only a weak signal;
+an answer no oracle can judge is 'undetermined', never a success. Requests alternate between
+streamed and whole answers. AEG-LLM-001 injection, 002 system-prompt leak, 003 data leak,
+004 jailbreak. Nothing but the target is contacted.";
+
+/// `aegis assess llm`.
+#[derive(Debug, Args)]
+pub struct AssessLlmArgs {
+    /// Base URL of the OpenAI-compatible server (http://host:port, with or without /v1).
+    #[arg(value_name = "URL")]
+    pub url: String,
+    /// The model name sent in each request.
+    #[arg(long, value_name = "NAME")]
+    pub model: String,
+    /// The application's system prompt (a file); a generic support-bot prompt without it.
+    #[arg(long, value_name = "FILE")]
+    pub system_prompt: Option<PathBuf>,
+    /// An HTTP header for every request, `Name: value` (repeatable), e.g. an Authorization bearer token.
+    #[arg(long, value_name = "HEADER")]
+    pub header: Vec<String>,
+    /// Requests at most.
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_requests: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub concurrency: usize,
+    /// Seconds allowed per request.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Seed of the canary, rogue strings and markers.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}

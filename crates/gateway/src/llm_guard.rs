@@ -1,0 +1,725 @@
+//! The LLM guard on OpenAI-compatible upstreams: every prompt is screened for injection and jailbreaks, personal
+//! data and secrets are found (and redacted or refused) in prompts and answers, and a per-request canary in the
+//! system prompt shows when an answer leaks it, streamed or not.
+//!
+//! The screening itself is `aegis_guard` (the same code as `aegis llm screen`); this module holds the
+//! configuration (`[upstreams.llm_guard]`), decides per request with the mode of the model and the key, writes
+//! the verdict into the audit record (score, layer, rules; the prompt only when `audit_prompts` is on), counts it
+//! in the metrics, and records findings (at most one a minute per rule, key and model, so an attack does not
+//! flood the store). The default for an `openai` upstream is on: injections blocked, answers' secrets redacted,
+//! canaries cut; `mode = "shadow"` or `"alert"` lets an operator calibrate first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use aegis_core::{Finding, Location};
+use aegis_guard::canary::{Canary, Leak};
+use aegis_guard::openai::{self, AnswerPolicy, Event, StreamFilter};
+use aegis_guard::pii::{self, Action, Kind};
+use aegis_guard::{AllowList, Screener, Verdict};
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::audit_trail::AuditCtx;
+use crate::http_error::ApiError;
+use crate::keys::ApiKey;
+use crate::state::Shared;
+
+/// What the guard does with a flagged prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GuardMode {
+    /// Nothing is screened.
+    Off,
+    /// Screened, counted and audited; nothing else.
+    Shadow,
+    /// As shadow, and a finding (with its notification).
+    Alert,
+    /// As alert, and the request is refused with 403.
+    #[default]
+    Block,
+}
+
+impl GuardMode {
+    /// The configured name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardMode::Off => "off",
+            GuardMode::Shadow => "shadow",
+            GuardMode::Alert => "alert",
+            GuardMode::Block => "block",
+        }
+    }
+}
+
+/// What the guard does when an answer contains the request's canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanaryMode {
+    /// No canary is added.
+    Off,
+    /// Added; a leak is recorded and the answer passes.
+    Flag,
+    /// Added; a leaking answer is withheld (a stream is cut there).
+    #[default]
+    Cut,
+}
+
+/// What the guard does with personal data and secrets it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiMode {
+    /// Not looked for.
+    Off,
+    /// Counted and recorded; the text passes unchanged.
+    Log,
+    /// Replaced with `[REDACTED:kind]`.
+    Redact,
+    /// All but the last four characters replaced with `*`.
+    Mask,
+    /// The request is refused (prompts) or the answer withheld (answers).
+    Block,
+}
+
+impl PiiMode {
+    fn action(self) -> Option<Action> {
+        match self {
+            PiiMode::Off => None,
+            PiiMode::Log => Some(Action::Log),
+            PiiMode::Redact => Some(Action::Redact),
+            PiiMode::Mask => Some(Action::Mask),
+            PiiMode::Block => Some(Action::Block),
+        }
+    }
+}
+
+/// `[upstreams.llm_guard]`: the LLM guard of one OpenAI-compatible upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmGuardConfig {
+    /// What to do with a flagged prompt (`off`, `shadow`, `alert`, `block`).
+    pub mode: GuardMode,
+    /// Score (0–1) at or above which a prompt is flagged.
+    pub threshold: f64,
+    /// Phrases that are benign here (a rule that fires inside one is ignored), compared after normalisation.
+    pub allow_phrases: Vec<String>,
+    /// Whole prompts that are benign here.
+    pub allow_prompts: Vec<String>,
+    /// Keep the first 2,000 characters of a flagged prompt in the audit record (off: only score, layer, rules).
+    pub audit_prompts: bool,
+    /// Canary in the system prompt of chat requests (`off`, `flag`, `cut`).
+    pub canary: CanaryMode,
+    /// Personal data and secrets in prompts (`off`, `log`, `redact`, `mask`, `block`).
+    pub pii_prompts: PiiMode,
+    /// Personal data and secrets in answers.
+    pub pii_answers: PiiMode,
+    /// Kinds looked for (default all): card, iban, email, phone, api-key, private-key, high-entropy.
+    pub pii_kinds: Vec<String>,
+    /// Mode per model name (the request's `model`), overriding `mode`.
+    pub models: BTreeMap<String, GuardMode>,
+    /// Mode per API key (its name or id), overriding the model's and the upstream's.
+    pub keys: BTreeMap<String, GuardMode>,
+}
+
+impl Default for LlmGuardConfig {
+    fn default() -> LlmGuardConfig {
+        LlmGuardConfig {
+            mode: GuardMode::Block,
+            threshold: aegis_guard::DEFAULT_THRESHOLD,
+            allow_phrases: Vec::new(),
+            allow_prompts: Vec::new(),
+            audit_prompts: false,
+            canary: CanaryMode::Cut,
+            pii_prompts: PiiMode::Log,
+            pii_answers: PiiMode::Redact,
+            pii_kinds: Vec::new(),
+            models: BTreeMap::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+}
+
+impl LlmGuardConfig {
+    /// Consistency checks that serde cannot express.
+    pub fn check(&self, upstream: &str) -> Result<(), String> {
+        if !self.threshold.is_finite() || !(0.0..=1.0).contains(&self.threshold) {
+            return Err(format!(
+                "upstream {upstream:?}: llm_guard.threshold must be between 0 and 1 (it is {})",
+                self.threshold
+            ));
+        }
+        for k in &self.pii_kinds {
+            if Kind::parse(k).is_none() {
+                let known: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+                return Err(format!(
+                    "upstream {upstream:?}: llm_guard.pii_kinds has {k:?}; use any of {}",
+                    known.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn kinds(&self) -> Vec<Kind> {
+        if self.pii_kinds.is_empty() {
+            Kind::ALL.to_vec()
+        } else {
+            self.pii_kinds
+                .iter()
+                .filter_map(|k| Kind::parse(k))
+                .collect()
+        }
+    }
+}
+
+/// The guards of every OpenAI upstream, built once at start.
+#[derive(Debug, Default)]
+pub struct LlmGuards {
+    by_upstream: HashMap<String, Arc<UpstreamGuard>>,
+    /// When a finding was last recorded per (rule, upstream, key, model): at most one a minute.
+    recorded: Mutex<HashMap<String, i64>>,
+}
+
+/// One upstream's guard.
+#[derive(Debug)]
+pub struct UpstreamGuard {
+    upstream: String,
+    config: LlmGuardConfig,
+    screener: Screener,
+    kinds: Vec<Kind>,
+}
+
+impl LlmGuards {
+    /// Build from the configuration (already checked).
+    pub fn build(upstreams: &[crate::config::UpstreamConfig]) -> LlmGuards {
+        let by_upstream = upstreams
+            .iter()
+            .filter(|u| u.protocol == crate::config::Protocol::Openai)
+            .map(|u| {
+                let config = u.llm_guard.clone().unwrap_or_default();
+                let guard = UpstreamGuard {
+                    upstream: u.name.clone(),
+                    screener: Screener::new(
+                        config.threshold,
+                        AllowList::new(&config.allow_phrases, &config.allow_prompts),
+                    ),
+                    kinds: config.kinds(),
+                    config,
+                };
+                (u.name.clone(), Arc::new(guard))
+            })
+            .collect();
+        LlmGuards {
+            by_upstream,
+            recorded: Mutex::default(),
+        }
+    }
+
+    /// The guard of `upstream`, if it has one.
+    pub(crate) fn get(&self, upstream: &str) -> Option<Arc<UpstreamGuard>> {
+        self.by_upstream.get(upstream).cloned()
+    }
+
+    /// Whether a finding for `what` may be written now (at most one a minute each).
+    fn may_record(&self, what: String) -> bool {
+        let now = aegis_store::now_secs();
+        let mut recorded = self.recorded.lock().unwrap_or_else(PoisonError::into_inner);
+        if recorded.len() > 10_000 {
+            recorded.retain(|_, at| now - *at < 60);
+        }
+        match recorded.get(&what) {
+            Some(at) if now - *at < 60 => false,
+            _ => {
+                recorded.insert(what, now);
+                true
+            }
+        }
+    }
+}
+
+impl UpstreamGuard {
+    /// The mode for `model` through `key`: the key's, else the model's, else the upstream's.
+    pub(crate) fn mode_for(&self, model: &str, key: &ApiKey) -> GuardMode {
+        self.config
+            .keys
+            .get(&key.id)
+            .or_else(|| self.config.keys.get(&key.name))
+            .or_else(|| self.config.models.get(model))
+            .copied()
+            .unwrap_or(self.config.mode)
+    }
+}
+
+/// What the guard decided about a request that goes on.
+pub(crate) struct Passed {
+    /// The body to send (rewritten when a canary was added or data redacted).
+    pub body: Bytes,
+    /// What to look for in the answer.
+    pub answer: Option<AnswerPolicy>,
+}
+
+/// Screen a request for `model` on `guard`'s upstream: refuse it, or return the body to send and what to look
+/// for in the answer. The verdict goes into `ctx` (the audit record).
+pub(crate) async fn screen_request(
+    state: &Shared,
+    guard: &UpstreamGuard,
+    key: &ApiKey,
+    model: &str,
+    route: &str,
+    body: Bytes,
+    ctx: &mut AuditCtx,
+) -> Result<Passed, ApiError> {
+    let mode = guard.mode_for(model, key);
+    let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
+        return Ok(Passed { body, answer: None });
+    };
+    let up = guard.upstream.as_str();
+    let mut verdict: Option<(Verdict, String)> = None;
+    let mut found: Vec<Kind> = Vec::new();
+    let prompt_action = guard.config.pii_prompts.action();
+    let mut changed = false;
+    openai::visit_request(&mut value, &mut |role, text| {
+        if mode != GuardMode::Off {
+            let v = guard.screener.screen(text, openai::role_source(role));
+            let worse = verdict.as_ref().is_none_or(|(w, _)| {
+                v.score > w.score
+                    || (v.score == w.score
+                        && w.layer == aegis_guard::Layer::None
+                        && v.layer != w.layer)
+            });
+            if worse {
+                verdict = Some((v, role.to_string()));
+            }
+        }
+        if let Some(action) = prompt_action {
+            let spans = pii::find(text, &guard.kinds);
+            if !spans.is_empty() {
+                found.extend(spans.iter().map(|s| s.kind));
+                if matches!(action, Action::Redact | Action::Mask) {
+                    *text = pii::rewrite(text, &spans, action);
+                    changed = true;
+                }
+            }
+        }
+    });
+
+    let mut detail = Vec::new();
+    if let Some((v, role)) = &verdict {
+        let outcome = if v.flagged {
+            "flagged"
+        } else if v.layer == aegis_guard::Layer::AllowList {
+            "allowed"
+        } else {
+            "clean"
+        };
+        state.metrics.add_counter(
+            "aegis_llm_guard_verdicts_total",
+            "Prompts screened by the LLM guard, by upstream, mode and outcome (clean, flagged, allowed).",
+            &[("upstream", up), ("mode", mode.as_str()), ("outcome", outcome)],
+            1.0,
+        );
+        detail.push(format!(
+            "llm_guard mode={} score={:.2} layer={} flagged={}",
+            mode.as_str(),
+            v.score,
+            v.layer.as_str(),
+            v.flagged
+        ));
+        if !v.hits.is_empty() {
+            detail.push(format!("rules={} role={role}", v.rule_ids()));
+        }
+        if v.flagged && guard.config.audit_prompts {
+            let mut prompt = String::new();
+            openai::visit_request(&mut value.clone(), &mut |r, t| {
+                if r == role && prompt.is_empty() {
+                    prompt = t.chars().take(2000).collect();
+                }
+            });
+            detail.push(format!("prompt={}", Value::String(prompt)));
+        }
+    }
+    if !found.is_empty() {
+        let kinds = kind_list(&found);
+        for k in &found {
+            state.metrics.add_counter(
+                "aegis_llm_pii_total",
+                "Personal data and secrets the LLM guard found, by upstream, direction and kind.",
+                &[
+                    ("upstream", up),
+                    ("direction", "prompt"),
+                    ("kind", k.as_str()),
+                ],
+                1.0,
+            );
+        }
+        detail.push(format!("pii_prompt={kinds}"));
+    }
+    ctx.detail = join_detail(&ctx.detail, &detail);
+
+    if let Some((v, role)) = verdict.filter(|(v, _)| v.flagged) {
+        if matches!(mode, GuardMode::Alert | GuardMode::Block) {
+            let finding = Finding::new(
+                &crate::signals::PROMPT_INJECTION,
+                Location::Route {
+                    route: route.to_string(),
+                    key: Some(key.id.clone()),
+                },
+                format!(
+                    "a {role} message to {model} through key {} (owner {}) scored {:.2} ({})",
+                    key.id,
+                    key.owner,
+                    v.score,
+                    v.rule_ids()
+                ),
+            )
+            .with_evidence(json!({
+                "key_id": key.id, "owner": key.owner, "model": model, "role": role, "score": v.score,
+                "layer": v.layer.as_str(), "rules": v.hits.iter().map(|h| h.rule).collect::<Vec<_>>(),
+                "views": v.hits.iter().map(|h| h.channel.as_str()).collect::<Vec<_>>(),
+                "mode": mode.as_str(),
+            }));
+            record(state, up, "llm_injection", &key.id, model, finding);
+        }
+        if mode == GuardMode::Block {
+            return Err(refuse(
+                ctx,
+                "prompt_injection",
+                format!(
+                    "The gateway's LLM policy for upstream `{up}` blocked this request: a {role} message reads as prompt \
+                     injection (score {:.2} ≥ {:.2}; rules {}). If this is a mistake, ask the operator to allow the \
+                     phrase (llm_guard.allow_phrases) or to review the threshold.",
+                    v.score,
+                    guard.screener.threshold(),
+                    v.rule_ids()
+                ),
+            ));
+        }
+    }
+    if !found.is_empty() && mode != GuardMode::Off {
+        record_pii(
+            state, up, &key.id, &key.owner, model, route, "prompt", &found,
+        );
+    }
+    if !found.is_empty() && prompt_action == Some(Action::Block) {
+        return Err(refuse(
+            ctx,
+            "sensitive_data",
+            format!(
+                "The gateway's LLM policy for upstream `{up}` refuses prompts that carry {} (llm_guard.pii_prompts = \
+                 \"block\"). Remove it from the prompt and try again.",
+                kind_list(&found)
+            ),
+        ));
+    }
+
+    let mut canary = None;
+    if guard.config.canary != CanaryMode::Off && route == "/v1/chat/completions" {
+        let mut bytes = [0u8; 10];
+        if getrandom::fill(&mut bytes).is_ok() {
+            let c = Canary::from_random(bytes);
+            if openai::add_canary(&mut value, &c) {
+                changed = true;
+                canary = Some(c);
+            }
+        }
+    }
+    let answer_action = guard.config.pii_answers.action();
+    let answer = (route != "/v1/embeddings")
+        .then(|| AnswerPolicy {
+            canary,
+            cut_on_canary: guard.config.canary == CanaryMode::Cut,
+            pii: if answer_action.is_some() {
+                guard.kinds.clone()
+            } else {
+                Vec::new()
+            },
+            pii_action: answer_action.unwrap_or(Action::Log),
+        })
+        .filter(AnswerPolicy::is_active);
+    let body = if changed {
+        Bytes::from(serde_json::to_vec(&value).unwrap_or_else(|_| body.to_vec()))
+    } else {
+        body
+    };
+    Ok(Passed { body, answer })
+}
+
+fn refuse(ctx: &AuditCtx, code: &'static str, message: String) -> ApiError {
+    let mut ctx = ctx.clone();
+    ctx.decision = format!("denied:{code}");
+    ApiError::forbidden(code, message).audited(ctx)
+}
+
+fn join_detail(existing: &str, parts: &[String]) -> String {
+    let mut all: Vec<&str> = Vec::new();
+    if !existing.is_empty() {
+        all.push(existing);
+    }
+    all.extend(parts.iter().map(String::as_str));
+    all.join(" ")
+}
+
+fn kind_list(kinds: &[Kind]) -> String {
+    let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    names.join(",")
+}
+
+/// Record a finding in the background, at most one a minute per rule, upstream, key and model.
+fn record(
+    state: &Shared,
+    upstream: &str,
+    source: &'static str,
+    key_id: &str,
+    model: &str,
+    finding: Finding,
+) {
+    if !state
+        .llm_guards
+        .may_record(format!("{source}\u{0}{upstream}\u{0}{key_id}\u{0}{model}"))
+    {
+        return;
+    }
+    let state = state.clone();
+    let upstream = upstream.to_string();
+    tokio::spawn(async move {
+        crate::signals::llm_guard(&state.store, &upstream, source, finding).await;
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn record_pii(
+    state: &Shared,
+    upstream: &str,
+    key_id: &str,
+    owner: &str,
+    model: &str,
+    route: &str,
+    direction: &str,
+    kinds: &[Kind],
+) {
+    let list = kind_list(kinds);
+    let finding = Finding::new(
+        &crate::signals::SENSITIVE_DATA,
+        Location::Route {
+            route: format!("{route} ({direction})"),
+            key: Some(key_id.to_string()),
+        },
+        format!("{direction} of {model} through key {key_id} (owner {owner}) carried {list}"),
+    )
+    .with_evidence(json!({
+        "key_id": key_id, "owner": owner, "model": model, "direction": direction,
+        "kinds": list.split(',').collect::<Vec<_>>(),
+        "secrets": kinds.iter().any(|k| k.is_secret()),
+    }));
+    record(state, upstream, "llm_pii", key_id, model, finding);
+}
+
+/// Who an answer is for, to report what is found in it.
+#[derive(Clone)]
+pub(crate) struct AnswerContext {
+    pub state: Shared,
+    pub upstream: String,
+    pub model: String,
+    pub key_id: String,
+    pub owner: String,
+    pub route: &'static str,
+}
+
+impl AnswerContext {
+    fn report(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut kinds = Vec::new();
+        for e in events {
+            match e {
+                Event::Pii(k) => {
+                    self.state.metrics.add_counter(
+                        "aegis_llm_pii_total",
+                        "Personal data and secrets the LLM guard found, by upstream, direction and kind.",
+                        &[("upstream", &self.upstream), ("direction", "answer"), ("kind", k.as_str())],
+                        1.0,
+                    );
+                    kinds.push(k);
+                }
+                Event::Canary(how) => self.canary_leak(how),
+            }
+        }
+        if !kinds.is_empty() {
+            record_pii(
+                &self.state,
+                &self.upstream,
+                &self.key_id,
+                &self.owner,
+                &self.model,
+                self.route,
+                "answer",
+                &kinds,
+            );
+        }
+    }
+
+    fn canary_leak(&self, how: Leak) {
+        let how_name = match how {
+            Leak::Exact => "exact",
+            Leak::Transformed => "transformed",
+            Leak::Reversed => "reversed",
+            Leak::Encoded => "encoded",
+        };
+        self.state.metrics.add_counter(
+            "aegis_llm_canary_leaks_total",
+            "Answers that contained the request's system-prompt canary, by upstream and how it was written.",
+            &[("upstream", &self.upstream), ("how", how_name)],
+            1.0,
+        );
+        crate::log::emit(
+            crate::log::Level::Warn,
+            "llm_canary_leak",
+            &[
+                ("upstream", self.upstream.as_str().into()),
+                ("model", self.model.as_str().into()),
+                ("key_id", self.key_id.as_str().into()),
+                ("how", how_name.into()),
+            ],
+        );
+        let finding = Finding::new(
+            &crate::signals::CANARY_LEAK,
+            Location::Route {
+                route: self.route.to_string(),
+                key: Some(self.key_id.clone()),
+            },
+            format!(
+                "an answer of {} to key {} (owner {}) contained the system-prompt canary ({how_name})",
+                self.model, self.key_id, self.owner
+            ),
+        )
+        .with_evidence(json!({
+            "key_id": self.key_id, "owner": self.owner, "model": self.model, "how": how_name,
+        }));
+        record(
+            &self.state,
+            &self.upstream,
+            "llm_canary",
+            &self.key_id,
+            &self.model,
+            finding,
+        );
+    }
+}
+
+/// Largest whole (not streamed) answer the guard reads, in bytes; a larger one is cut off with an error.
+const MAX_ANSWER_BYTES: usize = 32 << 20;
+
+/// Apply `policy` to the upstream's answer: a streamed one (`text/event-stream`) is filtered as it passes, a
+/// whole JSON one is read, filtered and re-encoded. Anything else (an error page, an encoded body) passes as is.
+pub(crate) async fn filter_response(
+    response: Response,
+    policy: AnswerPolicy,
+    who: AnswerContext,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes() != b"identity");
+    if encoded || !parts.status.is_success() {
+        return Response::from_parts(parts, body);
+    }
+    if content_type.starts_with("text/event-stream") {
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, stream_body(body, policy, who));
+    }
+    if !content_type.contains("json") {
+        return Response::from_parts(parts, body);
+    }
+    let bytes = match http_body_util::Limited::new(body, MAX_ANSWER_BYTES)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return axum::response::IntoResponse::into_response(ApiError::new(
+                axum::http::StatusCode::BAD_GATEWAY,
+                "upstream",
+                "the upstream's answer could not be read",
+            ));
+        }
+    };
+    let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let events = openai::filter_answer(&mut value, &policy);
+    if events.is_empty() {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    who.report(events);
+    let out = serde_json::to_vec(&value).unwrap_or_else(|_| bytes.to_vec());
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
+    Response::from_parts(parts, Body::from(out))
+}
+
+/// A streamed answer passed through [`StreamFilter`].
+fn stream_body(body: Body, policy: AnswerPolicy, who: AnswerContext) -> Body {
+    struct Run {
+        inner: axum::body::BodyDataStream,
+        filter: StreamFilter,
+        who: AnswerContext,
+        done: bool,
+    }
+    let run = Run {
+        inner: body.into_data_stream(),
+        filter: StreamFilter::new(policy),
+        who,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(run, |mut run| async move {
+        loop {
+            if run.done {
+                return None;
+            }
+            let out = match run.inner.next().await {
+                Some(Ok(bytes)) => run.filter.push(&bytes),
+                Some(Err(e)) => {
+                    run.done = true;
+                    run.who.report(run.filter.take_events());
+                    return Some((Err(e), run));
+                }
+                None => {
+                    run.done = true;
+                    run.filter.finish()
+                }
+            };
+            run.who.report(run.filter.take_events());
+            if run.filter.stopped() {
+                run.done = true;
+            }
+            if !out.is_empty() {
+                return Some((Ok(Bytes::from(out)), run));
+            }
+        }
+    });
+    Body::from_stream(stream)
+}
+
+/// Headers for the request to a guarded upstream: without `Accept-Encoding`, so answers come unencoded and can
+/// be read.
+pub(crate) fn upstream_headers(headers: &axum::http::HeaderMap) -> axum::http::HeaderMap {
+    let mut h = headers.clone();
+    h.remove(header::ACCEPT_ENCODING);
+    h
+}
