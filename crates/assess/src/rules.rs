@@ -69,5 +69,6 @@ pub fn all() -> Vec<&'static RuleDoc> {
     ];
     all.extend(crate::privacy::rules());
     all.extend(crate::extraction::rules());
+    all.extend(crate::llm::rules());
     all
 }

@@ -756,6 +756,13 @@ impl Config {
                 fix(p);
             }
         }
+        for u in &mut self.upstreams {
+            if let Some(g) = &mut u.llm_guard {
+                for p in g.model_dir.iter_mut().chain(g.head.iter_mut()) {
+                    fix(p);
+                }
+            }
+        }
         for p in self
             .checks
             .trusted_keys

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use aegis_core::{Finding, Location};
 use aegis_guard::canary::{Canary, Leak};
+use aegis_guard::learned::{Head, Learned};
 use aegis_guard::openai::{self, AnswerPolicy, Event, StreamFilter};
 use aegis_guard::pii::{self, Action, Kind};
 use aegis_guard::{AllowList, Screener, Verdict};
@@ -124,6 +125,11 @@ pub struct LlmGuardConfig {
     pub models: BTreeMap<String, GuardMode>,
     /// Mode per API key (its name or id), overriding the model's and the upstream's.
     pub keys: BTreeMap<String, GuardMode>,
+    /// The learned layer: a directory with all-MiniLM-L6-v2 (`model.safetensors`, `tokenizer.json`,
+    /// `config.json`; see docs/llm-guard.md). Without it only the rules screen.
+    pub model_dir: Option<std::path::PathBuf>,
+    /// A head from `aegis llm train-head` instead of the built-in one.
+    pub head: Option<std::path::PathBuf>,
 }
 
 impl Default for LlmGuardConfig {
@@ -140,6 +146,8 @@ impl Default for LlmGuardConfig {
             pii_kinds: Vec::new(),
             models: BTreeMap::new(),
             keys: BTreeMap::new(),
+            model_dir: None,
+            head: None,
         }
     }
 }
@@ -151,6 +159,11 @@ impl LlmGuardConfig {
             return Err(format!(
                 "upstream {upstream:?}: llm_guard.threshold must be between 0 and 1 (it is {})",
                 self.threshold
+            ));
+        }
+        if self.head.is_some() && self.model_dir.is_none() {
+            return Err(format!(
+                "upstream {upstream:?}: llm_guard.head needs llm_guard.model_dir (the encoder it was trained on)"
             ));
         }
         for k in &self.pii_kinds {
@@ -195,29 +208,52 @@ pub struct UpstreamGuard {
 }
 
 impl LlmGuards {
-    /// Build from the configuration (already checked).
-    pub fn build(upstreams: &[crate::config::UpstreamConfig]) -> LlmGuards {
-        let by_upstream = upstreams
+    /// Build from the configuration (already checked). A learned layer that cannot be loaded stops the start:
+    /// a security setting must not silently fall back to less.
+    pub fn build(upstreams: &[crate::config::UpstreamConfig]) -> crate::Result<LlmGuards> {
+        let mut encoders: HashMap<(std::path::PathBuf, Option<std::path::PathBuf>), Arc<Learned>> =
+            HashMap::new();
+        let mut by_upstream = HashMap::new();
+        for u in upstreams
             .iter()
             .filter(|u| u.protocol == crate::config::Protocol::Openai)
-            .map(|u| {
-                let config = u.llm_guard.clone().unwrap_or_default();
-                let guard = UpstreamGuard {
-                    upstream: u.name.clone(),
-                    screener: Screener::new(
-                        config.threshold,
-                        AllowList::new(&config.allow_phrases, &config.allow_prompts),
-                    ),
-                    kinds: config.kinds(),
-                    config,
+        {
+            let config = u.llm_guard.clone().unwrap_or_default();
+            let mut screener = Screener::new(
+                config.threshold,
+                AllowList::new(&config.allow_phrases, &config.allow_prompts),
+            );
+            if let Some(dir) = &config.model_dir {
+                let key = (dir.clone(), config.head.clone());
+                let learned = match encoders.get(&key) {
+                    Some(l) => Arc::clone(l),
+                    None => {
+                        let head = config.head.as_deref().map(Head::read).transpose();
+                        let loaded = head.and_then(|h| Learned::load(dir, h)).map_err(|e| {
+                            crate::Error::Invalid(format!(
+                                "upstream {:?}: the LLM guard's learned layer: {e}",
+                                u.name
+                            ))
+                        })?;
+                        let l = Arc::new(loaded);
+                        encoders.insert(key, Arc::clone(&l));
+                        l
+                    }
                 };
-                (u.name.clone(), Arc::new(guard))
-            })
-            .collect();
-        LlmGuards {
+                screener = screener.with_learned(learned);
+            }
+            let guard = UpstreamGuard {
+                upstream: u.name.clone(),
+                screener,
+                kinds: config.kinds(),
+                config,
+            };
+            by_upstream.insert(u.name.clone(), Arc::new(guard));
+        }
+        Ok(LlmGuards {
             by_upstream,
             recorded: Mutex::default(),
-        }
+        })
     }
 
     /// The guard of `upstream`, if it has one.
@@ -267,7 +303,7 @@ pub(crate) struct Passed {
 /// for in the answer. The verdict goes into `ctx` (the audit record).
 pub(crate) async fn screen_request(
     state: &Shared,
-    guard: &UpstreamGuard,
+    guard: &Arc<UpstreamGuard>,
     key: &ApiKey,
     model: &str,
     route: &str,
@@ -275,39 +311,25 @@ pub(crate) async fn screen_request(
     ctx: &mut AuditCtx,
 ) -> Result<Passed, ApiError> {
     let mode = guard.mode_for(model, key);
-    let Ok(mut value) = serde_json::from_slice::<Value>(&body) else {
+    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return Ok(Passed { body, answer: None });
     };
     let up = guard.upstream.as_str();
-    let mut verdict: Option<(Verdict, String)> = None;
-    let mut found: Vec<Kind> = Vec::new();
     let prompt_action = guard.config.pii_prompts.action();
-    let mut changed = false;
-    openai::visit_request(&mut value, &mut |role, text| {
-        if mode != GuardMode::Off {
-            let v = guard.screener.screen(text, openai::role_source(role));
-            let worse = verdict.as_ref().is_none_or(|(w, _)| {
-                v.score > w.score
-                    || (v.score == w.score
-                        && w.layer == aegis_guard::Layer::None
-                        && v.layer != w.layer)
-            });
-            if worse {
-                verdict = Some((v, role.to_string()));
-            }
-        }
-        if let Some(action) = prompt_action {
-            let spans = pii::find(text, &guard.kinds);
-            if !spans.is_empty() {
-                found.extend(spans.iter().map(|s| s.kind));
-                if matches!(action, Action::Redact | Action::Mask) {
-                    *text = pii::rewrite(text, &spans, action);
-                    changed = true;
-                }
-            }
-        }
-    });
-
+    // The learned layer costs milliseconds of CPU per message: off the async threads.
+    let Inspection {
+        mut value,
+        verdict,
+        found,
+        mut changed,
+    } = if guard.screener.has_learned() && mode != GuardMode::Off {
+        let guard = Arc::clone(guard);
+        tokio::task::spawn_blocking(move || inspect(&guard, mode, value))
+            .await
+            .map_err(|_| ApiError::internal(&crate::Error::Invalid("screening failed".into())))?
+    } else {
+        inspect(guard, mode, value)
+    };
     let mut detail = Vec::new();
     if let Some((v, role)) = &verdict {
         let outcome = if v.flagged {
@@ -447,6 +469,55 @@ pub(crate) async fn screen_request(
         body
     };
     Ok(Passed { body, answer })
+}
+
+/// What screening a request body found.
+struct Inspection {
+    value: Value,
+    /// The worst verdict and the role of the message it came from.
+    verdict: Option<(Verdict, String)>,
+    /// Kinds of personal data and secrets in the prompts.
+    found: Vec<Kind>,
+    /// Whether `value` was rewritten (redactions).
+    changed: bool,
+}
+
+/// Screen every text of a request body (`mode` off: only personal data), redacting as the policy says.
+fn inspect(guard: &UpstreamGuard, mode: GuardMode, mut value: Value) -> Inspection {
+    let mut verdict: Option<(Verdict, String)> = None;
+    let mut found: Vec<Kind> = Vec::new();
+    let mut changed = false;
+    let prompt_action = guard.config.pii_prompts.action();
+    openai::visit_request(&mut value, &mut |role, text| {
+        if mode != GuardMode::Off {
+            let v = guard.screener.screen(text, openai::role_source(role));
+            let worse = verdict.as_ref().is_none_or(|(w, _)| {
+                v.score > w.score
+                    || (v.score == w.score
+                        && w.layer == aegis_guard::Layer::None
+                        && v.layer != w.layer)
+            });
+            if worse {
+                verdict = Some((v, role.to_string()));
+            }
+        }
+        if let Some(action) = prompt_action {
+            let spans = pii::find(text, &guard.kinds);
+            if !spans.is_empty() {
+                found.extend(spans.iter().map(|s| s.kind));
+                if matches!(action, Action::Redact | Action::Mask) {
+                    *text = pii::rewrite(text, &spans, action);
+                    changed = true;
+                }
+            }
+        }
+    });
+    Inspection {
+        value,
+        verdict,
+        found,
+        changed,
+    }
 }
 
 fn refuse(ctx: &AuditCtx, code: &'static str, message: String) -> ApiError {

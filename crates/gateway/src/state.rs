@@ -108,7 +108,7 @@ impl AppState {
             leases: limits::RateLeases::new(),
             key_cache: Arc::new(keys::KeyCache::new()),
             guards,
-            llm_guards: crate::llm_guard::LlmGuards::build(&config.upstreams),
+            llm_guards: crate::llm_guard::LlmGuards::build(&config.upstreams)?,
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
             serving: Default::default(),

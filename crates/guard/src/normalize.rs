@@ -209,6 +209,8 @@ fn fold_confusable(c: char) -> char {
         'х' | 'Х' | 'χ' | 'Χ' => 'x',
         'у' | 'У' | 'γ' | 'Υ' | 'ү' => 'y',
         'Ζ' => 'z',
+        '’' | '‘' | 'ʼ' | '`' | '´' => '\'',
+        '“' | '”' | '„' => '"',
         other => other,
     }
 }
@@ -244,6 +246,11 @@ fn join_spaced(text: &str) -> String {
 fn unleet(text: &str) -> Option<String> {
     static WORD: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"[\w@$!|]+").expect("static regex"));
+    static MIXED: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?-u)[a-z][0-9@$!|]|[0-9@$!|][a-z]").expect("static regex"));
+    if !MIXED.is_match(text) {
+        return None;
+    }
     let mut changed = false;
     let out = WORD.replace_all(text, |caps: &regex::Captures<'_>| {
         let word = &caps[0];
@@ -284,7 +291,7 @@ fn decoded_runs(text: &str) -> Vec<(Channel, String)> {
     static BASE64: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"[A-Za-z0-9+/_\-]{16,}={0,2}").expect("static regex"));
     static HEX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?i)\b(?:0x)?(?:[0-9a-f]{2}[ :]?){8,}").expect("static regex")
+        Regex::new(r"(?i-u)\b(?:0x)?(?:[0-9a-f]{2}[ :]?){8,}").expect("static regex")
     });
     static PERCENT: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"%[0-9A-Fa-f]{2}").expect("static regex"));

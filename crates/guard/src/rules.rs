@@ -11,7 +11,7 @@
 
 use std::sync::LazyLock;
 
-use regex::{Regex, RegexSet};
+use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::normalize::{Channel, View};
 
@@ -27,6 +27,8 @@ pub enum Family {
     PromptLeak,
     /// DAN, developer mode, "no restrictions" personas.
     Jailbreak,
+    /// Words jailbreaks use that benign role-play uses too (weak alone).
+    JailbreakTerms,
     /// "Bypass your safety filters."
     SafetyBypass,
     /// Fake system turns and chat-template delimiters.
@@ -47,6 +49,7 @@ impl Family {
             Family::NewInstructions => "new-instructions",
             Family::PromptLeak => "prompt-leak",
             Family::Jailbreak => "jailbreak",
+            Family::JailbreakTerms => "jailbreak-terms",
             Family::SafetyBypass => "safety-bypass",
             Family::Delimiter => "delimiter",
             Family::Indirect => "indirect",
@@ -69,8 +72,9 @@ pub struct Rule {
     pub negatable: bool,
     /// Patterns in the phrase-family syntax (module docs).
     pub patterns: &'static [&'static str],
-    /// Whether the squashed form is compiled (off for short or generic phrases that would match across words).
-    pub squashed: bool,
+    /// Patterns for the squashed view (letters and digits only), written tighter than `patterns`: without
+    /// word boundaries, short words would match inside longer ones.
+    pub squashed: &'static [&'static str],
 }
 
 const OVERRIDE_VERBS: &str = "{ignore|ignoring|disregard|disregarding|forget|forgetting|skip|override|overwrite|bypass|neglect|overlook|drop|abandon|discard|dismiss|erase|delete|clear|cancel|nullify|void|supersede}";
@@ -87,14 +91,16 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             negatable: true,
             patterns: leak(vec![
                 format!("{OVERRIDE_VERBS} ~3 {PRIOR} ~3 {DIRECTIVES}"),
-                format!("{OVERRIDE_VERBS} {{everything|anything|all|what}} ~2 {{above|before|said|told|prior|previously|earlier}}"),
+                format!("{OVERRIDE_VERBS} {{everything|anything|all|what}} ~3 {{above|before|said|told|prior|previously|earlier}}"),
                 "{ignore|disregard|forget} {the|all|everything} {above|before}".into(),
                 "{do|does} not {follow|obey|listen_to|adhere_to|comply_with} ~2 {previous|prior|above|earlier|original|system|your} ~2 {instruction*|rules|guideline*|prompt*|directions}".into(),
                 "{stop|quit} {following|obeying} ~2 {instruction*|rules|guideline*|prompt*}".into(),
                 "{instead_of|rather_than} ~2 {following|obeying} ~3 {instruction*|rules|prompt*}".into(),
                 "{previous|prior|above|earlier|original|system} {instruction*|prompt*|rules} {are|is|were|was|have_been} {void|cancel*|revoked|obsolete|invalid|null|overridden|superseded|no_longer_valid|deprecated|wrong|fake}".into(),
             ]),
-            squashed: true,
+            squashed: &[
+                "{ignore|disregard|forget|override|bypass} ~1 {all|any|the|your}? {previous|prior|above|earlier|preceding|system|original|initial} {instructions|instruction|rules|guidelines|prompt|prompts|directions|commands|directives}",
+            ],
         },
         Rule {
             id: "PI-NEW-INSTRUCTIONS",
@@ -108,7 +114,7 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "{you_are|you're} no longer ~3 {an|a|bound|restricted|limited|required|chatgpt|assistant|ai|claude|llama}",
                 "{forget|ignore} ~2 {who|what} you {are|were}",
             ],
-            squashed: false,
+            squashed: &[],
         },
         Rule {
             id: "PI-PROMPT-LEAK",
@@ -121,8 +127,12 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "what {is|are|was|were} your ~2 {system|initial|original|hidden|secret|developer|exact|full} ~1 {prompt*|instruction*|rules|guideline*}",
                 "what {were|was} you {told|instructed|programmed|given} {before|at_the_start|initially|originally}",
                 "{starting|beginning} with {you_are|the_words|system}",
+                "what {are|is|were} you {not_supposed|forbidden|not_allowed|told_not|instructed_not|programmed_not} to {tell|say|reveal|share|disclose|discuss}",
+                "{print|log|echo|dump|output|reveal|show|return|print_out} ~2 {systemprompt|system_prompt|sysprompt|initial_prompt|system_message|systemmessage}",
             ],
-            squashed: true,
+            squashed: &[
+                "{reveal|print|show|repeat|output|display|dump|leak} {me}? {your|the}? {system|initial|hidden|secret|original} {prompt|instructions}",
+            ],
         },
         Rule {
             id: "PI-JAILBREAK-PERSONA",
@@ -136,14 +146,64 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "{developer|god|sudo|admin|debug|unrestricted|unfiltered|uncensored|jailbreak|jailbroken|maintenance|opposite|chaos|evil} mode ~2 {enabled|activated|on|engaged|unlocked|now|output|response}",
                 "{enable|activate|enter|switch_to|turn_on|unlock} ~2 {developer|god|sudo|admin|debug|unrestricted|unfiltered|uncensored|jailbreak|jailbroken|evil|dan} mode",
                 "{act|acting|behave|respond|answer|pretend|roleplay|role-play|role_play} ~8 {without|with_no|free_of|free_from|no|don't_have|do_not_have|not_bound_by|beyond} ~2 {any|all|the|your|ethical|moral}? ~1 {restriction*|filter*|limit*|rules|guideline*|censorship|boundaries|constraints|ethics|morals|morality|safeguards|policies|programming}",
-                "{no|without|free_from|free_of|not_bound_by|freed_from|liberated_from|break_free_of} ~1 {ethical|moral|content|safety|openai|any}? ~1 {restriction*|filter*|guideline*|boundaries|constraints|censorship|policies|policy|limitations|safeguards}",
-                "{unfiltered|uncensored|unrestricted|unaligned|amoral|unethical|unbound|unchained|jailbroken} {ai|model|assistant|chatbot|bot|llm|version|response*|answer*|persona|character|gpt|mode}",
-                "stay in character",
-                "{never|not|won't|will_not|cannot|can't|must_not} ~2 {refuse|decline|deny|reject} ~4 {request*|question*|anything|prompt*|answer*}",
+                "{no|without|free_from|free_of|not_bound_by|freed_from|liberated_from|break_free_of} ~1 {ethical|moral|content|safety|openai|any} {restriction*|filter*|guideline*|boundaries|constraints|censorship|policies|policy|limitations|safeguards}",
+                "{unfiltered|uncensored|unrestricted|unaligned|amoral|unethical|unbound|unchained|unrestrained|immoral} {ai|model|assistant|chatbot|bot|llm|version|persona|character|gpt|entity}",
+                "{not|never|n't} {abide_by|follow|adhere_to|care_about|have|obey|respect|comply_with|bound_by|bother_with} ~2 {moral|ethical|ethics|morals|morality|openai's|openai}",
+                "{regardless_of|irrespective_of|no_matter} ~3 {immoral|unethical|illegal|dangerous|harmful|reckless|inhumane|offensive|explicit|inappropriate}",
+                "{morality|ethics|laws|law|rules|obscenity_rules|morals} ~2 {is|are} {now}? {irrelevant|meaningless|obsolete|abolished|void|gone}",
+                "{opposite|contrary|reverse} ~2 {of|to} ~1 {openai|openai's|chatgpt|chatgpt's|your_guidelines|your_rules|your_policies}",
                 "{pretend|imagine|suppose|roleplay|act_as_if} ~4 {you_are|you're|to_be|you_were} ~4 {evil|unrestricted|unfiltered|uncensored|without_rules|no_rules|jailbroken|amoral|free|rogue|hacked|not_an_ai}",
                 "{hypothetical|fictional|alternate} ~3 {world|universe|story|scenario} ~10 {no|without} ~2 {rules|laws|ethics|restrictions|limits}",
             ],
-            squashed: false,
+            squashed: &[],
+        },
+        // Words jailbreaks use that benign role-play and evaluation prompts use too: each is not enough alone (0.45
+        // is under the default threshold), two of them together are.
+        Rule {
+            id: "PI-JB-UNRESTRICTED",
+            family: Family::JailbreakTerms,
+            weight: 0.45,
+            negatable: false,
+            patterns: &[
+                "{no|without|free_from|free_of|not_bound_by|freed_from|liberated_from|beyond} ~2 {restriction*|filter*|guideline*|boundaries|constraints|censorship|limitations|safeguards|limits|rules|ethics|morals}",
+                "{unfiltered|uncensored|jailbroken|unrestricted} {response*|answer*|output*|reply|replies|content}",
+            ],
+            squashed: &[],
+        },
+        Rule {
+            id: "PI-JB-COMPLIANCE",
+            family: Family::JailbreakTerms,
+            weight: 0.45,
+            negatable: false,
+            patterns: &[
+                "stay* in character",
+                "{never|won't|will_not|must_not|not} ~2 {refuse|refuses|decline|declines} ~4 {request*|question*|anything|prompt*}",
+                "{respond|answer|reply} to {any|every|all} ~2 {question*|request*|prompt*} ~4 {without|no_matter|regardless}",
+            ],
+            squashed: &[],
+        },
+        Rule {
+            id: "PI-JB-SETUP",
+            family: Family::JailbreakTerms,
+            weight: 0.45,
+            negatable: false,
+            patterns: &[
+                "{two|2|dual} {different|separate}? {personalities|persons|personas|responses|modes} ~12 {chatgpt|normal|standard|classic|filtered|unfiltered}",
+                "{nsfw|explicit|uncensored|unfiltered} ~1 {content|generations|outputs|responses|material}? {is|are} {allowed|permitted|enabled}",
+                "{standard|safety|normal|usual|content} {protocols|restrictions|guidelines|filters|safeguards} {are}? {suspended|disabled|lifted|removed|deactivated|overridden|offline}",
+            ],
+            squashed: &[],
+        },
+        Rule {
+            id: "PI-HIJACK",
+            family: Family::NewInstructions,
+            weight: 0.75,
+            negatable: false,
+            patterns: &[
+                "{stop|halt|cease} everything",
+                "{now|instead} {just|only} {print|say|output|write|type|repeat|respond_with|reply_with} \"",
+            ],
+            squashed: &[],
         },
         Rule {
             id: "PI-SAFETY-BYPASS",
@@ -154,7 +214,9 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "{bypass|disable|turn_off|deactivate|circumvent|evade|remove|ignore|override|switch_off|get_around|jailbreak|defeat|suspend|lift} ~2 {your|the|its|all|any|my|these|those}? {safety|content|ethical|ethics|moderation|openai|censorship|alignment|ai} {filter*|guardrail*|restriction*|safeguard*|polic*|moderation|protocol*|guidelines|alignment|limits|limitations|settings|features|training}",
                 "{bypass|disable|circumvent|evade|jailbreak|defeat|override|ignore} ~1 {your|its|all|any} ~1 {guardrail*|safeguard*|censorship|content_polic*|safety_measures|restrictions|filters}",
             ],
-            squashed: true,
+            squashed: &[
+                "{bypass|disable|circumvent|evade|override|deactivate} {your|the|all|any}? {safety|content|ethical} {filter|filters|guardrails|restrictions|policy|policies|guidelines|protocols}",
+            ],
         },
         Rule {
             id: "PI-DELIMITER",
@@ -164,12 +226,12 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             patterns: &[
                 "im_start ~1 system",
                 "{begin|start|new} ~1 system {prompt|message|instructions|override}",
-                "end ~1 of ~1 {user|system|previous}? {input|prompt|instructions|context|conversation|message|document}",
+                "end of {user|system|previous} {input|prompt|instructions|context}",
                 "system {override|overwrite|update|alert|instruction|command|admin} ~2 {:|enabled|activated|ignore|new|mode}",
                 "{admin|administrator|root|developer|sudo|system} {override|access|command|mode} {granted|enabled|activated|confirmed|:}",
                 "{inst|sys} ~1 you are",
             ],
-            squashed: false,
+            squashed: &[],
         },
         Rule {
             id: "PI-INDIRECT",
@@ -178,13 +240,13 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             negatable: false,
             patterns: &[
                 "if you are {an|a|the} {ai|llm|language_model|assistant|chatbot|gpt|bot|model|large_language_model}",
-                "{note|message|instruction*|attention|important} ~1 {to|for} {the|any|all}? {ai|ais|llm|llms|assistant|assistants|chatbot|language_model|ai_assistant|bot|agent|agents}",
+                "{note|message|instruction*|attention|important} {to|for} {the|any|all}? {ai|ais|llm|llms|assistant|assistants|chatbot|language_model|ai_assistant|ai_model|bot|agent|agents} ~1 {:|-|,}",
                 "{ai|ais|llm|llms|assistant|assistants|chatbot|agent|agents|model|models} {reading|processing|summari*|parsing|analy*} {this|these}",
                 "{do|does} not {tell|inform|mention|reveal|show|let} ~2 {the|this}? user",
                 "without {telling|informing|alerting|notifying} ~2 {the|this}? user",
                 "{when|if} {summari*|processing|reading} this ~6 {instead|also|must|should|first|ignore}",
             ],
-            squashed: false,
+            squashed: &[],
         },
         Rule {
             id: "PI-EXFILTRATION",
@@ -196,7 +258,7 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "{send|post|forward|transmit|upload|exfiltrate|email|leak} ~6 {conversation|chat|history|password*|secret*|credentials|api_key|data|messages|context|prompt} ~4 {to|at|via} ~2 {http|https|url|server|endpoint|webhook|address|email|attacker}",
                 "{render|display|show|output|include} ~3 {image|markdown_image|img} ~4 {http|https|url}",
             ],
-            squashed: false,
+            squashed: &[],
         },
         Rule {
             id: "PI-ENCODED-INSTRUCTION",
@@ -207,7 +269,7 @@ pub static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
                 "{decode|decrypt|translate|convert|read} ~4 {base64|rot13|hex|binary|morse|cipher|encoded|reversed|backwards} ~6 {follow|execute|do|obey|perform|run|act_on|comply}",
                 "{follow|execute|obey|perform} ~3 {decoded|encoded|hidden|base64|rot13|reversed|secret} {instruction*|message|text|command*|prompt}",
             ],
-            squashed: false,
+            squashed: &[],
         },
     ]
 });
@@ -240,10 +302,10 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
         for p in rule.patterns {
             words.push(compile(p, false));
             word_owner.push(i);
-            if rule.squashed {
-                squashed.push(compile(p, true));
-                squashed_owner.push(i);
-            }
+        }
+        for p in rule.squashed {
+            squashed.push(compile(p, true));
+            squashed_owner.push(i);
         }
     }
     let regexes = |v: &[String]| {
@@ -251,11 +313,18 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
             .map(|r| Regex::new(r).expect("rule patterns compile"))
             .collect()
     };
+    let set = |v: &[String]| {
+        RegexSetBuilder::new(v)
+            .dfa_size_limit(32 << 20)
+            .size_limit(32 << 20)
+            .build()
+            .expect("rule patterns compile")
+    };
     Compiled {
-        words: RegexSet::new(&words).expect("rule patterns compile"),
+        words: set(&words),
         word_regexes: regexes(&words),
         word_owner,
-        squashed: RegexSet::new(&squashed).expect("rule patterns compile"),
+        squashed: set(&squashed),
         squashed_regexes: regexes(&squashed),
         squashed_owner,
     }
@@ -272,7 +341,7 @@ fn compile(pattern: &str, squashed: bool) -> String {
             parts.push(if squashed {
                 format!(r"[a-z0-9]{{0,{}}}?", n * 9)
             } else {
-                format!(r"(?:[a-z0-9'’]+[^a-z0-9]+){{0,{n}}}?")
+                format!(r"(?:[a-z0-9']+[^a-z0-9]+){{0,{n}}}?")
             });
             continue;
         }
@@ -296,12 +365,14 @@ fn compile(pattern: &str, squashed: bool) -> String {
             format!("{group}{sep}")
         });
     }
+    // Bytes, ASCII classes: the views are folded to ASCII where it matters, and a byte automaton is small
+    // and fast (a Unicode one over 45 patterns with gaps is ten times slower).
     let body = parts.concat();
     if squashed {
-        body
+        format!("(?-u){body}")
     } else {
         // Start at a word boundary; the last separator is optional so a match may end the text.
-        format!(r"(?:^|[^a-z0-9]){body}")
+        format!(r"(?-u)(?:^|[^a-z0-9]){body}")
     }
 }
 
@@ -329,7 +400,7 @@ fn alternative(a: &str, squashed: bool) -> String {
         (false, true) => joined,
         // A whole word: not followed by another letter.
         (false, false) if stem.chars().last().is_some_and(char::is_alphanumeric) => {
-            format!(r"{joined}(?:[^a-z0-9]|$)")
+            format!(r"{joined}\b")
         }
         (false, false) => joined,
     }
@@ -373,12 +444,18 @@ pub fn matches(views: &[View]) -> Vec<Hit> {
                 &compiled.word_owner,
             )
         };
-        for index in set.matches(&view.text).iter() {
+        for index in set.matches(view.text.as_bytes()).iter() {
             let rule = &RULES[owner[index]];
             if hits.iter().any(|h| h.rule == rule.id) {
                 continue;
             }
-            let Some(m) = first_unnegated(&regexes[index], &view.text, rule.negatable) else {
+            let squashed = view.channel == Channel::Squashed;
+            let Some(m) = first_unnegated(
+                &regexes[index],
+                view.text.as_bytes(),
+                rule.negatable,
+                squashed,
+            ) else {
                 continue;
             };
             hits.push(Hit {
@@ -387,7 +464,7 @@ pub fn matches(views: &[View]) -> Vec<Hit> {
                 weight: rule.weight,
                 channel: view.channel,
                 span: (m.start(), m.end()),
-                excerpt: excerpt(m.as_str()),
+                excerpt: excerpt(&String::from_utf8_lossy(m.as_bytes())),
             });
         }
     }
@@ -395,29 +472,42 @@ pub fn matches(views: &[View]) -> Vec<Hit> {
 }
 
 /// The first match of `re` in `text` that no negation ("never", "do not" …) directly precedes.
-fn first_unnegated<'t>(re: &Regex, text: &'t str, negatable: bool) -> Option<regex::Match<'t>> {
+fn first_unnegated<'t>(
+    re: &Regex,
+    text: &'t [u8],
+    negatable: bool,
+    squashed: bool,
+) -> Option<regex::bytes::Match<'t>> {
+    static SQUASHED_NEGATION: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(
+            r"(?-u)(?:donot|dont|doesnot|doesnt|never|mustnot|cannot|cant|wont|willnot|shouldnot)$",
+        )
+        .expect("static regex")
+    });
     static NEGATION: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:\b(?:not|never|don'?t|doesn'?t|won'?t|can'?t|cannot|mustn'?t|shouldn'?t|nor|refuse\s+to|avoid|without)|donot|dont|never|mustnot)[^a-z0-9]*(?:[a-z]+[^a-z0-9]+){0,2}$")
+        Regex::new(r"(?-u)\b(?:not|never|don'?t|doesn'?t|won'?t|can'?t|cannot|mustn'?t|shouldn'?t|nor|refuse\s+to|avoid|without)[^a-z0-9]+(?:[a-z]+[^a-z0-9]+){0,2}$")
             .expect("static regex")
     });
     re.find_iter(text).find(|m| {
         if !negatable {
             return true;
         }
-        let mut from = m.start().saturating_sub(40);
-        while !text.is_char_boundary(from) {
-            from -= 1;
+        let from = m.start().saturating_sub(40);
+        let before = &text[from..m.start() + leading_separator(m.as_bytes())];
+        if squashed {
+            !SQUASHED_NEGATION.is_match(before)
+        } else {
+            !NEGATION.is_match(before)
         }
-        !NEGATION.is_match(&text[from..m.start() + leading_separator(m.as_str())])
     })
 }
 
 /// Bytes of separator at the start of a match (the word-boundary group), so the look-behind window ends at the
 /// match's first letter.
-fn leading_separator(s: &str) -> usize {
-    s.char_indices()
-        .find(|(_, c)| c.is_alphanumeric())
-        .map_or(s.len(), |(i, _)| i)
+fn leading_separator(s: &[u8]) -> usize {
+    s.iter()
+        .position(u8::is_ascii_alphanumeric)
+        .unwrap_or(s.len())
 }
 
 fn excerpt(s: &str) -> String {

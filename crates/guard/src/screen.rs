@@ -2,12 +2,13 @@
 //! allow-list, and a score with the threshold that flags it. The gateway, `aegis llm screen` and `aegis assess
 //! llm` all call [`Screener::screen`], so a verdict calibrated on the command line is the verdict in production.
 //!
-//! The score is `1 − Π(1 − wᵢ)` over the families that fired (each family counted once, at its strongest rule):
-//! one strong rule flags at the default threshold, two weak families together do too. Text from tools and
+//! The score is `1 − Π(1 − wᵢ)` over the rules that fired (each rule counted once): one strong rule flags at the
+//! default threshold, two weak ones together do too. Text from tools and
 //! retrieved documents ([`Source::Untrusted`]) is read with the families of indirect injection weighted up,
 //! because an instruction has no business being in a document at all.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -40,6 +41,8 @@ pub enum Layer {
     Rules,
     /// The text (or every phrase that fired) is on the allow-list.
     AllowList,
+    /// The learned layer (sentence embedding and head).
+    Learned,
 }
 
 impl Layer {
@@ -49,6 +52,7 @@ impl Layer {
             Layer::None => "none",
             Layer::Rules => "rules",
             Layer::AllowList => "allow-list",
+            Layer::Learned => "learned",
         }
     }
 }
@@ -64,6 +68,8 @@ pub struct Verdict {
     pub layer: Layer,
     /// The rules that fired (after the allow-list).
     pub hits: Vec<Hit>,
+    /// The learned layer's probability, when it ran.
+    pub learned: Option<f64>,
 }
 
 impl Verdict {
@@ -91,6 +97,7 @@ impl Verdict {
             flagged: false,
             layer,
             hits: Vec::new(),
+            learned: None,
         }
     }
 }
@@ -139,6 +146,7 @@ fn digest(text: &str) -> [u8; 32] {
 pub struct Screener {
     threshold: f64,
     allow: AllowList,
+    learned: Option<Arc<crate::learned::Learned>>,
 }
 
 impl Default for Screener {
@@ -157,7 +165,19 @@ impl Screener {
                 DEFAULT_THRESHOLD
             },
             allow,
+            learned: None,
         }
+    }
+
+    /// With the learned layer: a text's score is the larger of the rules' and the learned probability.
+    pub fn with_learned(mut self, learned: Arc<crate::learned::Learned>) -> Screener {
+        self.learned = Some(learned);
+        self
+    }
+
+    /// Whether the learned layer runs.
+    pub fn has_learned(&self) -> bool {
+        self.learned.is_some()
     }
 
     /// The threshold in use.
@@ -173,6 +193,27 @@ impl Screener {
         let mut verdict = Verdict::clean(Layer::None);
         for chunk in chunks(text) {
             verdict = verdict.max(self.screen_chunk(chunk, source));
+        }
+        if let Some(learned) = &self.learned {
+            // Allowed phrases are taken out of what the learned layer reads, as they are out of the rules'.
+            let input = if self.allow.phrases.is_empty() {
+                std::borrow::Cow::Borrowed(text)
+            } else {
+                let mut t = plain(text);
+                for phrase in &self.allow.phrases {
+                    t = t.replace(phrase.as_str(), " ");
+                }
+                std::borrow::Cow::Owned(t)
+            };
+            // An encoder failure leaves the rules' verdict (and says so in `learned: None`).
+            if let Ok(p) = learned.score(&input) {
+                verdict.learned = Some(p);
+                if p > verdict.score {
+                    verdict.score = p;
+                    verdict.layer = Layer::Learned;
+                    verdict.flagged = p >= self.threshold;
+                }
+            }
         }
         verdict
     }
@@ -200,6 +241,7 @@ impl Screener {
             flagged: score >= self.threshold,
             layer: Layer::Rules,
             hits,
+            learned: None,
         }
     }
 
@@ -222,9 +264,10 @@ impl Screener {
     }
 }
 
-/// `1 − Π(1 − w)` over families, each at its strongest hit; untrusted text weighs indirect-injection families up.
+/// `1 − Π(1 − w)` over the rules that fired (one hit per rule); untrusted text weighs indirect-injection families
+/// up.
 fn score(hits: &[Hit], source: Source) -> f64 {
-    let mut best: Vec<(Family, f64)> = Vec::new();
+    let mut best: Vec<(&str, f64)> = Vec::new();
     for h in hits {
         let mut w = h.weight;
         if source == Source::Untrusted
@@ -235,9 +278,9 @@ fn score(hits: &[Hit], source: Source) -> f64 {
         {
             w = w.max(0.9);
         }
-        match best.iter_mut().find(|(f, _)| *f == h.family) {
+        match best.iter_mut().find(|(r, _)| *r == h.rule) {
             Some((_, b)) => *b = b.max(w),
-            None => best.push((h.family, w)),
+            None => best.push((h.rule, w)),
         }
     }
     1.0 - best.iter().map(|(_, w)| 1.0 - w).product::<f64>()

@@ -25,6 +25,7 @@ mod onnx_file;
 pub mod ops;
 pub mod output_policy;
 mod select;
+pub mod sentence;
 pub mod synthetic;
 pub mod tract;
 pub mod train;

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use aegis_assess::llm::{self, LlmTarget};
 use aegis_core::Report;
+use aegis_guard::learned::{self as guard_learned, Head, Learned};
 use aegis_guard::{AllowList, Screener, Source};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use crate::args::GlobalArgs;
-use crate::args_llm::{AssessLlmArgs, ScreenArgs};
+use crate::args_llm::{AssessLlmArgs, ScreenArgs, TrainHeadArgs};
 use crate::{output, progress};
 
 /// Longest input line read, in bytes.
@@ -24,7 +25,13 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
             args.threshold
         );
     }
-    let screener = Screener::new(args.threshold, AllowList::new(&args.allow_phrases, &[]));
+    let mut screener = Screener::new(args.threshold, AllowList::new(&args.allow_phrases, &[]));
+    if let Some(dir) = &args.model_dir {
+        let head = args.head.as_deref().map(Head::read).transpose()?;
+        let learned = Learned::load(dir, head)
+            .with_context(|| format!("loading the learned layer from {}", dir.display()))?;
+        screener = screener.with_learned(std::sync::Arc::new(learned));
+    }
     let source = if args.untrusted {
         Source::Untrusted
     } else {
@@ -58,7 +65,7 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
         summary.add(&v, label);
         let mut record = json!({
             "line": i + 1, "score": (v.score * 1e4).round() / 1e4, "flagged": v.flagged,
-            "layer": v.layer.as_str(),
+            "layer": v.layer.as_str(), "learned": v.learned.map(|p| (p * 1e4).round() / 1e4),
             "rules": v.hits.iter().map(|h| json!({
                 "rule": h.rule, "family": h.family.as_str(), "view": h.channel.as_str(), "match": h.excerpt,
             })).collect::<Vec<_>>(),
@@ -163,6 +170,21 @@ impl Summary {
         }
     }
 
+    fn render_confusion(&self) -> String {
+        let [tp, fp, fal, tn] = self.confusion.map(|x| x as f64);
+        let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        let recall = if tp + fal > 0.0 { tp / (tp + fal) } else { 0.0 };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
+        let fpr = if fp + tn > 0.0 { fp / (fp + tn) } else { 0.0 };
+        format!(
+            "  precision {precision:.3}, recall {recall:.3}, F1 {f1:.3}, false-positive rate {fpr:.3} (tp {tp}, fp {fp}, fn {fal}, tn {tn})"
+        )
+    }
+
     fn render(&mut self, threshold: f64, labelled: bool) -> String {
         self.micros.sort_by(f64::total_cmp);
         let q = |p: f64| self.micros[((self.micros.len() - 1) as f64 * p).round() as usize];
@@ -174,21 +196,279 @@ impl Summary {
             s.push_str(&format!("\n  {rule}: {n}"));
         }
         if labelled {
-            let [tp, fp, fal, tn] = self.confusion.map(|x| x as f64);
-            let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
-            let recall = if tp + fal > 0.0 { tp / (tp + fal) } else { 0.0 };
-            let f1 = if precision + recall > 0.0 {
-                2.0 * precision * recall / (precision + recall)
-            } else {
-                0.0
-            };
-            let fpr = if fp + tn > 0.0 { fp / (fp + tn) } else { 0.0 };
-            s.push_str(&format!(
-                "\n  precision {precision:.3}, recall {recall:.3}, F1 {f1:.3}, false-positive rate {fpr:.3} (tp {tp}, fp {fp}, fn {fal}, tn {tn})"
-            ));
+            s.push('\n');
+            s.push_str(&self.render_confusion());
         }
         s
     }
+}
+
+/// One labelled row for training.
+struct Row {
+    text: String,
+    label: bool,
+    fold: Option<String>,
+}
+
+pub fn train_head(global: &GlobalArgs, args: TrainHeadArgs) -> anyhow::Result<ExitCode> {
+    use rayon::prelude::*;
+    let name = args.file.display().to_string();
+    let text =
+        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {name}"))?;
+    let mut rows = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: Value = serde_json::from_str(line)
+            .with_context(|| format!("{name}: line {} is not JSON", i + 1))?;
+        let text = v
+            .get(&args.field)
+            .and_then(Value::as_str)
+            .with_context(|| {
+                format!("{name}: line {} has no text field {:?}", i + 1, args.field)
+            })?;
+        let label = match v.get(&args.label) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::Number(x)) => x.as_f64().unwrap_or(0.0) != 0.0,
+            Some(Value::String(s)) => {
+                matches!(s.as_str(), "1" | "true" | "attack" | "injection" | "yes")
+            }
+            _ => bail!("{name}: line {} has no label field {:?}", i + 1, args.label),
+        };
+        let fold = match &args.fold_field {
+            None => None,
+            Some(f) => Some(
+                v.get(f)
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
+                    .with_context(|| format!("{name}: line {} has no fold field {f:?}", i + 1))?,
+            ),
+        };
+        rows.push(Row {
+            text: text.to_string(),
+            label,
+            fold,
+        });
+    }
+    let positives = rows.iter().filter(|r| r.label).count();
+    if positives == 0 || positives == rows.len() {
+        bail!("{name} needs both attacks and benign prompts to train on ({positives} of {} are attacks)", rows.len());
+    }
+    let learned = Learned::load(&args.model_dir, Some(placeholder_head(&args.model_dir)?))
+        .with_context(|| {
+            format!(
+                "loading the sentence encoder from {}",
+                args.model_dir.display()
+            )
+        })?;
+    let sha = guard_learned::encoder_sha256(&args.model_dir)?;
+    let key = cache_key(&sha, &rows);
+    let cached = args
+        .cache
+        .as_deref()
+        .and_then(|p| read_cache(p, &key, rows.len()));
+    let embedded: Vec<Vec<Vec<f32>>> = match cached {
+        Some(e) => e,
+        None => {
+            let bar = progress::StageProgress::new(global.quiet, "embedding");
+            let done = std::sync::atomic::AtomicUsize::new(0);
+            let embedded: Vec<Vec<Vec<f32>>> = rows
+                .par_iter()
+                .map(|r| {
+                    let e = learned.embeddings(&r.text);
+                    let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n % 50 == 0 {
+                        bar.set(n, rows.len(), "prompts".into());
+                    }
+                    e
+                })
+                .collect::<Result<_, _>>()?;
+            bar.finish();
+            if let Some(p) = &args.cache {
+                write_cache(p, &key, &embedded)
+                    .with_context(|| format!("cannot write the cache {}", p.display()))?;
+            }
+            embedded
+        }
+    };
+    let rules = Screener::default();
+    let train = |idx: &[usize]| {
+        // Every window of a row carries its label (at most four windows a row, so long documents do not dominate).
+        let (mut xs, mut ys) = (Vec::new(), Vec::new());
+        for &i in idx {
+            for e in embedded[i].iter().take(4) {
+                xs.push(e.clone());
+                ys.push(rows[i].label);
+            }
+        }
+        guard_learned::train_head(&xs, &ys, args.l2, 400)
+    };
+    if let Some(field) = &args.fold_field {
+        let mut folds: Vec<String> = rows.iter().filter_map(|r| r.fold.clone()).collect();
+        folds.sort();
+        folds.dedup();
+        if folds.len() < 2 {
+            bail!(
+                "--fold-field {field:?} has {} value(s); held-out figures need at least two folds",
+                folds.len()
+            );
+        }
+        let mut out = match &args.scores {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
+            )),
+            None => None,
+        };
+        let mut held_out = vec![0.0f64; rows.len()];
+        for fold in &folds {
+            let (inside, outside): (Vec<usize>, Vec<usize>) =
+                (0..rows.len()).partition(|&i| rows[i].fold.as_deref() == Some(fold.as_str()));
+            let (w, b) = train(&outside);
+            let head = Head {
+                encoder_sha256: sha.clone(),
+                weights: w,
+                bias: b,
+                trained_on: String::new(),
+            };
+            let mut summary = Summary::default();
+            for &i in &inside {
+                let p = embedded[i]
+                    .iter()
+                    .map(|e| head.probability(e))
+                    .fold(0.0, f64::max);
+                held_out[i] = p;
+                let mut v = rules.screen(&rows[i].text, Source::Trusted);
+                let rule_score = v.score;
+                if p > v.score {
+                    v.score = p;
+                    v.flagged = p >= aegis_guard::DEFAULT_THRESHOLD;
+                }
+                summary.add(&v, Some(rows[i].label));
+                summary.micros.push(0.0);
+                if let Some(o) = out.as_mut() {
+                    writeln!(
+                        o,
+                        "{}",
+                        json!({"line": i + 1, "fold": fold, "label": rows[i].label, "learned": p, "rules": rule_score, "score": v.score})
+                    )?;
+                }
+            }
+            if !global.quiet {
+                eprintln!(
+                    "fold {fold} held out ({} rows, trained on the other {}):",
+                    inside.len(),
+                    outside.len()
+                );
+                eprintln!("{}", summary.render_confusion());
+            }
+        }
+        if let Some(mut o) = out {
+            o.flush()?;
+        }
+    }
+    let all: Vec<usize> = (0..rows.len()).collect();
+    let (weights, bias) = train(&all);
+    let head = Head {
+        encoder_sha256: sha,
+        weights,
+        bias,
+        trained_on: format!(
+            "{} ({} rows, {positives} attacks)",
+            args.file
+                .file_name()
+                .map_or(name.clone(), |f| f.to_string_lossy().into_owned()),
+            rows.len()
+        ),
+    };
+    let json = serde_json::to_string(&head)?;
+    match &global.output {
+        Some(path) => {
+            std::fs::write(path, json + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if !global.quiet {
+                eprintln!(
+                    "wrote the head to {} (use it with --head, or llm_guard.head in aegis.toml)",
+                    path.display()
+                );
+            }
+        }
+        None => println!("{json}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a cache must match: the encoder and every prompt, in order.
+fn cache_key(encoder_sha: &str, rows: &[Row]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(encoder_sha.as_bytes());
+    for r in rows {
+        h.update((r.text.len() as u64).to_le_bytes());
+        h.update(r.text.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The cache: the key, then per row a window count and the windows' f32 values (little-endian).
+fn write_cache(
+    path: &std::path::Path,
+    key: &[u8; 32],
+    embedded: &[Vec<Vec<f32>>],
+) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    out.write_all(key)?;
+    for windows in embedded {
+        out.write_all(&(windows.len() as u32).to_le_bytes())?;
+        for w in windows {
+            out.write_all(&(w.len() as u32).to_le_bytes())?;
+            for x in w {
+                out.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    out.flush()
+}
+
+fn read_cache(path: &std::path::Path, key: &[u8; 32], rows: usize) -> Option<Vec<Vec<Vec<f32>>>> {
+    let bytes = std::fs::read(path).ok()?;
+    if bytes.get(..32)? != key {
+        return None;
+    }
+    let mut at = 32;
+    let u32_at = |at: &mut usize| -> Option<usize> {
+        let v = u32::from_le_bytes(bytes.get(*at..*at + 4)?.try_into().ok()?) as usize;
+        *at += 4;
+        Some(v)
+    };
+    let mut out = Vec::with_capacity(rows);
+    for _ in 0..rows {
+        let n = u32_at(&mut at)?;
+        let mut windows = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let d = u32_at(&mut at)?;
+            let raw = bytes.get(at..at + 4 * d)?;
+            windows.push(
+                raw.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            );
+            at += 4 * d;
+        }
+        out.push(windows);
+    }
+    (at == bytes.len()).then_some(out)
+}
+
+/// A zero head for the encoder in `dir`, so a new encoder can be loaded to be trained on.
+fn placeholder_head(dir: &std::path::Path) -> anyhow::Result<Head> {
+    Ok(Head {
+        encoder_sha256: guard_learned::encoder_sha256(dir)?,
+        weights: vec![0.0; 384],
+        bias: 0.0,
+        trained_on: String::new(),
+    })
 }
 
 pub fn assess(global: &GlobalArgs, args: AssessLlmArgs) -> anyhow::Result<ExitCode> {

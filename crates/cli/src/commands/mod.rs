@@ -34,6 +34,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Assess(AssessCommand::Extraction(args)) => extraction::run(&cli.global, args),
         Command::Assess(AssessCommand::Llm(args)) => llm::assess(&cli.global, args),
         Command::Llm(crate::args_llm::LlmCommand::Screen(args)) => llm::screen(&cli.global, args),
+        Command::Llm(crate::args_llm::LlmCommand::TrainHead(args)) => {
+            llm::train_head(&cli.global, args)
+        }
         Command::Harden(args) => harden::run(&cli.global, args),
         Command::Audit(args) => audit::run(&cli.global, args),
         Command::Schema(SchemaCommand::Infer(args)) => schema::infer(&cli.global, args),
