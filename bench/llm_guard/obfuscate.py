@@ -35,7 +35,9 @@ def main():
     files = {}
     for r in attacks:
         for name, text in transforms(r["text"]):
-            f = files.setdefault(name, open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8"))
+            if name not in files:
+                files[name] = open(os.path.join(out, f"{name}.jsonl"), "w", encoding="utf-8")
+            f = files[name]
             f.write(json.dumps({"text": text, "label": 1}, ensure_ascii=False) + "\n")
     for f in files.values():
         f.close()

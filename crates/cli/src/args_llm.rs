@@ -52,7 +52,7 @@ pub struct TrainHeadArgs {
     #[arg(long, value_name = "FILE")]
     pub cache: Option<PathBuf>,
     /// L2 regularisation of the head.
-    #[arg(long, default_value_t = 1e-3, value_name = "LAMBDA")]
+    #[arg(long, default_value_t = 1e-5, value_name = "LAMBDA")]
     pub l2: f64,
 }
 
@@ -100,6 +100,9 @@ pub struct ScreenArgs {
     /// see docs/llm-guard.md for where to get all-MiniLM-L6-v2 offline).
     #[arg(long, value_name = "DIR")]
     pub model_dir: Option<PathBuf>,
+    /// The learned layer flags a prompt when its probability reaches this (it is only reported below).
+    #[arg(long, default_value_t = aegis_guard::DEFAULT_LEARNED_THRESHOLD, value_name = "P", requires = "model_dir")]
+    pub learned_threshold: f64,
     /// A head trained with `aegis llm train-head` instead of the built-in one (needs --model-dir).
     #[arg(long, value_name = "FILE", requires = "model_dir")]
     pub head: Option<PathBuf>,

@@ -620,7 +620,7 @@ pub fn openapi_document() -> serde_json::Value {
             },
             "responses": {"Error": {"description": "error with request id", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"error": {"type": "object", "properties": {
-                    "code": {"type": "string"}, "message": {"type": "string"}, "request_id": {"type": "string"}}}}}}}}}
+                    "code": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": "null"}, "request_id": {"type": "string"}}}}}}}}}
         },
         "paths": {
             "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "ok"}}}},

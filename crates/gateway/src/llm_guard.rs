@@ -3,7 +3,7 @@
 //! system prompt shows when an answer leaks it, streamed or not.
 //!
 //! The screening itself is `aegis_guard` (the same code as `aegis llm screen`); this module holds the
-//! configuration (`[upstreams.llm_guard]`), decides per request with the mode of the model and the key, writes
+//! configuration (`[upstream.llm_guard]`), decides per request with the mode of the model and the key, writes
 //! the verdict into the audit record (score, layer, rules; the prompt only when `audit_prompts` is on), counts it
 //! in the metrics, and records findings (at most one a minute per rule, key and model, so an attack does not
 //! flood the store). The default for an `openai` upstream is on: injections blocked, answers' secrets redacted,
@@ -99,7 +99,7 @@ impl PiiMode {
     }
 }
 
-/// `[upstreams.llm_guard]`: the LLM guard of one OpenAI-compatible upstream.
+/// `[upstream.llm_guard]`: the LLM guard of one OpenAI-compatible upstream.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmGuardConfig {
@@ -130,6 +130,8 @@ pub struct LlmGuardConfig {
     pub model_dir: Option<std::path::PathBuf>,
     /// A head from `aegis llm train-head` instead of the built-in one.
     pub head: Option<std::path::PathBuf>,
+    /// The learned layer flags a message when its probability reaches this (below, it is only audited).
+    pub learned_threshold: f64,
 }
 
 impl Default for LlmGuardConfig {
@@ -148,6 +150,7 @@ impl Default for LlmGuardConfig {
             keys: BTreeMap::new(),
             model_dir: None,
             head: None,
+            learned_threshold: aegis_guard::DEFAULT_LEARNED_THRESHOLD,
         }
     }
 }
@@ -155,6 +158,12 @@ impl Default for LlmGuardConfig {
 impl LlmGuardConfig {
     /// Consistency checks that serde cannot express.
     pub fn check(&self, upstream: &str) -> Result<(), String> {
+        if !self.learned_threshold.is_finite() || !(0.0..=1.0).contains(&self.learned_threshold) {
+            return Err(format!(
+                "upstream {upstream:?}: llm_guard.learned_threshold must be between 0 and 1 (it is {})",
+                self.learned_threshold
+            ));
+        }
         if !self.threshold.is_finite() || !(0.0..=1.0).contains(&self.threshold) {
             return Err(format!(
                 "upstream {upstream:?}: llm_guard.threshold must be between 0 and 1 (it is {})",
@@ -240,7 +249,7 @@ impl LlmGuards {
                         l
                     }
                 };
-                screener = screener.with_learned(learned);
+                screener = screener.with_learned(learned, config.learned_threshold);
             }
             let guard = UpstreamGuard {
                 upstream: u.name.clone(),
@@ -311,24 +320,36 @@ pub(crate) async fn screen_request(
     ctx: &mut AuditCtx,
 ) -> Result<Passed, ApiError> {
     let mode = guard.mode_for(model, key);
-    let Ok(value) = serde_json::from_slice::<Value>(&body) else {
-        return Ok(Passed { body, answer: None });
-    };
+    // What the guard cannot read, it does not let through: the upstream may read it differently.
+    let value = serde_json::from_slice::<Value>(&body).map_err(|e| {
+        ApiError::bad_request(
+            "malformed",
+            format!("the request body is not JSON the LLM guard can read ({e}); send plain JSON"),
+        )
+        .audited(ctx.clone())
+    })?;
+    if mode != GuardMode::Off && openai::has_token_prompts(&value) {
+        return Err(ApiError::bad_request(
+            "unscreenable",
+            "prompts given as token ids cannot be screened by the gateway's LLM policy; send text",
+        )
+        .audited(ctx.clone()));
+    }
     let up = guard.upstream.as_str();
     let prompt_action = guard.config.pii_prompts.action();
     // The learned layer costs milliseconds of CPU per message: off the async threads.
     let Inspection {
         mut value,
         verdict,
+        flagged_text,
         found,
         mut changed,
-    } = if guard.screener.has_learned() && mode != GuardMode::Off {
+    } = {
+        // Screening is CPU work (milliseconds with the learned layer): off the async threads.
         let guard = Arc::clone(guard);
         tokio::task::spawn_blocking(move || inspect(&guard, mode, value))
             .await
             .map_err(|_| ApiError::internal(&crate::Error::Invalid("screening failed".into())))?
-    } else {
-        inspect(guard, mode, value)
     };
     let mut detail = Vec::new();
     if let Some((v, role)) = &verdict {
@@ -356,13 +377,7 @@ pub(crate) async fn screen_request(
             detail.push(format!("rules={} role={role}", v.rule_ids()));
         }
         if v.flagged && guard.config.audit_prompts {
-            let mut prompt = String::new();
-            openai::visit_request(&mut value.clone(), &mut |r, t| {
-                if r == role && prompt.is_empty() {
-                    prompt = t.chars().take(2000).collect();
-                }
-            });
-            detail.push(format!("prompt={}", Value::String(prompt)));
+            detail.push(format!("prompt={}", Value::String(flagged_text.clone())));
         }
     }
     if !found.is_empty() {
@@ -405,7 +420,7 @@ pub(crate) async fn screen_request(
                 "views": v.hits.iter().map(|h| h.channel.as_str()).collect::<Vec<_>>(),
                 "mode": mode.as_str(),
             }));
-            record(state, up, "llm_injection", &key.id, model, finding);
+            record(state, up, "llm_injection", &key.id, finding);
         }
         if mode == GuardMode::Block {
             return Err(refuse(
@@ -476,6 +491,8 @@ struct Inspection {
     value: Value,
     /// The worst verdict and the role of the message it came from.
     verdict: Option<(Verdict, String)>,
+    /// The first 2,000 characters of that message (for `audit_prompts`).
+    flagged_text: String,
     /// Kinds of personal data and secrets in the prompts.
     found: Vec<Kind>,
     /// Whether `value` was rewritten (redactions).
@@ -485,6 +502,7 @@ struct Inspection {
 /// Screen every text of a request body (`mode` off: only personal data), redacting as the policy says.
 fn inspect(guard: &UpstreamGuard, mode: GuardMode, mut value: Value) -> Inspection {
     let mut verdict: Option<(Verdict, String)> = None;
+    let mut flagged_text = String::new();
     let mut found: Vec<Kind> = Vec::new();
     let mut changed = false;
     let prompt_action = guard.config.pii_prompts.action();
@@ -498,6 +516,9 @@ fn inspect(guard: &UpstreamGuard, mode: GuardMode, mut value: Value) -> Inspecti
                         && v.layer != w.layer)
             });
             if worse {
+                if v.flagged && guard.config.audit_prompts {
+                    flagged_text = text.chars().take(2000).collect();
+                }
                 verdict = Some((v, role.to_string()));
             }
         }
@@ -515,6 +536,7 @@ fn inspect(guard: &UpstreamGuard, mode: GuardMode, mut value: Value) -> Inspecti
     Inspection {
         value,
         verdict,
+        flagged_text,
         found,
         changed,
     }
@@ -542,18 +564,12 @@ fn kind_list(kinds: &[Kind]) -> String {
     names.join(",")
 }
 
-/// Record a finding in the background, at most one a minute per rule, upstream, key and model.
-fn record(
-    state: &Shared,
-    upstream: &str,
-    source: &'static str,
-    key_id: &str,
-    model: &str,
-    finding: Finding,
-) {
+/// Record a finding in the background, at most one a minute per rule, upstream and key.
+fn record(state: &Shared, upstream: &str, source: &'static str, key_id: &str, finding: Finding) {
     if !state
         .llm_guards
-        .may_record(format!("{source}\u{0}{upstream}\u{0}{key_id}\u{0}{model}"))
+        // Not the model: with `models = ["*"]` the client names it, and could use that to get past the limit.
+        .may_record(format!("{source}\u{0}{upstream}\u{0}{key_id}"))
     {
         return;
     }
@@ -589,7 +605,7 @@ fn record_pii(
         "kinds": list.split(',').collect::<Vec<_>>(),
         "secrets": kinds.iter().any(|k| k.is_secret()),
     }));
-    record(state, upstream, "llm_pii", key_id, model, finding);
+    record(state, upstream, "llm_pii", key_id, finding);
 }
 
 /// Who an answer is for, to report what is found in it.
@@ -601,6 +617,8 @@ pub(crate) struct AnswerContext {
     pub key_id: String,
     pub owner: String,
     pub route: &'static str,
+    /// Whether a leaked canary cuts the answer.
+    pub cut_on_canary: bool,
 }
 
 impl AnswerContext {
@@ -624,6 +642,14 @@ impl AnswerContext {
             }
         }
         if !kinds.is_empty() {
+            self.audit(
+                "answer_pii",
+                format!(
+                    "llm_guard upstream={} pii_answer={}",
+                    self.upstream,
+                    kind_list(&kinds)
+                ),
+            );
             record_pii(
                 &self.state,
                 &self.upstream,
@@ -635,6 +661,22 @@ impl AnswerContext {
                 &kinds,
             );
         }
+    }
+
+    /// An audit record for what an answer carried (the request's own record was written when it was answered).
+    fn audit(&self, decision: &str, detail: String) {
+        let state = self.state.clone();
+        let event = crate::audit_log::AuditEvent {
+            kind: "llm_guard".into(),
+            actor: self.owner.clone(),
+            key_id: self.key_id.clone(),
+            model: self.model.clone(),
+            route: self.route.to_string(),
+            decision: decision.into(),
+            detail,
+            ..Default::default()
+        };
+        tokio::spawn(async move { state.audit.record(event).await });
     }
 
     fn canary_leak(&self, how: Leak) {
@@ -649,6 +691,13 @@ impl AnswerContext {
             "Answers that contained the request's system-prompt canary, by upstream and how it was written.",
             &[("upstream", &self.upstream), ("how", how_name)],
             1.0,
+        );
+        self.audit(
+            "canary_leak",
+            format!(
+                "llm_guard upstream={} canary={how_name} cut={}",
+                self.upstream, self.cut_on_canary
+            ),
         );
         crate::log::emit(
             crate::log::Level::Warn,
@@ -679,7 +728,6 @@ impl AnswerContext {
             &self.upstream,
             "llm_canary",
             &self.key_id,
-            &self.model,
             finding,
         );
     }
@@ -706,8 +754,13 @@ pub(crate) async fn filter_response(
         .headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() != b"identity");
-    if encoded || !parts.status.is_success() {
+    if !parts.status.is_success() {
         return Response::from_parts(parts, body);
+    }
+    if encoded {
+        // Asked for an unencoded answer (Accept-Encoding removed), the upstream compressed it anyway: the guard
+        // cannot read it, so it does not pass it on.
+        return upstream_unreadable("the upstream compressed its answer although asked not to");
     }
     if content_type.starts_with("text/event-stream") {
         parts.headers.remove(header::CONTENT_LENGTH);
@@ -730,7 +783,7 @@ pub(crate) async fn filter_response(
         }
     };
     let Ok(mut value) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
+        return upstream_unreadable("the upstream's JSON answer does not parse");
     };
     let events = openai::filter_answer(&mut value, &policy);
     if events.is_empty() {
@@ -742,6 +795,20 @@ pub(crate) async fn filter_response(
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(out.len()));
     Response::from_parts(parts, Body::from(out))
+}
+
+/// 502 for an answer the guard cannot read (never passed on unread).
+fn upstream_unreadable(why: &str) -> Response {
+    crate::log::emit(
+        crate::log::Level::Warn,
+        "llm_answer_unreadable",
+        &[("cause", why.into())],
+    );
+    axum::response::IntoResponse::into_response(ApiError::new(
+        axum::http::StatusCode::BAD_GATEWAY,
+        "upstream",
+        "the upstream's answer could not be checked by the gateway's LLM policy",
+    ))
 }
 
 /// A streamed answer passed through [`StreamFilter`].

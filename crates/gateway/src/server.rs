@@ -773,6 +773,7 @@ async fn openai(
         key_id: key.id.clone(),
         owner: key.owner.clone(),
         route,
+        cut_on_canary: policy.cut_on_canary,
     };
     Ok(crate::llm_guard::filter_response(response, policy, who).await)
 }

@@ -104,6 +104,18 @@ impl Learned {
         Ok(Learned { encoder, head })
     }
 
+    /// Load the encoder from `dir` with an untrained (zero) head, to compute embeddings for training one.
+    pub fn load_for_training(dir: &Path) -> Result<Learned, Error> {
+        let encoder = SentenceEncoder::load(dir)?;
+        let head = Head {
+            encoder_sha256: file_sha256(&dir.join("model.safetensors"))?,
+            weights: vec![0.0; encoder.dim()],
+            bias: 0.0,
+            trained_on: String::new(),
+        };
+        Ok(Learned { encoder, head })
+    }
+
     /// The embeddings of `text`'s windows (normalised text first).
     pub fn embeddings(&self, text: &str) -> Result<Vec<Vec<f32>>, Error> {
         let mut out = Vec::new();

@@ -19,4 +19,6 @@ pub mod pii;
 pub mod rules;
 mod screen;
 
-pub use screen::{AllowList, Layer, Screener, Source, Verdict, DEFAULT_THRESHOLD};
+pub use screen::{
+    AllowList, Layer, Screener, Source, Verdict, DEFAULT_LEARNED_THRESHOLD, DEFAULT_THRESHOLD,
+};

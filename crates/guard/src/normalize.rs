@@ -215,11 +215,11 @@ fn fold_confusable(c: char) -> char {
     }
 }
 
-/// Join runs of single letters separated by one separator (`i g n o r e`, `i.g.n.o.r.e`): three or more such
+/// Join runs of single letters separated by one separator (`i g n o r e`, `i.g.n.o.r.e`): two or more such
 /// letters become a word; a wider gap (two spaces) ends the word.
 fn join_spaced(text: &str) -> String {
     static SPACED: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:^|[^\w])((?:\w[ .\-_*|+/,]){2,}\w)(?:$|[^\w])").expect("static regex")
+        Regex::new(r"(?:^|[^\w])((?:\w[ .\-_*|+/,]){1,}\w)(?:$|[^\w])").expect("static regex")
     });
     if !SPACED.is_match(text) {
         return text.to_string();
@@ -399,7 +399,8 @@ mod tests {
     fn joins_spaced_letters_but_keeps_word_gaps() {
         assert_eq!(plain("i g n o r e  a l l"), "ignore  all");
         assert_eq!(plain("please i.g.n.o.r.e this"), "please ignore this");
-        assert_eq!(plain("x y"), "x y"); // two letters are not a run
+        assert_eq!(plain("a m o r a l  A I"), "amoral  ai");
+        assert_eq!(plain("x"), "x");
         assert_eq!(plain("plain words stay"), "plain words stay");
     }
 

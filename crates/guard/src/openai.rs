@@ -38,7 +38,9 @@ pub struct Part {
 /// Whether a message of `role` carries data from outside (tools, function calls, retrieved documents).
 pub fn role_source(role: &str) -> Source {
     match role {
-        "tool" | "function" | "ipython" | "document" | "retrieval" => Source::Untrusted,
+        "tool" | "function" | "ipython" | "document" | "retrieval" | "tool_definition" => {
+            Source::Untrusted
+        }
         _ => Source::Trusted,
     }
 }
@@ -77,11 +79,33 @@ pub fn visit_request(body: &mut Value, f: &mut dyn FnMut(&str, &mut String)) {
                     }
                 }
             }
+            if let Some(Value::String(args)) = m.pointer_mut("/function_call/arguments") {
+                f("tool_call", args);
+            }
         }
     }
-    for (field, role) in [("prompt", "prompt"), ("input", "input")] {
+    for (field, role) in [
+        ("prompt", "prompt"),
+        ("input", "input"),
+        ("suffix", "prompt"),
+    ] {
         if let Some(v) = body.get_mut(field) {
             visit_strings(v, role, f);
+        }
+    }
+    // Tool descriptions reach the model as instructions too (a poisoned tool is indirect injection).
+    for list in ["tools", "functions"] {
+        if let Some(tools) = body.get_mut(list).and_then(Value::as_array_mut) {
+            for tool in tools {
+                let pointer = if tool.pointer("/function/description").is_some() {
+                    "/function/description"
+                } else {
+                    "/description"
+                };
+                if let Some(Value::String(s)) = tool.pointer_mut(pointer) {
+                    f("tool_definition", s);
+                }
+            }
         }
     }
 }
@@ -112,6 +136,20 @@ fn visit_strings(v: &mut Value, role: &str, f: &mut dyn FnMut(&str, &mut String)
         }
         _ => {}
     }
+}
+
+/// Whether a completion request gives its prompt as token ids (which no text screening can read).
+pub fn has_token_prompts(body: &Value) -> bool {
+    fn numeric(v: &Value) -> bool {
+        match v {
+            Value::Number(_) => true,
+            Value::Array(items) => items.iter().any(numeric),
+            _ => false,
+        }
+    }
+    ["prompt", "input"]
+        .iter()
+        .any(|f| body.get(*f).is_some_and(numeric))
 }
 
 /// Add the canary's sentence to the system prompt of a chat request (a system message is added first when there
@@ -177,16 +215,57 @@ impl AnswerPolicy {
     }
 }
 
+/// Apply `f` to every text of an answer's choice: the content (a string, or the text of each part), the reasoning
+/// text some servers add (`reasoning_content`, `reasoning`), a refusal, each tool call's arguments, and the
+/// legacy `text`, in a whole answer (`message`) or a stream chunk (`delta`).
+fn visit_answer(choice: &mut Value, f: &mut dyn FnMut(&mut String)) {
+    if let Some(Value::String(s)) = choice.get_mut("text") {
+        f(s);
+    }
+    for holder in ["message", "delta"] {
+        let Some(m) = choice.get_mut(holder) else {
+            continue;
+        };
+        match m.get_mut("content") {
+            Some(Value::String(s)) => f(s),
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    if let Some(Value::String(s)) = p.get_mut("text") {
+                        f(s);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for field in ["reasoning_content", "reasoning", "refusal"] {
+            if let Some(Value::String(s)) = m.get_mut(field) {
+                f(s);
+            }
+        }
+        if let Some(calls) = m.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for call in calls {
+                if let Some(Value::String(s)) = call.pointer_mut("/function/arguments") {
+                    f(s);
+                }
+            }
+        }
+    }
+}
+
 /// Screen and rewrite a whole (not streamed) answer body. Returns what was found; the body is changed in place
-/// (redactions, or a cut answer with `finish_reason: "content_filter"`).
+/// (redactions, or a cut answer with `finish_reason: "content_filter"`). Log probabilities are removed: they
+/// repeat the answer token by token.
 pub fn filter_answer(body: &mut Value, policy: &AnswerPolicy) -> Vec<Event> {
     let mut events = Vec::new();
     let Some(choices) = body.get_mut("choices").and_then(Value::as_array_mut) else {
         return events;
     };
     for choice in choices {
+        if let Some(lp) = choice.get_mut("logprobs") {
+            *lp = Value::Null;
+        }
         let mut cut = false;
-        if let Some(text) = answer_text_mut(choice) {
+        visit_answer(choice, &mut |text| {
             if let Some(how) = policy.canary.as_ref().and_then(|c| c.found_in(text)) {
                 events.push(Event::Canary(how));
                 cut |= policy.cut_on_canary;
@@ -195,52 +274,128 @@ pub fn filter_answer(body: &mut Value, policy: &AnswerPolicy) -> Vec<Event> {
             events.extend(spans.iter().map(|s| Event::Pii(s.kind)));
             if !spans.is_empty() && policy.pii_action == Action::Block {
                 cut = true;
-            } else if !cut {
+            } else {
                 *text = pii::rewrite(text, &spans, policy.pii_action);
             }
-            if cut {
-                *text = WITHHELD.to_string();
-            }
-        }
+        });
         if cut {
+            visit_answer(choice, &mut |text| text.clear());
+            match choice.get_mut("message") {
+                Some(m) => {
+                    m["content"] = Value::String(WITHHELD.into());
+                    if let Some(o) = m.as_object_mut() {
+                        o.remove("tool_calls");
+                    }
+                }
+                None => choice["text"] = Value::String(WITHHELD.into()),
+            }
             choice["finish_reason"] = Value::String("content_filter".into());
         }
     }
     events
 }
 
-/// The answer text of a choice: `message.content` (chat), `delta.content` (chat stream) or `text` (legacy).
-fn answer_text_mut(choice: &mut Value) -> Option<&mut String> {
-    let is = |c: &Value, p: &str| matches!(c.pointer(p), Some(Value::String(_)));
-    let pointer = if is(choice, "/message/content") {
-        "/message/content"
-    } else if is(choice, "/delta/content") {
-        "/delta/content"
-    } else if is(choice, "/text") {
-        "/text"
-    } else {
-        return None;
-    };
-    match choice.pointer_mut(pointer) {
-        Some(Value::String(s)) => Some(s),
-        _ => None,
+/// Which text of a streamed choice a piece belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// `delta.content` (or `text` in a legacy completion stream).
+    Content,
+    /// `delta.reasoning_content`.
+    Reasoning,
+    /// `delta.refusal`.
+    Refusal,
+    /// `delta.tool_calls[i].function.arguments`, by the tool call's `index`.
+    ToolArguments(u64),
+}
+
+impl Slot {
+    /// The slots present in a chunk's choice, with their text taken out (the text is put back by the caller).
+    fn take_all(choice: &mut Value) -> Vec<(Slot, String)> {
+        let mut out = Vec::new();
+        if let Some(Value::String(s)) = choice.get_mut("text") {
+            out.push((Slot::Content, std::mem::take(s)));
+        }
+        let Some(delta) = choice.get_mut("delta") else {
+            return out;
+        };
+        for (slot, field) in [
+            (Slot::Content, "content"),
+            (Slot::Reasoning, "reasoning_content"),
+            (Slot::Refusal, "refusal"),
+        ] {
+            if let Some(Value::String(s)) = delta.get_mut(field) {
+                out.push((slot, std::mem::take(s)));
+            }
+        }
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (i, call) in calls.iter_mut().enumerate() {
+                let index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(i as u64);
+                if let Some(Value::String(s)) = call.pointer_mut("/function/arguments") {
+                    out.push((Slot::ToolArguments(index), std::mem::take(s)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Put `text` into this slot of a chunk's choice, creating the field when it is missing.
+    fn put(&self, choice: &mut Value, text: String, legacy: bool) {
+        if legacy && *self == Slot::Content {
+            choice["text"] = Value::String(text);
+            return;
+        }
+        if !choice.get("delta").is_some_and(Value::is_object) {
+            choice["delta"] = serde_json::json!({});
+        }
+        let delta = &mut choice["delta"];
+        match self {
+            Slot::Content => delta["content"] = Value::String(text),
+            Slot::Reasoning => delta["reasoning_content"] = Value::String(text),
+            Slot::Refusal => delta["refusal"] = Value::String(text),
+            Slot::ToolArguments(index) => {
+                if !delta.get("tool_calls").is_some_and(Value::is_array) {
+                    delta["tool_calls"] = Value::Array(Vec::new());
+                }
+                let calls = delta["tool_calls"]
+                    .as_array_mut()
+                    .expect("made an array above");
+                let at = calls
+                    .iter()
+                    .position(|c| c.get("index").and_then(Value::as_u64) == Some(*index));
+                match at {
+                    Some(i) => calls[i]["function"]["arguments"] = Value::String(text),
+                    None => calls
+                        .push(serde_json::json!({"index": index, "function": {"arguments": text}})),
+                }
+            }
+        }
     }
 }
 
-/// Per-choice state of a stream.
+/// What is held back of one slot.
 #[derive(Debug, Default)]
-struct Choice {
-    pending: String,
+struct Pending {
+    text: String,
     scan: Option<StreamScan>,
 }
+
+/// Largest event (or run without an event end) read from a stream; a larger one cuts the stream.
+const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// A filter over a streamed (server-sent events) answer.
 #[derive(Debug)]
 pub struct StreamFilter {
     policy: AnswerPolicy,
     buffer: Vec<u8>,
-    choices: BTreeMap<u64, Choice>,
-    last_event: Option<Value>,
+    /// The previous chunk ended in `\r` (its `\n` may come next).
+    after_cr: bool,
+    pending: BTreeMap<(u64, Slot), Pending>,
+    /// `id`, `object`, `created`, `model` of the stream's chunks, for the chunks the filter writes itself.
+    meta: serde_json::Map<String, Value>,
+    legacy: bool,
     stopped: bool,
     events: Vec<Event>,
 }
@@ -251,8 +406,10 @@ impl StreamFilter {
         StreamFilter {
             policy,
             buffer: Vec::new(),
-            choices: BTreeMap::new(),
-            last_event: None,
+            after_cr: false,
+            pending: BTreeMap::new(),
+            meta: serde_json::Map::new(),
+            legacy: false,
             stopped: false,
             events: Vec::new(),
         }
@@ -273,31 +430,64 @@ impl StreamFilter {
         if self.stopped {
             return Vec::new();
         }
-        self.buffer.extend_from_slice(bytes);
+        // Line ends as LF only (SSE allows CRLF, LF and CR).
+        for &b in bytes {
+            match (b, self.after_cr) {
+                (b'\n', true) => self.after_cr = false,
+                (b'\r', _) => {
+                    self.buffer.push(b'\n');
+                    self.after_cr = true;
+                }
+                _ => {
+                    self.buffer.push(b);
+                    self.after_cr = false;
+                }
+            }
+        }
         let mut out = Vec::new();
-        while let Some((end, sep)) = event_end(&self.buffer) {
-            let block: Vec<u8> = self.buffer.drain(..end + sep).collect();
-            out.extend(self.event(&block[..end], &block[end..]));
+        while let Some(end) = find(&self.buffer, b"\n\n") {
+            let block: Vec<u8> = self.buffer.drain(..end + 2).collect();
+            out.extend(self.event(&block[..end]));
             if self.stopped {
                 self.buffer.clear();
-                break;
+                return out;
             }
+        }
+        if self.buffer.len() > MAX_EVENT_BYTES {
+            out.extend(self.cut());
         }
         out
     }
 
-    /// The upstream ended: release what is held back (and any incomplete event as it was).
+    /// The upstream ended: read a last event without its blank line, then release what is held back.
     pub fn finish(&mut self) -> Vec<u8> {
         if self.stopped {
             return Vec::new();
         }
-        let mut out = self.flush_all();
-        out.append(&mut self.buffer);
+        let mut out = Vec::new();
+        let rest = std::mem::take(&mut self.buffer);
+        if !rest.iter().all(u8::is_ascii_whitespace) {
+            out.extend(self.event(&rest));
+        }
+        if !self.stopped {
+            out.extend(self.flush_all());
+        }
         out
     }
 
-    fn event(&mut self, block: &[u8], sep: &[u8]) -> Vec<u8> {
-        let passthrough = || [block, sep].concat();
+    /// End the stream here: a `content_filter` chunk and `[DONE]`.
+    fn cut(&mut self) -> Vec<u8> {
+        self.stopped = true;
+        self.pending.clear();
+        self.buffer.clear();
+        let mut chunk = Value::Object(self.meta.clone());
+        chunk["choices"] =
+            serde_json::json!([{"index": 0, "delta": {}, "finish_reason": "content_filter"}]);
+        [sse(&chunk), b"data: [DONE]\n\n".to_vec()].concat()
+    }
+
+    fn event(&mut self, block: &[u8]) -> Vec<u8> {
+        let passthrough = || [block, b"\n\n"].concat();
         let Ok(text) = std::str::from_utf8(block) else {
             return passthrough();
         };
@@ -312,7 +502,9 @@ impl StreamFilter {
         let data = data.join("\n");
         if data.trim() == "[DONE]" {
             let mut out = self.flush_all();
-            out.extend(passthrough());
+            if !self.stopped {
+                out.extend(passthrough());
+            }
             return out;
         }
         let Ok(mut value) = serde_json::from_str::<Value>(&data) else {
@@ -321,120 +513,116 @@ impl StreamFilter {
         if !value.get("choices").is_some_and(Value::is_array) {
             return passthrough();
         }
+        for field in ["id", "object", "created", "model", "system_fingerprint"] {
+            if let Some(v) = value.get(field) {
+                self.meta.insert(field.into(), v.clone());
+            }
+        }
         let mut had_text = false;
         let mut emitted_any = false;
         let mut finished = false;
-        let mut cut = false;
-        if let Some(choices) = value.get_mut("choices").and_then(Value::as_array_mut) {
-            for choice in choices.iter_mut() {
-                let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-                let done = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-                finished |= done;
-                let Some(text) = answer_text_mut(choice) else {
-                    continue;
-                };
-                had_text |= !text.is_empty();
-                let piece = std::mem::take(text);
-                let (released, stop) = self.take(index, &piece, done);
-                emitted_any |= !released.is_empty();
-                *text = released;
+        let choices = value["choices"].as_array_mut().expect("checked above");
+        for choice in choices.iter_mut() {
+            if let Some(lp) = choice.get_mut("logprobs") {
+                *lp = Value::Null;
+            }
+            let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let done = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+            finished |= done;
+            self.legacy |= choice.get("text").is_some() && choice.get("delta").is_none();
+            let mut present = Vec::new();
+            for (slot, piece) in Slot::take_all(choice) {
+                had_text |= !piece.is_empty();
+                let (released, stop) = self.take(index, &slot, &piece, done);
                 if stop {
-                    cut = true;
-                    *text = String::new();
-                    choice["finish_reason"] = Value::String("content_filter".into());
+                    return self.cut();
+                }
+                emitted_any |= !released.is_empty();
+                slot.put(choice, released, self.legacy);
+                present.push(slot);
+            }
+            if done {
+                // The choice ends here: what it still holds goes out in this chunk, before its finish_reason.
+                let held: Vec<Slot> = self
+                    .pending
+                    .keys()
+                    .filter(|(i, s)| *i == index && !present.contains(s))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                for slot in held {
+                    let (released, stop) = self.take(index, &slot, "", true);
+                    if stop {
+                        return self.cut();
+                    }
+                    slot.put(choice, released, self.legacy);
                 }
             }
         }
-        self.last_event = Some(value.clone());
-        if cut {
-            self.stopped = true;
-            return [sse(&value), b"data: [DONE]\n\n".to_vec()].concat();
-        }
-        if had_text && !emitted_any && !finished && !has_tool_calls(&value) {
+        if had_text && !emitted_any && !finished {
             // All of it is held back for now.
             return Vec::new();
         }
         sse(&value)
     }
 
-    /// Add `piece` to a choice and return what may be sent now, and whether to cut the stream.
-    fn take(&mut self, index: u64, piece: &str, done: bool) -> (String, bool) {
+    /// Add `piece` to a slot and return what may be sent now, and whether to cut the stream.
+    fn take(&mut self, index: u64, slot: &Slot, piece: &str, done: bool) -> (String, bool) {
         let canary = self.policy.canary.clone();
-        let choice = self.choices.entry(index).or_insert_with(|| Choice {
-            pending: String::new(),
-            scan: canary.map(StreamScan::new),
-        });
-        choice.pending.push_str(piece);
-        if let Some(how) = choice.scan.as_mut().and_then(|s| s.push(piece)) {
+        let pending = self
+            .pending
+            .entry((index, slot.clone()))
+            .or_insert_with(|| Pending {
+                text: String::new(),
+                scan: canary.map(StreamScan::new),
+            });
+        pending.text.push_str(piece);
+        if let Some(how) = pending.scan.as_mut().and_then(|s| s.push(piece)) {
             self.events.push(Event::Canary(how));
+            pending.scan = None; // reported once
             if self.policy.cut_on_canary {
-                choice.scan = None;
                 return (String::new(), true);
             }
-            choice.scan = None; // reported once
         }
         let (released, events, block) = release(
-            &mut choice.pending,
+            &mut pending.text,
             &self.policy.pii,
             self.policy.pii_action,
             done,
         );
         self.events.extend(events);
+        if done && pending.text.is_empty() {
+            self.pending.remove(&(index, slot.clone()));
+        }
         (released, block)
     }
 
+    /// Release everything still held, in chunks the filter writes itself.
     fn flush_all(&mut self) -> Vec<u8> {
-        let indices: Vec<u64> = self
-            .choices
-            .iter()
-            .filter(|(_, c)| !c.pending.is_empty())
-            .map(|(i, _)| *i)
-            .collect();
+        let keys: Vec<(u64, Slot)> = self.pending.keys().cloned().collect();
         let mut out = Vec::new();
-        for index in indices {
-            let (text, block) = {
-                let choice = self.choices.get_mut(&index).expect("listed above");
-                let (text, events, block) = release(
-                    &mut choice.pending,
-                    &self.policy.pii,
-                    self.policy.pii_action,
-                    true,
-                );
-                self.events.extend(events);
-                (text, block)
-            };
-            let Some(template) = self.last_event.clone() else {
+        for (index, slot) in keys {
+            let (text, stop) = self.take(index, &slot, "", true);
+            if stop {
+                return [out, self.cut()].concat();
+            }
+            if text.is_empty() {
                 continue;
-            };
-            let mut value = template;
-            if let Some(choices) = value.get_mut("choices").and_then(Value::as_array_mut) {
-                choices.retain(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == index);
-                if let Some(c) = choices.first_mut() {
-                    c["finish_reason"] = Value::Null;
-                    if let Some(t) = answer_text_mut(c) {
-                        *t = text;
-                    } else if let Some(delta) = c.get_mut("delta") {
-                        delta["content"] = Value::String(text);
-                    }
-                    if block {
-                        c["finish_reason"] = Value::String("content_filter".into());
-                    }
-                }
             }
-            out.extend(sse(&value));
-            if block {
-                self.stopped = true;
-                out.extend(b"data: [DONE]\n\n");
-                break;
-            }
+            let mut chunk = Value::Object(self.meta.clone());
+            let mut choice = serde_json::json!({"index": index, "finish_reason": null});
+            slot.put(&mut choice, text, self.legacy);
+            chunk["choices"] = Value::Array(vec![choice]);
+            out.extend(sse(&chunk));
         }
         out
     }
 }
 
-/// Release what can be sent of `pending`: all but the last [`HOLD_CHARS`] characters (everything when `done`),
-/// never part of a detected span; spans released are rewritten by `action`. Returns the text, the spans found,
-/// and whether the answer must be cut (`Action::Block` with a span).
+/// Release what can be sent of `pending`: all but the last [`HOLD_CHARS`] characters and the last unfinished
+/// word (everything when `done`), never part of a detected span; spans released are rewritten by `action`.
+/// Keys, tokens and encoded canaries have no spaces, so holding the last word back until a space (or the end)
+/// arrives keeps any of them, however long, from going out before it can be recognised. Returns the text, the
+/// spans found, and whether the answer must be cut (`Action::Block` with a span).
 fn release(
     pending: &mut String,
     kinds: &[Kind],
@@ -451,19 +639,25 @@ fn release(
         );
     }
     let chars = pending.chars().count();
-    let mut boundary = if done || chars > MAX_HOLD_CHARS {
+    let forced = chars > MAX_HOLD_CHARS;
+    let mut boundary = if done || forced {
         pending.len()
+    } else if chars <= HOLD_CHARS {
+        0
     } else {
         pending
             .char_indices()
-            .nth(chars.saturating_sub(HOLD_CHARS))
+            .nth(chars - HOLD_CHARS)
             .map_or(0, |(i, _)| i)
-            .min(pending.len())
     };
-    if chars <= HOLD_CHARS && !done {
-        boundary = 0;
-    }
-    if !done && chars <= MAX_HOLD_CHARS {
+    if !done && !forced {
+        // The last word may go on in the next chunk.
+        let word_start = pending
+            .char_indices()
+            .rev()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        boundary = boundary.min(word_start);
         for s in &spans {
             // A span crossing the boundary, or reaching the end (it may go on), waits whole.
             if s.start < boundary && (s.end > boundary || s.end == pending.len()) {
@@ -481,26 +675,8 @@ fn release(
     )
 }
 
-fn has_tool_calls(value: &Value) -> bool {
-    value
-        .get("choices")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| cs.iter().any(|c| c.pointer("/delta/tool_calls").is_some()))
-}
-
-/// The end of the first complete event in `buffer` and the length of its blank-line separator.
-fn event_end(buffer: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i + 1 < buffer.len() {
-        if buffer[i] == b'\n' && buffer[i + 1] == b'\n' {
-            return Some((i, 2));
-        }
-        if buffer[i..].starts_with(b"\r\n\r\n") {
-            return Some((i, 4));
-        }
-        i += 1;
-    }
-    None
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn sse(value: &Value) -> Vec<u8> {
@@ -689,6 +865,46 @@ mod tests {
             "{raw}"
         );
         assert_eq!(events, vec![Event::Pii(Kind::PrivateKey)]);
+    }
+
+    #[test]
+    fn the_end_of_an_answer_comes_before_its_finish_reason() {
+        let bytes = stream_of(&["Thanks for asking. The answer is forty-two."]);
+        let (_, out, _) = run(&pii_policy(Action::Redact), &bytes, 5);
+        let raw = String::from_utf8(out).unwrap();
+        let last_text = raw.rfind("forty-two").unwrap();
+        let finish = raw.find("\"finish_reason\":\"stop\"").unwrap();
+        assert!(last_text < finish, "{raw}");
+    }
+
+    #[test]
+    fn crlf_streams_tool_arguments_logprobs_and_long_tokens() {
+        let c1 = json!({"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"t","function":{"name":"f","arguments":""}}]},"logprobs":{"content":[{"token":"x"}]},"finish_reason":null}]});
+        let c2 = json!({"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"key\":\"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9."}}]},"finish_reason":null}]});
+        let c3 = json!({"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c\"}"}}]},"finish_reason":null}]});
+        let c4 = json!({"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]});
+        let bytes = format!(
+            "data: {c1}\r\n\r\ndata: {c2}\r\n\r\ndata: {c3}\r\n\r\ndata: {c4}\r\n\r\ndata: [DONE]"
+        );
+        let (_, out, events) = run(&pii_policy(Action::Redact), bytes.as_bytes(), 7);
+        let raw = String::from_utf8(out).unwrap();
+        assert!(
+            !raw.contains("eyJhbGci") && !raw.contains("SflKxw"),
+            "{raw}"
+        );
+        assert!(
+            raw.contains("[REDACTED:api-key]") && !raw.contains("\"token\""),
+            "{raw}"
+        );
+        assert!(raw.trim_end().ends_with("data: [DONE]"), "{raw}");
+        assert_eq!(events, vec![Event::Pii(Kind::ApiKey)]);
+    }
+
+    #[test]
+    fn an_endless_event_cuts_the_stream() {
+        let mut f = StreamFilter::new(pii_policy(Action::Redact));
+        let out = f.push(&vec![b'a'; MAX_EVENT_BYTES + 1]);
+        assert!(f.stopped() && String::from_utf8(out).unwrap().contains("content_filter"));
     }
 
     #[test]

@@ -464,8 +464,11 @@ impl SentenceEncoder {
     }
 }
 
+/// Tensors by name: shape and values.
+type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Every F32 tensor of a safetensors file as (shape, values), located by `aegis-formats`' parser.
-fn read_tensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>, Error> {
+fn read_tensors(path: &Path) -> Result<Tensors, Error> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,

