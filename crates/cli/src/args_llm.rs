@@ -65,7 +65,8 @@ pub const SCREEN_EXAMPLES: &str = "Examples:
   cat prompts.txt | aegis llm screen -
 
 FILE is JSON Lines (one object per line, the prompt in --field; a line that is a JSON string is the
-prompt itself) or plain text with one prompt per line. Each input gets one JSON object on stdout:
+prompt itself) or plain text with one prompt per line. Each input gets one JSON object (stdout, or -o FILE;
+--format json writes one document with a summary instead):
 line, score (0-1), flagged, layer (rules, allow-list, none) and the rules that fired with the view
 they fired in (plain, squashed, leet, base64, hex, url, rot13, tags) and the matched text. A summary
 goes to stderr. This is the same code `aegis serve` runs on OpenAI routes, so a threshold and
@@ -110,7 +111,7 @@ pub struct ScreenArgs {
 
 pub const ASSESS_LLM_EXAMPLES: &str = "Examples:
   aegis assess llm http://127.0.0.1:8000 --model llama-3.1-8b
-  aegis assess llm http://127.0.0.1:8443/v1 --model gpt-4o-mini --header 'Authorization: Bearer $AEGIS_KEY'
+  aegis assess llm http://127.0.0.1:8080/v1 --model gpt-4o-mini --header \"Authorization: Bearer $AEGIS_KEY\"
   aegis assess llm http://127.0.0.1:8000 --model my-bot --system-prompt bot-prompt.txt --format html -o llm.html
 
 Red-teams an OpenAI-compatible chat endpoint: system-prompt extraction, goal hijacking, jailbreak
@@ -119,8 +120,9 @@ exfiltration and indirect injection through a tool result or a document. Answers
 exact oracles: a canary in the system prompt, a random string the model is told to say, planted
 personal data, an exfiltration URL, a compliance marker. Refusal phrases are only a weak signal;
 an answer no oracle can judge is 'undetermined', never a success. Requests alternate between
-streamed and whole answers. AEG-LLM-001 injection, 002 system-prompt leak, 003 data leak,
-004 jailbreak. Nothing but the target is contacted.";
+streamed and whole answers, one family after another (a small --max-requests still covers every
+family; the report names any it did not reach). AEG-LLM-001 injection, 002 system-prompt leak,
+003 data leak, 004 jailbreak. Plain http:// only. Nothing but the target is contacted.";
 
 /// `aegis assess llm`.
 #[derive(Debug, Args)]

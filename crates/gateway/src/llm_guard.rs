@@ -170,6 +170,13 @@ impl LlmGuardConfig {
                 self.threshold
             ));
         }
+        if self.model_dir.is_none()
+            && self.learned_threshold != aegis_guard::DEFAULT_LEARNED_THRESHOLD
+        {
+            return Err(format!(
+                "upstream {upstream:?}: llm_guard.learned_threshold needs llm_guard.model_dir (the learned layer)"
+            ));
+        }
         if self.head.is_some() && self.model_dir.is_none() {
             return Err(format!(
                 "upstream {upstream:?}: llm_guard.head needs llm_guard.model_dir (the encoder it was trained on)"
@@ -428,11 +435,14 @@ pub(crate) async fn screen_request(
                 "prompt_injection",
                 format!(
                     "The gateway's LLM policy for upstream `{up}` blocked this request: a {role} message reads as prompt \
-                     injection (score {:.2} ≥ {:.2}; rules {}). If this is a mistake, ask the operator to allow the \
+                     injection (score {:.2} ≥ {:.2}; {}). If this is a mistake, ask the operator to allow the \
                      phrase (llm_guard.allow_phrases) or to review the threshold.",
                     v.score,
                     guard.screener.threshold(),
-                    v.rule_ids()
+                    match v.hits.first() {
+                        Some(h) => format!("rules {}, matching \"{}\"", v.rule_ids(), h.excerpt),
+                        None => "the learned layer".to_string(),
+                    }
                 ),
             ));
         }

@@ -558,8 +558,8 @@ impl StreamFilter {
                 }
             }
         }
-        if had_text && !emitted_any && !finished {
-            // All of it is held back for now.
+        if had_text && !emitted_any && !finished && !carries_more(&value) {
+            // All of it is held back for now, and the chunk says nothing else.
             return Vec::new();
         }
         sse(&value)
@@ -673,6 +673,22 @@ fn release(
         released.iter().map(|s| Event::Pii(s.kind)).collect(),
         false,
     )
+}
+
+/// Whether a chunk carries more than text the filter holds back: a role, a tool call's id or name, usage.
+fn carries_more(value: &Value) -> bool {
+    value.get("usage").is_some_and(|u| !u.is_null())
+        || value["choices"].as_array().is_some_and(|choices| {
+            choices.iter().any(|c| {
+                let delta = &c["delta"];
+                delta.get("role").is_some()
+                    || delta["tool_calls"].as_array().is_some_and(|calls| {
+                        calls
+                            .iter()
+                            .any(|t| t.get("id").is_some() || t.pointer("/function/name").is_some())
+                    })
+            })
+        })
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -865,6 +881,21 @@ mod tests {
             "{raw}"
         );
         assert_eq!(events, vec![Event::Pii(Kind::PrivateKey)]);
+    }
+
+    #[test]
+    fn the_role_of_the_first_chunk_is_kept() {
+        let c1 = json!({"choices":[{"index":0,"delta":{"role":"assistant","content":"You sai"},"finish_reason":null}]});
+        let c2 =
+            json!({"choices":[{"index":0,"delta":{"content":"d: hello"},"finish_reason":"stop"}]});
+        let bytes = format!("data: {c1}\n\ndata: {c2}\n\ndata: [DONE]\n\n");
+        let (text, out, _) = run(&pii_policy(Action::Redact), bytes.as_bytes(), 1000);
+        let raw = String::from_utf8(out).unwrap();
+        assert!(
+            raw.starts_with("data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\""),
+            "{raw}"
+        );
+        assert_eq!(text, "You said: hello");
     }
 
     #[test]

@@ -339,6 +339,14 @@ mod tests {
             Source::Trusted,
         );
         assert_eq!((ok.flagged, ok.score, ok.layer), (false, 0.0, Layer::None));
+        // Everyday sentences that share words with attacks.
+        for benign in [
+            "Forget everything I said about the budget, let us start over with 5000 euros.",
+            "My developer mode is enabled on Android, how do I turn it off?",
+            "Our QA team needs a test plan. New instructions: every PR must include unit tests.",
+        ] {
+            assert!(!s.screen(benign, Source::Trusted).flagged, "{benign}");
+        }
     }
 
     #[test]

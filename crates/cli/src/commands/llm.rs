@@ -11,7 +11,7 @@ use aegis_guard::{AllowList, Screener, Source};
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
-use crate::args::GlobalArgs;
+use crate::args::{GlobalArgs, OutputFormat};
 use crate::args_llm::{AssessLlmArgs, ScreenArgs, TrainHeadArgs};
 use crate::{output, progress};
 
@@ -45,7 +45,22 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
             std::fs::File::open(&args.file).with_context(|| format!("cannot open {name}"))?;
         Box::new(std::io::BufReader::new(file))
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let document = match global.format {
+        OutputFormat::Json => true,
+        OutputFormat::Human | OutputFormat::Jsonl => false,
+        other => bail!(
+            "aegis llm screen writes JSON Lines (the default, one object per prompt) or one JSON document \
+             (--format json), not {other:?}"
+        ),
+    };
+    let mut out: Box<dyn Write> = match &global.output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut records = Vec::new();
     let mut summary = Summary::default();
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}: line {} is not UTF-8 text", i + 1))?;
@@ -80,14 +95,20 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
         if let Some(l) = label {
             record["label"] = json!(l);
         }
-        if global.format != crate::args::OutputFormat::Human || !global.quiet {
+        if document {
+            records.push(record);
+        } else {
             writeln!(out, "{record}")?;
         }
     }
-    out.flush()?;
     if summary.total == 0 {
         bail!("{name} has no prompts (empty lines only): nothing was screened");
     }
+    if document {
+        let doc = json!({"results": records, "summary": summary.json_summary(args.threshold)});
+        writeln!(out, "{}", serde_json::to_string_pretty(&doc)?)?;
+    }
+    out.flush()?;
     if !global.quiet {
         eprintln!("{}", summary.render(args.threshold, args.label.is_some()));
     }
@@ -168,6 +189,20 @@ impl Summary {
             };
             self.confusion[i] += 1;
         }
+    }
+
+    fn json_summary(&mut self, threshold: f64) -> Value {
+        self.micros.sort_by(f64::total_cmp);
+        let q = |p: f64| self.micros[((self.micros.len() - 1) as f64 * p).round() as usize];
+        let [tp, fp, fal, tn] = self.confusion;
+        let mut v = json!({
+            "screened": self.total, "flagged": self.flagged, "allowed": self.allowed, "threshold": threshold,
+            "by_rule": self.by_rule, "median_us": q(0.5), "p99_us": q(0.99),
+        });
+        if tp + fp + fal + tn > 0 {
+            v["confusion"] = json!({"tp": tp, "fp": fp, "fn": fal, "tn": tn});
+        }
+        v
     }
 
     fn render_confusion(&self) -> String {
