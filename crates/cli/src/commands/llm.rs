@@ -50,7 +50,8 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
         OutputFormat::Human | OutputFormat::Jsonl => false,
         other => bail!(
             "aegis llm screen writes JSON Lines (the default, one object per prompt) or one JSON document \
-             (--format json), not {other:?}"
+             (--format json), not {}",
+            format!("{other:?}").to_lowercase()
         ),
     };
     let mut out: Box<dyn Write> = match &global.output {
@@ -62,6 +63,8 @@ pub fn screen(global: &GlobalArgs, args: ScreenArgs) -> anyhow::Result<ExitCode>
     };
     let mut records = Vec::new();
     let mut summary = Summary::default();
+    // Compile the rules before the clock runs, so the first prompt's time is its own.
+    let _ = screener.screen("warm up", source);
     for (i, line) in reader.lines().enumerate() {
         let line = line.with_context(|| format!("{name}: line {} is not UTF-8 text", i + 1))?;
         if line.trim().is_empty() {
