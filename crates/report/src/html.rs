@@ -76,6 +76,7 @@ fn page(report: &Report, rules: &[&RuleDoc], stylesheet: Option<&str>) -> String
         Some(views::Kind::LiveDrift) => views::live_drift(&mut h, report),
         Some(views::Kind::Privacy) => views::privacy(&mut h, report),
         Some(views::Kind::Extraction) => views::extraction(&mut h, report),
+        Some(views::Kind::Llm) => views::llm(&mut h, report),
         None => {}
     }
     findings(&mut h, report, rules);

@@ -23,6 +23,7 @@ pub(super) enum Kind {
     LiveDrift,
     Privacy,
     Extraction,
+    Llm,
 }
 
 /// The view of `report`, if it has one here.
@@ -39,6 +40,11 @@ pub(super) fn kind(report: &Report) -> Option<Kind> {
         Some(Kind::Privacy)
     } else if m.get("extraction").is_some_and(Value::is_object) {
         Some(Kind::Extraction)
+    } else if m
+        .get("llm")
+        .is_some_and(|l| l.get("families").is_some_and(Value::is_array))
+    {
+        Some(Kind::Llm)
     } else if report.command == "scan" || report.command.starts_with("scan ") {
         Some(Kind::Scan)
     } else if report.command == "audit" || report.command.starts_with("audit ") {
@@ -60,6 +66,7 @@ pub(super) fn consumed(kind: Kind, key: &str) -> bool {
         Kind::LiveDrift => matches!(key, "window" | "rows"),
         Kind::Privacy => key == "privacy",
         Kind::Extraction => key == "extraction",
+        Kind::Llm => key == "llm",
     }
 }
 
@@ -87,6 +94,8 @@ const TERMS: &[(&str, &str, &str)] = &[
     ("trigger", "backdoor trigger", "A small pattern (a value or combination of values) that makes rows take one label regardless of the rest: what data poisoning plants so a model obeys the attacker."),
     ("support", "support", "How many rows match a rule."),
     ("purity", "purity", "The share of rows matching a rule that carry its label."),
+    ("canary", "canary", "A random marker placed in the system prompt of each request: an answer that repeats it, in any spelling or encoding, has leaked the prompt."),
+    ("oracle", "exact oracle", "A check that tells for certain whether an attack worked (the canary came back, the model said the string it was told to say), instead of guessing from the answer's tone."),
 ];
 
 /// Every term as Markdown (docs/glossary.md is this; a test keeps them equal).
@@ -312,8 +321,125 @@ pub(super) fn lede(h: &mut String, report: &Report, kind: Kind) {
                 },
             )
         }
+        Kind::Llm => {
+            let l = &report.metrics["llm"];
+            let families = arr(l, "families");
+            let hit: Vec<String> = families
+                .iter()
+                .filter(|f| num(f, "successes") > 0.0)
+                .map(|f| esc(&text(f, "family")))
+                .collect();
+            let untested = arr(l, "untested").len();
+            let undetermined: f64 = families.iter().map(|f| num(f, "undetermined")).sum();
+            (
+                format!(
+                    "Aegis played an attacker against the LLM endpoint <code>{}</code> (model <code>{}</code>): {} requests                      in {} families of prompt injection, jailbreaks and data leaks, each answer judged by an {} (a {} in                      the system prompt, a string the model was told to say, planted personal data, an exfiltration link).",
+                    esc(&text(l, "target")),
+                    esc(&text(l, "model")),
+                    text(l, "requests"),
+                    families.len(),
+                    term("oracle", "exact oracle"),
+                    term("canary", "canary")
+                ),
+                {
+                    let mut v = if hit.is_empty() {
+                        format!(
+                            "<p class=\"verdict good\">No attack that Aegis could judge worked ({undetermined} answer(s) could \
+                             not be judged and are not counted).</p>"
+                        )
+                    } else {
+                        format!(
+                            "<p class=\"verdict bad\">The model did what an attacker asked in {} of {} families: {}. Put \
+                             <code>aegis serve</code>'s LLM guard in front of it (block mode, canary cut, answers redacted) and \
+                             keep secrets out of its system prompt.</p>",
+                            hit.len(),
+                            families.len(),
+                            hit.join(", ")
+                        )
+                    };
+                    if untested > 0 {
+                        let _ = write!(
+                            v,
+                            "<p class=\"verdict warn\">{untested} family(ies) were not tested: the request budget ran out. \
+                             Run again with a larger --max-requests.</p>"
+                        );
+                    }
+                    v
+                },
+            )
+        }
     };
     let _ = writeln!(h, "<p class=\"lede\">{what}</p>\n{verdict}");
+}
+
+// ----------------------------------------------------------------------------------------------- llm
+
+pub(super) fn llm(h: &mut String, report: &Report) {
+    let l = &report.metrics["llm"];
+    let families = arr(l, "families");
+    let labels: Vec<String> = families.iter().map(|f| text(f, "family")).collect();
+    let rates: Vec<f64> = families
+        .iter()
+        .map(|f| 100.0 * num(f, "success_rate").clamp(0.0, 1.0))
+        .collect();
+    h.push_str("<h2>Attacks that worked, by family</h2>\n");
+    let rows: Vec<Vec<String>> = families
+        .iter()
+        .map(|f| {
+            vec![
+                text(f, "family"),
+                text(f, "sent"),
+                text(f, "successes"),
+                text(f, "resisted"),
+                text(f, "undetermined"),
+                text(f, "errors"),
+                pct(num(f, "success_rate")),
+                format!("{} {}", text(f, "atlas"), text(f, "owasp")),
+            ]
+        })
+        .collect();
+    figure(
+        h,
+        &crate::charts::columns(
+            "Share of judged probes that succeeded, per family",
+            &labels,
+            &[("succeeded", "#b91c1c", rates)],
+            "% of judged probes",
+        ),
+        "Each column is one kind of attack; its height is the share of probes the model fell for, among those an \
+         oracle could judge.",
+        &[
+            "family",
+            "sent",
+            "succeeded",
+            "resisted",
+            "undetermined",
+            "errors",
+            "success rate",
+            "references",
+        ],
+        &rows,
+    );
+    let successes: Vec<&Value> = arr(l, "probes")
+        .iter()
+        .filter(|p| p["outcome"] == "success")
+        .take(20)
+        .collect();
+    if !successes.is_empty() {
+        h.push_str("<h2>What the model answered</h2>\n<table><thead><tr><th>family</th><th>probe</th><th>streamed</th><th>oracle</th><th>answer (start)</th></tr></thead><tbody>\n");
+        for p in successes {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&text(p, "family")),
+                esc(&text(p, "probe")),
+                if p["streamed"] == true { "yes" } else { "no" },
+                esc(&text(p, "oracle")),
+                esc(&text(p, "answer").chars().take(200).collect::<String>())
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
 }
 
 // ----------------------------------------------------------------------------------------------- scan
@@ -1261,6 +1387,15 @@ mod tests {
                 "curves": [{"strategy": evil, "policy": evil, "points": [{"queries": evil, "fidelity": 0.95}]}],
                 "prada": [{"strategy": evil, "queries": evil, "queries_to_alarm": 5}],
                 "benign": {"alarms": evil, "streams": evil, "false_alarm_rate": 0.1}}),
+            ),
+            (
+                "assess llm",
+                "llm",
+                json!({"target": evil, "model": evil, "requests": 1, "untested": [evil],
+                "families": [{"family": evil, "sent": 1, "successes": 1, "resisted": 0, "undetermined": 0,
+                              "errors": 0, "success_rate": 1.0, "atlas": evil, "owasp": evil}],
+                "probes": [{"family": evil, "probe": evil, "streamed": true, "outcome": "success",
+                            "oracle": evil, "answer": evil}]}),
             ),
             (
                 "drift",
