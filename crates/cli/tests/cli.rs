@@ -288,6 +288,7 @@ fn rules_command_documents_each_rule() {
         "AEG-PRIV-",
         "AEG-EXT-",
         "AEG-VAULT-",
+        "AEG-LLM-",
         "AEG-GW-"
     ]
     .iter()
