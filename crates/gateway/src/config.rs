@@ -702,7 +702,7 @@ pub struct UpstreamConfig {
     pub timeout_ms: u64,
     /// The LLM guard (`openai` upstreams only; on by default for them, see [`crate::llm_guard`]).
     #[serde(default)]
-    pub llm_guard: Option<crate::llm_guard::LlmGuardConfig>,
+    pub llm_guard: Option<crate::llm_policy::LlmGuardConfig>,
 }
 
 fn default_concurrency() -> usize {

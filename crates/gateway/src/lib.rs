@@ -36,6 +36,7 @@ pub mod keys;
 mod limits;
 mod listener;
 pub mod llm_guard;
+mod llm_policy;
 mod log;
 mod metrics;
 pub mod models;

@@ -50,7 +50,7 @@ pub struct AppState {
     /// Output hardening, extraction-detector settings and drift windows of the local models.
     pub guards: Guards,
     /// The LLM guards of the OpenAI upstreams (see [`crate::llm_guard`]).
-    pub llm_guards: crate::llm_guard::LlmGuards,
+    pub llm_guards: crate::llm_policy::LlmGuards,
     /// Extraction-detector states this process wrote last (see [`extraction`]).
     pub extraction_cache: extraction::StateCache,
     /// Refusals without a valid identity, sampled in the audit log (see [`crate::refusals`]).
@@ -108,7 +108,15 @@ impl AppState {
             leases: limits::RateLeases::new(),
             key_cache: Arc::new(keys::KeyCache::new()),
             guards,
-            llm_guards: crate::llm_guard::LlmGuards::build(&config.upstreams)?,
+            llm_guards: crate::llm_policy::LlmGuards::build(
+                &config
+                    .upstreams
+                    .iter()
+                    .filter(|u| u.protocol == crate::config::Protocol::Openai)
+                    .map(|u| (u.name.clone(), u.llm_guard.clone()))
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(crate::Error::Invalid)?,
             extraction_cache: extraction::StateCache::new(),
             login_throttle: Default::default(),
             serving: Default::default(),
